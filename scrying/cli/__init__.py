@@ -1,0 +1,1 @@
+"""The ``scrying`` command: the only place that reads argv and environment variables."""

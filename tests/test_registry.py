@@ -1,0 +1,78 @@
+import time
+
+import pytest
+
+from scrying.errors import ModelLoadError, ScryingError, UnknownModelError
+from scrying.models import LoadConfig, SpecKind, load_model, resolve_spec
+from scrying.models import loading
+
+
+def test_registered_name_and_paths(tmp_path, toy_dir):
+    assert resolve_spec("gemma-3-270m").kind is SpecKind.PACKAGED_GGUF
+    assert resolve_spec(str(toy_dir)).kind is SpecKind.HF_DIR
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert resolve_spec(str(gguf)).kind is SpecKind.GGUF
+    assert resolve_spec("gpt2").kind is SpecKind.HUB
+    assert resolve_spec("EleutherAI/pythia-70m").kind is SpecKind.HUB
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "match"),
+    [
+        ("no-such-model", UnknownModelError, "unknown model 'no-such-model'"),
+        ("", UnknownModelError, "non-empty"),
+        ("/no/such/file.gguf", ModelLoadError, "does not exist"),
+        ("./missing-dir", ModelLoadError, "does not exist"),
+    ],
+)
+def test_bad_specs_raise_clear_errors(spec, error, match):
+    with pytest.raises(error, match=match) as info:
+        resolve_spec(spec)
+    assert isinstance(info.value, ScryingError)
+
+
+def test_directory_without_config_and_non_gguf_file(tmp_path):
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        resolve_spec(str(tmp_path))
+    other = tmp_path / "weights.bin"
+    other.write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="not a .gguf"):
+        resolve_spec(str(other))
+
+
+def test_corrupt_gguf_is_a_load_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"this is not a gguf file at all" * 10)
+    with pytest.raises(ModelLoadError, match="bad.gguf"):
+        load_model(str(bad), LoadConfig(cache_dir=tmp_path / "cache"))
+    assert not any((tmp_path / "cache" / "gguf").glob("*/scrying-complete"))
+
+
+def test_hub_name_without_network_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(loading, "_hub_reachable", lambda timeout_s: False)
+    with pytest.raises(ModelLoadError, match="cannot be reached"):
+        load_model("scrying-test/not-a-cached-repo", LoadConfig(cache_dir=tmp_path))
+
+
+def test_hub_name_fails_fast(tmp_path):
+    """No network here: the real probe answers at once instead of retrying for half a minute."""
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="scrying-test/no-such-repo"):
+        load_model("scrying-test/no-such-repo", LoadConfig(cache_dir=tmp_path, hub_timeout_s=3.0))
+    assert time.perf_counter() - start < 15
+
+
+def test_loading_never_unpickles(monkeypatch, toy_dir):
+    import pickle
+
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling during model load")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    model = load_model(str(toy_dir))
+    assert model.cfg.n_layers == 2

@@ -1,0 +1,46 @@
+import time
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from scrying.models import load_model
+from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, induction_accuracy, train_toy
+
+
+def test_toy_trainer_learns_induction_quickly(tmp_path):
+    task = RepeatedSequenceTask(n_content=64, half_len=20)
+    start = time.perf_counter()
+    result = train_toy(tmp_path, task, ToyModelConfig(), TrainConfig(steps=300, eval_every=100, checkpoint_every=150))
+    elapsed = time.perf_counter() - start
+    assert result.accuracy >= 0.9
+    assert elapsed < 120
+    assert [p.name for p in result.checkpoints] == ["step-000150", "step-000300"]
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "history.jsonl").is_file()
+    # Before training the model cannot do the task: accuracy near chance (1/64).
+    assert result.history.accuracy.iloc[-1] > 0.9
+
+
+def test_training_is_seeded(tmp_path):
+    cfg = TrainConfig(steps=5, eval_every=5, seed=3, eval_batch=8)
+    a = train_toy(tmp_path / "a", RepeatedSequenceTask(half_len=4), ToyModelConfig(d_model=32), cfg)
+    b = train_toy(tmp_path / "b", RepeatedSequenceTask(half_len=4), ToyModelConfig(d_model=32), cfg)
+    assert a.history.loss.tolist() == b.history.loss.tolist()
+
+
+def test_toy_loads_hooked_with_reference_logits(toy_dir, toy_model):
+    reference = AutoModelForCausalLM.from_pretrained(toy_dir).eval()
+    tokens = RepeatedSequenceTask(n_content=64, half_len=20).sample(4, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = toy_model(tokens)
+        theirs = reference(tokens).logits
+        assert (ours - theirs).abs().max() < 1e-5
+        assert induction_accuracy(ours, tokens, 20) > 0.9
+
+
+def test_gpt2_toy_also_loads(tmp_path):
+    result = train_toy(tmp_path, RepeatedSequenceTask(half_len=4), ToyModelConfig(arch="gpt2", d_model=32), TrainConfig(steps=3, eval_every=3, eval_batch=4))
+    model = load_model(str(result.out_dir))
+    reference = AutoModelForCausalLM.from_pretrained(result.out_dir).eval()
+    tokens = model.to_tokens("t1 t2 t3 t1 t2")
+    with torch.no_grad():
+        assert (model(tokens) - reference(tokens).logits).abs().max() < 1e-5
