@@ -1,0 +1,94 @@
+"""The forward passes an ablation needs, built on :mod:`scrying.sites` hooks.
+
+Phases of :func:`resume`, the pass the batched sweep repeats for every ablated layer:
+
+1. **Re-enter** the residual stream at block ``L`` (``start_at_layer``) with blocks ``0..L-1``
+   skipped for the duration of the call (TransformerBridge would otherwise run them and
+   discard their output), so the clean computation up to ``L`` is reused, not redone.
+2. **Stop** after the last block: a hook on its ``resid_post`` raises with the residual, so the
+   full-vocabulary unembedding of every position is never computed.
+3. **Read** logits only where a metric needs them (:func:`logits_at`): final norm and
+   unembedding applied to the selected rows, in chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from jaxtyping import Bool
+
+from scrying.axes import Float, Int, Tensor
+from scrying.sites import Component, HookFn, Site, hooks
+
+
+class _Stop(Exception):
+    def __init__(self, resid: torch.Tensor) -> None:
+        super().__init__("stop after the last block")
+        self.resid = resid
+
+
+@contextlib.contextmanager
+def skipped_blocks(model: Any, n: int) -> Iterator[None]:
+    """Make blocks ``0..n-1`` the identity for the duration of the block (restored in finally)."""
+
+    def identity(*args: Any, **kwargs: Any) -> Any:
+        return args[0] if args else kwargs["hidden_states"]
+
+    patched = list(model.blocks)[:n]
+    try:
+        for block in patched:
+            # object.__setattr__: bridge components forward attribute writes to the HF module.
+            object.__setattr__(block, "forward", identity)
+        yield
+    finally:
+        for block in patched:
+            vars(block).pop("forward", None)
+
+
+def final_resid(
+    model: Any,
+    inputs: Int[Tensor, "batch pos"] | Float[Tensor, "batch pos d_model"],
+    *,
+    start_layer: int = 0,
+    forward: Mapping[Site, HookFn] | None = None,
+) -> Float[Tensor, "batch pos d_model"]:
+    """Residual stream after the last block: from tokens, or from ``resid_pre`` of ``start_layer``."""
+    last = Site(Component.RESID_POST, model.cfg.n_layers - 1)
+
+    def stop(act: torch.Tensor, hook: Any) -> None:
+        raise _Stop(act)
+
+    sites: list[tuple[Site, HookFn]] = list((forward or {}).items()) + [(last, stop)]
+    kwargs: dict[str, Any] = {"return_type": None}
+    if start_layer:
+        kwargs["start_at_layer"] = start_layer
+    skip = skipped_blocks(model, start_layer) if start_layer else contextlib.nullcontext()
+    try:
+        with hooks(model, sites), skip:
+            model(inputs, **kwargs)
+    except _Stop as done:
+        return done.resid
+    raise RuntimeError("the model finished without reaching its last block")  # pragma: no cover
+
+
+def logits_at(
+    model: Any, resid: Float[Tensor, "read d_model"], *, chunk: int = 256
+) -> Iterator[Float[Tensor, "chunk d_vocab"]]:
+    """Final norm + unembedding of selected residual rows, ``chunk`` rows at a time."""
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
+    for start in range(0, resid.shape[0], chunk):
+        rows = resid[start : start + chunk]
+        logits = model.unembed(model.ln_final(rows.unsqueeze(0)))[0]
+        if cap > 0:
+            logits = cap * torch.tanh(logits / cap)
+        yield logits
+
+
+def selected(
+    resid: Float[Tensor, "batch pos d_model"], mask: Bool[Tensor, "batch pos"]
+) -> Float[Tensor, "read d_model"]:
+    """Rows of ``resid`` at the positions ``mask`` selects (row-major order)."""
+    return resid[mask]

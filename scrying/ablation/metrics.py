@@ -1,0 +1,127 @@
+"""Per-prompt metrics read from logits at selected positions.
+
+A :class:`ReadPlan` says, for every prompt, which positions are read and which token each
+predicts. ``logit-diff`` and (with answers) ``logprob``/``kl`` read the last real position;
+``loss`` reads every real position (the answer, if given, is the last target); ``target_mask``
+overrides the positions. The value of a prompt is the mean over its read positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool
+
+from scrying.ablation.data import PromptSet
+from scrying.ablation.forward import logits_at
+from scrying.axes import Float, Int, Tensor
+from scrying.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Read positions ``mask``, next-token ``target`` there, and per-entry indices."""
+
+    metric: str
+    mask: Bool[Tensor, "batch pos"]
+    target: Int[Tensor, "batch pos"]
+    incorrect: Int[Tensor, " batch"] | None
+    entry: Int[Tensor, "batch pos"]  # index of each read position among all of them, else -1
+
+    @property
+    def n_entries(self) -> int:
+        return int(self.mask.sum())
+
+
+def read_plan(prompts: PromptSet, metric: str) -> ReadPlan:
+    """Where ``metric`` reads each prompt and which token it scores there."""
+    tokens, lengths = prompts.tokens, prompts.lengths
+    batch = torch.arange(tokens.shape[0])
+    last = lengths - 1
+    target = torch.roll(tokens, -1, dims=1)
+    if prompts.correct is not None:
+        target[batch, last] = prompts.correct
+    if metric == "logit-diff" and (prompts.correct is None or prompts.incorrect is None):
+        raise InvalidInputError("the logit-diff metric needs 'correct' and 'incorrect' for every prompt")
+    real = prompts.real
+    has_next = real & (torch.arange(tokens.shape[1])[None, :] < last[:, None])
+    last_mask = torch.zeros_like(real)
+    last_mask[batch, last] = True
+    if prompts.target_mask is not None:
+        mask = prompts.target_mask & real
+    elif metric == "logit-diff":
+        mask = last_mask
+    elif metric == "loss":
+        mask = real if prompts.correct is not None else has_next
+    else:
+        mask = last_mask if prompts.correct is not None else has_next
+    if not bool(mask.any(dim=1).all()):
+        raise InvalidInputError(f"the {metric} metric reads no position of some prompt (too short?)")
+    entry = torch.full_like(tokens, -1)
+    entry[mask] = torch.arange(int(mask.sum()))
+    return ReadPlan(metric, mask, target, prompts.incorrect, entry)
+
+
+def entry_values(
+    metric: str,
+    logits: Float[Tensor, "read d_vocab"],
+    target: Int[Tensor, " read"],
+    incorrect: Int[Tensor, " read"] | None,
+    clean_logprobs: Float[Tensor, "read d_vocab"] | None,
+) -> Float[Tensor, " read"]:
+    """The metric at each read position."""
+    if metric == "logit-diff":
+        return logits.gather(-1, target[:, None])[:, 0] - logits.gather(-1, incorrect[:, None])[:, 0]
+    logprobs = logits.float().log_softmax(-1)
+    if metric == "kl":
+        return (clean_logprobs.exp() * (clean_logprobs - logprobs)).sum(-1)
+    chosen = logprobs.gather(-1, target[:, None])[:, 0]
+    return -chosen if metric == "loss" else chosen
+
+
+def per_prompt(
+    model: Any,
+    plan: ReadPlan,
+    prompt_of_row: Int[Tensor, " row"],
+    acts: Float[Tensor, "row pos d"],
+    *,
+    are_logits: bool = False,
+    clean_logprobs: Float[Tensor, "entry d_vocab"] | None = None,
+    chunk: int = 256,
+) -> Float[Tensor, " row"]:
+    """Metric of each row; a row is a (possibly ablated) run of prompt ``prompt_of_row[row]``.
+
+    ``acts`` is the residual stream after the last block (logits are computed only at read
+    positions), or, with ``are_logits``, the logits themselves.
+    """
+    mask = plan.mask[prompt_of_row]
+    rows, pos = mask.nonzero(as_tuple=True)
+    base = plan.entry[prompt_of_row[rows], pos]
+    target = plan.target[prompt_of_row[rows], pos]
+    incorrect = None if plan.incorrect is None else plan.incorrect[prompt_of_row[rows]]
+    read: Callable[[slice], torch.Tensor]
+    if are_logits:
+        read = lambda s: acts[rows[s], pos[s]]  # noqa: E731
+    else:
+        read = lambda s: next(logits_at(model, acts[rows[s], pos[s]], chunk=chunk))  # noqa: E731
+    parts = []
+    for start in range(0, len(rows), chunk):
+        s = slice(start, start + chunk)
+        clean = None if clean_logprobs is None else clean_logprobs[base[s]]
+        inc = None if incorrect is None else incorrect[s]
+        parts.append(entry_values(plan.metric, read(s).float(), target[s], inc, clean))
+    values = torch.cat(parts)
+    n_rows = prompt_of_row.shape[0]
+    total = torch.zeros(n_rows, dtype=values.dtype).index_add(0, rows, values)
+    counts = torch.zeros(n_rows, dtype=values.dtype).index_add(0, rows, torch.ones_like(values))
+    return total / counts
+
+
+def clean_logprobs_at(
+    model: Any, plan: ReadPlan, resid: Float[Tensor, "batch pos d_model"], *, chunk: int = 256
+) -> Float[Tensor, "entry d_vocab"]:
+    """Clean next-token log-probabilities at every read position (for the KL metric)."""
+    return torch.cat([lg.float().log_softmax(-1) for lg in logits_at(model, resid[plan.mask], chunk=chunk)])

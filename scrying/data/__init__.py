@@ -1,0 +1,1 @@
+"""Package data: prompt sets shipped with scrying."""
