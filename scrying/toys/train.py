@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 class ToyModelConfig:
     """Architecture of a toy model."""
 
-    arch: Literal["llama", "gpt2"] = "llama"
+    arch: Literal["llama", "gpt2", "gemma3"] = "llama"
     n_layers: int = 2
     d_model: int = 64
     n_heads: int = 4
@@ -39,8 +39,10 @@ class ToyModelConfig:
     n_ctx: int = 64
 
     def __post_init__(self) -> None:
-        if self.arch not in ("llama", "gpt2"):
-            raise ConfigError(f"ToyModelConfig.arch must be 'llama' or 'gpt2', got {self.arch!r}")
+        if self.arch not in ("llama", "gpt2", "gemma3"):
+            raise ConfigError(
+                f"ToyModelConfig.arch must be 'llama', 'gpt2' or 'gemma3', got {self.arch!r}"
+            )
         for name in ("n_layers", "d_model", "n_heads", "d_mlp", "n_ctx"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ToyModelConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -86,7 +88,14 @@ class TrainResult:
 
 def build_hf_model(model_cfg: ToyModelConfig, vocab_size: int, seed: int) -> torch.nn.Module:
     """A randomly initialised Hugging Face causal LM, deterministic given ``seed``."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     torch.manual_seed(seed)
     ids = {"bos_token_id": SPECIALS.index("<bos>"), "eos_token_id": SPECIALS.index("<eos>"), "pad_token_id": 0}
@@ -103,6 +112,24 @@ def build_hf_model(model_cfg: ToyModelConfig, vocab_size: int, seed: int) -> tor
             **ids,
         )
         model = LlamaForCausalLM(config)
+    elif model_cfg.arch == "gemma3":
+        # Gemma 3's anatomy in miniature: grouped-query attention (1 KV head), q/k norms,
+        # pre- and post-norms, gated gelu-tanh MLP, one global layer after sliding ones.
+        config = Gemma3TextConfig(
+            vocab_size=vocab_size,
+            hidden_size=model_cfg.d_model,
+            intermediate_size=model_cfg.d_mlp,
+            num_hidden_layers=model_cfg.n_layers,
+            num_attention_heads=model_cfg.n_heads,
+            num_key_value_heads=1,
+            head_dim=model_cfg.d_model // model_cfg.n_heads,
+            max_position_embeddings=model_cfg.n_ctx,
+            sliding_window=8,
+            layer_types=["sliding_attention"] * (model_cfg.n_layers - 1) + ["full_attention"],
+            query_pre_attn_scalar=model_cfg.d_model // model_cfg.n_heads,
+            **ids,
+        )
+        model = Gemma3ForCausalLM(config)
     else:
         config = GPT2Config(
             vocab_size=vocab_size,
