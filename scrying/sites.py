@@ -24,6 +24,10 @@ component           hook                                    shape
 ``mlp_post``        ``blocks.L.mlp.hook_post``              batch pos d_mlp
 ``ln1_scale`` ...   ``blocks.L.ln1.hook_scale``             batch pos 1
 ``final_scale``     ``ln_final.hook_scale``                 batch pos 1
+``ln1_in``          ``blocks.L.ln1.hook_in``                batch pos d_model
+``ln2_in``          ``blocks.L.ln2.hook_in``                batch pos d_model
+``ln1_post_in``     ``blocks.L.ln1_post.hook_in``           batch pos d_model
+``final_in``        ``ln_final.hook_in``                    batch pos d_model
 ==================  ======================================  =============================
 """
 
@@ -64,12 +68,17 @@ class Component(StrEnum):
     K_NORM_SCALE = "k_norm_scale"
     FINAL_SCALE = "final_scale"
     LOGITS = "logits"
+    LN1_IN = "ln1_in"
+    LN2_IN = "ln2_in"
+    LN1_POST_IN = "ln1_post_in"
+    FINAL_IN = "final_in"
 
 
 _GLOBAL: dict[Component, str] = {
     Component.EMBED: "hook_embed",
     Component.FINAL_SCALE: "ln_final.hook_scale",
     Component.LOGITS: "unembed.hook_out",
+    Component.FINAL_IN: "ln_final.hook_in",
 }
 
 _PER_LAYER: dict[Component, str] = {
@@ -93,6 +102,9 @@ _PER_LAYER: dict[Component, str] = {
     Component.LN2_POST_SCALE: "ln2_post.hook_scale",
     Component.Q_NORM_SCALE: "attn.q_norm.hook_scale",
     Component.K_NORM_SCALE: "attn.k_norm.hook_scale",
+    Component.LN1_IN: "ln1.hook_in",
+    Component.LN2_IN: "ln2.hook_in",
+    Component.LN1_POST_IN: "ln1_post.hook_in",
 }
 
 #: Components whose activation has a query-head axis, and where it is.

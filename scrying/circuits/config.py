@@ -1,0 +1,77 @@
+"""Configuration of the component-level circuit operations (one frozen dataclass each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from scrying.errors import ConfigError
+
+Method = Literal["eap", "eap-ig"]
+Baseline = Literal["corrupt", "zero", "mean"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EAPConfig:
+    """How to score edges with EAP / EAP-IG.
+
+    ``method``: ``"eap"`` (Syed et al. 2023: one gradient at the clean input) or ``"eap-ig"``
+    (Hanna et al. 2024: the gradient averaged over ``ig_steps`` points on the straight line from
+    the corrupt to the clean embeddings, at ``k / ig_steps`` for ``k = 0 .. ig_steps - 1``).
+    ``baseline``: what the corrupted node outputs are: those of the corrupt prompt
+    (``"corrupt"``), zero (``"zero"``), or the clean output averaged over batch and positions
+    (``"mean"``). ``chunk``: rows (prompt x IG step) per forward pass; each row is replicated
+    once per attention head, so a forward holds ``chunk * n_heads`` sequences.
+    """
+
+    method: Method = "eap-ig"
+    ig_steps: int = 5
+    baseline: Baseline = "corrupt"
+    chunk: int = 8
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in ("eap", "eap-ig"):
+            raise ConfigError(f"EAPConfig.method must be 'eap' or 'eap-ig', got {self.method!r}")
+        if self.ig_steps < 1:
+            raise ConfigError(f"EAPConfig.ig_steps must be >= 1, got {self.ig_steps}")
+        if self.baseline not in ("corrupt", "zero", "mean"):
+            raise ConfigError(
+                f"EAPConfig.baseline must be 'corrupt', 'zero' or 'mean', got {self.baseline!r}"
+            )
+        if self.chunk < 1:
+            raise ConfigError(f"EAPConfig.chunk must be >= 1, got {self.chunk}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchConfig:
+    """How to run exact patching: ``chunk`` patch variants per forward pass."""
+
+    chunk: int = 8
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.chunk < 1:
+            raise ConfigError(f"PatchConfig.chunk must be >= 1, got {self.chunk}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaithfulnessConfig:
+    """Which circuit sizes to evaluate: ``n_points`` values of k (edges kept), log-spaced
+    from ``min_edges`` to all edges, plus any explicit ``ks``."""
+
+    n_points: int = 12
+    min_edges: int = 1
+    ks: tuple[int, ...] = ()
+    chunk: int = 8
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_points < 1 and not self.ks:
+            raise ConfigError(f"FaithfulnessConfig.n_points must be >= 1, got {self.n_points}")
+        if self.min_edges < 0:
+            raise ConfigError(f"FaithfulnessConfig.min_edges must be >= 0, got {self.min_edges}")
+        if any(k < 0 for k in self.ks):
+            raise ConfigError(f"FaithfulnessConfig.ks must be >= 0, got {self.ks}")
+        if self.chunk < 1:
+            raise ConfigError(f"FaithfulnessConfig.chunk must be >= 1, got {self.chunk}")

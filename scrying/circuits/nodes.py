@@ -1,0 +1,148 @@
+"""The nodes and edges of a component graph, and what each node writes to the residual stream.
+
+Nodes (names as in Hanna et al.'s EAP-IG repository): ``embed`` (the input: the residual stream
+before block 0, embeddings included), one node per attention head ``a{l}.h{h}``, one per MLP
+``m{l}``, and ``logits``. *Sources* write to the residual stream (embed, heads, MLPs); *receivers*
+read it (heads, MLPs, logits). An edge u -> v exists when u is computed before v reads: a head at
+layer l reads embed and everything of layers < l; the MLP at layer l also reads layer l's heads;
+logits read everything.
+
+Node outputs ``a_u`` (what u adds to the residual stream):
+
+- embed: ``blocks.0.hook_resid_pre``.
+- head h at layer l: ``z_h @ W_O[h]^T`` (the head's slice of the output projection). When the
+  model has an attention post-norm (Gemma), the post-norm is linearised by freezing its scale at
+  the run being measured: ``a_h = g * s * (z_h @ W_O[h]^T)`` with ``g`` the norm's gain and
+  ``s`` the per-position scale of that run, so the heads of a layer sum exactly to
+  ``hook_attn_out`` in every run (clean, corrupt, patched). An output-projection bias (GPT-2) is
+  constant across runs and belongs to no head.
+- MLP at layer l: ``hook_mlp_out`` (after the post-norm, if any).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import einops
+import torch
+from jaxtyping import Bool
+
+from scrying.axes import Float, Tensor
+from scrying.sites import Component, Site, has_site
+
+
+@dataclass(frozen=True)
+class ComponentNodes:
+    """Index of the nodes of a model with ``n_layers`` blocks of ``n_heads`` heads and an MLP."""
+
+    n_layers: int
+    n_heads: int
+
+    @classmethod
+    def of(cls, model: Any) -> ComponentNodes:
+        return cls(n_layers=model.cfg.n_layers, n_heads=model.cfg.n_heads)
+
+    # Sources: embed, then per layer its heads and its MLP.
+    @cached_property
+    def sources(self) -> tuple[str, ...]:
+        names = ["embed"]
+        for layer in range(self.n_layers):
+            names += [f"a{layer}.h{h}" for h in range(self.n_heads)] + [f"m{layer}"]
+        return tuple(names)
+
+    # Receivers: per layer its heads and its MLP, then logits.
+    @cached_property
+    def receivers(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for layer in range(self.n_layers):
+            names += [f"a{layer}.h{h}" for h in range(self.n_heads)] + [f"m{layer}"]
+        return (*names, "logits")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """All node names: embed, heads and MLPs in order, logits."""
+        return (*self.sources, "logits")
+
+    def head_source(self, layer: int, head: int) -> int:
+        return 1 + layer * (self.n_heads + 1) + head
+
+    def mlp_source(self, layer: int) -> int:
+        return 1 + layer * (self.n_heads + 1) + self.n_heads
+
+    def head_receiver(self, layer: int, head: int) -> int:
+        return layer * (self.n_heads + 1) + head
+
+    def mlp_receiver(self, layer: int) -> int:
+        return layer * (self.n_heads + 1) + self.n_heads
+
+    @property
+    def logits_receiver(self) -> int:
+        return self.n_layers * (self.n_heads + 1)
+
+    def n_sources_before(self, receiver: int) -> int:
+        """Number of sources (a prefix of :attr:`sources`) that ``receiver`` reads."""
+        if receiver == self.logits_receiver:
+            return len(self.sources)
+        layer, slot = divmod(receiver, self.n_heads + 1)
+        return 1 + layer * (self.n_heads + 1) + (self.n_heads if slot == self.n_heads else 0)
+
+    @cached_property
+    def edge_mask(self) -> Bool[Tensor, "src dst"]:
+        """``mask[u, v]``: whether the edge u -> v exists."""
+        mask = torch.zeros(len(self.sources), len(self.receivers), dtype=torch.bool)
+        for v in range(len(self.receivers)):
+            mask[: self.n_sources_before(v), v] = True
+        return mask
+
+    @cached_property
+    def edges(self) -> list[tuple[int, int]]:
+        """(source index, receiver index) of every edge, receivers in order."""
+        return [(int(u), int(v)) for v, u in zip(*torch.nonzero(self.edge_mask.T).T, strict=True)]
+
+
+def output_weight(model: Any, layer: int) -> Float[Tensor, "head d_head d_model"]:
+    """W_O of ``layer`` split by head, from the bridge's attention output projection."""
+    cfg = model.cfg
+    weight = model.blocks[layer].attn.o.weight
+    d_in = cfg.n_heads * cfg.d_head
+    if weight.shape == (cfg.d_model, d_in):  # nn.Linear: [out, in]
+        weight = weight.T
+    return einops.rearrange(weight, "(head d_head) d_model -> head d_head d_model", head=cfg.n_heads)
+
+
+def has_post_norm(model: Any) -> bool:
+    return has_site(model, Site(Component.LN1_POST_IN, 0))
+
+
+def post_norm_gain(model: Any, layer: int) -> Float[Tensor, "d_model"]:
+    """The gain of the attention post-norm (up to one global factor): the norm of a ones vector.
+
+    Any global factor is absorbed by :func:`head_outputs`'s per-position least-squares scale.
+    """
+    norm = model.blocks[layer].ln1_post.original_component
+    param = next(model.parameters())
+    with torch.no_grad():
+        return norm(torch.ones(1, 1, model.cfg.d_model, dtype=param.dtype, device=param.device))[0, 0]
+
+
+def head_outputs(
+    z: Float[Tensor, "batch pos head d_head"],
+    w_o: Float[Tensor, "head d_head d_model"],
+    post: tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos d_model"], Float[Tensor, "d_model"]] | None = None,
+) -> Float[Tensor, "batch pos head d_model"]:
+    """Each head's residual-stream contribution ``a_h`` (see the module docstring).
+
+    ``post`` = (post-norm input, post-norm output, gain) of this run when the model has an
+    attention post-norm; the output is then ``x * s * g`` per position, with ``s`` recovered by
+    least squares over channels, so the heads sum exactly to the post-norm output.
+    """
+    out = torch.einsum("bphk,hkd->bphd", z, w_o)
+    if post is None:
+        return out
+    x, y, gain = post
+    xg = x * gain
+    scale = (y * xg).sum(-1) / (xg * xg).sum(-1).clamp_min(torch.finfo(x.dtype).tiny)
+    return out * einops.rearrange(scale, "b p -> b p 1 1") * gain
+
