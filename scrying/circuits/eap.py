@@ -44,8 +44,8 @@ class RunPair:
 
     clean: Float[Tensor, "src batch pos d_model"]
     corrupt: Float[Tensor, "src batch pos d_model"]
-    clean_metric: Float[Tensor, "batch"]
-    corrupt_metric: Float[Tensor, "batch"] | None  # None for zero/mean baselines
+    clean_metric: Float[Tensor, " batch"]
+    corrupt_metric: Float[Tensor, " batch"] | None  # None for zero/mean baselines
 
 
 def check_pair(clean: Tensor, corrupt: Tensor | None) -> None:

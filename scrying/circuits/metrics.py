@@ -32,8 +32,8 @@ class LogitDiff:
             )
 
     def __call__(
-        self, logits: Float[Tensor, "row pos d_vocab"], prompts: Int[Tensor, "row"]
-    ) -> Float[Tensor, "row"]:
+        self, logits: Float[Tensor, "row pos d_vocab"], prompts: Int[Tensor, " row"]
+    ) -> Float[Tensor, " row"]:
         last = logits[:, self.position]
         correct = torch.tensor(self.correct, device=logits.device)
         incorrect = torch.tensor(self.incorrect, device=logits.device)
@@ -54,8 +54,8 @@ class TargetLogProb:
             raise ConfigError("TargetLogProb.target must be non-empty")
 
     def __call__(
-        self, logits: Float[Tensor, "row pos d_vocab"], prompts: Int[Tensor, "row"]
-    ) -> Float[Tensor, "row"]:
+        self, logits: Float[Tensor, "row pos d_vocab"], prompts: Int[Tensor, " row"]
+    ) -> Float[Tensor, " row"]:
         logp = torch.log_softmax(logits[:, self.position].float(), dim=-1)
         target = torch.tensor(self.target, device=logits.device)
         idx = prompts if len(self.target) > 1 else torch.zeros_like(prompts)

@@ -116,7 +116,7 @@ def has_post_norm(model: Any) -> bool:
     return has_site(model, Site(Component.LN1_POST_IN, 0))
 
 
-def post_norm_gain(model: Any, layer: int) -> Float[Tensor, "d_model"]:
+def post_norm_gain(model: Any, layer: int) -> Float[Tensor, " d_model"]:
     """The gain of the attention post-norm (up to one global factor): the norm of a ones vector.
 
     Any global factor is absorbed by :func:`head_outputs`'s per-position least-squares scale.
@@ -130,7 +130,7 @@ def post_norm_gain(model: Any, layer: int) -> Float[Tensor, "d_model"]:
 def head_outputs(
     z: Float[Tensor, "batch pos head d_head"],
     w_o: Float[Tensor, "head d_head d_model"],
-    post: tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos d_model"], Float[Tensor, "d_model"]] | None = None,
+    post: tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos d_model"], Float[Tensor, " d_model"]] | None = None,
 ) -> Float[Tensor, "batch pos head d_model"]:
     """Each head's residual-stream contribution ``a_h`` (see the module docstring).
 

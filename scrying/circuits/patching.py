@@ -43,7 +43,7 @@ def patch_edges(
     metric: Any,
     corrupted: Bool[Tensor, "variant src dst"],
     config: PatchConfig | None = None,
-) -> Float[Tensor, "variant"]:
+) -> Float[Tensor, " variant"]:
     """The metric (mean over prompts) with each variant's set of edges corrupted."""
     config = config or PatchConfig()
     nodes = ComponentNodes.of(model)
@@ -113,7 +113,7 @@ def edge_effects(
     metric: Any,
     edges: list[tuple[int, int]],
     config: PatchConfig | None = None,
-) -> Float[Tensor, "edge"]:
+) -> Float[Tensor, " edge"]:
     """Exact effect ``metric(edge corrupted) - metric(clean)`` of each edge, one at a time."""
     nodes = ComponentNodes.of(model)
     patched = patch_edges(model, clean, pair, metric, single_edge_masks(nodes, edges), config)

@@ -165,7 +165,7 @@ def receiver_gradients(
     return torch.stack(out)
 
 
-def replica_rows(n: int, reps: int) -> Int[Tensor, "rep_row"]:
+def replica_rows(n: int, reps: int) -> Int[Tensor, " rep_row"]:
     """Row index into the un-replicated batch of each replicated row."""
     return einops.repeat(torch.arange(n), "n -> (r n)", r=reps)
 
@@ -173,7 +173,7 @@ def replica_rows(n: int, reps: int) -> Int[Tensor, "rep_row"]:
 @torch.no_grad()
 def record_outputs(
     model: Any, tokens: Int[Tensor, "row pos"], nodes: ComponentNodes, metric: Any
-) -> tuple[Float[Tensor, "src row pos d_model"], Float[Tensor, "row"]]:
+) -> tuple[Float[Tensor, "src row pos d_model"], Float[Tensor, " row"]]:
     """Every source node's output, and the metric per prompt, on an unpatched run."""
     run = receiver_forward(model, tokens, nodes)
     n = tokens.shape[0]
