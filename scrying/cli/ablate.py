@@ -1,0 +1,68 @@
+"""``scrying ablate``: per-head ablation effects with bootstrap intervals, as CSV and HTML."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scrying.ablation import (
+    AblationConfig,
+    BootstrapConfig,
+    effect_heatmap,
+    head_sweep,
+    prompt_set,
+    read_prompt_file,
+)
+from scrying.cli.common import add_model_args, model_from_args
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    config = AblationConfig(
+        metric=args.metric,
+        method=args.method,
+        positions=args.positions,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=True,
+    )
+    bootstrap = BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed)
+    records = read_prompt_file(args.prompts, need_answers=args.metric == "logit-diff")
+    model = model_from_args(args)
+    prompts = prompt_set(model, records)
+    table = head_sweep(model, prompts, config).table(bootstrap)
+    ranked = table.reindex(table.effect.abs().sort_values(ascending=False).index)
+    sys.stdout.write(
+        f"{len(records)} prompts, clean {args.metric} {table.clean_metric.iloc[0]:.4f}; "
+        f"heads with the largest effect ({args.method} ablation):\n"
+    )
+    cols = ["layer", "head", "effect", "ci_low", "ci_high"]
+    sys.stdout.write(ranked[cols].head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        sys.stdout.write(f"wrote {args.out}\n")
+    if args.html:
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        effect_heatmap(table).write_html(args.html, include_plotlyjs=True)
+        sys.stdout.write(f"wrote {args.html}\n")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "ablate", help="ablate every attention head; per-head effect with bootstrap intervals", parents=parents
+    )
+    p.add_argument("--prompts", type=Path, required=True, metavar="FILE.jsonl",
+                   help="JSONL lines with 'prompt' (and 'correct', 'incorrect' for logit-diff)")
+    add_model_args(p)
+    p.add_argument("--metric", choices=["logit-diff", "logprob", "loss", "kl"], default="logit-diff")
+    p.add_argument("--method", choices=["zero", "mean", "resample"], default="mean")
+    p.add_argument("--positions", choices=["all", "last"], default="all")
+    p.add_argument("--batch-size", type=int, default=64, help="rows (heads x prompts) per forward")
+    p.add_argument("--n-bootstrap", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=10, help="rows to print")
+    p.add_argument("--out", type=Path, help="write the per-head table as CSV")
+    p.add_argument("--html", type=Path, help="write the layer x head heatmap as HTML")
+    p.set_defaults(func=cmd_ablate)
