@@ -1,0 +1,98 @@
+"""Bad input to head ablation: clear errors that name the line or the head."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from scrying.ablation import (
+    AblationConfig,
+    BootstrapConfig,
+    head_sweep,
+    ioi_records,
+    prompt_set,
+    read_prompt_file,
+    repeated_tokens,
+)
+from scrying.ablation.stats import interval
+from scrying.cli.main import main
+from scrying.errors import ConfigError, InvalidInputError, PromptError, SiteError
+
+
+def _write(tmp_path, lines):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join((json.dumps(x) if not isinstance(x, str) else x) + "\n" for x in lines))
+    return path
+
+
+def test_empty_prompt_file(tmp_path):
+    path = _write(tmp_path, ["", "   "])
+    with pytest.raises(InvalidInputError, match="has no prompts"):
+        read_prompt_file(path)
+    assert main(["ablate", "--prompts", str(path)]) == 2
+
+
+def test_missing_correct_names_the_line(tmp_path, capsys):
+    path = _write(tmp_path, [{"prompt": "a b", "correct": " x", "incorrect": " y"}, {"prompt": "c d", "incorrect": " y"}])
+    with pytest.raises(InvalidInputError, match=r"prompts.jsonl line 2: missing 'correct'"):
+        read_prompt_file(path, need_answers=True)
+    assert read_prompt_file(path)[1].correct is None  # fine for metrics without answers
+    assert main(["ablate", "--prompts", str(path)]) == 2
+    assert "line 2: missing 'correct'" in capsys.readouterr().err
+
+
+def test_bad_json_and_empty_prompt_name_the_line(tmp_path):
+    with pytest.raises(InvalidInputError, match="line 1: not valid JSON"):
+        read_prompt_file(_write(tmp_path, ["{nope"]))
+    with pytest.raises(PromptError, match="line 2"):
+        read_prompt_file(_write(tmp_path, [{"prompt": "x"}, {"prompt": "  "}]))
+
+
+def test_multi_token_answer_names_the_line(tmp_path, toy_model):
+    path = _write(
+        tmp_path,
+        [{"prompt": "t1 t2", "correct": " t3", "incorrect": " t4"}, {"prompt": "t1 t2", "correct": " t3 t5", "incorrect": " t4"}],
+    )
+    with pytest.raises(PromptError, match=r"line 2: 'correct' ' t3 t5' is 2 tokens"):
+        prompt_set(toy_model, read_prompt_file(path, need_answers=True))
+
+
+def test_unknown_head(toy_model):
+    prompts = repeated_tokens(toy_model, 2, 5)
+    with pytest.raises(SiteError, match=r"unknown head \(layer 2, head 0\).*layers 0..1"):
+        head_sweep(toy_model, prompts, AblationConfig(metric="loss"), heads=[(2, 0)])
+    with pytest.raises(SiteError, match=r"unknown head \(layer 0, head 4\).*heads 0..3"):
+        head_sweep(toy_model, prompts, AblationConfig(metric="loss"), heads=[(0, 4)])
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="AblationConfig.metric"):
+        AblationConfig(metric="accuracy")
+    with pytest.raises(ConfigError, match="AblationConfig.method"):
+        AblationConfig(method="noise")
+    with pytest.raises(ConfigError, match="AblationConfig.batch_size"):
+        AblationConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="BootstrapConfig.confidence"):
+        BootstrapConfig(confidence=1.0)
+
+
+def test_logit_diff_needs_answers(toy_model):
+    with pytest.raises(InvalidInputError, match="logit-diff metric needs"):
+        head_sweep(toy_model, repeated_tokens(toy_model, 2, 5), AblationConfig(metric="logit-diff"))
+
+
+def test_bootstrap_interval_covers_mean_and_shrinks():
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randn(2, 400, generator=gen) + torch.tensor([[0.0], [3.0]])
+    low, high = interval(values, BootstrapConfig(n_resamples=500))
+    assert torch.all(low < values.mean(-1)) and torch.all(values.mean(-1) < high)
+    # a 95% interval of a mean of 400 unit normals is about +-1.96/20 wide
+    assert torch.allclose(high - low, torch.full((2,), 2 * 1.96 / 20, dtype=high.dtype), atol=0.05)
+
+
+def test_packaged_ioi_prompts():
+    records = ioi_records()
+    assert len(records) >= 20
+    assert all(r.correct and r.incorrect and r.correct != r.incorrect for r in records)
