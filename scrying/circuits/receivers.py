@@ -49,7 +49,7 @@ Additions = Callable[[list[int], Tensor], Tensor | None]
 class ReceiverForward:
     """What one replicated forward pass produced."""
 
-    logits: Float[Tensor, "rep_row pos d_vocab"]
+    logits: Tensor  # [(replica row), pos, d_vocab]
     outputs: list[Tensor] = field(default_factory=list)  # per source: [row, pos, d_model]
     deltas: dict[int, tuple[Tensor, bool]] = field(default_factory=dict)  # first receiver -> (leaf, per head)
     n_rows: int = 0
