@@ -161,7 +161,8 @@ def repeated_tokens(
         raise InvalidInputError(f"need n_prompts >= 1 and half_len >= 2, got {n_prompts}, {half_len}")
     special = set(getattr(model.tokenizer, "all_special_ids", []) or [])
     vocab = model.cfg.d_vocab
-    allowed = torch.tensor([i for i in range(min(vocab, 50_000)) if i not in special])
+    low = 1_000 if vocab > 20_000 else 0  # large vocabularies start with control/byte tokens
+    allowed = torch.tensor([i for i in range(low, min(vocab, 50_000)) if i not in special])
     gen = torch.Generator().manual_seed(seed)
     half = allowed[torch.randint(len(allowed), (n_prompts, half_len), generator=gen)]
     bos = getattr(model.tokenizer, "bos_token_id", None)
