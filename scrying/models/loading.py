@@ -30,7 +30,12 @@ from scrying.models.registry import DEFAULT_MODEL, ResolvedSpec, SpecKind, resol
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 def default_cache_dir() -> Path:

@@ -1,0 +1,154 @@
+"""Influence, pruning, and the replacement and completeness scores of a graph.
+
+Phases (circuit-tracer ``graph.py``; Ameisen et al. 2025 §"Pruning" and Appendix "Graph scores"):
+
+1. **Normalise** ``|A|`` row-wise so each node's incoming edges sum to one.
+2. **Influence** of every node on the logits: ``w (A + A^2 + ...)`` with ``w`` the logit
+   probabilities, i.e. ``w ((I - A)^-1 - I)``, summed by power series until it vanishes
+   (the graph is acyclic).
+3. **Node pruning**: keep the nodes holding ``node_threshold`` (0.8) of cumulative influence;
+   embeddings and logits always stay.
+4. **Edge pruning** on the node-pruned matrix: edge score = normalised weight x influence of its
+   target (plus the target's logit weight); keep ``edge_threshold`` (0.98) of cumulative score;
+   then drop feature/error nodes left without outgoing edges, and features without incoming ones,
+   until stable. ``top_n`` additionally caps the feature nodes kept.
+5. **Scores**: replacement = token influence / (token + error influence); completeness =
+   influence-weighted fraction of each node's input that does not come from error nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from scrying.attribution.graph import Graph
+from scrying.axes import Bool, Float, Tensor
+from scrying.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class PruneConfig:
+    node_threshold: float = 0.8
+    edge_threshold: float = 0.98
+    top_n: int | None = None  # at most this many feature/component nodes
+
+    def __post_init__(self) -> None:
+        for name in ("node_threshold", "edge_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"PruneConfig.{name} must be in [0, 1], got {value}")
+        if self.top_n is not None and self.top_n < 1:
+            raise ConfigError(f"PruneConfig.top_n must be >= 1, got {self.top_n}")
+
+
+def normalize_rows(matrix: Float[Tensor, "node node"]) -> Float[Tensor, "node node"]:
+    absolute = matrix.abs().double()
+    return absolute / absolute.sum(-1, keepdim=True).clamp(min=1e-10)
+
+
+def influence(normalized: Float[Tensor, "node node"], weights: Float[Tensor, "node"], max_iter: int = 10_000) -> Float[Tensor, "node"]:
+    """``weights @ (A + A^2 + ...)`` for an acyclic normalised adjacency ``A``."""
+    current = weights.double() @ normalized
+    total = current.clone()
+    for _ in range(max_iter):
+        if not current.any():
+            return total
+        current = current @ normalized
+        total += current
+    raise RuntimeError(f"influence did not converge in {max_iter} steps: is the graph cyclic?")
+
+
+def node_influence(graph: Graph) -> Float[Tensor, "node"]:
+    return influence(normalize_rows(graph.adjacency), graph.logit_weights())
+
+
+def _threshold(scores: Float[Tensor, "n"], fraction: float) -> float:
+    ordered = scores.flatten().sort(descending=True).values
+    if ordered.sum() <= 0:
+        return float("inf")
+    cumulative = ordered.cumsum(0) / ordered.sum()
+    index = min(int(torch.searchsorted(cumulative, torch.tensor(fraction, dtype=cumulative.dtype))), len(ordered) - 1)
+    return float(ordered[index])
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    node_mask: Bool[Tensor, "node"]
+    edge_mask: Bool[Tensor, "node node"]
+    influence: Float[Tensor, "node"]
+    cumulative: Float[Tensor, "node"]  # cumulative influence fraction at each node's rank
+
+
+def prune(graph: Graph, config: PruneConfig | None = None) -> PruneResult:
+    """Masks of the nodes and edges that carry most of the influence on the logits."""
+    config = config or PruneConfig()
+    kinds = [n.kind for n in graph.nodes]
+    always = torch.tensor([k in ("embedding", "logit") for k in kinds])
+    inner = torch.tensor([k in ("feature", "error", "component") for k in kinds])
+    has_inputs = torch.tensor([k in ("feature", "component") for k in kinds])
+    weights = graph.logit_weights()
+    scores = node_influence(graph)
+    node_mask = (scores >= _threshold(scores, config.node_threshold)) | always
+    if config.top_n is not None:
+        ranked = torch.where(has_inputs & node_mask, scores, torch.tensor(-1.0, dtype=scores.dtype))
+        keep = ranked.argsort(descending=True)[: config.top_n]
+        capped = torch.zeros_like(node_mask)
+        capped[keep] = True
+        node_mask &= capped | ~has_inputs
+    pruned = graph.adjacency.clone()
+    pruned[~node_mask] = 0
+    pruned[:, ~node_mask] = 0
+    normalized = normalize_rows(pruned)
+    edge_scores = normalized * (influence(normalized, weights) + weights)[:, None]
+    edge_mask = (edge_scores >= _threshold(edge_scores[edge_scores > 0], config.edge_threshold)) & (pruned != 0)
+    while True:
+        before = node_mask.clone()
+        edge_mask[~node_mask] = False
+        edge_mask[:, ~node_mask] = False
+        node_mask &= ~inner | edge_mask.any(0)  # inner nodes need an outgoing edge
+        node_mask &= ~has_inputs | edge_mask.any(1)  # features need an incoming edge
+        if torch.equal(before, node_mask):
+            break
+    order = scores.argsort(descending=True)
+    cumulative = torch.zeros_like(scores)
+    total = scores.sum()
+    cumulative[order] = scores[order].cumsum(0) / (total if total > 0 else 1)
+    return PruneResult(node_mask, edge_mask, scores, cumulative)
+
+
+def pruned_graph(graph: Graph, result: PruneResult) -> Graph:
+    """A new graph with only the kept nodes and edges (influence stored on the nodes)."""
+    keep = result.node_mask.nonzero().flatten()
+    adjacency = torch.where(result.edge_mask, graph.adjacency, torch.zeros_like(graph.adjacency))
+    nodes = []
+    for i in keep.tolist():
+        node = graph.nodes[i]
+        nodes.append(type(node)(**{**node.__dict__, "influence": float(result.cumulative[i])}))
+    return Graph(
+        prompt=graph.prompt,
+        prompt_tokens=graph.prompt_tokens,
+        model_name=graph.model_name,
+        level=graph.level,
+        nodes=nodes,
+        adjacency=adjacency[keep][:, keep],
+        bias=None if graph.bias is None else graph.bias[keep],
+        metadata={**graph.metadata, "pruned_from": len(graph.nodes)},
+    )
+
+
+def graph_scores(graph: Graph) -> tuple[float, float]:
+    """(replacement score, completeness score) of an unpruned graph."""
+    kinds = [n.kind for n in graph.nodes]
+    errors = torch.tensor([k == "error" for k in kinds])
+    tokens = torch.tensor([k == "embedding" for k in kinds])
+    weights = graph.logit_weights()
+    normalized = normalize_rows(graph.adjacency)
+    scores = influence(normalized, weights)
+    token_influence, error_influence = scores[tokens].sum(), scores[errors].sum()
+    denominator = token_influence + error_influence
+    replacement = float(token_influence / denominator) if denominator > 0 else 1.0
+    non_error = 1 - normalized[:, errors].sum(-1)
+    output = scores + weights
+    completeness = float((non_error * output).sum() / output.sum())
+    return replacement, completeness

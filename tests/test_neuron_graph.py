@@ -1,0 +1,116 @@
+"""The neuron-basis graph is exact: edges equal interventions in the frozen model; conservation."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from scrying.attribution import Graph, NeuronGraphConfig, build_neuron_graph
+from scrying.attribution.replacement import Intervention, clean_run, intervention_pass
+from scrying.models import LoadConfig, load_model
+from scrying.prompts import tokenize
+from scrying.toys.train import ToyModelConfig, _save, build_hf_model
+from scrying.toys.vocab import build_tokenizer
+
+PROMPT = "t1 t5 t2 t7 t1 t5"
+
+
+def tiny(arch: str, tmp: Path):
+    tokenizer = build_tokenizer(16)
+    hf = build_hf_model(ToyModelConfig(arch=arch, d_model=16, n_heads=4, d_mlp=8, n_layers=3, n_ctx=32), len(tokenizer), seed=1)
+    with torch.no_grad():  # random norm weights, so frozen scales matter
+        gen = torch.Generator().manual_seed(2)
+        for name, param in hf.named_parameters():
+            if "norm" in name or "ln" in name:
+                param.add_(0.3 * torch.randn(param.shape, generator=gen))
+    _save(hf.eval(), tokenizer, tmp / arch)
+    return load_model(str(tmp / arch), LoadConfig(dtype="float64"))
+
+
+@pytest.fixture(scope="module", params=["gemma3", "llama", "gpt2"])
+def tiny_graph(request, tmp_path_factory):
+    model = tiny(request.param, tmp_path_factory.mktemp("tiny"))
+    graph = build_neuron_graph(model, PROMPT, config=NeuronGraphConfig(max_feature_nodes=10_000, max_logits=2, batch_size=7))
+    return request.param, model, graph
+
+
+def test_every_edge_equals_its_intervention(tiny_graph):
+    """Ablate each source alone (one batched run per target layer) and measure every target."""
+    arch, model, graph = tiny_graph
+    clean = clean_run(model, tokenize(model, PROMPT))
+    sources = [s for s, n in enumerate(graph.nodes) if n.kind in ("feature", "embedding")]
+    interventions = [Intervention()]
+    for s in sources:
+        node = graph.nodes[s]
+        if node.kind == "feature":
+            interventions.append(Intervention(post={(node.layer, node.pos, node.feature): 0.0}))
+        else:
+            interventions.append(Intervention(resid0={node.pos: torch.zeros_like(clean.resid0[0])}))
+    runs = {}
+    checked = 0
+    for t, target in enumerate(graph.nodes):
+        if target.kind == "feature":
+            if target.layer not in runs:
+                runs[target.layer] = intervention_pass(model, clean, interventions, free_layer=target.layer)[1]
+            values = runs[target.layer][:, target.layer, target.pos, target.feature]
+        elif target.kind == "logit":
+            if "logits" not in runs:
+                runs["logits"] = intervention_pass(model, clean, interventions)[0][:, -1]
+            rows = runs["logits"]
+            values = rows[:, target.feature] - rows.mean(-1)
+        else:
+            continue
+        measured = values[0] - values[1:]
+        predicted = graph.adjacency[t, sources]
+        tolerance = 1e-4 * measured.abs() + 1e-10
+        bad = ((predicted - measured).abs() > tolerance).nonzero().flatten().tolist()
+        assert not bad, [(arch, graph.nodes[sources[i]].node_id, target.node_id, float(predicted[i]), float(measured[i])) for i in bad[:5]]
+        checked += len(sources)
+    assert checked > 500
+    assert (graph.adjacency != 0).sum() > 100  # the check is not vacuous
+
+
+def test_conservation_incoming_edges_plus_bias_equal_the_value(tiny_graph):
+    arch, model, graph = tiny_graph
+    values = torch.tensor(graph.metadata["node_values"], dtype=graph.adjacency.dtype)
+    for i, node in enumerate(graph.nodes):
+        if node.kind in ("feature", "logit"):
+            total = graph.adjacency[i].sum() + graph.bias[i]
+            assert torch.isclose(total, values[i], rtol=1e-8, atol=1e-9)
+    if arch in ("gemma3", "llama"):  # no biases anywhere: edges alone conserve
+        assert graph.bias.abs().max() < 1e-9
+    errors = [i for i, n in enumerate(graph.nodes) if n.kind == "error"]
+    assert graph.adjacency[:, errors].abs().max() < 1e-12  # every neuron selected: nothing left over
+
+
+def test_values_are_the_real_activations(tiny_graph):
+    _, model, graph = tiny_graph
+    clean = clean_run(model, tokenize(model, PROMPT))
+    values = graph.metadata["node_values"]
+    for i, node in enumerate(graph.nodes):
+        if node.kind == "feature":
+            # Gemma's RMSNorm computes in float32 internally, and TransformerLens rebuilds a norm
+            # whose scale is hooked: agreement to float32 rounding, not float64's.
+            assert values[i] == pytest.approx(float(clean.post[node.layer, node.pos, node.feature]), rel=1e-5, abs=1e-8)
+
+
+def test_json_roundtrip_is_lossless(tiny_graph, tmp_path):
+    _, _, graph = tiny_graph
+    path = graph.write_json(tmp_path / "g.json")
+    again = Graph.read_json(path)
+    assert [n.node_id for n in again.nodes] == [n.node_id for n in graph.nodes]
+    assert torch.equal(again.adjacency, graph.adjacency)
+    assert torch.equal(again.bias, graph.bias)
+    assert again.nodes == graph.nodes and again.prompt == graph.prompt
+    assert len({n.node_id for n in graph.nodes}) == len(graph.nodes)
+    nxg = graph.to_networkx()
+    assert nxg.number_of_edges() == int((graph.adjacency != 0).sum())
+
+
+def test_selection_keeps_conservation_through_error_nodes(tiny_graph):
+    _, model, full = tiny_graph
+    small = build_neuron_graph(model, PROMPT, config=NeuronGraphConfig(max_feature_nodes=5, max_logits=1))
+    assert sum(n.kind == "feature" for n in small.nodes) == 5
+    logit = next(i for i, n in enumerate(small.nodes) if n.kind == "logit")
+    values = small.metadata["node_values"]
+    assert float(small.adjacency[logit].sum() + small.bias[logit]) == pytest.approx(values[logit], abs=1e-9)
