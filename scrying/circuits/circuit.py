@@ -46,7 +46,7 @@ class ComponentCircuit:
 def find_circuit(
     model: Any,
     clean: Int[Tensor, "batch pos"],
-    corrupt: Int[Tensor, "batch pos"] | None,
+    corrupt: Int[Tensor, "corrupt_batch corrupt_pos"] | None,
     metric: Any,
     config: EAPConfig | None = None,
 ) -> ComponentCircuit:

@@ -68,7 +68,7 @@ def check_pair(clean: Tensor, corrupt: Tensor | None) -> None:
 def run_pair(
     model: Any,
     clean: Int[Tensor, "batch pos"],
-    corrupt: Int[Tensor, "batch pos"] | None,
+    corrupt: Int[Tensor, "corrupt_batch corrupt_pos"] | None,
     metric: Any,
     nodes: ComponentNodes,
     baseline: str = "corrupt",
@@ -96,7 +96,7 @@ def run_pair(
 def eap_scores(
     model: Any,
     clean: Int[Tensor, "batch pos"],
-    corrupt: Int[Tensor, "batch pos"] | None,
+    corrupt: Int[Tensor, "corrupt_batch corrupt_pos"] | None,
     metric: Any,
     config: EAPConfig | None = None,
     *,
