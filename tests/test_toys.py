@@ -29,12 +29,24 @@ def test_training_is_seeded(tmp_path):
 
 def test_toy_loads_hooked_with_reference_logits(toy_dir, toy_model):
     reference = AutoModelForCausalLM.from_pretrained(toy_dir).eval()
-    tokens = RepeatedSequenceTask(n_content=64, half_len=20).sample(4, torch.Generator().manual_seed(1))
+    tokens, mask = RepeatedSequenceTask(n_content=64, half_len=20).sample_with_mask(4, torch.Generator().manual_seed(1))
     with torch.no_grad():
         ours = toy_model(tokens)
         theirs = reference(tokens).logits
         assert (ours - theirs).abs().max() < 1e-5
-        assert induction_accuracy(ours, tokens, 20) > 0.9
+        assert induction_accuracy(ours, tokens, mask) > 0.9
+        fixed = RepeatedSequenceTask(n_content=64, half_len=20, min_period=None)
+        tokens, mask = fixed.sample_with_mask(4, torch.Generator().manual_seed(2))
+        assert induction_accuracy(toy_model(tokens), tokens, mask) > 0.9
+
+
+def test_masks_mark_exactly_the_repeated_tokens():
+    tokens, mask = RepeatedSequenceTask(n_content=64, half_len=10, min_period=3).sample_with_mask(16, torch.Generator().manual_seed(0))
+    for row, row_mask in zip(tokens, mask):
+        for p in range(1, len(row) - 1):
+            if row_mask[p]:  # the next token already appeared right after an earlier copy of row[p]
+                earlier = [q for q in range(1, p) if row[q] == row[p] and row[q + 1] == row[p + 1]]
+                assert earlier
 
 
 def test_gpt2_toy_also_loads(tmp_path):

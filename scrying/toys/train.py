@@ -174,7 +174,9 @@ def train_toy(
         lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / train_cfg.steps) ** 0.5,
     )
     train_gen = torch.Generator().manual_seed(train_cfg.seed)
-    eval_tokens = task.sample(train_cfg.eval_batch, torch.Generator().manual_seed(train_cfg.seed + 10_000))
+    eval_tokens, eval_mask = task.sample_with_mask(
+        train_cfg.eval_batch, torch.Generator().manual_seed(train_cfg.seed + 10_000)
+    )
     history_path = out / "history.jsonl"
     history_path.write_text("")
     rows: list[dict] = []
@@ -189,7 +191,7 @@ def train_toy(
         optimizer.step()
         schedule.step()
         if step % train_cfg.eval_every == 0 or step == train_cfg.steps:
-            acc = _evaluate(model, eval_tokens, task)
+            acc = _evaluate(model, eval_tokens, eval_mask)
             row = {"step": step, "loss": loss.item(), "accuracy": acc, "seconds": time.perf_counter() - start}
             rows.append(row)
             with history_path.open("a") as handle:
@@ -211,12 +213,12 @@ def train_toy(
 
 
 @torch.no_grad()
-def _evaluate(model: torch.nn.Module, tokens: torch.Tensor, task: RepeatedSequenceTask) -> float:
+def _evaluate(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor) -> float:
     was_training = model.training
     model.eval()
     logits = model(input_ids=tokens).logits
     model.train(was_training)
-    return induction_accuracy(logits, tokens, task.half_len)
+    return induction_accuracy(logits, tokens, mask)
 
 
 def _save(model: torch.nn.Module, tokenizer, path: Path) -> Path:
