@@ -148,8 +148,11 @@ def build_neuron_graph(
     rows += [(n - len(targets) + j, ("logit", t.token_id)) for j, t in enumerate(targets)]
     batches = [rows[i : i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
     for batch in tqdm(batches, disable=not config.progress, desc="attribution"):
+        kinds = {kind for _, (kind, _) in batch}
+        # Batches of neuron targets stop after the last target layer: no unembedding needed.
+        stop = None if "logit" in kinds else max(what[0] for _, (_, what) in batch) + 1
         with attribution_pass(model, clean, len(batch)) as leaves:
-            logits = model(tokens.expand(len(batch), -1))
+            logits = model(tokens.expand(len(batch), -1), stop_at_layer=stop)
             seeds = []
             for b, (_, (kind, what)) in enumerate(batch):
                 if kind == "feature":
@@ -159,7 +162,10 @@ def build_neuron_graph(
                     seeds.append(_demeaned(logits[b, -1], what))
             seed = torch.stack(seeds)
             seed.sum().backward()
-        grads = torch.stack([_grad(leaves.post[ly]) for ly in range(n_layers)], dim=1)  # b layer pos d_mlp
+        missing = torch.zeros(len(batch), n_pos, d_mlp, dtype=dtype)  # layers after a stop
+        grads = torch.stack(
+            [_grad(leaves.post[ly]) if ly in leaves.post else missing for ly in range(n_layers)], dim=1
+        )  # batch layer pos d_mlp
         contrib = grads * clean.post.unsqueeze(0)
         embed = (_grad(leaves.resid0) * clean.resid0.unsqueeze(0)).sum(-1)  # b pos
         for b, (row, _) in enumerate(batch):
