@@ -15,7 +15,7 @@ from scrying.ablation import (
     head_sweep_loop,
     repeated_tokens,
 )
-from scrying.ablation.replace import ablate_mask, replacement_z
+from scrying.ablation.replace import ablate_mask, clean_z, replacement_z
 from scrying.models import load_model
 from scrying.sites import Component, Site, hooks
 from scrying.toys import ToyModelConfig, build_tokenizer
@@ -133,3 +133,44 @@ def test_induction_and_previous_token_heads_rank_first(induction_toy):
     assert prev["layer"] < induction["layer"]
     assert prev.previous_token > 0.5 and induction.induction > 0.3
     assert ranked.iloc[1].ci_low > ranked.iloc[2].ci_high  # separated from the rest
+
+
+def test_gradient_importance_is_first_order_ablation(toy_model):
+    from scrying.ablation import compare_with_ablation, gradient_importance
+
+    prompts = repeated_tokens(toy_model, 1, 20, seed=6)
+    config = AblationConfig(metric="loss", method="zero")
+    grad = gradient_importance(toy_model, prompts, config)
+    # zero ablation: attribution = -(z . g) and Michel's mask gradient = |z . g| (one prompt)
+    assert torch.allclose(
+        torch.tensor(grad.attribution.abs().values), torch.tensor(grad.mask_gradient.values), atol=1e-6
+    )
+    # a tiny ablation (scale the head's z by 1 - eps) moves the loss by eps times the attribution
+    eps, (layer, head) = 1e-3, (1, 1)
+    sources = [z * (1 - eps) for z in clean_z(toy_model, prompts.tokens)]
+    with torch.no_grad():
+        clean = toy_model(prompts.tokens, return_type="loss")  # same positions as metric="loss"
+        with ablated(toy_model, [(layer, head)], ablate_mask(prompts, config), sources):
+            nudged = toy_model(prompts.tokens, return_type="loss")
+    row = grad[(grad["layer"] == layer) & (grad["head"] == head)].iloc[0]
+    slope = float(nudged - clean) / eps
+    assert abs(slope - row.attribution) < 0.05 * abs(row.attribution) + 1e-3
+    table = head_sweep(toy_model, prompts, config).table()
+    _, rho_attr, _ = compare_with_ablation(grad, table)
+    assert -1.0 <= rho_attr <= 1.0
+
+
+def test_pruning_curve_endpoints(toy_model):
+    from scrying.ablation import importance_order, pruning_curve
+
+    prompts = repeated_tokens(toy_model, 3, 20, seed=7)
+    config = AblationConfig(metric="loss", method="mean", batch_size=8)
+    sweep = head_sweep(toy_model, prompts, config)
+    order = importance_order(sweep.table())
+    curve = pruning_curve(toy_model, prompts, order, config)
+    assert len(curve) == 9 and curve.fraction.iloc[-1] == 1.0
+    assert abs(curve.metric.iloc[0] - float(sweep.clean.mean())) < 1e-5
+    # one head ablated: the curve's first step equals that head's single-head sweep
+    first = order[0]
+    single = float(sweep.clean.mean() + sweep.effects[first[0], first[1]].mean())
+    assert abs(curve.metric.iloc[1] - single) < 1e-5
