@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROMPT ?= When Mary and John went to the store, John gave a drink to
 
-.PHONY: setup demo test test-slow lint gallery
+.PHONY: setup browser demo test test-slow lint gallery
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -12,10 +12,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
-demo: setup
-	$(VENV)/bin/scrying predict "Dallas is a city in the state of" --max-new-tokens 8
+# Headless Chromium for the HTML export test (Debian's package; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || { sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; }
 
-test: setup
+demo: setup
+	$(VENV)/bin/scrying trace "$(PROMPT)" --out graphs/ioi.html
+
+test: setup browser
 	$(PY) -m pytest
 
 test-slow: setup

@@ -50,6 +50,7 @@ class Node:
     influence: float | None = None
     token_prob: float | None = None
     is_target: bool = False
+    details: str = ""  # extra hover text (e.g. tokens a neuron's output promotes)
 
     def to_schema(self) -> dict[str, Any]:
         return {

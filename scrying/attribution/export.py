@@ -1,0 +1,165 @@
+"""Pictures of a graph: a plotly figure for notebooks and one self-contained HTML file.
+
+Layout: layers run upwards (embeddings at the bottom, logits at the top), prompt positions run
+across; nodes sharing a (layer, position) cell are spread horizontally. Edge width follows
+``|weight|``, colour its sign (blue excites, red inhibits). The HTML file embeds plotly.js, so it
+opens with no network; every string that comes from the prompt or the tokenizer is HTML-escaped
+before it reaches the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from scrying.attribution.graph import Graph
+
+_COLORS = {"embedding": "#7f7f7f", "feature": "#2ca02c", "error": "#bcbd22", "component": "#9467bd", "logit": "#d62728"}
+_WIDTH_BINS = 4
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _positions(graph: Graph) -> dict[str, tuple[float, float]]:
+    cells: dict[tuple[int, int], list[int]] = {}
+    for i, node in enumerate(graph.nodes):
+        cells.setdefault((node.layer, node.pos), []).append(i)
+    coords: dict[str, tuple[float, float]] = {}
+    for (layer, pos), members in cells.items():
+        members.sort(key=lambda i: -(graph.nodes[i].influence or 0.0))
+        width = min(0.8, 0.12 * (len(members) - 1))
+        for rank, i in enumerate(members):
+            offset = 0.0 if len(members) == 1 else -width / 2 + width * rank / (len(members) - 1)
+            x = (pos if pos >= 0 else len(graph.prompt_tokens)) + offset
+            coords[graph.nodes[i].node_id] = (float(x), float(layer))
+    return coords
+
+
+def _hover(node) -> str:
+    lines = [f"<b>{_esc(node.label or node.node_id)}</b>", f"id: {_esc(node.node_id)}", f"kind: {node.kind}"]
+    if node.activation is not None:
+        lines.append(f"activation: {node.activation:.4g}")
+    if node.influence is not None:
+        lines.append(f"cumulative influence: {node.influence:.3f}")
+    if node.token_prob is not None:
+        lines.append(f"probability: {node.token_prob:.4f}")
+    if node.details:
+        lines.append(_esc(node.details))
+    return "<br>".join(lines)
+
+
+def figure(graph: Graph, *, title: str | None = None) -> go.Figure:
+    """The graph as a plotly figure (the caller shows or saves it)."""
+    coords = _positions(graph)
+    edges = graph.edges()
+    fig = go.Figure()
+    if len(edges):
+        biggest = float(edges.weight.abs().max()) or 1.0
+        for sign, color in ((1, "rgba(31,119,180,0.45)"), (-1, "rgba(214,39,40,0.45)")):
+            subset = edges[(edges.weight > 0) if sign > 0 else (edges.weight < 0)]
+            for b in range(_WIDTH_BINS):
+                low, high = biggest * b / _WIDTH_BINS, biggest * (b + 1) / _WIDTH_BINS
+                part = subset[(subset.weight.abs() > low) & (subset.weight.abs() <= high)]
+                if part.empty:
+                    continue
+                xs, ys = [], []
+                for row in part.itertuples(index=False):
+                    (x0, y0), (x1, y1) = coords[row.source], coords[row.target]
+                    xs += [x0, x1, None]
+                    ys += [y0, y1, None]
+                fig.add_trace(
+                    go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
+                               line={"color": color, "width": 0.5 + 4.5 * (b + 1) / _WIDTH_BINS})
+                )
+    for kind, color in _COLORS.items():
+        members = [n for n in graph.nodes if n.kind == kind]
+        if not members:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[coords[n.node_id][0] for n in members],
+                y=[coords[n.node_id][1] for n in members],
+                mode="markers",
+                name=kind,
+                marker={"color": color, "size": [8 + 10 * (1 - (n.influence or 1.0)) for n in members], "line": {"width": 1, "color": "#333"}},
+                hovertext=[_hover(n) for n in members],
+                hoverinfo="text",
+            )
+        )
+    n_layers = max((n.layer for n in graph.nodes), default=0)
+    fig.update_layout(
+        title=_esc(title if title is not None else graph.prompt),
+        xaxis={
+            "tickmode": "array",
+            "tickvals": list(range(len(graph.prompt_tokens))),
+            "ticktext": [_esc(t) for t in graph.prompt_tokens],
+            "title": "position",
+        },
+        yaxis={
+            "tickmode": "array",
+            "tickvals": list(range(-1, n_layers + 1)),
+            "ticktext": ["emb"] + [f"L{i}" for i in range(n_layers)] + ["logit"],
+            "title": "layer",
+        },
+        plot_bgcolor="white",
+        height=720,
+        hoverlabel={"align": "left"},
+    )
+    return fig
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for c in columns:
+            value = row.get(c)
+            cells.append(f"<td>{value:.4g}</td>" if isinstance(value, float) else f"<td>{_esc(value)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_html(graph: Graph, path: str | Path, *, validation: dict[str, Any] | None = None, summary: dict[str, Any] | None = None) -> Path:
+    """One self-contained HTML file: the figure, a summary, and the validation table."""
+    fig = figure(graph)
+    plot = pio.to_html(fig, include_plotlyjs=True, full_html=False, config={"responsive": True})
+    parts = [f"<h1>{_esc(graph.prompt)}</h1>"]
+    facts = {"model": graph.model_name, "level": graph.level, "nodes": len(graph.nodes), "edges": int((graph.adjacency != 0).sum())}
+    facts.update(summary or {})
+    parts.append(_table([{"property": k, "value": v} for k, v in facts.items()], ["property", "value"]))
+    parts.append(plot)
+    if validation:
+        parts.append("<h2>Validation by intervention</h2>")
+        parts.append(
+            f"<p>Target: {_esc(validation['target'])}. Each node scaled by {validation['scale']:g} "
+            f"(0 = ablated) in the real model; predicted change from the graph's linear account. "
+            f"Spearman rank correlation predicted vs measured: <b>{validation['spearman']:.3f}</b>.</p>"
+        )
+        columns = list(validation["rows"][0].keys()) if validation["rows"] else []
+        parts.append(_table(validation["rows"], columns))
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>scrying: {_esc(graph.prompt)}</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style></head><body>"
+        + "\n".join(parts)
+        + f"<script type='application/json' id='scrying-summary'>{_json_for_script(facts)}</script>"
+        + "</body></html>"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _json_for_script(data: Any) -> str:
+    """JSON safe inside a <script> element (no '</script>' or '<!--' can close it)."""
+    return json.dumps(data, default=str).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
