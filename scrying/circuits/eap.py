@@ -17,6 +17,19 @@ Phases:
    prompt (EAP-IG), chunked; ``torch.autograd.grad`` of the summed metric.
 4. Scores: ``einsum`` of (corrupt - clean) outputs with the mean receiver-input gradients, summed
    over positions and the model dimension, masked to existing edges.
+
+Differences from hannamw/EAP-IG: there, each head is three receivers (its q, k and v inputs);
+here a head is one receiver (all three together), in the scores and in exact patching alike. The
+interpolation (``blocks.0.hook_resid_pre``, ``k / m`` for ``k = 0 .. m-1``), the score and the
+averaging over steps and prompts are the same.
+
+Agreement with exact per-edge patching (tests/test_circuits.py, 2-layer induction toy, all 54
+edges, 20 steps): Spearman 0.92-0.97 for a one-token counterfactual with a logit-difference
+metric. It is lower where the patched edges are redundant: single-edge patching credits each of
+several previous-token heads only with what the others cannot replace, while the integral
+splits the whole effect among them (Spearman about 0.84 when the key of the induction head is
+corrupted). A saturating metric (log-probability of an answer that is already certain) or a
+metric without a counterfactual answer lowers it further; more steps do not help there.
 """
 
 from __future__ import annotations
