@@ -30,7 +30,8 @@ def tiny(arch: str, tmp: Path):
 @pytest.fixture(scope="module", params=["gemma3", "llama", "gpt2"])
 def tiny_graph(request, tmp_path_factory):
     model = tiny(request.param, tmp_path_factory.mktemp("tiny"))
-    graph = build_neuron_graph(model, PROMPT, config=NeuronGraphConfig(max_feature_nodes=10_000, max_logits=2, batch_size=7))
+    config = NeuronGraphConfig(max_feature_nodes=10_000, max_logits=2, batch_size=7, exclude_bos=False)
+    graph = build_neuron_graph(model, PROMPT, config=config)
     return request.param, model, graph
 
 
@@ -110,7 +111,8 @@ def test_json_roundtrip_is_lossless(tiny_graph, tmp_path):
 def test_selection_keeps_conservation_through_error_nodes(tiny_graph):
     _, model, full = tiny_graph
     small = build_neuron_graph(model, PROMPT, config=NeuronGraphConfig(max_feature_nodes=5, max_logits=1))
-    assert sum(n.kind == "feature" for n in small.nodes) == 5
+    features = [n for n in small.nodes if n.kind == "feature"]
+    assert len(features) == 5 and all(n.pos > 0 for n in features)  # none at BOS by default
     logit = next(i for i, n in enumerate(small.nodes) if n.kind == "logit")
     values = small.metadata["node_values"]
     assert float(small.adjacency[logit].sum() + small.bias[logit]) == pytest.approx(values[logit], abs=1e-9)

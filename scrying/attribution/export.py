@@ -55,14 +55,18 @@ def _hover(node) -> str:
     return "<br>".join(lines)
 
 
-def figure(graph: Graph, *, title: str | None = None) -> go.Figure:
-    """The graph as a plotly figure (the caller shows or saves it)."""
+def figure(graph: Graph, *, title: str | None = None, max_edges: int = 500) -> go.Figure:
+    """The graph as a plotly figure (the caller shows or saves it); draws the ``max_edges``
+    strongest edges (all nodes are drawn)."""
     coords = _positions(graph)
     edges = graph.edges()
+    if len(edges) > max_edges:
+        edges = edges.loc[edges.weight.abs().nlargest(max_edges).index]
+        title = f"{title if title is not None else graph.prompt}  (strongest {max_edges} edges shown)"
     fig = go.Figure()
     if len(edges):
         biggest = float(edges.weight.abs().max()) or 1.0
-        for sign, color in ((1, "rgba(31,119,180,0.45)"), (-1, "rgba(214,39,40,0.45)")):
+        for sign, color in ((1, "rgba(31,119,180,0.35)"), (-1, "rgba(214,39,40,0.35)")):
             subset = edges[(edges.weight > 0) if sign > 0 else (edges.weight < 0)]
             for b in range(_WIDTH_BINS):
                 low, high = biggest * b / _WIDTH_BINS, biggest * (b + 1) / _WIDTH_BINS

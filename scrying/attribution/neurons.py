@@ -11,6 +11,8 @@ Algorithm (circuit-tracer's, Ameisen et al. 2025 §2-3, with MLP neurons as feat
    neuron in the frozen model (activation x gradient, one backward pass); keep the
    ``max_feature_nodes`` largest in magnitude. All other neurons at a (layer, position) are
    lumped into that position's *error node*, so nothing is dropped: error = unselected neurons.
+   Position 0 (the BOS token, an attention sink whose linearisation is poor) gets no feature
+   nodes by default, as circuit-tracer zeroes transcoder features there.
 4. **Edges** — for batches of targets (selected neurons and logits), seed the backward pass with
    each target's value on its own copy of the prompt, with MLP outputs cut from the gradient,
    and read direct effects = activation x gradient at every source (neurons, error nodes,
@@ -44,6 +46,7 @@ class NeuronGraphConfig:
     max_logits: int = 5
     logit_probability: float = 0.95
     batch_size: int = 16
+    exclude_bos: bool = True  # no feature nodes at position 0, as circuit-tracer (zero_positions)
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -84,18 +87,23 @@ def _demeaned(logits: torch.Tensor, token_id: int) -> torch.Tensor:
     return logits[..., token_id] - logits.mean(-1)
 
 
-def select_features(model: Any, clean: CleanRun, targets: list[LogitTarget], k: int) -> list[tuple[int, int, int]]:
+def select_features(
+    model: Any, clean: CleanRun, targets: list[LogitTarget], k: int, *, exclude_bos: bool = True
+) -> list[tuple[int, int, int]]:
     """The ``k`` neurons with the largest total effect on the weighted logit targets."""
     n_layers, n_pos, d_mlp = clean.post.shape
-    if k >= n_layers * n_pos * d_mlp:
-        return [(ly, p, i) for ly in range(n_layers) for p in range(n_pos) for i in range(d_mlp)]
+    first = 1 if exclude_bos else 0
+    if k >= n_layers * (n_pos - first) * d_mlp:
+        return [(ly, p, i) for ly in range(n_layers) for p in range(first, n_pos) for i in range(d_mlp)]
     with attribution_pass(model, clean, 1, cut_mlps=False) as leaves:
         logits = model(clean.tokens)[0, -1]
         seed = sum(t.probability * _demeaned(logits, t.token_id) for t in targets)
         seed.backward()
     grads = torch.stack([_grad(leaves.post[ly])[0] for ly in range(n_layers)])
-    effect = (grads * clean.post).abs().flatten()
-    top = effect.topk(k).indices
+    effect = (grads * clean.post).abs()
+    if exclude_bos:
+        effect[:, 0] = -1.0
+    top = effect.flatten().topk(k).indices
     layer, rest = top // (n_pos * d_mlp), top % (n_pos * d_mlp)
     picked = sorted(zip(layer.tolist(), (rest // d_mlp).tolist(), (rest % d_mlp).tolist()))
     return picked
@@ -114,7 +122,7 @@ def build_neuron_graph(
     tokens = tokenize(model, prompt)
     clean = clean_run(model, tokens)
     targets = logit_targets(model, clean, target, config)
-    features = select_features(model, clean, targets, config.max_feature_nodes)
+    features = select_features(model, clean, targets, config.max_feature_nodes, exclude_bos=config.exclude_bos)
     n_layers, n_pos, d_mlp = clean.post.shape
     strings = token_strings(model, tokens[0])
 
