@@ -37,9 +37,14 @@ def _positions(graph: Graph) -> dict[str, tuple[float, float]]:
         width = min(0.8, 0.12 * (len(members) - 1))
         for rank, i in enumerate(members):
             offset = 0.0 if len(members) == 1 else -width / 2 + width * rank / (len(members) - 1)
-            x = (pos if pos >= 0 else len(graph.prompt_tokens)) + offset
+            x = (pos if pos >= 0 else len(_x_labels(graph))) + offset
             coords[graph.nodes[i].node_id] = (float(x), float(layer))
     return coords
+
+
+def _x_labels(graph: Graph) -> list[str]:
+    """Column labels: prompt tokens, or head/MLP columns for component graphs."""
+    return list(graph.metadata.get("x_labels") or graph.prompt_tokens)
 
 
 def _hover(node) -> str:
@@ -102,9 +107,9 @@ def figure(graph: Graph, *, title: str | None = None, max_edges: int = 500) -> g
         title=_esc(title if title is not None else graph.prompt),
         xaxis={
             "tickmode": "array",
-            "tickvals": list(range(len(graph.prompt_tokens))),
-            "ticktext": [_esc(t) for t in graph.prompt_tokens],
-            "title": "position",
+            "tickvals": list(range(len(_x_labels(graph)))),
+            "ticktext": [_esc(t) for t in _x_labels(graph)],
+            "title": "position" if graph.level == "neurons" else "head",
         },
         yaxis={
             "tickmode": "array",
