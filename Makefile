@@ -26,5 +26,10 @@ test: setup browser
 test-slow: setup
 	$(PY) -m pytest -m slow
 
+# Regenerate the committed gallery (graphs/gallery/*.html + .json; one shared plotly.min.js).
+gallery: setup
+	rm -rf graphs/gallery
+	$(VENV)/bin/scrying trace --prompts graphs/gallery.jsonl --out-dir graphs/gallery --shared-plotlyjs
+
 lint: setup
 	$(VENV)/bin/ruff check scrying tests benchmarks

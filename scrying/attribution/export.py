@@ -136,10 +136,22 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def write_html(graph: Graph, path: str | Path, *, validation: dict[str, Any] | None = None, summary: dict[str, Any] | None = None) -> Path:
-    """One self-contained HTML file: the figure, a summary, and the validation table."""
+def write_html(
+    graph: Graph,
+    path: str | Path,
+    *,
+    validation: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
+    shared_plotlyjs: bool = False,
+) -> Path:
+    """One self-contained HTML file: the figure, a summary, and the validation table.
+
+    ``shared_plotlyjs`` writes ``plotly.min.js`` once beside the page and links it (for
+    galleries of many graphs; still no network), instead of embedding it in every page.
+    """
     fig = figure(graph)
-    plot = pio.to_html(fig, include_plotlyjs=True, full_html=False, config={"responsive": True})
+    include: bool | str = "directory" if shared_plotlyjs else True
+    plot = pio.to_html(fig, include_plotlyjs=include, full_html=False, config={"responsive": True})
     parts = [f"<h1>{_esc(graph.prompt)}</h1>"]
     facts = {"model": graph.model_name, "level": graph.level, "nodes": len(graph.nodes), "edges": int((graph.adjacency != 0).sum())}
     facts.update(summary or {})
@@ -166,6 +178,10 @@ def write_html(graph: Graph, path: str | Path, *, validation: dict[str, Any] | N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
+    if shared_plotlyjs and not (path.parent / "plotly.min.js").exists():
+        from plotly.offline import get_plotlyjs
+
+        (path.parent / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
     return path
 
 

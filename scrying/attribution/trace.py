@@ -75,7 +75,13 @@ def trace(model: Any, prompt: str, config: TraceConfig | None = None, *, model_n
     return TraceResult(graph=graph, pruned=small, validation=validation, scores=scores, seconds=seconds)
 
 
-def write_trace(result: TraceResult, *, html_path: str | Path | None = None, json_path: str | Path | None = None) -> list[Path]:
+def write_trace(
+    result: TraceResult,
+    *,
+    html_path: str | Path | None = None,
+    json_path: str | Path | None = None,
+    shared_plotlyjs: bool = False,
+) -> list[Path]:
     """Write the pruned graph as HTML and/or JSON; returns the paths written."""
     written = []
     if json_path is not None:
@@ -84,5 +90,7 @@ def write_trace(result: TraceResult, *, html_path: str | Path | None = None, jso
         summary = {k.replace("_", " "): round(v, 4) for k, v in result.scores.items()}
         summary["seconds"] = round(result.seconds, 1)
         summary["targets"] = ", ".join(repr(t) for t in result.graph.metadata.get("targets", []))
-        written.append(write_html(result.pruned, html_path, validation=result.validation, summary=summary))
+        written.append(
+            write_html(result.pruned, html_path, validation=result.validation, summary=summary, shared_plotlyjs=shared_plotlyjs)
+        )
     return written

@@ -21,9 +21,11 @@ from scrying.prompts import check_text
 logger = logging.getLogger(__name__)
 
 
-def _config(args: argparse.Namespace, *, prompt_target: str | None = None, corrupt: str | None = None) -> TraceConfig:
+def _config(
+    args: argparse.Namespace, *, prompt_target: str | None = None, corrupt: str | None = None, level: str | None = None
+) -> TraceConfig:
     return TraceConfig(
-        level=args.level,
+        level=level or args.level,
         target=prompt_target if prompt_target is not None else args.target,
         corrupt=corrupt if corrupt is not None else args.corrupt,
         neurons=NeuronGraphConfig(max_feature_nodes=args.max_features, batch_size=args.batch_size, progress=args.verbose),
@@ -33,7 +35,7 @@ def _config(args: argparse.Namespace, *, prompt_target: str | None = None, corru
 
 
 def read_prompts(path: Path) -> list[dict]:
-    """JSONL lines with ``prompt`` and optional ``target``, ``corrupt``, ``id``."""
+    """JSONL lines with ``prompt`` and optional ``target``, ``corrupt``, ``level``, ``id``."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
@@ -94,10 +96,15 @@ def _batch(args: argparse.Namespace) -> int:
         logger.warning("resuming: %d of %d prompts already traced in %s", len(rows) - len(todo), len(rows), out_dir)
     model = model_from_args(args) if todo else None
     for row in tqdm(todo, desc="trace", disable=not todo):
-        config = _config(args, prompt_target=row.get("target"), corrupt=row.get("corrupt"))
+        config = _config(args, prompt_target=row.get("target"), corrupt=row.get("corrupt"), level=row.get("level"))
         result = trace(model, row["prompt"], config, model_name=args.model)
         stem = out_dir / str(row["id"])
-        write_trace(result, html_path=stem.with_suffix(".html"), json_path=stem.with_suffix(".json"))
+        write_trace(
+            result,
+            html_path=stem.with_suffix(".html"),
+            json_path=stem.with_suffix(".json"),
+            shared_plotlyjs=args.shared_plotlyjs,
+        )
         record = {"id": str(row["id"]), "prompt": row["prompt"], "spearman": result.validation["spearman"], **result.scores, "seconds": result.seconds}
         with index.open("a", encoding="utf-8") as handle:  # one line per finished prompt: resumable
             handle.write(json.dumps(record) + "\n")
@@ -114,8 +121,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--corrupt", help="corrupted prompt, same token length (components level)")
     p.add_argument("--out", type=Path, help="HTML file (default graphs/trace.html)")
     p.add_argument("--json", type=Path, help="JSON file (default: next to the HTML)")
-    p.add_argument("--prompts", type=Path, help="batch mode: JSONL with 'prompt' (+ 'target', 'corrupt', 'id')")
+    p.add_argument("--prompts", type=Path, help="batch mode: JSONL with 'prompt' (+ 'target', 'corrupt', 'level', 'id')")
     p.add_argument("--out-dir", type=Path, help="batch mode output directory")
+    p.add_argument("--shared-plotlyjs", action="store_true", help="batch mode: one plotly.min.js beside the pages")
     p.add_argument("--max-features", type=int, default=200, help="neuron nodes kept before pruning")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--node-threshold", type=float, default=0.8)
