@@ -10,7 +10,6 @@ exact per-edge patching in one run.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,26 +18,34 @@ from pathlib import Path
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
-SCRYING = [sys.executable, "-m", "scrying.cli.main"]
+# The child reports its own peak resident memory when the command returns.
+SCRYING = [
+    sys.executable,
+    "-c",
+    "import resource, sys\n"
+    "from scrying.cli.main import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "sys.exit(code)",
+]
 
 
 def run_level(level: str, out: Path) -> None:
     args = [*SCRYING, "trace", PROMPT, "--level", level, "--out", str(out / f"{level}.html")]
     if level == "components":
         args += ["--corrupt", CORRUPT]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     result = subprocess.run(args, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if result.returncode:
         print(f"{level}: failed\n{result.stderr[-2000:]}")
         return
-    summary = result.stdout.strip().splitlines()[-3:] if level == "neurons" else result.stdout.strip().splitlines()[-1:]
-    peak_note = f"{peak / 1e6:.2f} GB" if peak > before else f"<= {peak / 1e6:.2f} GB (max over runs)"
-    print(f"{level}: {seconds:.1f} s wall (model load included), peak RSS {peak_note}")
-    for line in summary:
-        print(f"  {line}")
+    lines = result.stdout.strip().splitlines()
+    peak_kb = int(lines[-1].split()[1])
+    print(f"{level}: {seconds:.1f} s wall (model load included), peak RSS {peak_kb / 1e6:.2f} GB")
+    for line in lines[:-1]:
+        if not line.startswith("wrote"):
+            print(f"  {line}")
 
 
 def main() -> None:

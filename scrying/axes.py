@@ -25,7 +25,6 @@ Runtime shape checking is switched on for the ``scrying`` package in the test su
 from __future__ import annotations
 
 from jaxtyping import Bool, Float, Int
-
 from torch import Tensor
 
 __all__ = ["Bool", "Float", "Int", "Tensor"]

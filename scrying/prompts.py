@@ -56,6 +56,6 @@ def single_token(model: Any, text: str, *, what: str = "token") -> int:
     return int(ids[0])
 
 
-def token_strings(model: Any, tokens: Int[Tensor, "pos"]) -> list[str]:
+def token_strings(model: Any, tokens: Int[Tensor, " pos"]) -> list[str]:
     """Each token id decoded on its own."""
     return [model.tokenizer.decode([int(t)]) for t in tokens.tolist()]

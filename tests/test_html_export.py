@@ -6,7 +6,6 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
-import pytest
 import torch
 
 from scrying.attribution import Graph, Node

@@ -1,12 +1,13 @@
 import pytest
 
+from scrying.errors import ConfigError, PromptError
+from scrying.predict import PredictConfig, predict
+from scrying.prompts import single_token, tokenize, tokenize_batch
+
 # A repeated random sequence of the toy's training length: induction predicts the continuation.
 SEQ = [17, 3, 41, 8, 60, 25, 12, 33, 5, 49, 21, 38, 2, 56, 30, 11, 44, 9, 27, 63]
 REPEAT = " ".join(f"t{i}" for i in SEQ + SEQ[:6])
 
-from scrying.errors import ConfigError, PromptError
-from scrying.predict import PredictConfig, predict
-from scrying.prompts import single_token, tokenize, tokenize_batch
 
 
 def test_top_k_probabilities_are_the_softmax(toy_model):

@@ -3,8 +3,7 @@ import time
 import pytest
 
 from scrying.errors import ModelLoadError, ScryingError, UnknownModelError
-from scrying.models import LoadConfig, SpecKind, load_model, resolve_spec
-from scrying.models import loading
+from scrying.models import LoadConfig, SpecKind, load_model, loading, resolve_spec
 
 
 def test_registered_name_and_paths(tmp_path, toy_dir):

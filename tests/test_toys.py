@@ -4,7 +4,13 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from scrying.models import load_model
-from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, induction_accuracy, train_toy
+from scrying.toys import (
+    RepeatedSequenceTask,
+    ToyModelConfig,
+    TrainConfig,
+    induction_accuracy,
+    train_toy,
+)
 
 
 def test_toy_trainer_learns_induction_quickly(tmp_path):
@@ -42,7 +48,7 @@ def test_toy_loads_hooked_with_reference_logits(toy_dir, toy_model):
 
 def test_masks_mark_exactly_the_repeated_tokens():
     tokens, mask = RepeatedSequenceTask(n_content=64, half_len=10, min_period=3).sample_with_mask(16, torch.Generator().manual_seed(0))
-    for row, row_mask in zip(tokens, mask):
+    for row, row_mask in zip(tokens, mask, strict=True):
         for p in range(1, len(row) - 1):
             if row_mask[p]:  # the next token already appeared right after an earlier copy of row[p]
                 earlier = [q for q in range(1, p) if row[q] == row[p] and row[q + 1] == row[p + 1]]

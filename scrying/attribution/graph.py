@@ -78,7 +78,7 @@ class Graph:
     level: Literal["neurons", "components"]
     nodes: list[Node]
     adjacency: Float[Tensor, "node node"]
-    bias: Float[Tensor, "node"] | None = None  # value minus incoming edges, per node
+    bias: Float[Tensor, " node"] | None = None  # value minus incoming edges, per node
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,7 +94,7 @@ class Graph:
     def index(self) -> dict[str, int]:
         return {node.node_id: i for i, node in enumerate(self.nodes)}
 
-    def logit_weights(self) -> Float[Tensor, "node"]:
+    def logit_weights(self) -> Float[Tensor, " node"]:
         """Probability of each logit node (0 elsewhere): the seed of influence computations."""
         weights = torch.zeros(len(self.nodes), dtype=torch.float64)
         for i, node in enumerate(self.nodes):

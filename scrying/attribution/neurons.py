@@ -105,7 +105,7 @@ def select_features(
         effect[:, 0] = -1.0
     top = effect.flatten().topk(k).indices
     layer, rest = top // (n_pos * d_mlp), top % (n_pos * d_mlp)
-    picked = sorted(zip(layer.tolist(), (rest // d_mlp).tolist(), (rest % d_mlp).tolist()))
+    picked = sorted(zip(layer.tolist(), (rest // d_mlp).tolist(), (rest % d_mlp).tolist(), strict=True))
     return picked
 
 

@@ -47,7 +47,7 @@ def normalize_rows(matrix: Float[Tensor, "node node"]) -> Float[Tensor, "node no
     return absolute / absolute.sum(-1, keepdim=True).clamp(min=1e-10)
 
 
-def influence(normalized: Float[Tensor, "node node"], weights: Float[Tensor, "node"], max_iter: int = 10_000) -> Float[Tensor, "node"]:
+def influence(normalized: Float[Tensor, "node node"], weights: Float[Tensor, " node"], max_iter: int = 10_000) -> Float[Tensor, " node"]:
     """``weights @ (A + A^2 + ...)`` for an acyclic normalised adjacency ``A``."""
     current = weights.double() @ normalized
     total = current.clone()
@@ -59,11 +59,11 @@ def influence(normalized: Float[Tensor, "node node"], weights: Float[Tensor, "no
     raise RuntimeError(f"influence did not converge in {max_iter} steps: is the graph cyclic?")
 
 
-def node_influence(graph: Graph) -> Float[Tensor, "node"]:
+def node_influence(graph: Graph) -> Float[Tensor, " node"]:
     return influence(normalize_rows(graph.adjacency), graph.logit_weights())
 
 
-def _threshold(scores: Float[Tensor, "n"], fraction: float) -> float:
+def _threshold(scores: Float[Tensor, " n"], fraction: float) -> float:
     ordered = scores.flatten().sort(descending=True).values
     if ordered.sum() <= 0:
         return float("inf")
@@ -74,10 +74,10 @@ def _threshold(scores: Float[Tensor, "n"], fraction: float) -> float:
 
 @dataclass(frozen=True)
 class PruneResult:
-    node_mask: Bool[Tensor, "node"]
+    node_mask: Bool[Tensor, " node"]
     edge_mask: Bool[Tensor, "node node"]
-    influence: Float[Tensor, "node"]
-    cumulative: Float[Tensor, "node"]  # cumulative influence fraction at each node's rank
+    influence: Float[Tensor, " node"]
+    cumulative: Float[Tensor, " node"]  # cumulative influence fraction at each node's rank
 
 
 def prune(graph: Graph, config: PruneConfig | None = None) -> PruneResult:
