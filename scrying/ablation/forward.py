@@ -7,8 +7,9 @@ Phases of :func:`resume`, the pass the batched sweep repeats for every ablated l
    discard their output), so the clean computation up to ``L`` is reused, not redone.
 2. **Stop** after the last block: a hook on its ``resid_post`` raises with the residual, so the
    full-vocabulary unembedding of every position is never computed.
-3. **Read** logits only where a metric needs them (:func:`logits_at`): final norm and
-   unembedding applied to the selected rows, in chunks.
+3. **Read** logits only where a metric needs them: final norm and unembedding applied to the
+   selected rows, in chunks (:func:`logits_at`), or, when the metric needs only a few tokens'
+   logits (logit difference), just those columns of the unembedding (:func:`logit_columns`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import einops
 import torch
 from jaxtyping import Bool
 
@@ -85,6 +87,24 @@ def logits_at(
         if cap > 0:
             logits = cap * torch.tanh(logits / cap)
         yield logits
+
+
+def logit_columns(
+    model: Any, resid: Float[Tensor, "read d_model"], columns: Int[Tensor, "read col"]
+) -> Float[Tensor, "read col"]:
+    """Logits of the tokens ``columns[i]`` at residual row ``i``: final norm, then only those
+    rows of the unembedding (the same weights the model's own unembedding applies)."""
+    unembed = model.unembed.original_component
+    normed = model.ln_final(resid.unsqueeze(0))[0]
+    weight = unembed.weight[columns]  # read col d_model
+    logits = einops.einsum(normed.to(weight.dtype), weight, "read d, read col d -> read col")
+    bias = getattr(unembed, "bias", None)
+    if bias is not None:
+        logits = logits + bias[columns]
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
+    if cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return logits
 
 
 def selected(

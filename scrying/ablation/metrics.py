@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Bool
 
 from scrying.ablation.data import PromptSet
-from scrying.ablation.forward import logits_at
+from scrying.ablation.forward import logit_columns, logits_at
 from scrying.axes import Float, Int, Tensor
 from scrying.errors import InvalidInputError
 
@@ -95,7 +95,8 @@ def per_prompt(
     """Metric of each row; a row is a (possibly ablated) run of prompt ``prompt_of_row[row]``.
 
     ``acts`` is the residual stream after the last block (logits are computed only at read
-    positions), or, with ``are_logits``, the logits themselves.
+    positions, and for ``logit-diff`` only the two columns it compares), or, with
+    ``are_logits``, the logits themselves.
     """
     mask = plan.mask[prompt_of_row]
     rows, pos = mask.nonzero(as_tuple=True)
@@ -107,14 +108,23 @@ def per_prompt(
         read = lambda s: acts[rows[s], pos[s]]  # noqa: E731
     else:
         read = lambda s: next(logits_at(model, acts[rows[s], pos[s]], chunk=chunk))  # noqa: E731
+    if plan.metric == "logit-diff" and not are_logits:
+        columns = torch.stack([target, incorrect], dim=1)
+        parts = [
+            logit_columns(model, acts[rows[s], pos[s]], columns[s]).float()
+            for s in (slice(i, i + chunk) for i in range(0, len(rows), chunk))
+        ]
+        return _mean_per_row(torch.cat([p[:, 0] - p[:, 1] for p in parts]), rows, prompt_of_row.shape[0])
     parts = []
     for start in range(0, len(rows), chunk):
         s = slice(start, start + chunk)
         clean = None if clean_logprobs is None else clean_logprobs[base[s]]
         inc = None if incorrect is None else incorrect[s]
         parts.append(entry_values(plan.metric, read(s).float(), target[s], inc, clean))
-    values = torch.cat(parts)
-    n_rows = prompt_of_row.shape[0]
+    return _mean_per_row(torch.cat(parts), rows, prompt_of_row.shape[0])
+
+
+def _mean_per_row(values: Float[Tensor, " read"], rows: Int[Tensor, " read"], n_rows: int) -> Float[Tensor, " row"]:
     total = torch.zeros(n_rows, dtype=values.dtype).index_add(0, rows, values)
     counts = torch.zeros(n_rows, dtype=values.dtype).index_add(0, rows, torch.ones_like(values))
     return total / counts

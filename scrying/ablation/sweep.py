@@ -101,7 +101,7 @@ class _Clean:
         )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def head_sweep(
     model: Any,
     prompts: PromptSet,
