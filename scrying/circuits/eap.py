@@ -24,12 +24,13 @@ interpolation (``blocks.0.hook_resid_pre``, ``k / m`` for ``k = 0 .. m-1``), the
 averaging over steps and prompts are the same.
 
 Agreement with exact per-edge patching (tests/test_circuits.py, 2-layer induction toy, all 54
-edges, 20 steps): Spearman 0.92-0.97 for a one-token counterfactual with a logit-difference
-metric. It is lower where the patched edges are redundant: single-edge patching credits each of
-several previous-token heads only with what the others cannot replace, while the integral
-splits the whole effect among them (Spearman about 0.84 when the key of the induction head is
-corrupted). A saturating metric (log-probability of an answer that is already certain) or a
-metric without a counterfactual answer lowers it further; more steps do not help there.
+edges, 20 steps, 48 prompts, counterfactuals with a logit-difference metric): Spearman 0.93-0.98
+when the copied token is replaced, 0.91-0.95 when the induction head's key is broken (prompt
+seeds 1-4); plain EAP: 0.82 and 0.46. With 16 prompts the prompt sample alone moves it by about
+0.05. The residual disagreement is mostly redundancy: single-edge patching credits each of
+several previous-token heads only with what the others cannot replace, while the integral splits
+the whole effect among them. A saturating metric (log-probability of an answer that is already
+certain) or one without a counterfactual answer lowers agreement; more steps do not help there.
 """
 
 from __future__ import annotations
