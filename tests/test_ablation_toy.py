@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +47,33 @@ def test_batched_sweep_equals_loop(toy_model, method, metric):
     assert torch.allclose(batched.clean, looped.clean, atol=1e-5)
     assert (batched.effects - looped.effects).abs().max() < 1e-5
     assert batched.effects.abs().max() > 1e-4  # the ablations do something
+
+
+@pytest.mark.parametrize("method", ["zero", "mean", "resample"])
+def test_logit_diff_reads_two_unembedding_columns(toy_model, method):
+    """The batched logit-diff read (final norm, then only the two columns of the unembedding)
+    equals the difference of the model's own full logits, and the loop, for every head."""
+    from scrying.ablation.forward import final_resid, logit_columns
+
+    base = repeated_tokens(toy_model, 6, 20, seed=8)
+    last = base.tokens.shape[1] - 1
+    prompts = dataclasses.replace(
+        base,
+        target_mask=None,
+        correct=base.tokens[:, 20],  # the token after the earlier copy of the last one
+        incorrect=base.tokens[:, 5],
+    )
+    with torch.no_grad():
+        logits = toy_model(prompts.tokens)[:, last]
+        resid = final_resid(toy_model, prompts.tokens)[:, last]
+        columns = torch.stack([prompts.correct, prompts.incorrect], dim=1)
+        assert torch.allclose(logit_columns(toy_model, resid, columns), logits.gather(1, columns), atol=1e-5)
+    config = AblationConfig(metric="logit-diff", method=method, batch_size=10)
+    batched = head_sweep(toy_model, prompts, config)
+    looped = head_sweep_loop(toy_model, prompts, config)
+    assert torch.allclose(batched.clean, looped.clean, atol=1e-5)
+    assert (batched.effects - looped.effects).abs().max() < 1e-5
+    assert batched.effects.abs().max() > 1e-3
 
 
 def test_ablation_leaves_upstream_activations_unchanged(toy_model):
