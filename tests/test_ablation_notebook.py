@@ -16,6 +16,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_head_ablation
 def test_head_ablation_notebook_runs(monkeypatch):
     monkeypatch.setenv("SCRYING_NB_PROMPTS", "4")
     monkeypatch.setenv("SCRYING_NB_BOOTSTRAP", "100")
+    monkeypatch.setenv("SCRYING_NB_HALF_LEN", "8")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -13,6 +13,10 @@ Phases:
    * ``mask_gradient``: Michel et al. (2019), eq. 2: ``|d metric / d xi_h|`` with ``z_h``
      scaled by a mask ``xi_h = 1``, i.e. ``|sum_{pos, d} z * g|``, averaged over prompts.
 
+The metric is read exactly where the sweep reads it (:func:`~scrying.ablation.metrics.read_plan`:
+a prompt set's ``target_mask`` if it has one, e.g. the repeated half of :func:`repeated_tokens`),
+so ``attribution`` is the slope of the sweep's own effect; a finite-difference check must read the
+same positions (TransformerLens's ``return_type="loss"`` averages every position instead).
 The KL metric has zero gradient at the clean model (its minimum); use another metric here.
 """
 
