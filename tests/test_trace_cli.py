@@ -1,0 +1,70 @@
+"""``scrying trace``: the main job on the default model, batch mode with resume, bad input."""
+
+import json
+
+import pytest
+
+from scrying.attribution import Graph
+from scrying.cli.main import main
+from tests.test_cli import assert_one_line_error, run
+
+IOI = "When Mary and John went to the store, John gave a drink to"
+
+
+def test_trace_ioi_on_the_default_model(gemma, tmp_path, capsys):
+    html, js = tmp_path / "ioi.html", tmp_path / "ioi.json"
+    code = main(["trace", IOI, "--out", str(html), "--json", str(js), "--max-features", "16", "--validate-top", "4"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "validation Spearman" in out and "replacement score" in out
+    page = html.read_text()
+    assert "Validation by intervention" in page and "Spearman rank correlation" in page
+    data = json.loads(js.read_text())
+    assert data["metadata"]["schema_version"] == 1 and data["metadata"]["prompt"] == IOI
+    assert {"node_id", "feature", "layer", "ctx_idx", "feature_type", "clerp", "influence", "activation"} <= set(data["nodes"][0])
+    assert {"source", "target", "weight"} == set(data["links"][0])
+    graph = Graph.read_json(js)
+    target = next(n for n in graph.nodes if n.is_target)
+    assert target.label.startswith("Output ' Mary'")
+    assert -1.0 <= graph.metadata["validation"]["spearman"] <= 1.0
+
+
+def test_batch_mode_resumes(toy_dir, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        json.dumps({"id": "a", "prompt": "t1 t5 t2 t7 t1 t5"}) + "\n"
+        + json.dumps({"id": "b", "prompt": "t3 t9 t4 t3 t9", "level": "components", "corrupt": "t3 t9 t4 t8 t9"}) + "\n"
+    )
+    out = tmp_path / "out"
+    args = ["trace", "--prompts", str(prompts), "--out-dir", str(out), "--model", str(toy_dir), "--max-features", "20", "--validate-top", "3"]
+    assert main(args) == 0
+    assert {p.name for p in out.iterdir()} >= {"a.html", "a.json", "b.html", "b.json", "index.jsonl"}
+    index = out / "index.jsonl"
+    first = index.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in first] == ["a", "b"]
+    (out / "b.json").unlink()
+    index.write_text(first[0] + "\n")  # as if interrupted after the first prompt
+    assert main(args) == 0
+    assert [json.loads(line)["id"] for line in index.read_text().splitlines()] == ["a", "b"]
+    assert (out / "b.json").exists()
+    before = (out / "a.json").stat().st_mtime_ns
+    assert main(args) == 0  # nothing left to do
+    assert (out / "a.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["t1 t2", "--target", "t1 t2"], "expected exactly one token"),
+        (["   "], "prompt is empty"),
+        (["t1 t2 t3", "--level", "components", "--corrupt", "t1 t2"], "same token length"),
+    ],
+)
+def test_bad_input_is_one_line(toy_dir, extra, needle):
+    assert_one_line_error(run("trace", *extra, "--model", str(toy_dir)), needle)
+
+
+def test_bad_prompts_file_names_the_line(tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"text": "no prompt key"}\n')
+    assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl:2")
