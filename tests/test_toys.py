@@ -1,5 +1,6 @@
 import time
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -13,6 +14,7 @@ from scrying.toys import (
 )
 
 
+@pytest.mark.slow  # the conftest toy fixture also trains to > 0.9 in every default run
 def test_toy_trainer_learns_induction_quickly(tmp_path):
     task = RepeatedSequenceTask(n_content=64, half_len=20)
     start = time.perf_counter()
