@@ -182,8 +182,7 @@ def build_neuron_graph(
             adjacency[row, n_feat : n_feat + n_err] = (contrib[b] * ~selected_mask).sum(-1).flatten()
             adjacency[row, n_feat + n_err : n_feat + n_err + n_pos] = embed[b]
             values[row] = seed[b].detach()
-    # Selected features are ordered by (layer, pos, index) as selected_mask flattens them.
-    _check_feature_order(features)
+    # select_features returns (layer, pos, index) in sorted order, the order selected_mask flattens.
     bias = values - adjacency.sum(-1)
     bias[n_feat : n - len(targets)] = 0.0  # error and embedding nodes have no inputs
     return Graph(
@@ -206,8 +205,3 @@ def build_neuron_graph(
 def _grad(leaf: torch.Tensor) -> torch.Tensor:
     """A leaf's gradient; zeros where the backward pass never reached it."""
     return leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-
-
-def _check_feature_order(features: list[tuple[int, int, int]]) -> None:
-    if features != sorted(features):  # pragma: no cover - select_features returns sorted
-        raise AssertionError("features must be sorted by (layer, pos, index)")
