@@ -190,3 +190,21 @@ def test_pruning_curve_endpoints(toy_model):
     first = order[0]
     single = float(sweep.clean.mean() + sweep.effects[first[0], first[1]].mean())
     assert abs(curve.metric.iloc[1] - single) < 1e-5
+
+
+def test_last_block_mlp_runs_at_read_positions_only(toy_model):
+    """With read positions given, the final residual is unchanged there, the last block's MLP
+    is skipped elsewhere, and the model is restored afterwards."""
+    from scrying.ablation.forward import final_resid
+
+    prompts = repeated_tokens(toy_model, 4, 12, seed=11)
+    read = torch.zeros_like(prompts.real)
+    read[:, -1] = True
+    read[1, 5] = True
+    with torch.no_grad():
+        full = final_resid(toy_model, prompts.tokens)
+        partial = final_resid(toy_model, prompts.tokens, read=read)
+        again = final_resid(toy_model, prompts.tokens)
+    assert torch.allclose(partial[read], full[read], atol=1e-6)
+    assert (partial[~read] - full[~read]).abs().amax(-1).min() > 1e-4
+    assert torch.equal(again, full)

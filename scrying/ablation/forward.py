@@ -6,7 +6,9 @@ Phases of :func:`resume`, the pass the batched sweep repeats for every ablated l
    skipped for the duration of the call (TransformerBridge would otherwise run them and
    discard their output), so the clean computation up to ``L`` is reused, not redone.
 2. **Stop** after the last block: a hook on its ``resid_post`` raises with the residual, so the
-   full-vocabulary unembedding of every position is never computed.
+   full-vocabulary unembedding of every position is never computed. Given the read positions,
+   the last block's MLP (position-wise) runs only there (:func:`read_only_mlp`): the other
+   positions of the last block's output are never read.
 3. **Read** logits only where a metric needs them: final norm and unembedding applied to the
    selected rows, in chunks (:func:`logits_at`), or, when the metric needs only a few tokens'
    logits (logit difference), just those columns of the unembedding (:func:`logit_columns`).
@@ -50,14 +52,44 @@ def skipped_blocks(model: Any, n: int) -> Iterator[None]:
             vars(block).pop("forward", None)
 
 
+@contextlib.contextmanager
+def read_only_mlp(model: Any, read: Bool[Tensor, "batch pos"]) -> Iterator[None]:
+    """Run the last block's MLP at the ``read`` positions only (restored in finally).
+
+    The MLP acts on each position separately, so its output at a read position is unchanged;
+    elsewhere it outputs 0, which makes the last block's output wrong there: use only with
+    a caller that reads nothing else.
+    """
+    mlp = model.blocks[-1].mlp
+    original = mlp.forward
+
+    def partial(hidden: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if hidden.shape[:2] != read.shape:
+            raise ValueError(f"read mask of shape {tuple(read.shape)} for a batch of {tuple(hidden.shape[:2])}")
+        out = torch.zeros_like(hidden)
+        out[read] = original(hidden[read].unsqueeze(0), *args, **kwargs)[0]
+        return out
+
+    try:
+        object.__setattr__(mlp, "forward", partial)
+        yield
+    finally:
+        vars(mlp).pop("forward", None)
+
+
 def final_resid(
     model: Any,
     inputs: Int[Tensor, "batch pos"] | Float[Tensor, "batch pos d_model"],
     *,
     start_layer: int = 0,
     forward: Mapping[Site, HookFn] | None = None,
+    read: Bool[Tensor, "batch pos"] | None = None,
 ) -> Float[Tensor, "batch pos d_model"]:
-    """Residual stream after the last block: from tokens, or from ``resid_pre`` of ``start_layer``."""
+    """Residual stream after the last block: from tokens, or from ``resid_pre`` of ``start_layer``.
+
+    ``read``: the only positions the caller reads; the result is exact there and not elsewhere
+    (the last block's MLP skips the other positions).
+    """
     last = Site(Component.RESID_POST, model.cfg.n_layers - 1)
 
     def stop(act: torch.Tensor, hook: Any) -> None:
@@ -68,8 +100,9 @@ def final_resid(
     if start_layer:
         kwargs["start_at_layer"] = start_layer
     skip = skipped_blocks(model, start_layer) if start_layer else contextlib.nullcontext()
+    only = read_only_mlp(model, read) if read is not None else contextlib.nullcontext()
     try:
-        with hooks(model, sites), skip:
+        with hooks(model, sites), skip, only:
             model(inputs, **kwargs)
     except _Stop as done:
         return done.resid

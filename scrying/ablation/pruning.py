@@ -58,9 +58,9 @@ def pruning_curve(
         group = masks[k0 : k0 + per_forward]
         r = group.shape[0]
         tokens = einops.repeat(prompts.tokens, "b pos -> (r b) pos", r=r)
-        with hooks(model, layer_hooks(model, group, pos_mask, sources)):
-            resid = final_resid(model, tokens)
         rows = einops.repeat(torch.arange(batch), "b -> (r b)", r=r)
+        with hooks(model, layer_hooks(model, group, pos_mask, sources)):
+            resid = final_resid(model, tokens, read=plan.mask[rows])
         values = per_prompt(model, plan, rows, resid, clean_logprobs=clean_lp, chunk=config.read_chunk)
         results.append(einops.reduce(values, "(r b) -> r", "mean", r=r))
     metric = torch.cat(results)

@@ -6,7 +6,8 @@ Phases of :func:`head_sweep`:
    the clean metric per prompt; the replacement ``z`` of every head (:mod:`.replace`).
 2. **Per layer L**: replicate the clean ``resid_pre[L]`` once per ablated head of L
    (``(replica batch)``), resume the forward at block L with replica r's head ablated by a
-   hook on ``z`` of L, stop after the last block (:func:`~scrying.ablation.forward.final_resid`).
+   hook on ``z`` of L, stop after the last block (:func:`~scrying.ablation.forward.final_resid`),
+   whose MLP runs at the read positions only.
    Blocks before L are not run again. Rows are processed ``batch_size`` at a time.
 3. **Read** the metric at the read positions only (no full-vocabulary logits elsewhere), and
    subtract the clean metric: ``effects[layer, head, prompt]``.
@@ -146,8 +147,9 @@ def _run_group(
     mask[torch.arange(n), torch.tensor(group)] = True
     resid = einops.repeat(clean.resid_pre[layer][rows], "b pos d -> (r b) pos d", r=n)
     hook = ablation_hook(mask, clean.pos_mask[rows], clean.sources[layer][rows])
-    final = final_resid(model, resid, start_layer=layer, forward={Site(Component.Z, layer): hook})
     prompt_of_row = einops.repeat(rows, "b -> (r b)", r=n)
+    read = clean.plan.mask[prompt_of_row]
+    final = final_resid(model, resid, start_layer=layer, forward={Site(Component.Z, layer): hook}, read=read)
     values = per_prompt(
         model, clean.plan, prompt_of_row, final, clean_logprobs=clean.clean_lp, chunk=config.read_chunk
     )
