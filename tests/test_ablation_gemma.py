@@ -32,18 +32,21 @@ def test_batched_equals_loop_on_grouped_query_heads(gemma, ioi, method):
     assert batched.clean.mean() > 1.0  # the model prefers the indirect object
 
 
-@pytest.mark.slow
 def test_ioi_table_has_intervals(gemma, ioi):
+    """All 72 heads over the packaged IOI prompts, mean ablation, with bootstrap intervals."""
     table = head_sweep(gemma, ioi, AblationConfig(metric="logit-diff", method="mean")).table(
         BootstrapConfig(n_resamples=1000)
     )
     assert len(table) == 72 and (table.n_prompts >= 20).all()
     assert (table.ci_low <= table.effect).all() and (table.effect <= table.ci_high).all()
-    assert table.effect.min() < -0.5  # some head carries the indirect object
+    carrier = table.sort_values("effect").iloc[0]  # the head whose loss hurts the answer most
+    assert carrier.effect < -0.5 and carrier.ci_high < 0
+    assert (table.ci_high > table.ci_low).all()
 
 
-@pytest.mark.slow
 def test_gemma_has_induction_heads(gemma):
+    """The detector's best induction head of the default model is confirmed by ablation: the
+    loss on the repeated half rises when it is ablated (interval above zero)."""
     table = detect_heads(gemma, n_prompts=8, half_len=20, seed=0)
     best = table.sort_values("induction", ascending=False).iloc[0]
-    assert best.induction > 0.3 and best.effect > 0
+    assert best.induction > 0.3 and best.ci_low > 0

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_head_ablation.ipynb"
 
 
-@pytest.mark.slow
 def test_head_ablation_notebook_runs(monkeypatch):
     monkeypatch.setenv("SCRYING_NB_PROMPTS", "4")
     monkeypatch.setenv("SCRYING_NB_BOOTSTRAP", "100")
@@ -21,4 +18,3 @@ def test_head_ablation_notebook_runs(monkeypatch):
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "clean logit difference" in outputs and "Spearman" in outputs
-    assert os.environ["SCRYING_NB_PROMPTS"] == "4"
