@@ -67,4 +67,27 @@ def test_bad_input_is_one_line(toy_dir, extra, needle):
 def test_bad_prompts_file_names_the_line(tmp_path):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"prompt": "fine"}\n{"text": "no prompt key"}\n')
-    assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl:2")
+    assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl line 2")
+
+
+def test_bad_line_in_batch_is_named_and_earlier_results_kept(toy_dir, tmp_path):
+    """A line that only fails once traced (its target is two tokens) is named; the graph of
+    the line before it is already written and indexed."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        json.dumps({"id": "ok", "prompt": "t1 t5 t2 t7 t1 t5"}) + "\n"
+        + json.dumps({"id": "bad", "prompt": "t3 t9 t4 t3", "target": "t1 t2"}) + "\n"
+    )
+    out = tmp_path / "out"
+    args = ["trace", "--prompts", str(prompts), "--out-dir", str(out), "--model", str(toy_dir), "--max-features", "8", "--validate-top", "2"]
+    result = run(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after the progress bar
+    assert last.startswith("scrying: error: p.jsonl line 2: target token 't1 t2' is 2 tokens")
+    assert [json.loads(line)["id"] for line in (out / "index.jsonl").read_text().splitlines()] == ["ok"]
+
+
+def test_non_string_options_in_prompts_file_name_the_line(tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"prompt": "fine"}\n\n{"prompt": "x", "level": 3}\n')
+    assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl line 3: 'level' must be a string")

@@ -2,13 +2,13 @@
 
 Right padding is harmless for a causal model: a position never attends to later ones, so the
 pad tokens change nothing at the real positions, where every metric is read.
-JSONL prompt files carry one object per line: ``prompt`` and, for ``logit-diff``, ``correct``
-and ``incorrect`` (single tokens, usually with a leading space). Errors name the file and line.
+JSONL prompt files (:mod:`scrying.prompt_files`) carry one object per line: ``prompt`` and, for
+``logit-diff``, ``correct`` and ``incorrect`` (single tokens, usually with a leading space).
+Errors name the file and line.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,7 +19,8 @@ from jaxtyping import Bool
 
 from scrying.axes import Int, Tensor
 from scrying.errors import InvalidInputError, PromptError
-from scrying.prompts import check_text, single_token, tokenize
+from scrying.prompt_files import PromptLine, parse_prompt_line, read_prompt_lines
+from scrying.prompts import single_token, tokenize
 
 
 @dataclass(frozen=True)
@@ -69,33 +70,13 @@ class PromptSet:
 
 
 def read_prompt_file(path: str | Path, *, need_answers: bool = False) -> list[PromptRecord]:
-    """Parse a JSONL prompt file, checking every line before any model is loaded."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise InvalidInputError(f"cannot read prompt file {str(path)!r}: {err.strerror}") from err
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path.name} line {number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InvalidInputError(f"{where}: not valid JSON ({err.msg})") from err
-        if not isinstance(obj, dict):
-            raise InvalidInputError(f"{where}: expected a JSON object with 'prompt', got {type(obj).__name__}")
-        records.append(_record(obj, where, need_answers))
-    if not records:
-        raise InvalidInputError(f"prompt file {str(path)!r} has no prompts (expected JSONL lines with 'prompt')")
-    return records
+    """Parse a JSONL prompt file (:mod:`scrying.prompt_files`), checking every line before any
+    model is loaded; ``need_answers``: every line must carry ``correct`` and ``incorrect``."""
+    return [_record(line, need_answers) for line in read_prompt_lines(path)]
 
 
-def _record(obj: dict[str, Any], where: str, need_answers: bool) -> PromptRecord:
-    if "prompt" not in obj:
-        raise InvalidInputError(f"{where}: missing 'prompt'")
-    check_text(obj["prompt"], what=f"{where}: 'prompt'")
+def _record(line: PromptLine, need_answers: bool) -> PromptRecord:
+    obj, where = line.fields, line.where
     for key in ("correct", "incorrect"):
         if need_answers and key not in obj:
             raise InvalidInputError(f"{where}: missing {key!r} (needed for the logit-diff metric)")
@@ -147,7 +128,7 @@ def ioi_records() -> list[PromptRecord]:
     """The packaged indirect-object-identification prompts (``scrying/data/ioi.jsonl``)."""
     text = resources.files("scrying.data").joinpath("ioi.jsonl").read_text(encoding="utf-8")
     return [
-        _record(json.loads(line), f"ioi.jsonl line {i}", True)
+        _record(parse_prompt_line(line, f"ioi.jsonl line {i}"), True)
         for i, line in enumerate(text.splitlines(), start=1)
         if line.strip()
     ]

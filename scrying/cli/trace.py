@@ -16,6 +16,7 @@ from scrying.attribution.trace import TraceConfig, trace, write_trace
 from scrying.attribution.validation import ValidationConfig
 from scrying.cli.common import add_model_args, model_from_args
 from scrying.errors import InvalidInputError
+from scrying.prompt_files import read_prompt_lines
 from scrying.prompts import check_text
 
 logger = logging.getLogger(__name__)
@@ -36,25 +37,14 @@ def _config(
 
 def read_prompts(path: Path) -> list[dict]:
     """JSONL lines with ``prompt`` and optional ``target``, ``corrupt``, ``level``, ``id``."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise InvalidInputError(f"cannot read prompts file {str(path)!r}: {err.strerror}") from err
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InvalidInputError(f"{path}:{number}: not valid JSON ({err.msg})") from err
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise InvalidInputError(f"{path}:{number}: expected an object with a string 'prompt'")
-        check_text(row["prompt"], what=f"{path}:{number}: prompt")
-        row.setdefault("id", f"{len(rows):04d}")
+    for number, line in enumerate(read_prompt_lines(path)):
+        row = dict(line.fields, where=line.where)
+        row.setdefault("id", f"{number:04d}")
+        for key in ("target", "corrupt", "level"):
+            if key in row and not isinstance(row[key], str):
+                raise InvalidInputError(f"{line.where}: {key!r} must be a string, got {row[key]!r}")
         rows.append(row)
-    if not rows:
-        raise InvalidInputError(f"prompts file {str(path)!r} has no prompts")
     return rows
 
 
@@ -96,8 +86,11 @@ def _batch(args: argparse.Namespace) -> int:
         logger.warning("resuming: %d of %d prompts already traced in %s", len(rows) - len(todo), len(rows), out_dir)
     model = model_from_args(args) if todo else None
     for row in tqdm(todo, desc="trace", disable=not todo):
-        config = _config(args, prompt_target=row.get("target"), corrupt=row.get("corrupt"), level=row.get("level"))
-        result = trace(model, row["prompt"], config, model_name=args.model)
+        try:
+            config = _config(args, prompt_target=row.get("target"), corrupt=row.get("corrupt"), level=row.get("level"))
+            result = trace(model, row["prompt"], config, model_name=args.model)
+        except InvalidInputError as err:
+            raise type(err)(f"{row['where']}: {err}") from err
         stem = out_dir / str(row["id"])
         write_trace(
             result,
