@@ -34,7 +34,7 @@ component           hook                                    shape
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -199,6 +199,22 @@ def hooks(
         bwd_hooks=[(hook_name(s), f) for s, f in bwd],
     ):
         yield model
+
+
+@contextlib.contextmanager
+def recorded(model: Any, sites: Iterable[Site], *, clone: bool = False) -> Iterator[dict[Site, Any]]:
+    """Record the activation at each site (detached; ``clone`` when a later in-place hook may
+    change it) into the dict yielded, filled as the model runs inside the block."""
+    store: dict[Site, Any] = {}
+
+    def keep(site: Site) -> HookFn:
+        def fn(act: Any, hook: Any) -> None:
+            store[site] = act.detach().clone() if clone else act.detach()
+
+        return fn
+
+    with hooks(model, [(site, keep(site)) for site in sites]):
+        yield store
 
 
 def cache_names(sites: list[Site]) -> list[str]:

@@ -23,7 +23,7 @@ from scrying.ablation.config import AblationConfig, BootstrapConfig
 from scrying.ablation.data import PromptSet, repeated_tokens
 from scrying.ablation.sweep import head_sweep
 from scrying.axes import Float, Int, Tensor
-from scrying.sites import Component, HookFn, Site, hooks
+from scrying.sites import Component, Site, recorded
 
 SCORES = ("previous_token", "duplicate_token", "induction")
 
@@ -40,18 +40,10 @@ def head_scores(model: Any, tokens: Int[Tensor, "batch pos"], half_len: int) -> 
 
 
 def _patterns(model: Any, tokens: torch.Tensor) -> list[torch.Tensor]:
-    store: dict[int, torch.Tensor] = {}
-
-    def keep(layer: int) -> HookFn:
-        def fn(act: torch.Tensor, hook: Any) -> None:
-            store[layer] = act.detach()
-
-        return fn
-
-    sites = [(Site(Component.PATTERN, layer), keep(layer)) for layer in range(model.cfg.n_layers)]
-    with hooks(model, sites):
+    sites = [Site(Component.PATTERN, layer) for layer in range(model.cfg.n_layers)]
+    with recorded(model, sites) as store:
         model(tokens, return_type=None)
-    return [store[layer] for layer in range(model.cfg.n_layers)]
+    return [store[site] for site in sites]
 
 
 def _scores(pattern: Float[Tensor, "batch head pos_q pos_k"], n: int) -> dict[str, torch.Tensor]:

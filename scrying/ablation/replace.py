@@ -24,7 +24,7 @@ from scrying.ablation.config import AblationConfig
 from scrying.ablation.data import PromptSet, pad_id, pad_right
 from scrying.axes import Float, Tensor
 from scrying.errors import InvalidInputError, SiteError
-from scrying.sites import Component, HookFn, Site, check_site, hooks
+from scrying.sites import Component, HookFn, Site, check_site, hooks, recorded
 
 Head = tuple[int, int]
 
@@ -64,17 +64,9 @@ def ablate_mask(prompts: PromptSet, config: AblationConfig) -> Bool[Tensor, "bat
 def clean_z(model: Any, tokens: torch.Tensor) -> list[Float[Tensor, "batch pos head d_head"]]:
     """Clean ``z`` of every layer."""
     sites = [Site(Component.Z, layer) for layer in range(model.cfg.n_layers)]
-    store: dict[int, torch.Tensor] = {}
-
-    def keep(layer: int) -> HookFn:
-        def fn(act: torch.Tensor, hook: Any) -> None:
-            store[layer] = act.detach()
-
-        return fn
-
-    with hooks(model, [(s, keep(s.layer)) for s in sites]):
+    with recorded(model, sites) as store:
         model(tokens, return_type=None)
-    return [store[layer] for layer in range(model.cfg.n_layers)]
+    return [store[site] for site in sites]
 
 
 def replacement_z(

@@ -43,7 +43,7 @@ from scrying.ablation.replace import (
     replacement_z,
 )
 from scrying.axes import Float, Tensor
-from scrying.sites import Component, HookFn, Site, hooks
+from scrying.sites import Component, Site, recorded
 
 logger = logging.getLogger(__name__)
 
@@ -71,24 +71,13 @@ class _Clean:
     def __init__(self, model: Any, prompts: PromptSet, config: AblationConfig, reference: PromptSet | None):
         n_layers = model.cfg.n_layers
         self.plan = read_plan(prompts, config.metric)
-        resid: dict[int, torch.Tensor] = {}
-        z: dict[int, torch.Tensor] = {}
-
-        def keep(store: dict[int, torch.Tensor], layer: int) -> HookFn:
-            def fn(act: torch.Tensor, hook: Any) -> None:
-                store[layer] = act.detach()
-
-            return fn
-
-        sites: list[tuple[Site, HookFn]] = []
-        for layer in range(n_layers):
-            sites.append((Site(Component.RESID_PRE, layer), keep(resid, layer)))
-            sites.append((Site(Component.Z, layer), keep(z, layer)))
-        with hooks(model, sites):
+        resid_sites = [Site(Component.RESID_PRE, layer) for layer in range(n_layers)]
+        z_sites = [Site(Component.Z, layer) for layer in range(n_layers)]
+        with recorded(model, resid_sites + z_sites) as store:
             self.final = final_resid(model, prompts.tokens)
-        self.resid_pre = [resid[layer] for layer in range(n_layers)]
+        self.resid_pre = [store[site] for site in resid_sites]
         self.sources = replacement_z(
-            model, prompts, config, reference, z=[z[layer] for layer in range(n_layers)]
+            model, prompts, config, reference, z=[store[site] for site in z_sites]
         )
         self.pos_mask = ablate_mask(prompts, config)
         self.clean_lp = (

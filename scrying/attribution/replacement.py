@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from scrying.axes import Float, Int, Tensor
-from scrying.sites import Component, Site, has_site, hooks
+from scrying.sites import Component, Site, has_site, hooks, recorded
 
 _SCALES = (
     Component.LN1_SCALE,
@@ -78,17 +78,9 @@ def clean_run(model: Any, tokens: Int[Tensor, "1 pos"]) -> CleanRun:
     """Run the prompt once and keep what the replacement model needs."""
     frozen = frozen_sites(model)
     posts = [Site(Component.MLP_POST, layer) for layer in range(model.cfg.n_layers)]
-    store: dict[Site, Tensor] = {}
-
-    def keep(site: Site):
-        def fn(act, hook):
-            store[site] = act.detach().clone()
-
-        return fn
-
     pres = [] if is_gated(model) else [Site(Component.MLP_PRE, layer) for layer in range(model.cfg.n_layers)]
     sites = frozen + posts + pres + [Site(Component.RESID_PRE, 0)]
-    with hooks(model, [(s, keep(s)) for s in sites]):
+    with recorded(model, sites, clone=True) as store:
         logits = model(tokens)
     slope = None
     if pres:
