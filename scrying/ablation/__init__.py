@@ -3,7 +3,7 @@
 Map: :mod:`.config` (what to ablate and measure), :mod:`.data` (prompt sets and files),
 :mod:`.forward` (resume at a layer, stop before the unembedding), :mod:`.replace` (zero / mean /
 resample values and the ``z`` hook), :mod:`.metrics` (logit-diff, logprob, loss, KL),
-:mod:`.sweep` (batched sweep and the reference loop), :mod:`.stats` (bootstrap intervals),
+:mod:`.sweep` (batched sweep and the reference loop), :mod:`.journal` (resumable sweeps), :mod:`.stats` (bootstrap intervals),
 :mod:`.gradient` (attribution patching, Michel et al. head-mask gradients), :mod:`.detect`
 (previous-token / duplicate-token / induction heads), :mod:`.pruning` (pruning curve),
 :mod:`.plots` (plotly figures).

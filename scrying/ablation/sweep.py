@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,8 +99,13 @@ def head_sweep(
     *,
     heads: Iterable[Head] | None = None,
     reference: PromptSet | None = None,
+    on_head: Callable[[Head, Float[Tensor, " prompt"]], None] | None = None,
 ) -> SweepResult:
-    """Effect of ablating each head on the metric, per prompt (batched; see module docstring)."""
+    """Effect of ablating each head on the metric, per prompt (batched; see module docstring).
+
+    ``on_head(head, effects)`` is called as soon as a head's effects on every prompt are known
+    (layer by layer), so a caller can save them incrementally (:mod:`.journal`).
+    """
     config = config or AblationConfig()
     heads = check_heads(model, all_heads(model) if heads is None else heads)
     clean = _Clean(model, prompts, config, reference)
@@ -124,6 +129,9 @@ def head_sweep(
                 for i, head in enumerate(group):
                     effects[layer, head, rows] = values[i] - clean.metric[rows]
                 bar.update(1)
+        if on_head is not None:
+            for head in layer_heads:
+                on_head((layer, head), effects[layer, head].clone())
     bar.close()
     return SweepResult(effects, clean.metric, tuple(heads), config.metric, config.method)
 

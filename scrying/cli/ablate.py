@@ -14,7 +14,13 @@ from scrying.ablation import (
     prompt_set,
     read_prompt_file,
 )
+from scrying.ablation.journal import SweepJournal, resume_sweep, sweep_settings
 from scrying.cli.common import add_model_args, model_from_args
+
+
+def journal_path(out: Path) -> Path:
+    """``results.csv`` -> ``results.effects.jsonl`` (the resumable per-prompt record)."""
+    return out.with_name(out.stem + ".effects.jsonl")
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -30,7 +36,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     records = read_prompt_file(args.prompts, need_answers=args.metric == "logit-diff")
     model = model_from_args(args)
     prompts = prompt_set(model, records)
-    table = head_sweep(model, prompts, config).table(bootstrap)
+    if args.out:  # per-prompt effects saved head by head: an interrupted run resumes
+        path = journal_path(args.out)
+        settings = sweep_settings(str(args.model), args.prompts, config, prompts.n_prompts)
+        result = resume_sweep(model, prompts, config, SweepJournal(path, settings))
+        sys.stdout.write(f"per-prompt effects in {path}\n")
+    else:
+        result = head_sweep(model, prompts, config)
+    table = result.table(bootstrap)
     ranked = table.reindex(table.effect.abs().sort_values(ascending=False).index)
     sys.stdout.write(
         f"{len(records)} prompts, clean {args.metric} {table.clean_metric.iloc[0]:.4f}; "
@@ -63,6 +76,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--n-bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=10, help="rows to print")
-    p.add_argument("--out", type=Path, help="write the per-head table as CSV")
+    p.add_argument("--out", type=Path, help="write the per-head table as CSV (and per-prompt effects, "
+                   "saved head by head so that a rerun resumes, as OUT-STEM.effects.jsonl)")
     p.add_argument("--html", type=Path, help="write the layer x head heatmap as HTML")
     p.set_defaults(func=cmd_ablate)
