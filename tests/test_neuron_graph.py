@@ -1,30 +1,14 @@
 """The neuron-basis graph is exact: edges equal interventions in the frozen model; conservation."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from scrying.attribution import Graph, NeuronGraphConfig, build_neuron_graph
 from scrying.attribution.replacement import Intervention, clean_run, intervention_pass
-from scrying.models import LoadConfig, load_model
 from scrying.prompts import tokenize
-from scrying.toys.train import ToyModelConfig, _save, build_hf_model
-from scrying.toys.vocab import build_tokenizer
+from tests.tiny_models import tiny
 
 PROMPT = "t1 t5 t2 t7 t1 t5"
-
-
-def tiny(arch: str, tmp: Path):
-    tokenizer = build_tokenizer(16)
-    hf = build_hf_model(ToyModelConfig(arch=arch, d_model=16, n_heads=4, d_mlp=8, n_layers=3, n_ctx=32), len(tokenizer), seed=1)
-    with torch.no_grad():  # random norm weights, so frozen scales matter
-        gen = torch.Generator().manual_seed(2)
-        for name, param in hf.named_parameters():
-            if "norm" in name or "ln" in name:
-                param.add_(0.3 * torch.randn(param.shape, generator=gen))
-    _save(hf.eval(), tokenizer, tmp / arch)
-    return load_model(str(tmp / arch), LoadConfig(dtype="float64"))
 
 
 @pytest.fixture(scope="module", params=["gemma3", "llama", "gpt2"])

@@ -97,8 +97,12 @@ def final_resid(
 
     sites: list[tuple[Site, HookFn]] = list((forward or {}).items()) + [(last, stop)]
     kwargs: dict[str, Any] = {"return_type": None}
-    if start_layer:
+    if inputs.is_floating_point():
+        # A residual stream, re-entered at block ``start_layer`` (also block 0: passed as plain
+        # ``inputs_embeds`` some architectures would add position embeddings to it again).
         kwargs["start_at_layer"] = start_layer
+    elif start_layer:
+        raise ValueError("start_layer needs a residual-stream input, not tokens")
     skip = skipped_blocks(model, start_layer) if start_layer else contextlib.nullcontext()
     only = read_only_mlp(model, read) if read is not None else contextlib.nullcontext()
     try:
