@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from scrying.ablation import AblationConfig, PromptRecord, head_sweep, head_sweep_loop, prompt_set
+from scrying.ablation.replace import clean_z, replacement_z
+from scrying.errors import InvalidInputError
 from tests.tiny_models import ARCHS, tiny
 
 RECORDS = [
@@ -56,3 +58,47 @@ def test_batched_equals_loop_everywhere(model, method):
         assert torch.allclose(batched.clean, looped.clean, atol=1e-9, rtol=0), where
         assert (batched.effects - looped.effects).abs().max() < 1e-9, where
         assert batched.effects.abs().max() > 1e-6, where  # the ablations do something (KL is small)
+
+
+def _clean(model, prompts):
+    return clean_z(model, prompts.tokens)
+
+
+def test_resample_sources_are_long_enough_and_other_prompts(model):
+    prompts = _prompts(model)
+    z = _clean(model, prompts)
+    config = AblationConfig(method="resample", positions="all")
+    values = replacement_z(model, prompts, config)
+    for layer in range(model.cfg.n_layers):
+        for b, length in enumerate(prompts.lengths.tolist()):
+            hits = [
+                j for j in range(prompts.n_prompts)
+                if prompts.lengths[j] >= length and torch.equal(values[layer][b, :length], z[layer][j, :length])
+            ]
+            assert hits and b not in hits
+
+
+def test_last_position_values_are_end_aligned(model):
+    """positions='last': a prompt's last position takes the reference prompts' own last-position
+    value (their mean, or one resampled prompt's), not whatever sits at the same index."""
+    from scrying.ablation.replace import replacement_z
+
+    prompts = _prompts(model)
+    reference = prompt_set(model, REFERENCE)
+    z_ref = _clean(model, reference)
+    ends = [zl[torch.arange(reference.n_prompts), reference.lengths - 1] for zl in z_ref]  # ref head d
+    last = prompts.lengths - 1
+    rows = torch.arange(prompts.n_prompts)
+    mean = replacement_z(model, prompts, AblationConfig(method="mean", positions="last"), reference)
+    resample = replacement_z(model, prompts, AblationConfig(method="resample", positions="last"), reference)
+    for layer in range(model.cfg.n_layers):
+        assert torch.allclose(mean[layer][rows, last], ends[layer].mean(0).expand(len(rows), -1, -1))
+        for b in range(prompts.n_prompts):
+            assert any(torch.equal(resample[layer][b, last[b]], ends[layer][j]) for j in range(reference.n_prompts))
+
+
+def test_resample_without_a_long_enough_source_names_the_prompt(model):
+    prompts = prompt_set(model, RECORDS[:3])  # prompt 1 is the only one of its length
+    with pytest.raises(InvalidInputError, match=r"resample ablation of prompt 1 \(8 tokens\) needs another prompt with at least 8 tokens"):
+        head_sweep(model, prompts, AblationConfig(method="resample"))
+    head_sweep(model, prompts, AblationConfig(method="resample", positions="last"))  # end-aligned: fine

@@ -8,6 +8,12 @@ query head alone even when several query heads share one key/value head (grouped
   (positions no reference prompt reaches get the mean over all reference positions).
 * ``resample``: the head's clean ``z`` on another prompt (seeded; a random other prompt of the
   set itself, or a random reference prompt).
+
+Prompts are aligned at the start (position 0 is BOS), as in template prompt sets: position p
+takes the reference value at p, and a resample source must be long enough to have every
+ablated position (else an error names the prompt). With ``positions="last"`` they are aligned
+at the end: a prompt's last position takes the value at the reference prompts' own last
+position (their mean, or one resampled prompt's), whatever the lengths.
 """
 
 from __future__ import annotations
@@ -93,17 +99,52 @@ def replacement_z(
         width = max(pos, ref.tokens.shape[1])
         ref_tokens = pad_right(list(ref.tokens), pad_id(model), width)
         ref_z = clean_z(model, ref_tokens)
+    last = config.positions == "last"
+    batch_index = torch.arange(batch)
     if config.method == "mean":
-        return [_positional_mean(zl, ref.real, pos, batch) for zl in ref_z]
-    gen = torch.Generator().manual_seed(config.seed)
-    if reference is None:
-        if batch < 2:
-            raise InvalidInputError("resample ablation needs at least 2 prompts (or a reference set)")
-        shift = torch.randint(1, batch, (batch,), generator=gen)
-        source = (torch.arange(batch) + shift) % batch  # always another prompt
+        out = [_positional_mean(zl, ref.real, pos, batch) for zl in ref_z]
+        if last:
+            out = [ol.clone() for ol in out]  # end-aligned: the mean over the reference prompts' last positions
+            for zl, ol in zip(ref_z, out, strict=True):
+                ol[batch_index, prompts.lengths - 1] = zl[torch.arange(ref.n_prompts), ref.lengths - 1].mean(0)
+        return out
+    source = _resample_sources(prompts, ref, config, own=reference is None)
+    if not last:
+        return [zl[source, :pos] for zl in ref_z]
+    out = []
+    for zl in ref_z:
+        ol = torch.zeros(batch, pos, *zl.shape[2:], dtype=zl.dtype, device=zl.device)
+        ol[batch_index, prompts.lengths - 1] = zl[source, ref.lengths[source] - 1]
+        out.append(ol)
+    return out
+
+
+def _resample_sources(prompts: PromptSet, ref: PromptSet, config: AblationConfig, *, own: bool) -> torch.Tensor:
+    """For each prompt, a seeded random source prompt of ``ref`` (another one when ``ref`` is
+    the set itself) that has every position where the prompt is ablated."""
+    if config.positions == "last":
+        need = torch.zeros_like(prompts.lengths)
     else:
-        source = torch.randint(ref.n_prompts, (batch,), generator=gen)
-    return [zl[source, :pos] for zl in ref_z]
+        mask = ablate_mask(prompts, config)
+        positions = torch.arange(mask.shape[1])
+        need = torch.where(mask, positions + 1, 0).amax(dim=1)
+    gen = torch.Generator().manual_seed(config.seed)
+    source = []
+    for b in range(prompts.n_prompts):
+        ok = ref.lengths >= need[b]
+        if own:
+            ok[b] = False
+        choices = ok.nonzero()[:, 0]
+        if len(choices) == 0 and ref.n_prompts < 2:
+            raise InvalidInputError("resample ablation needs at least 2 prompts (or a reference set)")
+        if len(choices) == 0:
+            raise InvalidInputError(
+                f"resample ablation of prompt {b + 1} ({int(prompts.lengths[b])} tokens) needs another "
+                f"prompt with at least {int(need[b])} tokens; give a reference set with longer prompts "
+                "or use positions='last'"
+            )
+        source.append(int(choices[torch.randint(len(choices), (1,), generator=gen)]))
+    return torch.tensor(source, dtype=torch.long)
 
 
 def _positional_mean(
