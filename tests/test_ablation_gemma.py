@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from scrying.ablation import (
     AblationConfig,
@@ -14,6 +13,7 @@ from scrying.ablation import (
     ioi_records,
     prompt_set,
 )
+from scrying.models import LoadConfig, load_model
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,24 @@ def ioi(gemma):
     return prompt_set(gemma, ioi_records())
 
 
+@pytest.fixture(scope="module")
+def gemma64():
+    """The default model in float64, so that the comparison below is of the algorithms, not of
+    float32 summation order (in float32 the two differ by ~3e-5 over all 72 heads)."""
+    return load_model("gemma-3-270m", LoadConfig(dtype="float64"))
+
+
 @pytest.mark.parametrize("method", ["zero", "mean", "resample"])
-def test_batched_equals_loop_on_grouped_query_heads(gemma, ioi, method):
-    prompts = ioi.subset(torch.arange(4))
+def test_batched_equals_loop_on_grouped_query_heads(gemma64, method):
+    prompts = prompt_set(gemma64, ioi_records()[:4])
     heads = [(0, 1), (9, 0), (9, 3), (17, 2)]  # query heads sharing one KV head
     config = AblationConfig(metric="logit-diff", method=method, batch_size=8)
-    batched = head_sweep(gemma, prompts, config, heads=heads)
-    looped = head_sweep_loop(gemma, prompts, config, heads=heads)
-    assert (batched.effects - looped.effects).nan_to_num().abs().max() < 1e-4
+    batched = head_sweep(gemma64, prompts, config, heads=heads)
+    looped = head_sweep_loop(gemma64, prompts, config, heads=heads)
+    swept = tuple(zip(*heads, strict=True))
+    assert not batched.effects[swept].isnan().any()
+    assert (batched.effects[swept] - looped.effects[swept]).abs().max() < 1e-5
+    assert batched.effects[swept].abs().max() > 0.1
     assert batched.clean.mean() > 1.0  # the model prefers the indirect object
 
 

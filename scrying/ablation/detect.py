@@ -1,13 +1,16 @@
 """Head detector: previous-token, duplicate-token and induction scores from attention patterns.
 
-Phases (Olsson et al. 2022, "In-context learning and induction heads"; scores as in
-TransformerLens's ``head_detector``):
+Phases (Olsson et al. 2022, "In-context learning and induction heads"):
 
 1. **Repeated sequences** ``BOS x_1..x_n x_1..x_n`` of random tokens (:func:`repeated_tokens`).
 2. **Scores** from the clean attention pattern ``A[q, k]`` of each head, averaged over prompts:
    previous-token = mean over ``q >= 1`` of ``A[q, q-1]``; duplicate-token = mean over the second
    copy of ``A[q, q-n]`` (the earlier copy of the same token); induction = mean over the second
-   copy of ``A[q, q-n+1]`` (the token after the earlier copy).
+   copy of ``A[q, q-n+1]`` (the token after the earlier copy). A perfect head scores 1. This is
+   the induction score of Olsson et al. and of the TransformerLens tutorials; TransformerLens's
+   ``head_detector`` instead divides by every query row and credits each earlier occurrence of
+   a repeated token, so its scores of the same heads are lower (a perfect induction head on
+   ``2n + 1`` tokens scores ``n / (2n + 1)`` there).
 3. **Confirmation by ablation** (:func:`detect_heads`): the loss increase on the repeated half
    when each head is ablated, next to the scores.
 """
@@ -23,6 +26,7 @@ from scrying.ablation.config import AblationConfig, BootstrapConfig
 from scrying.ablation.data import PromptSet, repeated_tokens
 from scrying.ablation.sweep import head_sweep
 from scrying.axes import Float, Int, Tensor
+from scrying.errors import InvalidInputError
 from scrying.sites import Component, Site, recorded
 
 SCORES = ("previous_token", "duplicate_token", "induction")
@@ -74,6 +78,15 @@ def detect_heads(
     head is ablated; larger means the head matters more for induction).
     """
     prompts = prompts or repeated_tokens(model, n_prompts, half_len, seed=seed)
+    n_pos = prompts.tokens.shape[1]
+    if n_pos != 2 * half_len + 1 or not bool(prompts.real.all()):
+        raise InvalidInputError(
+            f"detect_heads needs unpadded repeated sequences of 2 * half_len + 1 = {2 * half_len + 1} "
+            f"tokens (BOS, then the same {half_len} tokens twice); got {n_pos} positions"
+        )
+    second = prompts.tokens[:, 1 + half_len :]
+    if not torch.equal(second, prompts.tokens[:, 1 : 1 + half_len]):
+        raise InvalidInputError(f"detect_heads prompts are not a sequence of {half_len} tokens repeated twice")
     config = config or AblationConfig(metric="loss", method="mean")
     scores = head_scores(model, prompts.tokens, half_len)
     table = head_sweep(model, prompts, config).table(bootstrap)
