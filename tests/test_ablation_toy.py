@@ -239,3 +239,14 @@ def test_detector_refuses_other_prompts(toy_model):
     shuffled = dataclasses.replace(prompts, tokens=prompts.tokens.flip(1))
     with pytest.raises(InvalidInputError, match="not a sequence of 6 tokens repeated twice"):
         detect_heads(toy_model, half_len=6, prompts=shuffled)
+
+
+@pytest.mark.parametrize("method", ["zero", "mean", "resample"])
+def test_gradient_importance_is_one_forward(toy_model, method):
+    from scrying.ablation import gradient_importance
+
+    prompts = repeated_tokens(toy_model, 3, 10, seed=2)
+    calls = []
+    with hooks(toy_model, [(Site(Component.RESID_PRE, 0), lambda act, hook: calls.append(act.shape[0]))]):
+        table = gradient_importance(toy_model, prompts, AblationConfig(metric="loss", method=method))
+    assert calls == [3] and len(table) == toy_model.cfg.n_layers * toy_model.cfg.n_heads

@@ -11,7 +11,11 @@ Phases:
    * ``attribution``: the first-order (attribution-patching) estimate of the ablation effect,
      ``sum_{pos, d} (z_abl - z) * g`` over the ablated positions (Nanda 2023; Syed et al. 2023);
    * ``mask_gradient``: Michel et al. (2019), eq. 2: ``|d metric / d xi_h|`` with ``z_h``
-     scaled by a mask ``xi_h = 1``, i.e. ``|sum_{pos, d} z * g|``, averaged over prompts.
+     scaled by a mask ``xi_h = 1`` at the ablated positions, i.e. ``|sum_{pos, d} z * g|`` over
+     them, averaged over prompts (without the paper's optional per-layer normalisation).
+
+The mean and resample values come from the same forward (the tapped clean ``z``) unless a
+reference set is given, which costs one more forward pass.
 
 The metric is read exactly where the sweep reads it (:func:`~scrying.ablation.metrics.read_plan`:
 a prompt set's ``target_mask`` if it has one, e.g. the repeated half of :func:`repeated_tokens`),
@@ -44,7 +48,6 @@ def gradient_importance(
     config = config or AblationConfig()
     if config.metric == "kl":
         raise ConfigError("AblationConfig.metric='kl' has zero gradient at the clean model; use another")
-    sources = replacement_z(model, prompts, config, reference)
     pos_mask = ablate_mask(prompts, config)
     plan = read_plan(prompts, config.metric)
     deltas: dict[int, torch.Tensor] = {}
@@ -60,15 +63,17 @@ def gradient_importance(
 
     forward = {Site(Component.Z, layer): tap(layer) for layer in range(model.cfg.n_layers)}
     with torch.enable_grad():
-        resid = final_resid(model, prompts.tokens, forward=forward)
+        resid = final_resid(model, prompts.tokens, forward=forward, read=plan.mask)
         index = torch.arange(prompts.n_prompts)
         values = per_prompt(model, plan, index, resid, chunk=config.read_chunk)
         grads = torch.autograd.grad(values.sum(), [deltas[i] for i in range(model.cfg.n_layers)])
+    n_layers = model.cfg.n_layers
+    sources = replacement_z(model, prompts, config, reference, z=[zs[layer] for layer in range(n_layers)])
     rows = []
     mask = pos_mask[:, :, None, None].to(grads[0].dtype)
     for layer, g in enumerate(grads):
         attribution = ((sources[layer] - zs[layer]) * g * mask).sum((1, 3))  # batch head
-        mask_grad = (zs[layer] * g).sum((1, 3)).abs()
+        mask_grad = (zs[layer] * g * mask).sum((1, 3)).abs()
         for head in range(model.cfg.n_heads):
             rows.append(
                 {
