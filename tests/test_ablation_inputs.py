@@ -92,7 +92,54 @@ def test_bootstrap_interval_covers_mean_and_shrinks():
     assert torch.allclose(high - low, torch.full((2,), 2 * 1.96 / 20, dtype=high.dtype), atol=0.05)
 
 
+def test_bootstrap_means_equal_resampled_means():
+    """The counts form equals averaging the resampled prompts themselves (same seeded draws)."""
+    from scrying.ablation.stats import bootstrap_means
+
+    values = torch.randn(3, 5, 17, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    config = BootstrapConfig(n_resamples=40, seed=3)
+    index = torch.randint(17, (40, 17), generator=torch.Generator().manual_seed(3))
+    expected = values[..., index].mean(-1).movedim(-1, 0)
+    assert torch.allclose(bootstrap_means(values, config), expected, atol=1e-12)
+
+
+def test_heatmap_hover_names_the_confidence_level():
+    from scrying.ablation import effect_heatmap
+    from scrying.ablation.stats import effect_table
+    from scrying.ablation.sweep import SweepResult
+
+    effects = torch.randn(2, 2, 6, generator=torch.Generator().manual_seed(0))
+    result = SweepResult(effects, torch.zeros(6), ((0, 0), (0, 1), (1, 0), (1, 1)), "loss", "mean")
+    table = effect_table(result, BootstrapConfig(n_resamples=50, confidence=0.9))
+    assert (table.confidence == 0.9).all()
+    assert "90% CI" in effect_heatmap(table).data[0].hovertemplate
+
+
 def test_packaged_ioi_prompts():
     records = ioi_records()
     assert len(records) >= 20
     assert all(r.correct and r.incorrect and r.correct != r.incorrect for r in records)
+
+
+def test_target_mask_on_the_last_position_without_answers(toy_model):
+    """The last position predicts no token of the prompt: reading it for loss/logprob without an
+    answer would score a wrapped-around token, so it is refused (KL needs no target)."""
+    import dataclasses
+
+    prompts = repeated_tokens(toy_model, 2, 5, seed=0)
+    mask = prompts.target_mask.clone()
+    mask[1, -1] = True
+    bad = dataclasses.replace(prompts, target_mask=mask)
+    for metric in ("loss", "logprob"):
+        with pytest.raises(InvalidInputError, match="target_mask of prompt 2 selects its last position"):
+            head_sweep(toy_model, bad, AblationConfig(metric=metric), heads=[(0, 0)])
+    head_sweep(toy_model, bad, AblationConfig(metric="kl"), heads=[(0, 0)])
+
+
+def test_kl_is_finite_where_the_clean_distribution_has_zeros():
+    from scrying.ablation.metrics import entry_values
+
+    clean = torch.tensor([[0.0, float("-inf"), float("-inf")]])  # all mass on token 0
+    ablated = torch.tensor([[1.0, 0.5, -20.0]])
+    kl = entry_values("kl", ablated, torch.tensor([0]), None, clean)
+    assert torch.allclose(kl, -ablated.log_softmax(-1)[:, 0])

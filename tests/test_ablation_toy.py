@@ -192,6 +192,9 @@ def test_pruning_curve_endpoints(toy_model):
     first = order[0]
     single = float(sweep.clean.mean() + sweep.effects[first[0], first[1]].mean())
     assert abs(curve.metric.iloc[1] - single) < 1e-5
+    # prompts split over forwards (batch_size 2 < 3 prompts) give the same curve
+    chunked = pruning_curve(toy_model, prompts, order, dataclasses.replace(config, batch_size=2))
+    assert (chunked.metric - curve.metric).abs().max() < 1e-5
 
 
 def test_last_block_mlp_runs_at_read_positions_only(toy_model):

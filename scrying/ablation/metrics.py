@@ -52,6 +52,13 @@ def read_plan(prompts: PromptSet, metric: str) -> ReadPlan:
     last_mask[batch, last] = True
     if prompts.target_mask is not None:
         mask = prompts.target_mask & real
+        unanswered = mask & ~has_next if metric in ("loss", "logprob") and prompts.correct is None else None
+        if unanswered is not None and bool(unanswered.any()):
+            b = int(unanswered.any(dim=1).nonzero()[0, 0])
+            raise InvalidInputError(
+                f"target_mask of prompt {b + 1} selects its last position, which predicts no token "
+                "of the prompt; give 'correct' answers or leave the last position out"
+            )
     elif metric == "logit-diff":
         mask = last_mask
     elif metric == "loss":
@@ -76,8 +83,9 @@ def entry_values(
     if metric == "logit-diff":
         return logits.gather(-1, target[:, None])[:, 0] - logits.gather(-1, incorrect[:, None])[:, 0]
     logprobs = logits.float().log_softmax(-1)
-    if metric == "kl":
-        return (clean_logprobs.exp() * (clean_logprobs - logprobs)).sum(-1)
+    if metric == "kl":  # KL(clean || ablated); xlogy-style: terms with clean probability 0 are 0
+        p = clean_logprobs.exp()
+        return torch.where(p > 0, p * (clean_logprobs - logprobs), 0.0).sum(-1)
     chosen = logprobs.gather(-1, target[:, None])[:, 0]
     return -chosen if metric == "loss" else chosen
 

@@ -19,6 +19,7 @@ def effect_heatmap(table: pd.DataFrame, *, title: str = "") -> go.Figure:
     bound = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
     metric = table["metric"].iloc[0] if "metric" in table else "metric"
     method = table["method"].iloc[0] if "method" in table else ""
+    level = f"{float(table['confidence'].iloc[0]):.0%}" if "confidence" in table else "bootstrap"
     fig = go.Figure(
         go.Heatmap(
             z=grid,
@@ -32,7 +33,7 @@ def effect_heatmap(table: pd.DataFrame, *, title: str = "") -> go.Figure:
             colorbar={"title": f"Δ {metric}"},
             hovertemplate=(
                 "layer %{y} head %{x}<br>effect %{z:.4f}<br>"
-                "95% CI [%{customdata[0]:.4f}, %{customdata[1]:.4f}]<extra></extra>"
+                f"{level} CI [%{{customdata[0]:.4f}}, %{{customdata[1]:.4f}}]<extra></extra>"
             ),
         )
     )

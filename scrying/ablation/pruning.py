@@ -52,17 +52,23 @@ def pruning_curve(
     for k, (layer, head) in enumerate(order, start=1):
         masks[k:, layer, head] = True
     batch = prompts.n_prompts
-    per_forward = max(1, config.batch_size // batch)
+    prompt_chunk = min(batch, config.batch_size)
+    per_forward = max(1, config.batch_size // prompt_chunk)
     results = []
     for k0 in tqdm(range(0, len(masks), per_forward), disable=not config.progress, desc="pruning"):
         group = masks[k0 : k0 + per_forward]
         r = group.shape[0]
-        tokens = einops.repeat(prompts.tokens, "b pos -> (r b) pos", r=r)
-        rows = einops.repeat(torch.arange(batch), "b -> (r b)", r=r)
-        with hooks(model, layer_hooks(model, group, pos_mask, sources)):
-            resid = final_resid(model, tokens, read=plan.mask[rows])
-        values = per_prompt(model, plan, rows, resid, clean_logprobs=clean_lp, chunk=config.read_chunk)
-        results.append(einops.reduce(values, "(r b) -> r", "mean", r=r))
+        total = torch.zeros(r, dtype=torch.float64)
+        for b0 in range(0, batch, prompt_chunk):
+            index = torch.arange(b0, min(batch, b0 + prompt_chunk))
+            tokens = einops.repeat(prompts.tokens[index], "b pos -> (r b) pos", r=r)
+            rows = einops.repeat(index, "b -> (r b)", r=r)
+            chunk_sources = [s[index] for s in sources]
+            with hooks(model, layer_hooks(model, group, pos_mask[index], chunk_sources)):
+                resid = final_resid(model, tokens, read=plan.mask[rows])
+            values = per_prompt(model, plan, rows, resid, clean_logprobs=clean_lp, chunk=config.read_chunk)
+            total += einops.reduce(values.double(), "(r b) -> r", "sum", r=r)
+        results.append(total / batch)
     metric = torch.cat(results)
     return pd.DataFrame(
         {
