@@ -82,3 +82,20 @@ def test_corrupt_journal_line_is_named(tmp_path):
     path.write_text(json.dumps({"settings": settings}) + "\n" + "garbage\n" + json.dumps({"layer": 0, "head": 0, "effects": [1, 2]}) + "\n")
     with pytest.raises(InvalidInputError, match="j.jsonl line 2: not a head record"):
         SweepJournal(path, settings)
+
+
+def test_a_changed_model_at_the_same_path_is_refused(toy_model, prompts_file, tmp_path):
+    config = AblationConfig()
+    before = sweep_settings("same/path", prompts_file, config, 3, model=toy_model)
+    SweepJournal(tmp_path / "j.jsonl", before)
+    param = next(toy_model.parameters())
+    saved = param.detach().clone()
+    with torch.no_grad():
+        param.add_(1e-3)
+        try:
+            after = sweep_settings("same/path", prompts_file, config, 3, model=toy_model)
+        finally:
+            param.copy_(saved)
+    assert sweep_settings("same/path", prompts_file, config, 3, model=toy_model) == before
+    with pytest.raises(InvalidInputError, match="model_fingerprint differ"):
+        SweepJournal(tmp_path / "j.jsonl", after)

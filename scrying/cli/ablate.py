@@ -38,7 +38,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     prompts = prompt_set(model, records)
     if args.out:  # per-prompt effects saved head by head: an interrupted run resumes
         path = journal_path(args.out)
-        settings = sweep_settings(str(args.model), args.prompts, config, prompts.n_prompts)
+        settings = sweep_settings(str(args.model), args.prompts, config, prompts.n_prompts, model=model)
         result = resume_sweep(model, prompts, config, SweepJournal(path, settings))
         sys.stdout.write(f"per-prompt effects in {path}\n")
     else:
