@@ -24,6 +24,7 @@ import torch
 
 from scrying.ablation.config import AblationConfig, BootstrapConfig
 from scrying.ablation.data import PromptSet, repeated_tokens
+from scrying.ablation.forward import to_model
 from scrying.ablation.sweep import head_sweep
 from scrying.axes import Float, Int, Tensor
 from scrying.errors import InvalidInputError
@@ -46,7 +47,7 @@ def head_scores(model: Any, tokens: Int[Tensor, "batch pos"], half_len: int) -> 
 def _patterns(model: Any, tokens: torch.Tensor) -> list[torch.Tensor]:
     sites = [Site(Component.PATTERN, layer) for layer in range(model.cfg.n_layers)]
     with recorded(model, sites) as store:
-        model(tokens, return_type=None)
+        model(to_model(model, tokens), return_type=None)
     return [store[site] for site in sites]
 
 

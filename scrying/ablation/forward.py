@@ -1,5 +1,9 @@
 """The forward passes an ablation needs, built on :mod:`scrying.sites` hooks.
 
+Devices: prompt sets, masks and indices stay on the CPU; tokens and residuals are moved to the
+model's device where they enter the model (:func:`to_model`), hooks move what they insert to
+the activation's device, and per-prompt metric values come back to the CPU.
+
 Phases of :func:`resume`, the pass the batched sweep repeats for every ablated layer:
 
 1. **Re-enter** the residual stream at block ``L`` (``start_at_layer``) with blocks ``0..L-1``
@@ -77,6 +81,15 @@ def read_only_mlp(model: Any, read: Bool[Tensor, "batch pos"]) -> Iterator[None]
         vars(mlp).pop("forward", None)
 
 
+def model_device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+def to_model(model: Any, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on the model's device (no copy when it is already there)."""
+    return tensor.to(model_device(model))
+
+
 def final_resid(
     model: Any,
     inputs: Int[Tensor, "batch pos"] | Float[Tensor, "batch pos d_model"],
@@ -107,7 +120,7 @@ def final_resid(
     only = read_only_mlp(model, read) if read is not None else contextlib.nullcontext()
     try:
         with hooks(model, sites), skip, only:
-            model(inputs, **kwargs)
+            model(to_model(model, inputs), **kwargs)
     except _Stop as done:
         return done.resid
     raise RuntimeError("the model finished without reaching its last block")  # pragma: no cover

@@ -70,7 +70,7 @@ def gradient_importance(
     n_layers = model.cfg.n_layers
     sources = replacement_z(model, prompts, config, reference, z=[zs[layer] for layer in range(n_layers)])
     rows = []
-    mask = pos_mask[:, :, None, None].to(grads[0].dtype)
+    mask = pos_mask[:, :, None, None].to(grads[0].device, grads[0].dtype)
     for layer, g in enumerate(grads):
         attribution = ((sources[layer] - zs[layer]) * g * mask).sum((1, 3))  # batch head
         mask_grad = (zs[layer] * g * mask).sum((1, 3)).abs()

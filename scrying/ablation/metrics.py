@@ -80,6 +80,8 @@ def entry_values(
     clean_logprobs: Float[Tensor, "read d_vocab"] | None,
 ) -> Float[Tensor, " read"]:
     """The metric at each read position."""
+    target = target.to(logits.device)
+    incorrect = None if incorrect is None else incorrect.to(logits.device)
     if metric == "logit-diff":
         return logits.gather(-1, target[:, None])[:, 0] - logits.gather(-1, incorrect[:, None])[:, 0]
     logprobs = logits.float().log_softmax(-1)
@@ -133,6 +135,7 @@ def per_prompt(
 
 
 def _mean_per_row(values: Float[Tensor, " read"], rows: Int[Tensor, " read"], n_rows: int) -> Float[Tensor, " row"]:
+    values = values.cpu()
     total = torch.zeros(n_rows, dtype=values.dtype).index_add(0, rows, values)
     counts = torch.zeros(n_rows, dtype=values.dtype).index_add(0, rows, torch.ones_like(values))
     return total / counts

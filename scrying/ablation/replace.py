@@ -28,6 +28,7 @@ from jaxtyping import Bool
 
 from scrying.ablation.config import AblationConfig
 from scrying.ablation.data import PromptSet, pad_id, pad_right
+from scrying.ablation.forward import to_model
 from scrying.axes import Float, Tensor
 from scrying.errors import InvalidInputError, SiteError
 from scrying.sites import Component, HookFn, Site, check_site, hooks, recorded
@@ -71,7 +72,7 @@ def clean_z(model: Any, tokens: torch.Tensor) -> list[Float[Tensor, "batch pos h
     """Clean ``z`` of every layer."""
     sites = [Site(Component.Z, layer) for layer in range(model.cfg.n_layers)]
     with recorded(model, sites) as store:
-        model(tokens, return_type=None)
+        model(to_model(model, tokens), return_type=None)
     return [store[site] for site in sites]
 
 
@@ -150,8 +151,8 @@ def _resample_sources(prompts: PromptSet, ref: PromptSet, config: AblationConfig
 def _positional_mean(
     z: Float[Tensor, "ref pos_r head d_head"], real: Bool[Tensor, "ref pos_ref"], pos: int, batch: int
 ) -> Float[Tensor, "batch pos head d_head"]:
-    weight = torch.zeros(z.shape[0], z.shape[1], dtype=z.dtype)
-    weight[:, : real.shape[1]] = real.to(z.dtype)
+    weight = torch.zeros(z.shape[0], z.shape[1], dtype=z.dtype, device=z.device)
+    weight[:, : real.shape[1]] = real.to(z.device, z.dtype)
     total = einops.einsum(weight, z, "ref pos, ref pos head d -> pos head d")
     count = weight.sum(0)
     overall = total.sum(0) / count.sum()
@@ -169,7 +170,7 @@ def ablation_hook(
 
     def fn(z: torch.Tensor, hook: Any) -> torch.Tensor:
         split = einops.rearrange(z, "(r b) pos head d -> r b pos head d", r=head_mask.shape[0])
-        out = torch.where(where, source[None].to(z.dtype), split)
+        out = torch.where(where.to(z.device), source[None].to(z.device, z.dtype), split)
         return einops.rearrange(out, "r b pos head d -> (r b) pos head d")
 
     return fn

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from scrying.ablation.config import AblationConfig, BootstrapConfig
 from scrying.ablation.data import PromptSet
-from scrying.ablation.forward import final_resid
+from scrying.ablation.forward import final_resid, to_model
 from scrying.ablation.metrics import clean_logprobs_at, per_prompt, read_plan
 from scrying.ablation.replace import (
     Head,
@@ -168,7 +168,7 @@ def head_sweep_loop(
     plan = read_plan(prompts, config.metric)
     batch = prompts.n_prompts
     index = torch.arange(batch)
-    logits = model(prompts.tokens)
+    logits = model(to_model(model, prompts.tokens))
     clean_lp = logits[plan.mask].float().log_softmax(-1) if config.metric == "kl" else None
     clean = per_prompt(model, plan, index, logits, are_logits=True, clean_logprobs=clean_lp)
     sources = replacement_z(model, prompts, config, reference)
@@ -176,7 +176,7 @@ def head_sweep_loop(
     effects = torch.full((model.cfg.n_layers, model.cfg.n_heads, batch), math.nan)
     for layer, head in tqdm(heads, disable=not config.progress, desc="ablation loop"):
         with ablated(model, [(layer, head)], pos_mask, sources):
-            logits = model(prompts.tokens)
+            logits = model(to_model(model, prompts.tokens))
         values = per_prompt(model, plan, index, logits, are_logits=True, clean_logprobs=clean_lp)
         effects[layer, head] = values - clean
     return SweepResult(effects, clean, tuple(heads), config.metric, config.method)
