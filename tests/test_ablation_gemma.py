@@ -60,3 +60,14 @@ def test_gemma_has_induction_heads(gemma):
     table = detect_heads(gemma, n_prompts=8, half_len=20, seed=0)
     best = table.sort_values("induction", ascending=False).iloc[0]
     assert best.induction > 0.3 and best.ci_low > 0
+
+
+@pytest.mark.slow
+def test_full_sweep_equals_loop(gemma64):
+    """What the benchmark times: all 72 heads over the 32 IOI prompts, batched and looped (float64)."""
+    prompts = prompt_set(gemma64, ioi_records())
+    config = AblationConfig(metric="logit-diff", method="mean", batch_size=128)
+    batched = head_sweep(gemma64, prompts, config)
+    looped = head_sweep_loop(gemma64, prompts, config)
+    assert not batched.effects.isnan().any() and prompts.n_prompts == 32
+    assert (batched.effects - looped.effects).abs().max() < 1e-5

@@ -1,6 +1,5 @@
-import time
+import json
 
-import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -14,18 +13,23 @@ from scrying.toys import (
 )
 
 
-@pytest.mark.slow  # the conftest toy fixture also trains to > 0.9 in every default run
-def test_toy_trainer_learns_induction_quickly(tmp_path):
+def test_toy_trainer_learns_induction(tmp_path):
+    """300 steps take an untrained model from chance (1/64) to > 0.9 induction accuracy on held-out
+    sequences; checkpoints and the history are written (its speed is in the default suite's time)."""
+    from scrying.toys.train import _evaluate, build_hf_model
+    from scrying.toys.vocab import build_tokenizer
+
     task = RepeatedSequenceTask(n_content=64, half_len=20)
-    start = time.perf_counter()
-    result = train_toy(tmp_path, task, ToyModelConfig(), TrainConfig(steps=300, eval_every=100, checkpoint_every=150))
-    elapsed = time.perf_counter() - start
+    train = TrainConfig(steps=300, eval_every=100, checkpoint_every=150)
+    result = train_toy(tmp_path, task, ToyModelConfig(), train)
     assert result.accuracy >= 0.9
-    assert elapsed < 120
     assert [p.name for p in result.checkpoints] == ["step-000150", "step-000300"]
-    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "history.jsonl").is_file()
-    # Before training the model cannot do the task: accuracy near chance (1/64).
-    assert result.history.accuracy.iloc[-1] > 0.9
+    assert (tmp_path / "model.safetensors").is_file()
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in history] == [100, 200, 300] == result.history.step.tolist()
+    untrained = build_hf_model(ToyModelConfig(), len(build_tokenizer(64)), train.seed)
+    tokens, mask = task.sample_with_mask(train.eval_batch, torch.Generator().manual_seed(train.seed + 10_000))
+    assert _evaluate(untrained, tokens, mask) < 0.1
 
 
 def test_training_is_seeded(tmp_path):
