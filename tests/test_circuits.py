@@ -118,6 +118,24 @@ def test_strongest_path_runs_previous_token_head_to_induction_head(toy_model, ke
     assert induction[int(heads[1].split(".h")[1])] > 0.5, (path, induction)
 
 
+@pytest.mark.parametrize(("kind", "part"), [("key", "<k>"), ("value", "<v>")])
+def test_split_receivers_locate_the_corruption(toy_model, kind, part):
+    """With q/k/v-split receivers the circuit says *how* the previous-token head reaches the
+    induction head: breaking the key (an earlier occurrence moved) acts on the induction head's key
+    input; replacing the copied token acts on its value input (embed -> induction head <v>)."""
+    clean, corrupt, metric = induction_pair(kind, batch=16)
+    circuit = find_circuit(toy_model, clean, corrupt, metric, EAPConfig(method="eap-ig", ig_steps=5, split_qkv=True))
+    prev, induction = head_roles(toy_model, clean)
+    into_induction = circuit.edges[circuit.edges["target"].str.startswith(f"a1.h{int(induction.argmax())}<")]
+    top = into_induction.iloc[0]  # edges are sorted by |score|
+    assert top["target"].endswith(part), into_induction.head(6)
+    if kind == "key":
+        assert top["source"] == f"a0.h{int(prev.argmax())}", into_induction.head(6)
+    # the same source's other two parts carry much less
+    others = into_induction[(into_induction["source"] == top["source"]) & (into_induction["target"] != top["target"])]
+    assert len(others) == 2 and others["score"].abs().max() < 0.5 * abs(top["score"]), into_induction.head(6)
+
+
 @pytest.mark.parametrize("kind", ["value", "key"])
 def test_eap_ig_ranks_all_edges_like_exact_patching(toy_model, key_circuit, kind):
     """Spearman between EAP-IG scores and exact per-edge patching over every edge, for both

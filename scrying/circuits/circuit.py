@@ -28,7 +28,8 @@ class ComponentCircuit:
     """Scored edges of the component graph.
 
     ``nodes``: every node name ("embed", "a{l}.h{h}", "m{l}", "logits"). ``edges``: one row per
-    edge, columns ``source``, ``target``, ``score`` (EAP/EAP-IG estimate of
+    edge, columns ``source``, ``target`` (a receiver: a node, or a head's ``<q>``, ``<k>``,
+    ``<v>`` input with ``config.split_qkv``), ``score`` (EAP/EAP-IG estimate of
     ``metric(edge corrupted) - metric(clean)``, averaged over prompts) and ``patched_effect``
     (the exact value of the same quantity where measured, else NaN), sorted by ``|score|``.
     ``clean_metric`` / ``corrupt_metric``: metric means (``corrupt_metric`` is NaN for zero/mean
@@ -52,7 +53,7 @@ def find_circuit(
 ) -> ComponentCircuit:
     """Score every edge with EAP / EAP-IG (``config.method``)."""
     config = config or EAPConfig()
-    nodes = ComponentNodes.of(model)
+    nodes = ComponentNodes.of(model, split_qkv=config.split_qkv)
     scores, pair = eap_scores(model, clean, corrupt, metric, config)
     rows = [(nodes.sources[u], nodes.receivers[v], float(scores[u, v])) for u, v in nodes.edges]
     edges = pd.DataFrame(rows, columns=["source", "target", "score"])
@@ -78,12 +79,13 @@ def measure_edges(
     config: PatchConfig | None = None,
 ) -> ComponentCircuit:
     """A copy of ``circuit`` with ``patched_effect`` measured for the ``top`` edges (all if None)."""
-    nodes = ComponentNodes.of(model)
+    split = circuit.config.split_qkv
+    nodes = ComponentNodes.of(model, split_qkv=split)
     src = {n: i for i, n in enumerate(nodes.sources)}
     dst = {n: i for i, n in enumerate(nodes.receivers)}
     chosen = circuit.edges.head(top) if top is not None else circuit.edges
     pairs = [(src[s], dst[t]) for s, t in zip(chosen["source"], chosen["target"], strict=True)]
-    effects = edge_effects(model, clean, circuit.pair, metric, pairs, config)
+    effects = edge_effects(model, clean, circuit.pair, metric, pairs, config, split_qkv=split)
     edges = circuit.edges.copy()
     edges.loc[chosen.index, "patched_effect"] = effects.tolist()
     return replace(circuit, edges=edges)
@@ -109,7 +111,7 @@ def prompt_pair(
 
 def edge_index(model: Any, edges: pd.DataFrame) -> torch.Tensor:
     """(source, receiver) indices of the rows of ``edges``, for the patching functions."""
-    nodes = ComponentNodes.of(model)
+    nodes = ComponentNodes.for_names(model, edges["target"])
     src = {n: i for i, n in enumerate(nodes.sources)}
     dst = {n: i for i, n in enumerate(nodes.receivers)}
     return torch.tensor([[src[s], dst[t]] for s, t in zip(edges["source"], edges["target"], strict=True)])

@@ -21,13 +21,16 @@ class EAPConfig:
     ``baseline``: what the corrupted node outputs are: those of the corrupt prompt
     (``"corrupt"``), zero (``"zero"``), or the clean output averaged over batch and positions
     (``"mean"``). ``chunk``: rows (prompt x IG step) per forward pass; each row is replicated
-    once per attention head, so a forward holds ``chunk * n_heads`` sequences.
+    once per attention head, so a forward holds ``chunk * n_heads`` sequences (three times that
+    with ``split_qkv``). ``split_qkv``: score edges into each head's query, key and value inputs
+    separately (receivers ``a{l}.h{h}<q>``, ``<k>``, ``<v>``, as in Hanna et al.'s repository).
     """
 
     method: Method = "eap-ig"
     ig_steps: int = 5
     baseline: Baseline = "corrupt"
     chunk: int = 8
+    split_qkv: bool = False
     progress: bool = False
 
     def __post_init__(self) -> None:

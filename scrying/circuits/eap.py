@@ -18,8 +18,10 @@ Phases:
 4. Scores: ``einsum`` of (corrupt - clean) outputs with the mean receiver-input gradients, summed
    over positions and the model dimension, masked to existing edges.
 
-Differences from hannamw/EAP-IG: there, each head is three receivers (its q, k and v inputs);
-here a head is one receiver (all three together), in the scores and in exact patching alike. The
+Receivers: by default a head is one receiver (its q, k and v inputs together); with
+``EAPConfig.split_qkv`` it is three, as in hannamw/EAP-IG, in the scores and in exact patching
+alike (each edge into a head then splits into its q, k and v parts, whose EAP / EAP-IG scores sum
+to the unsplit edge's score: the three inputs are the same residual stream). The
 interpolation (``blocks.0.hook_resid_pre``, ``k / m`` for ``k = 0 .. m-1``), the score and the
 averaging over steps and prompts are the same.
 
@@ -118,7 +120,7 @@ def eap_scores(
 ) -> tuple[Float[Tensor, "src dst"], RunPair]:
     """EAP or EAP-IG score of every edge (zero where no edge exists), and the runs used."""
     config = config or EAPConfig()
-    nodes = ComponentNodes.of(model)
+    nodes = ComponentNodes.of(model, split_qkv=config.split_qkv)
     pair = pair or run_pair(model, clean, corrupt, metric, nodes, config.baseline)
     grads = mean_input_gradients(model, clean, pair, metric, nodes, config)
     diff = pair.corrupt - pair.clean
@@ -152,8 +154,8 @@ def mean_input_gradients(
         resid0 = e_corrupt[prompts] + alpha * (e_clean[prompts] - e_corrupt[prompts])
         with torch.enable_grad():
             run = receiver_forward(model, clean[prompts], nodes, resid0=resid0, taps=True)
-            rows = einops.repeat(prompts, "n -> (r n)", r=nodes.n_heads)
-            value = metric(run.logits, rows).sum() / nodes.n_heads
+            rows = einops.repeat(prompts, "n -> (r n)", r=nodes.n_replicas)
+            value = metric(run.logits, rows).sum() / nodes.n_replicas
             grads = receiver_gradients(value, run, nodes)
         # Accumulate per prompt: sum over this chunk's rows of the same prompt.
         part = torch.zeros(grads.shape[0], batch, *grads.shape[2:], dtype=grads.dtype, device=grads.device)

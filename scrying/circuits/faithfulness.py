@@ -42,7 +42,7 @@ def faithfulness_curve(
 ) -> tuple[pd.DataFrame, go.Figure]:
     """Metric recovered vs edges kept. ``scores``: the edges table (source, target, score)."""
     config = config or FaithfulnessConfig()
-    nodes = ComponentNodes.of(model)
+    nodes = ComponentNodes.for_names(model, scores["target"])
     src = {n: i for i, n in enumerate(nodes.sources)}
     dst = {n: i for i, n in enumerate(nodes.receivers)}
     ranked = scores.reindex(scores["score"].abs().sort_values(ascending=False).index)

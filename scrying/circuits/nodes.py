@@ -5,7 +5,9 @@ before block 0, embeddings included), one node per attention head ``a{l}.h{h}``,
 ``m{l}``, and ``logits``. *Sources* write to the residual stream (embed, heads, MLPs); *receivers*
 read it (heads, MLPs, logits). An edge u -> v exists when u is computed before v reads: a head at
 layer l reads embed and everything of layers < l; the MLP at layer l also reads layer l's heads;
-logits read everything.
+logits read everything. With ``split_qkv`` a head is three receivers, its query, key and value
+inputs ``a{l}.h{h}<q>``, ``<k>``, ``<v>`` (as in hannamw/EAP-IG); with grouped-query attention
+a query head's key and value inputs are its own (the key/value it uses, computed from that input).
 
 Node outputs ``a_u`` (what u adds to the residual stream):
 
@@ -39,10 +41,39 @@ class ComponentNodes:
 
     n_layers: int
     n_heads: int
+    split_qkv: bool = False
 
     @classmethod
-    def of(cls, model: Any) -> ComponentNodes:
-        return cls(n_layers=model.cfg.n_layers, n_heads=model.cfg.n_heads)
+    def of(cls, model: Any, *, split_qkv: bool = False) -> ComponentNodes:
+        return cls(n_layers=model.cfg.n_layers, n_heads=model.cfg.n_heads, split_qkv=split_qkv)
+
+    @classmethod
+    def with_receivers(cls, model: Any, n_receivers: int) -> ComponentNodes:
+        """The node index (split or not) that has ``n_receivers`` receivers."""
+        for split in (False, True):
+            nodes = cls.of(model, split_qkv=split)
+            if len(nodes.receivers) == n_receivers:
+                return nodes
+        raise ValueError(f"no component graph of this model has {n_receivers} receivers")
+
+    @classmethod
+    def for_names(cls, model: Any, receivers: Any) -> ComponentNodes:
+        """The node index whose receiver names ``receivers`` use (``<q>``-style names: split)."""
+        return cls.of(model, split_qkv=any(str(name).endswith(">") for name in receivers))
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The inputs of a head that are receivers: ``("q", "k", "v")`` split, else one."""
+        return ("q", "k", "v") if self.split_qkv else ("",)
+
+    @property
+    def n_replicas(self) -> int:
+        """Replicas of each row in a receiver forward: one per head receiver of a layer."""
+        return self.n_heads * len(self.parts)
+
+    @property
+    def _width(self) -> int:  # receivers per layer
+        return self.n_replicas + 1
 
     # Sources: embed, then per layer its heads and its MLP.
     @cached_property
@@ -52,12 +83,14 @@ class ComponentNodes:
             names += [f"a{layer}.h{h}" for h in range(self.n_heads)] + [f"m{layer}"]
         return tuple(names)
 
-    # Receivers: per layer its heads and its MLP, then logits.
+    # Receivers: per layer its heads (or their q, k, v inputs) and its MLP, then logits.
     @cached_property
     def receivers(self) -> tuple[str, ...]:
         names: list[str] = []
         for layer in range(self.n_layers):
-            names += [f"a{layer}.h{h}" for h in range(self.n_heads)] + [f"m{layer}"]
+            for h in range(self.n_heads):
+                names += [f"a{layer}.h{h}<{p}>" if p else f"a{layer}.h{h}" for p in self.parts]
+            names.append(f"m{layer}")
         return (*names, "logits")
 
     @property
@@ -71,22 +104,23 @@ class ComponentNodes:
     def mlp_source(self, layer: int) -> int:
         return 1 + layer * (self.n_heads + 1) + self.n_heads
 
-    def head_receiver(self, layer: int, head: int) -> int:
-        return layer * (self.n_heads + 1) + head
+    def head_receiver(self, layer: int, head: int, part: int = 0) -> int:
+        """Receiver index of a head (``part``: 0, 1, 2 for its q, k, v input when split)."""
+        return layer * self._width + head * len(self.parts) + part
 
     def mlp_receiver(self, layer: int) -> int:
-        return layer * (self.n_heads + 1) + self.n_heads
+        return layer * self._width + self.n_replicas
 
     @property
     def logits_receiver(self) -> int:
-        return self.n_layers * (self.n_heads + 1)
+        return self.n_layers * self._width
 
     def n_sources_before(self, receiver: int) -> int:
         """Number of sources (a prefix of :attr:`sources`) that ``receiver`` reads."""
         if receiver == self.logits_receiver:
             return len(self.sources)
-        layer, slot = divmod(receiver, self.n_heads + 1)
-        return 1 + layer * (self.n_heads + 1) + (self.n_heads if slot == self.n_heads else 0)
+        layer, slot = divmod(receiver, self._width)
+        return 1 + layer * (self.n_heads + 1) + (self.n_heads if slot == self.n_replicas else 0)
 
     @cached_property
     def edge_mask(self) -> Bool[Tensor, "src dst"]:

@@ -46,11 +46,13 @@ def patch_edges(
 ) -> Float[Tensor, " variant"]:
     """The metric (mean over prompts) with each variant's set of edges corrupted."""
     config = config or PatchConfig()
-    nodes = ComponentNodes.of(model)
+    plain, split = ComponentNodes.of(model), ComponentNodes.of(model, split_qkv=True)
+    nodes = split if corrupted.ndim == 3 and corrupted.shape[2] == len(split.receivers) else plain
     want = (len(nodes.sources), len(nodes.receivers))
     if tuple(corrupted.shape[1:]) != want:
         raise InvalidInputError(
-            f"corrupted edge mask must be [variant, {want[0]}, {want[1]}], got {tuple(corrupted.shape)}"
+            f"corrupted edge mask must be [variant, {want[0]}, {len(plain.receivers)}] "
+            f"(or {len(split.receivers)} receivers with q/k/v split), got {tuple(corrupted.shape)}"
         )
     results: list[Tensor] = []
     starts = range(0, corrupted.shape[0], config.chunk)
@@ -113,8 +115,11 @@ def edge_effects(
     metric: Any,
     edges: list[tuple[int, int]],
     config: PatchConfig | None = None,
+    *,
+    split_qkv: bool = False,
 ) -> Float[Tensor, " edge"]:
-    """Exact effect ``metric(edge corrupted) - metric(clean)`` of each edge, one at a time."""
-    nodes = ComponentNodes.of(model)
+    """Exact effect ``metric(edge corrupted) - metric(clean)`` of each edge, one at a time
+    (receiver indices of the q/k/v-split graph with ``split_qkv``)."""
+    nodes = ComponentNodes.of(model, split_qkv=split_qkv)
     patched = patch_edges(model, clean, pair, metric, single_edge_masks(nodes, edges), config)
     return patched - pair.clean_metric.mean()

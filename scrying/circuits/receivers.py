@@ -3,25 +3,31 @@
 Heads of a layer read the same residual stream, so a per-head input (for a per-head gradient or
 a per-head patch) needs a trick that uses hooks only. Phases of :func:`receiver_forward`:
 
-1. Replicate each row of the batch once per attention head (``n_heads`` replicas, rows laid out
-   ``(replica row)``).
+1. Replicate each row of the batch once per head receiver of a layer (``n_heads`` replicas, or
+   ``3 n_heads`` with q/k/v-split receivers; rows laid out ``(replica row)``, replica
+   ``h * parts + part``).
 2. At ``blocks.l.ln1.hook_in`` (the attention pre-norm's input; the skip connection is taken
-   before it) replica ``h`` gets head ``h``'s own addition (a patch and/or a zero leaf ``delta``
-   whose gradient is wanted).
-3. At ``blocks.l.attn.hook_z`` the heads are recombined: head ``h``'s ``z`` is taken from replica
-   ``h`` and broadcast to every replica, so from here on all replicas are identical again and
-   head ``h``'s output depends only on head ``h``'s input.
-4. MLPs (``ln2.hook_in``) and the logits (``ln_final.hook_in``) get one addition shared by all
+   before it) each replica gets its receiver's own addition (a patch and/or a zero leaf
+   ``delta`` whose gradient is wanted).
+3. Split receivers only: at ``hook_k`` / ``hook_v`` head ``h``'s first replica (its query
+   replica) takes the key / value of ``h``'s key-group from ``h``'s key / value replica. Only
+   head ``h``'s ``z`` of that replica is kept below, so overwriting the group's slot is exact
+   under grouped-query attention too.
+4. At ``blocks.l.attn.hook_z`` the heads are recombined: head ``h``'s ``z`` is taken from its
+   first replica and broadcast to every replica, so from here on all replicas are identical
+   again and head ``h``'s output depends only on head ``h``'s input(s).
+5. MLPs (``ln2.hook_in``) and the logits (``ln_final.hook_in``) get one addition shared by all
    replicas; node outputs are recorded as they are computed (``hook_resid_pre`` of block 0,
    per-head outputs from ``z`` and ``W_O``, ``hook_mlp_out``), so patches can depend on them.
-5. The caller's metric is averaged over replicas. Because all replicas compute the same function,
-   the gradient of that average with respect to replica ``h``'s ``delta`` at layer ``l`` is head
-   ``(l, h)``'s input gradient, and the *sum* over replicas of an MLP's or the logits' ``delta``
+6. The caller's metric is averaged over replicas. Because all replicas compute the same function,
+   the gradient of that average with respect to a replica's ``delta`` at layer ``l`` is that head
+   receiver's input gradient, and the *sum* over replicas of an MLP's or the logits' ``delta``
    gradient is that receiver's input gradient (chain rule on the diagonal).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +43,7 @@ from scrying.circuits.nodes import (
     output_weight,
     post_norm_gain,
 )
-from scrying.sites import Component, Site, hooks
+from scrying.sites import Component, Site, hooks, n_kv_heads
 
 #: ``additions(receivers, outputs)``: the addition to each receiver's input
 #: ([len(receivers), row, pos, d_model]) given the source outputs recorded so far
@@ -70,7 +76,10 @@ def receiver_forward(
     With ``taps`` a zero leaf requiring grad is added at every receiver input; read them in
     :func:`receiver_gradients` after differentiating a metric of ``result.logits``.
     """
-    n, reps, n_heads = tokens.shape[0], nodes.n_heads, nodes.n_heads
+    n, reps, n_heads = tokens.shape[0], nodes.n_replicas, nodes.n_heads
+    n_parts = len(nodes.parts)
+    first = torch.arange(n_heads) * n_parts  # each head's first (query) replica
+    group = torch.arange(n_heads) // (n_heads // n_kv_heads(model))  # each head's key/value head
     result = ReceiverForward(logits=torch.empty(0), n_rows=n)
     outputs = result.outputs
     post = has_post_norm(model)
@@ -97,13 +106,22 @@ def receiver_forward(
         return x
 
     def ln1_hook(layer: int) -> Callable:
-        receivers = [nodes.head_receiver(layer, h) for h in range(n_heads)]
+        receivers = [nodes.head_receiver(layer, h, p) for h in range(n_heads) for p in range(n_parts)]
         return lambda x, hook: add_at(x, receivers, per_replica=True)
+
+    def kv_hook(part: int) -> Callable:
+        def fn(x: Tensor, hook: Any) -> Tensor:
+            x5 = einops.rearrange(x, "(r n) p g k -> r n p g k", r=reps)
+            out = x5.clone()
+            out[first, :, :, group] = x5[first + part, :, :, group]
+            return einops.rearrange(out, "r n p g k -> (r n) p g k")
+
+        return fn
 
     def z_hook(layer: int) -> Callable:
         def fn(z: Tensor, hook: Any) -> Tensor:
             z5 = einops.rearrange(z, "(r n) p h k -> r n p h k", r=reps)
-            mixed = einops.rearrange(torch.diagonal(z5, dim1=0, dim2=3), "n p k h -> n p h k")
+            mixed = einops.rearrange(z5[first, :, :, torch.arange(n_heads)], "h n p k -> n p h k")
             state["z"] = mixed
             return einops.repeat(mixed, "n p h k -> (r n) p h k", r=reps)
 
@@ -134,10 +152,10 @@ def receiver_forward(
 
     fwd: list[tuple[Site, Callable]] = [(Site(Component.RESID_PRE, 0), embed_hook)]
     for layer in range(nodes.n_layers):
-        fwd += [
-            (Site(Component.LN1_IN, layer), ln1_hook(layer)),
-            (Site(Component.Z, layer), z_hook(layer)),
-        ]
+        fwd.append((Site(Component.LN1_IN, layer), ln1_hook(layer)))
+        if nodes.split_qkv:
+            fwd += [(Site(Component.K, layer), kv_hook(1)), (Site(Component.V, layer), kv_hook(2))]
+        fwd.append((Site(Component.Z, layer), z_hook(layer)))
         if post:
             fwd.append((Site(Component.LN1_POST_IN, layer), post_in_hook))
         fwd += [
@@ -160,7 +178,7 @@ def receiver_gradients(
     grads = torch.autograd.grad(total, [run.deltas[s][0] for s in starts])
     out: list[Tensor] = []
     for start, grad in zip(starts, grads, strict=True):
-        g = einops.rearrange(grad, "(r n) p d -> r n p d", r=nodes.n_heads)
+        g = einops.rearrange(grad, "(r n) p d -> r n p d", r=nodes.n_replicas)
         out.extend(g.unbind(0) if run.deltas[start][1] else [g.sum(0)])
     return torch.stack(out)
 
@@ -175,6 +193,6 @@ def record_outputs(
     model: Any, tokens: Int[Tensor, "row pos"], nodes: ComponentNodes, metric: Any
 ) -> tuple[Float[Tensor, "src row pos d_model"], Float[Tensor, " row"]]:
     """Every source node's output, and the metric per prompt, on an unpatched run."""
-    run = receiver_forward(model, tokens, nodes)
+    run = receiver_forward(model, tokens, dataclasses.replace(nodes, split_qkv=False))
     n = tokens.shape[0]
     return torch.stack(run.outputs), metric(run.logits[:n], torch.arange(n))
