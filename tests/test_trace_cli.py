@@ -91,3 +91,20 @@ def test_non_string_options_in_prompts_file_name_the_line(tmp_path):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"prompt": "fine"}\n\n{"prompt": "x", "level": 3}\n')
     assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl line 3: 'level' must be a string")
+
+
+def test_split_qkv_components_graph_sums_to_the_unsplit_one(toy_dir, tmp_path, capsys):
+    """``--split-qkv``: validation names the q/k/v part of each checked edge; the graph's edges
+    into a head are the sums of its parts, i.e. the unsplit graph's edges."""
+    common = ["trace", "t3 t9 t4 t6 t3 t9 t4", "--level", "components", "--corrupt", "t3 t9 t5 t6 t3 t9 t4",
+              "--model", str(toy_dir), "--validate-top", "6"]
+    assert main([*common, "--out", str(tmp_path / "plain.html")]) == 0
+    assert main([*common, "--split-qkv", "--out", str(tmp_path / "split.html")]) == 0
+    plain = Graph.read_json(tmp_path / "plain.json")
+    split = Graph.read_json(tmp_path / "split.json")
+    assert [n.node_id for n in plain.nodes] == [n.node_id for n in split.nodes]
+    scale = float(plain.adjacency.abs().max())
+    assert (plain.adjacency - split.adjacency).abs().max() < 1e-4 * scale
+    edges = [row["edge"] for row in split.metadata["validation"]["rows"]]
+    assert any(e.endswith(("<q>", "<k>", "<v>")) for e in edges), edges
+    assert split.metadata["split_qkv"] is True and plain.metadata["split_qkv"] is False

@@ -5,7 +5,10 @@ choose the metric — logit difference between the target and the corrupted prom
 when a corrupted prompt is given, else the target's log-probability against a mean-activation
 baseline; score every edge with EAP-IG; measure the ``top_k`` strongest edges by exact
 patching (the validation); convert to :class:`~scrying.attribution.graph.Graph` with one node
-per embedding, attention head, MLP and the logit (summed over positions).
+per embedding, attention head, MLP and the logit (summed over positions). With ``split_qkv``
+the edges into a head's query, key and value inputs are scored and validated separately; the
+graph's edge into the head is their sum (exact: the three inputs are one residual stream), and
+the validation table names the part.
 """
 
 from __future__ import annotations
@@ -54,12 +57,12 @@ def build_component_graph(model: Any, prompt: str, config: Any, *, model_name: s
             corrupt_order = model(corrupt)[0, -1].argsort(descending=True).tolist()
         incorrect = next(t for t in corrupt_order if t != target)
         metric: Any = LogitDiff(correct=(target,), incorrect=(incorrect,))
-        eap = EAPConfig(method="eap-ig", baseline="corrupt")
+        eap = EAPConfig(method="eap-ig", baseline="corrupt", split_qkv=config.split_qkv)
         metric_name = f"logit[{model.tokenizer.decode([target])!r}] - logit[{model.tokenizer.decode([incorrect])!r}]"
     else:
         corrupt = None
         metric = TargetLogProb(target=(target,))
-        eap = EAPConfig(method="eap-ig", baseline="mean")
+        eap = EAPConfig(method="eap-ig", baseline="mean", split_qkv=config.split_qkv)
         metric_name = f"log p({model.tokenizer.decode([target])!r}), mean-ablation baseline"
     circuit = find_circuit(model, tokens, corrupt, metric, eap)
     circuit = measure_edges(model, tokens, metric, circuit, top=config.validation.top_k)
@@ -79,8 +82,15 @@ def build_component_graph(model: Any, prompt: str, config: Any, *, model_name: s
     for row in circuit.edges.itertuples(index=False):
         adjacency[index[node_id(row.target)], index[node_id(row.source)]] += row.score
     measured = circuit.edges.dropna(subset=["patched_effect"])
+    def part(name: str) -> str:  # "<q>", "<k>", "<v>" of a split head receiver, else ""
+        return name[name.index("<") :] if "<" in name else ""
+
     rows = [
-        {"edge": f"{node_id(r.source)} -> {node_id(r.target)}", "predicted": float(r.score), "measured": float(r.patched_effect)}
+        {
+            "edge": f"{node_id(r.source)} -> {node_id(r.target)}{part(r.target)}",
+            "predicted": float(r.score),
+            "measured": float(r.patched_effect),
+        }
         for r in measured.itertuples(index=False)
     ]
     rho = float(spearmanr(measured.score, measured.patched_effect).statistic) if len(measured) > 1 else float("nan")
@@ -98,6 +108,7 @@ def build_component_graph(model: Any, prompt: str, config: Any, *, model_name: s
             "clean_metric": circuit.clean_metric,
             "corrupt_metric": circuit.corrupt_metric,
             "corrupt_prompt": config.corrupt,
+            "split_qkv": config.split_qkv,
             "x_labels": [f"H{h}" for h in range(n_heads)] + ["MLP"],
         },
     )

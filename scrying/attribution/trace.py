@@ -32,6 +32,7 @@ class TraceConfig:
     level: Literal["neurons", "components"] = "neurons"
     target: str | None = None  # default: the model's top-1 next token
     corrupt: str | None = None  # components level: corrupted prompt (default: zero baseline)
+    split_qkv: bool = False  # components level: score each head's q, k and v inputs separately
     neurons: NeuronGraphConfig = field(default_factory=NeuronGraphConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -41,6 +42,8 @@ class TraceConfig:
             raise ConfigError(f"TraceConfig.level must be 'neurons' or 'components', got {self.level!r}")
         if self.corrupt is not None and self.level != "components":
             raise ConfigError("TraceConfig.corrupt applies to level 'components' only")
+        if self.split_qkv and self.level != "components":
+            raise ConfigError("TraceConfig.split_qkv applies to level 'components' only")
 
 
 @dataclass(frozen=True)

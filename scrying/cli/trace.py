@@ -29,6 +29,7 @@ def _config(
         level=level or args.level,
         target=prompt_target if prompt_target is not None else args.target,
         corrupt=corrupt if corrupt is not None else args.corrupt,
+        split_qkv=args.split_qkv,
         neurons=NeuronGraphConfig(max_feature_nodes=args.max_features, batch_size=args.batch_size, progress=args.verbose),
         prune=PruneConfig(node_threshold=args.node_threshold, edge_threshold=args.edge_threshold, top_n=args.top_n),
         validation=ValidationConfig(top_k=args.validate_top),
@@ -112,6 +113,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--target", help="target token (default: the model's top-1 prediction)")
     p.add_argument("--level", choices=["neurons", "components"], default="neurons")
     p.add_argument("--corrupt", help="corrupted prompt, same token length (components level)")
+    p.add_argument("--split-qkv", action="store_true",
+                   help="components level: score edges into each head's query, key and value inputs separately")
     p.add_argument("--out", type=Path, help="HTML file (default graphs/trace.html)")
     p.add_argument("--json", type=Path, help="JSON file (default: next to the HTML)")
     p.add_argument("--prompts", type=Path, help="batch mode: JSONL with 'prompt' (+ 'target', 'corrupt', 'level', 'id')")
