@@ -4,7 +4,7 @@ Devices: prompt sets, masks and indices stay on the CPU; tokens and residuals ar
 model's device where they enter the model (:func:`to_model`), hooks move what they insert to
 the activation's device, and per-prompt metric values come back to the CPU.
 
-Phases of :func:`resume`, the pass the batched sweep repeats for every ablated layer:
+Phases of :func:`final_resid`, the pass the batched sweep repeats for every ablated layer:
 
 1. **Re-enter** the residual stream at block ``L`` (``start_at_layer``) with blocks ``0..L-1``
    skipped for the duration of the call (TransformerBridge would otherwise run them and
@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Bool
 
 from scrying.axes import Float, Int, Tensor
+from scrying.errors import InvalidInputError
 from scrying.sites import Component, HookFn, Site, hooks
 
 
@@ -69,7 +70,7 @@ def read_only_mlp(model: Any, read: Bool[Tensor, "batch pos"]) -> Iterator[None]
 
     def partial(hidden: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         if hidden.shape[:2] != read.shape:
-            raise ValueError(f"read mask of shape {tuple(read.shape)} for a batch of {tuple(hidden.shape[:2])}")
+            raise InvalidInputError(f"read mask of shape {tuple(read.shape)} for a batch of {tuple(hidden.shape[:2])}")
         out = torch.zeros_like(hidden)
         out[read] = original(hidden[read].unsqueeze(0), *args, **kwargs)[0]
         return out
@@ -115,7 +116,7 @@ def final_resid(
         # ``inputs_embeds`` some architectures would add position embeddings to it again).
         kwargs["start_at_layer"] = start_layer
     elif start_layer:
-        raise ValueError("start_layer needs a residual-stream input, not tokens")
+        raise InvalidInputError("start_layer needs a residual-stream input, not tokens")
     skip = skipped_blocks(model, start_layer) if start_layer else contextlib.nullcontext()
     only = read_only_mlp(model, read) if read is not None else contextlib.nullcontext()
     try:

@@ -65,9 +65,9 @@ class SweepJournal:
         self.path = Path(path)
         self.settings = settings
         self.done: dict[Head, list[float]] = {}
-        if self.path.exists():
+        if self.path.exists() and self.path.read_text(encoding="utf-8").strip():
             self._read()
-        else:
+        else:  # new, or created by a run killed before it wrote the header
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._write_lines([{"settings": settings}], mode="w")
 
