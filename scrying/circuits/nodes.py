@@ -48,15 +48,6 @@ class ComponentNodes:
         return cls(n_layers=model.cfg.n_layers, n_heads=model.cfg.n_heads, split_qkv=split_qkv)
 
     @classmethod
-    def with_receivers(cls, model: Any, n_receivers: int) -> ComponentNodes:
-        """The node index (split or not) that has ``n_receivers`` receivers."""
-        for split in (False, True):
-            nodes = cls.of(model, split_qkv=split)
-            if len(nodes.receivers) == n_receivers:
-                return nodes
-        raise ValueError(f"no component graph of this model has {n_receivers} receivers")
-
-    @classmethod
     def for_names(cls, model: Any, receivers: Any) -> ComponentNodes:
         """The node index whose receiver names ``receivers`` use (``<q>``-style names: split)."""
         return cls.of(model, split_qkv=any(str(name).endswith(">") for name in receivers))
