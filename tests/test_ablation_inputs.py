@@ -10,6 +10,7 @@ import torch
 from scrying.ablation import (
     AblationConfig,
     BootstrapConfig,
+    PromptRecord,
     head_sweep,
     ioi_records,
     prompt_set,
@@ -143,3 +144,16 @@ def test_kl_is_finite_where_the_clean_distribution_has_zeros():
     ablated = torch.tensor([[1.0, 0.5, -20.0]])
     kl = entry_values("kl", ablated, torch.tensor([0]), None, clean)
     assert torch.allclose(kl, -ablated.log_softmax(-1)[:, 0])
+
+
+def test_an_ablation_no_read_position_sees_is_refused(toy_model):
+    """Without answers loss/logprob read positions that have a next token; ablating only the last
+    position cannot change them (causal), so the sweep refuses instead of reporting zeros."""
+    records = [PromptRecord("t1 t5 t2 t7"), PromptRecord("t3 t9 t4")]
+    prompts = prompt_set(toy_model, records)
+    for metric in ("loss", "logprob"):
+        with pytest.raises(InvalidInputError, match="prompt 1: the .* metric reads positions up to 3 but heads are ablated only from position 4"):
+            head_sweep(toy_model, prompts, AblationConfig(metric=metric, positions="last"))
+    # KL needs no target: it reads every real position, the last included
+    result = head_sweep(toy_model, prompts, AblationConfig(metric="kl", positions="last"))
+    assert result.effects.abs().max() > 0

@@ -2,8 +2,13 @@
 
 A :class:`ReadPlan` says, for every prompt, which positions are read and which token each
 predicts. ``logit-diff`` and (with answers) ``logprob``/``kl`` read the last real position;
-``loss`` reads every real position (the answer, if given, is the last target); ``target_mask``
-overrides the positions. The value of a prompt is the mean over its read positions.
+``loss`` reads every real position (the answer, if given, is the last target); without answers
+``loss``/``logprob`` read every position that has a next token and ``kl`` every real position
+(a next-token distribution needs no target); ``target_mask`` overrides the positions. The value
+of a prompt is the mean over its read positions.
+
+:func:`check_reach` refuses an ablation no read position can see (a causal model's position
+reads only itself and earlier ones), whose effect would be exactly zero.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ def read_plan(prompts: PromptSet, metric: str) -> ReadPlan:
         mask = last_mask
     elif metric == "loss":
         mask = real if prompts.correct is not None else has_next
+    elif metric == "kl":
+        mask = last_mask if prompts.correct is not None else real
     else:
         mask = last_mask if prompts.correct is not None else has_next
     if not bool(mask.any(dim=1).all()):
@@ -70,6 +77,22 @@ def read_plan(prompts: PromptSet, metric: str) -> ReadPlan:
     entry = torch.full_like(tokens, -1)
     entry[mask] = torch.arange(int(mask.sum()))
     return ReadPlan(metric, mask, target, prompts.incorrect, entry)
+
+
+def check_reach(plan: ReadPlan, ablate: Bool[Tensor, "batch pos"]) -> None:
+    """Raise unless, in every prompt, some ablated position is at or before some read position."""
+    positions = torch.arange(ablate.shape[1])
+    first_ablated = torch.where(ablate, positions, ablate.shape[1]).amin(dim=1)
+    last_read = torch.where(plan.mask, positions, -1).amax(dim=1)
+    unseen = (first_ablated > last_read).nonzero()[:, 0]
+    if len(unseen):
+        b = int(unseen[0])
+        raise InvalidInputError(
+            f"prompt {b + 1}: the {plan.metric} metric reads positions up to {int(last_read[b])} but heads "
+            f"are ablated only from position {int(first_ablated[b])} on, which no read position sees "
+            "(the effect would be 0); give 'correct' answers so the last position is read, or ablate "
+            "earlier positions"
+        )
 
 
 def entry_values(

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from scrying.ablation.config import AblationConfig
 from scrying.ablation.data import PromptSet
 from scrying.ablation.forward import final_resid
-from scrying.ablation.metrics import clean_logprobs_at, per_prompt, read_plan
+from scrying.ablation.metrics import check_reach, clean_logprobs_at, per_prompt, read_plan
 from scrying.ablation.replace import Head, ablate_mask, check_heads, layer_hooks, replacement_z
 from scrying.sites import hooks
 
@@ -43,8 +43,9 @@ def pruning_curve(
     order = check_heads(model, order)
     n_total = model.cfg.n_layers * model.cfg.n_heads
     plan = read_plan(prompts, config.metric)
-    sources = replacement_z(model, prompts, config, reference)
     pos_mask = ablate_mask(prompts, config)
+    check_reach(plan, pos_mask)
+    sources = replacement_z(model, prompts, config, reference)
     clean_lp = None
     if config.metric == "kl":
         clean_lp = clean_logprobs_at(model, plan, final_resid(model, prompts.tokens), chunk=config.read_chunk)

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from scrying.ablation.config import AblationConfig, BootstrapConfig
 from scrying.ablation.data import PromptSet
 from scrying.ablation.forward import final_resid, to_model
-from scrying.ablation.metrics import clean_logprobs_at, per_prompt, read_plan
+from scrying.ablation.metrics import check_reach, clean_logprobs_at, per_prompt, read_plan
 from scrying.ablation.replace import (
     Head,
     ablate_mask,
@@ -71,6 +71,8 @@ class _Clean:
     def __init__(self, model: Any, prompts: PromptSet, config: AblationConfig, reference: PromptSet | None):
         n_layers = model.cfg.n_layers
         self.plan = read_plan(prompts, config.metric)
+        self.pos_mask = ablate_mask(prompts, config)
+        check_reach(self.plan, self.pos_mask)
         resid_sites = [Site(Component.RESID_PRE, layer) for layer in range(n_layers)]
         z_sites = [Site(Component.Z, layer) for layer in range(n_layers)]
         with recorded(model, resid_sites + z_sites) as store:
@@ -79,7 +81,6 @@ class _Clean:
         self.sources = replacement_z(
             model, prompts, config, reference, z=[store[site] for site in z_sites]
         )
-        self.pos_mask = ablate_mask(prompts, config)
         self.clean_lp = (
             clean_logprobs_at(model, self.plan, self.final, chunk=config.read_chunk)
             if config.metric == "kl"
@@ -166,13 +167,14 @@ def head_sweep_loop(
     config = config or AblationConfig()
     heads = check_heads(model, all_heads(model) if heads is None else heads)
     plan = read_plan(prompts, config.metric)
+    pos_mask = ablate_mask(prompts, config)
+    check_reach(plan, pos_mask)
     batch = prompts.n_prompts
     index = torch.arange(batch)
     logits = model(to_model(model, prompts.tokens))
     clean_lp = logits[plan.mask].float().log_softmax(-1) if config.metric == "kl" else None
     clean = per_prompt(model, plan, index, logits, are_logits=True, clean_logprobs=clean_lp)
     sources = replacement_z(model, prompts, config, reference)
-    pos_mask = ablate_mask(prompts, config)
     effects = torch.full((model.cfg.n_layers, model.cfg.n_heads, batch), math.nan)
     for layer, head in tqdm(heads, disable=not config.progress, desc="ablation loop"):
         with ablated(model, [(layer, head)], pos_mask, sources):
