@@ -33,12 +33,13 @@ def test_batch_mode_resumes(toy_dir, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
         json.dumps({"id": "a", "prompt": "t1 t5 t2 t7 t1 t5"}) + "\n"
-        + json.dumps({"id": "b", "prompt": "t3 t9 t4 t3 t9", "level": "components", "corrupt": "t3 t9 t4 t8 t9"}) + "\n"
+        + json.dumps({"id": "b", "prompt": "t3 t9 t4 t3 t9", "level": "components", "corrupt": "t3 t9 t4 t8 t9", "split_qkv": True}) + "\n"
     )
     out = tmp_path / "out"
     args = ["trace", "--prompts", str(prompts), "--out-dir", str(out), "--model", str(toy_dir), "--max-features", "20", "--validate-top", "3"]
     assert main(args) == 0
     assert {p.name for p in out.iterdir()} >= {"a.html", "a.json", "b.html", "b.json", "index.jsonl"}
+    assert Graph.read_json(out / "b.json").metadata["split_qkv"] is True  # per-line option
     index = out / "index.jsonl"
     first = index.read_text().splitlines()
     assert [json.loads(line)["id"] for line in first] == ["a", "b"]
@@ -91,6 +92,8 @@ def test_non_string_options_in_prompts_file_name_the_line(tmp_path):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"prompt": "fine"}\n\n{"prompt": "x", "level": 3}\n')
     assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl line 3: 'level' must be a string")
+    bad.write_text('{"prompt": "fine", "split_qkv": "yes"}\n')
+    assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl line 1: 'split_qkv' must be true or false")
 
 
 def test_split_qkv_components_graph_sums_to_the_unsplit_one(toy_dir, tmp_path, capsys):

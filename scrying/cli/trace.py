@@ -23,13 +23,18 @@ logger = logging.getLogger(__name__)
 
 
 def _config(
-    args: argparse.Namespace, *, prompt_target: str | None = None, corrupt: str | None = None, level: str | None = None
+    args: argparse.Namespace,
+    *,
+    prompt_target: str | None = None,
+    corrupt: str | None = None,
+    level: str | None = None,
+    split_qkv: bool | None = None,
 ) -> TraceConfig:
     return TraceConfig(
         level=level or args.level,
         target=prompt_target if prompt_target is not None else args.target,
         corrupt=corrupt if corrupt is not None else args.corrupt,
-        split_qkv=args.split_qkv,
+        split_qkv=split_qkv if split_qkv is not None else args.split_qkv,
         neurons=NeuronGraphConfig(max_feature_nodes=args.max_features, batch_size=args.batch_size, progress=args.verbose),
         prune=PruneConfig(node_threshold=args.node_threshold, edge_threshold=args.edge_threshold, top_n=args.top_n),
         validation=ValidationConfig(top_k=args.validate_top),
@@ -37,7 +42,8 @@ def _config(
 
 
 def read_prompts(path: Path) -> list[dict]:
-    """JSONL lines with ``prompt`` and optional ``target``, ``corrupt``, ``level``, ``id``."""
+    """JSONL lines with ``prompt`` and optional ``target``, ``corrupt``, ``level``, ``split_qkv``,
+    ``id``."""
     rows = []
     for number, line in enumerate(read_prompt_lines(path)):
         row = dict(line.fields, where=line.where)
@@ -45,6 +51,8 @@ def read_prompts(path: Path) -> list[dict]:
         for key in ("target", "corrupt", "level"):
             if key in row and not isinstance(row[key], str):
                 raise InvalidInputError(f"{line.where}: {key!r} must be a string, got {row[key]!r}")
+        if "split_qkv" in row and not isinstance(row["split_qkv"], bool):
+            raise InvalidInputError(f"{line.where}: 'split_qkv' must be true or false, got {row['split_qkv']!r}")
         rows.append(row)
     return rows
 
@@ -88,7 +96,13 @@ def _batch(args: argparse.Namespace) -> int:
     model = model_from_args(args) if todo else None
     for row in tqdm(todo, desc="trace", disable=not todo):
         try:
-            config = _config(args, prompt_target=row.get("target"), corrupt=row.get("corrupt"), level=row.get("level"))
+            config = _config(
+                args,
+                prompt_target=row.get("target"),
+                corrupt=row.get("corrupt"),
+                level=row.get("level"),
+                split_qkv=row.get("split_qkv"),
+            )
             result = trace(model, row["prompt"], config, model_name=args.model)
         except InvalidInputError as err:
             raise type(err)(f"{row['where']}: {err}") from err
@@ -117,7 +131,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    help="components level: score edges into each head's query, key and value inputs separately")
     p.add_argument("--out", type=Path, help="HTML file (default graphs/trace.html)")
     p.add_argument("--json", type=Path, help="JSON file (default: next to the HTML)")
-    p.add_argument("--prompts", type=Path, help="batch mode: JSONL with 'prompt' (+ 'target', 'corrupt', 'level', 'id')")
+    p.add_argument("--prompts", type=Path,
+                   help="batch mode: JSONL with 'prompt' (+ 'target', 'corrupt', 'level', 'split_qkv', 'id')")
     p.add_argument("--out-dir", type=Path, help="batch mode output directory")
     p.add_argument("--shared-plotlyjs", action="store_true", help="batch mode: one plotly.min.js beside the pages")
     p.add_argument("--max-features", type=int, default=200, help="neuron nodes kept before pruning")
