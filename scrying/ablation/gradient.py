@@ -35,8 +35,8 @@ from scipy.stats import spearmanr
 from scrying.ablation.config import AblationConfig
 from scrying.ablation.data import PromptSet
 from scrying.ablation.forward import final_resid
-from scrying.ablation.metrics import check_reach, per_prompt, read_plan
-from scrying.ablation.replace import ablate_mask, replacement_z
+from scrying.ablation.metrics import per_prompt
+from scrying.ablation.replace import read_and_ablate, replacement_z
 from scrying.errors import ConfigError
 from scrying.sites import Component, HookFn, Site
 
@@ -48,9 +48,7 @@ def gradient_importance(
     config = config or AblationConfig()
     if config.metric == "kl":
         raise ConfigError("AblationConfig.metric='kl' has zero gradient at the clean model; use another")
-    pos_mask = ablate_mask(prompts, config)
-    plan = read_plan(prompts, config.metric)
-    check_reach(plan, pos_mask)
+    plan, pos_mask = read_and_ablate(prompts, config)
     deltas: dict[int, torch.Tensor] = {}
     zs: dict[int, torch.Tensor] = {}
 

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from scrying.ablation.config import AblationConfig
 from scrying.ablation.data import PromptSet
 from scrying.ablation.forward import final_resid
-from scrying.ablation.metrics import check_reach, clean_logprobs_at, per_prompt, read_plan
-from scrying.ablation.replace import Head, ablate_mask, check_heads, layer_hooks, replacement_z
+from scrying.ablation.metrics import clean_logprobs_at, per_prompt
+from scrying.ablation.replace import Head, check_heads, layer_hooks, read_and_ablate, replacement_z
 from scrying.sites import hooks
 
 
@@ -42,9 +42,7 @@ def pruning_curve(
     config = config or AblationConfig()
     order = check_heads(model, order)
     n_total = model.cfg.n_layers * model.cfg.n_heads
-    plan = read_plan(prompts, config.metric)
-    pos_mask = ablate_mask(prompts, config)
-    check_reach(plan, pos_mask)
+    plan, pos_mask = read_and_ablate(prompts, config)
     sources = replacement_z(model, prompts, config, reference)
     clean_lp = None
     if config.metric == "kl":

@@ -29,6 +29,7 @@ from jaxtyping import Bool
 from scrying.ablation.config import AblationConfig
 from scrying.ablation.data import PromptSet, pad_id, pad_right
 from scrying.ablation.forward import to_model
+from scrying.ablation.metrics import ReadPlan, check_reach, read_plan
 from scrying.axes import Float, Tensor
 from scrying.errors import InvalidInputError, SiteError
 from scrying.sites import Component, HookFn, Site, check_site, hooks, recorded
@@ -65,6 +66,15 @@ def ablate_mask(prompts: PromptSet, config: AblationConfig) -> Bool[Tensor, "bat
     if prompts.ablate_mask is None:
         raise InvalidInputError("AblationConfig.positions='mask' needs a prompt set with ablate_mask")
     return prompts.ablate_mask & real
+
+
+def read_and_ablate(prompts: PromptSet, config: AblationConfig) -> tuple[ReadPlan, Bool[Tensor, "batch pos"]]:
+    """Where the metric reads each prompt and where heads are ablated, checked to meet
+    (:func:`~scrying.ablation.metrics.check_reach`)."""
+    plan = read_plan(prompts, config.metric)
+    mask = ablate_mask(prompts, config)
+    check_reach(plan, mask)
+    return plan, mask
 
 
 @torch.no_grad()

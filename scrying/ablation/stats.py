@@ -32,8 +32,7 @@ def bootstrap_means(
     counts = torch.zeros(config.n_resamples, n, dtype=values.dtype).scatter_add_(
         1, index, torch.ones(index.shape, dtype=values.dtype)
     )
-    means = einops.einsum(counts, values, "sample prompt, ... prompt -> sample ...") / n
-    return means
+    return einops.einsum(counts, values, "sample prompt, ... prompt -> sample ...") / n
 
 
 def interval(values: Float[Tensor, "*item prompt"], config: BootstrapConfig) -> tuple[torch.Tensor, torch.Tensor]:

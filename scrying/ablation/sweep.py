@@ -36,14 +36,14 @@ from tqdm.auto import tqdm
 from scrying.ablation.config import AblationConfig, BootstrapConfig
 from scrying.ablation.data import PromptSet
 from scrying.ablation.forward import final_resid, to_model
-from scrying.ablation.metrics import check_reach, clean_logprobs_at, per_prompt, read_plan
+from scrying.ablation.metrics import clean_logprobs_at, per_prompt
 from scrying.ablation.replace import (
     Head,
-    ablate_mask,
     ablated,
     ablation_hook,
     all_heads,
     check_heads,
+    read_and_ablate,
     replacement_z,
 )
 from scrying.axes import Float, Tensor
@@ -74,9 +74,7 @@ class _Clean:
 
     def __init__(self, model: Any, prompts: PromptSet, config: AblationConfig, reference: PromptSet | None):
         n_layers = model.cfg.n_layers
-        self.plan = read_plan(prompts, config.metric)
-        self.pos_mask = ablate_mask(prompts, config)
-        check_reach(self.plan, self.pos_mask)
+        self.plan, self.pos_mask = read_and_ablate(prompts, config)
         resid_sites = [Site(Component.RESID_PRE, layer) for layer in range(n_layers)]
         z_sites = [Site(Component.Z, layer) for layer in range(n_layers)]
         with recorded(model, resid_sites + z_sites) as store:
@@ -170,9 +168,7 @@ def head_sweep_loop(
     """The straightforward reference: one full forward (full logits) per head."""
     config = config or AblationConfig()
     heads = check_heads(model, all_heads(model) if heads is None else heads)
-    plan = read_plan(prompts, config.metric)
-    pos_mask = ablate_mask(prompts, config)
-    check_reach(plan, pos_mask)
+    plan, pos_mask = read_and_ablate(prompts, config)
     batch = prompts.n_prompts
     index = torch.arange(batch)
     logits = model(to_model(model, prompts.tokens))

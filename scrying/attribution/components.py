@@ -42,6 +42,11 @@ def _node(name: str, n_layers: int, n_heads: int, target: int, prob: float, labe
     return Node(f"{n_layers + 1}_{target}", "logit", n_layers, n_heads // 2, target, label, None, None, prob, True)
 
 
+def _part(name: str) -> str:
+    """``"<q>"``, ``"<k>"`` or ``"<v>"`` of a split head receiver's name, else ``""``."""
+    return name[name.index("<") :] if "<" in name else ""
+
+
 def build_component_graph(model: Any, prompt: str, config: Any, *, model_name: str = "") -> tuple[Graph, dict]:
     """The EAP-IG component graph of ``prompt`` (``config``: a ``TraceConfig``) and its
     validation by exact patching."""
@@ -82,12 +87,9 @@ def build_component_graph(model: Any, prompt: str, config: Any, *, model_name: s
     for row in circuit.edges.itertuples(index=False):
         adjacency[index[node_id(row.target)], index[node_id(row.source)]] += row.score
     measured = circuit.edges.dropna(subset=["patched_effect"])
-    def part(name: str) -> str:  # "<q>", "<k>", "<v>" of a split head receiver, else ""
-        return name[name.index("<") :] if "<" in name else ""
-
     rows = [
         {
-            "edge": f"{node_id(r.source)} -> {node_id(r.target)}{part(r.target)}",
+            "edge": f"{node_id(r.source)} -> {node_id(r.target)}{_part(r.target)}",
             "predicted": float(r.score),
             "measured": float(r.patched_effect),
         }
