@@ -1,4 +1,5 @@
-"""The glossary of tensor axis names used in every jaxtyping annotation in scrying.
+"""The glossary of tensor axis names used in every jaxtyping annotation in scrying, and the
+type of every ``model`` parameter (:data:`Model`).
 
 Names match TransformerLens's:
 
@@ -24,7 +25,18 @@ Runtime shape checking is switched on for the ``scrying`` package in the test su
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-__all__ = ["Bool", "Float", "Int", "Tensor"]
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge as Model
+else:
+    #: A hooked TransformerLens ``TransformerBridge`` (:func:`scrying.models.load_model`).
+    #: Type checkers see the class; at run time it is ``Any``, since importing TransformerLens
+    #: costs seconds that a command rejecting bad input should not pay. Everything that reaches
+    #: into the bridge's internals lives in :mod:`scrying.models.adapter`.
+    Model = Any
+
+__all__ = ["Bool", "Float", "Int", "Model", "Tensor"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import pandas as pd
 import torch
 
+from scrying.axes import Model
 from scrying.errors import ConfigError
 from scrying.prompts import tokenize
 
@@ -46,7 +47,7 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict(model: Any, prompt: str, config: PredictConfig | None = None) -> Prediction:
+def predict(model: Model, prompt: str, config: PredictConfig | None = None) -> Prediction:
     """Top-k next tokens of ``prompt`` and, if asked, a continuation."""
     config = config or PredictConfig()
     tokens = tokenize(model, prompt)
@@ -64,7 +65,7 @@ def predict(model: Any, prompt: str, config: PredictConfig | None = None) -> Pre
     return Prediction(prompt=prompt, top=top, continuation=continuation)
 
 
-def _continue(model: Any, tokens: torch.Tensor, config: PredictConfig) -> str:
+def _continue(model: Model, tokens: torch.Tensor, config: PredictConfig) -> str:
     generator = torch.Generator().manual_seed(config.seed)
     eos = getattr(model.tokenizer, "eos_token_id", None)
     new: list[int] = []

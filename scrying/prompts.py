@@ -6,11 +6,9 @@ tokens are rejected here with a :class:`~scrying.errors.PromptError` that names 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from scrying.axes import Int, Tensor
+from scrying.axes import Int, Model, Tensor
 from scrying.errors import PromptError
 
 
@@ -21,7 +19,7 @@ def check_text(prompt: object, *, what: str = "prompt") -> str:
     return prompt
 
 
-def tokenize(model: Any, prompt: str, *, prepend_bos: bool = True, what: str = "prompt") -> Int[Tensor, "1 pos"]:
+def tokenize(model: Model, prompt: str, *, prepend_bos: bool = True, what: str = "prompt") -> Int[Tensor, "1 pos"]:
     """Token ids of ``prompt`` (with BOS), validated against the model's context length."""
     check_text(prompt, what=what)
     tokens = model.to_tokens(prompt, prepend_bos=prepend_bos, truncate=False)
@@ -33,7 +31,7 @@ def tokenize(model: Any, prompt: str, *, prepend_bos: bool = True, what: str = "
     return tokens.to(torch.long)
 
 
-def tokenize_batch(model: Any, prompts: list[str], *, what: str = "prompt") -> Int[Tensor, "batch pos"]:
+def tokenize_batch(model: Model, prompts: list[str], *, what: str = "prompt") -> Int[Tensor, "batch pos"]:
     """Token ids of prompts that must all have the same token length (no padding games)."""
     rows = [tokenize(model, p, what=f"{what} {i + 1}") for i, p in enumerate(prompts)]
     lengths = {r.shape[-1] for r in rows}
@@ -43,7 +41,7 @@ def tokenize_batch(model: Any, prompts: list[str], *, what: str = "prompt") -> I
     return torch.cat(rows, dim=0)
 
 
-def single_token(model: Any, text: str, *, what: str = "token") -> int:
+def single_token(model: Model, text: str, *, what: str = "token") -> int:
     """The id of ``text`` if it is exactly one token (a leading space usually matters)."""
     if not isinstance(text, str) or text == "":
         raise PromptError(f"{what} is empty; expected text that is exactly one token")
@@ -56,6 +54,6 @@ def single_token(model: Any, text: str, *, what: str = "token") -> int:
     return int(ids[0])
 
 
-def token_strings(model: Any, tokens: Int[Tensor, " pos"]) -> list[str]:
+def token_strings(model: Model, tokens: Int[Tensor, " pos"]) -> list[str]:
     """Each token id decoded on its own."""
     return [model.tokenizer.decode([int(t)]) for t in tokens.tolist()]

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from scrying.axes import Model
 from scrying.errors import SiteError
 
 
@@ -151,7 +152,7 @@ def hook_name(site: Site) -> str:
     return f"blocks.{site.layer}.{_PER_LAYER[site.component]}"
 
 
-def check_site(model: Any, site: Site) -> None:
+def check_site(model: Model, site: Site) -> None:
     """Raise :class:`SiteError` naming the site if ``model`` has no such layer, head or hook."""
     cfg = model.cfg
     if site.layer is not None and not 0 <= site.layer < cfg.n_layers:
@@ -166,12 +167,12 @@ def check_site(model: Any, site: Site) -> None:
         raise SiteError(f"model has no hook for site {site} (looked for {hook_name(site)!r})")
 
 
-def has_site(model: Any, site: Site) -> bool:
+def has_site(model: Model, site: Site) -> bool:
     """Whether ``model`` exposes ``site`` (e.g. Gemma's post-norms exist, GPT-2's do not)."""
     return hook_name(site) in model.hook_dict
 
 
-def n_kv_heads(model: Any) -> int:
+def n_kv_heads(model: Model) -> int:
     """Number of key/value heads (``n_heads`` unless the model uses grouped-query attention)."""
     return getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads
 
@@ -181,7 +182,7 @@ HookFn = Callable[..., Any]
 
 @contextlib.contextmanager
 def hooks(
-    model: Any,
+    model: Model,
     forward: Mapping[Site, HookFn] | list[tuple[Site, HookFn]] = (),
     backward: Mapping[Site, HookFn] | list[tuple[Site, HookFn]] = (),
 ) -> Iterator[Any]:
@@ -202,7 +203,7 @@ def hooks(
 
 
 @contextlib.contextmanager
-def recorded(model: Any, sites: Iterable[Site], *, clone: bool = False) -> Iterator[dict[Site, Any]]:
+def recorded(model: Model, sites: Iterable[Site], *, clone: bool = False) -> Iterator[dict[Site, Any]]:
     """Record the activation at each site (detached; ``clone`` when a later in-place hook may
     change it) into the dict yielded, filled as the model runs inside the block."""
     store: dict[Site, Any] = {}
@@ -215,8 +216,3 @@ def recorded(model: Any, sites: Iterable[Site], *, clone: bool = False) -> Itera
 
     with hooks(model, [(site, keep(site)) for site in sites]):
         yield store
-
-
-def cache_names(sites: list[Site]) -> list[str]:
-    """Hook names for ``run_with_cache(names_filter=...)``."""
-    return [hook_name(s) for s in sites]

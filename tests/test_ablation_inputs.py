@@ -17,7 +17,7 @@ from scrying.ablation import (
     read_prompt_file,
     repeated_tokens,
 )
-from scrying.ablation.stats import interval
+from scrying.stats import interval
 from scrying.cli.main import main
 from scrying.errors import ConfigError, InvalidInputError, PromptError, SiteError
 
@@ -95,7 +95,7 @@ def test_bootstrap_interval_covers_mean_and_shrinks():
 
 def test_bootstrap_means_equal_resampled_means():
     """The counts form equals averaging the resampled prompts themselves (same seeded draws)."""
-    from scrying.ablation.stats import bootstrap_means
+    from scrying.stats import bootstrap_means
 
     values = torch.randn(3, 5, 17, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     config = BootstrapConfig(n_resamples=40, seed=3)
@@ -106,8 +106,7 @@ def test_bootstrap_means_equal_resampled_means():
 
 def test_heatmap_hover_names_the_confidence_level():
     from scrying.ablation import effect_heatmap
-    from scrying.ablation.stats import effect_table
-    from scrying.ablation.sweep import SweepResult
+    from scrying.ablation.sweep import SweepResult, effect_table
 
     effects = torch.randn(2, 2, 6, generator=torch.Generator().manual_seed(0))
     result = SweepResult(effects, torch.zeros(6), ((0, 0), (0, 1), (1, 0), (1, 1)), "loss", "mean")
@@ -138,11 +137,11 @@ def test_target_mask_on_the_last_position_without_answers(toy_model):
 
 
 def test_kl_is_finite_where_the_clean_distribution_has_zeros():
-    from scrying.ablation.metrics import entry_values
+    from scrying.metrics import metric_values
 
     clean = torch.tensor([[0.0, float("-inf"), float("-inf")]])  # all mass on token 0
     ablated = torch.tensor([[1.0, 0.5, -20.0]])
-    kl = entry_values("kl", ablated, torch.tensor([0]), None, clean)
+    kl = metric_values("kl", ablated, torch.tensor([0]), None, clean)
     assert torch.allclose(kl, -ablated.log_softmax(-1)[:, 0])
 
 

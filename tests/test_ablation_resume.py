@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scrying.ablation import AblationConfig, head_sweep, prompt_set, read_prompt_file
-from scrying.ablation.journal import SweepJournal, resume_sweep, sweep_settings
+from scrying.ablation.resume import resume_sweep, sweep_journal, sweep_settings
 from scrying.cli.main import main
 from scrying.errors import InvalidInputError
 
@@ -69,8 +69,8 @@ def test_resume_sweep_equals_one_sweep(toy_model, prompts_file, tmp_path):
     prompts = prompt_set(toy_model, read_prompt_file(prompts_file, need_answers=True))
     settings = sweep_settings("toy", prompts_file, config, prompts.n_prompts)
     heads = [(0, 0), (0, 1), (1, 0), (1, 1)]
-    first = resume_sweep(toy_model, prompts, config, SweepJournal(tmp_path / "j.jsonl", settings), heads=heads[:2])
-    both = resume_sweep(toy_model, prompts, config, SweepJournal(tmp_path / "j.jsonl", settings), heads=heads)
+    first = resume_sweep(toy_model, prompts, config, sweep_journal(tmp_path / "j.jsonl", settings), heads=heads[:2])
+    both = resume_sweep(toy_model, prompts, config, sweep_journal(tmp_path / "j.jsonl", settings), heads=heads)
     whole = head_sweep(toy_model, prompts, config, heads=heads)
     assert torch.equal(both.effects.nan_to_num(), whole.effects.nan_to_num())
     assert torch.equal(first.effects[0].nan_to_num(), whole.effects[0].nan_to_num()) and both.heads == tuple(heads)
@@ -80,14 +80,14 @@ def test_corrupt_journal_line_is_named(tmp_path):
     path = tmp_path / "j.jsonl"
     settings = {"n_prompts": 2}
     path.write_text(json.dumps({"settings": settings}) + "\n" + "garbage\n" + json.dumps({"layer": 0, "head": 0, "effects": [1, 2]}) + "\n")
-    with pytest.raises(InvalidInputError, match="j.jsonl line 2: not a head record"):
-        SweepJournal(path, settings)
+    with pytest.raises(InvalidInputError, match="j.jsonl line 2: not a sweep record"):
+        sweep_journal(path, settings)
 
 
 def test_a_changed_model_at_the_same_path_is_refused(toy_model, prompts_file, tmp_path):
     config = AblationConfig()
     before = sweep_settings("same/path", prompts_file, config, 3, model=toy_model)
-    SweepJournal(tmp_path / "j.jsonl", before)
+    sweep_journal(tmp_path / "j.jsonl", before)
     param = next(toy_model.parameters())
     saved = param.detach().clone()
     with torch.no_grad():
@@ -98,4 +98,4 @@ def test_a_changed_model_at_the_same_path_is_refused(toy_model, prompts_file, tm
             param.copy_(saved)
     assert sweep_settings("same/path", prompts_file, config, 3, model=toy_model) == before
     with pytest.raises(InvalidInputError, match="model_fingerprint differ"):
-        SweepJournal(tmp_path / "j.jsonl", after)
+        sweep_journal(tmp_path / "j.jsonl", after)

@@ -29,7 +29,7 @@ from scrying.circuits.circuit import find_circuit, measure_edges
 from scrying.circuits.config import EAPConfig, FaithfulnessConfig
 from scrying.circuits.eap import RunPair, eap_scores, run_pair
 from scrying.circuits.faithfulness import faithfulness_curve
-from scrying.circuits.metrics import LogitDiff
+from scrying.metrics import LogitDiff
 from scrying.circuits.nodes import ComponentNodes
 from scrying.circuits.patching import edge_effects, patch_edges
 from scrying.circuits.paths import strongest_path
@@ -80,7 +80,7 @@ def test_patching_nothing_is_clean_and_everything_is_corrupt(toy_model):
     nodes = ComponentNodes.of(toy_model)
     pair = run_pair(toy_model, clean, corrupt, metric, nodes)
     masks = torch.stack([torch.zeros_like(nodes.edge_mask), nodes.edge_mask])
-    values = patch_edges(toy_model, clean, pair, metric, masks)
+    values = patch_edges(toy_model, clean, pair, metric, masks, nodes)
     assert values[0] == pytest.approx(float(pair.clean_metric.mean()), abs=1e-4)
     assert values[1] == pytest.approx(float(pair.corrupt_metric.mean()), abs=1e-4)
 
@@ -158,7 +158,7 @@ def test_eap_ig_ranks_all_edges_like_exact_patching(toy_model, key_circuit, kind
 
 def test_faithfulness_curve_runs_from_corrupt_to_clean(toy_model, key_circuit):
     clean, metric, circuit = key_circuit
-    table, fig = faithfulness_curve(toy_model, clean, circuit.pair, metric, circuit.edges, FaithfulnessConfig(n_points=6))
+    table, fig = faithfulness_curve(toy_model, clean, circuit, metric, FaithfulnessConfig(n_points=6))
     assert table["edges"].iloc[0] == 0 and table["edges"].iloc[-1] == len(circuit.edges)
     assert table["recovered"].iloc[0] == pytest.approx(0.0, abs=1e-6)
     assert table["recovered"].iloc[-1] == pytest.approx(1.0, abs=1e-4)
@@ -210,7 +210,7 @@ def test_post_norm_linearisation_is_exact_on_gemma3(gemma3_toy):
     nodes = ComponentNodes.of(gemma3_toy)
     pair = run_pair(gemma3_toy, clean, corrupt, metric, nodes)
     masks = torch.stack([torch.zeros_like(nodes.edge_mask), nodes.edge_mask])
-    values = patch_edges(gemma3_toy, clean, pair, metric, masks)
+    values = patch_edges(gemma3_toy, clean, pair, metric, masks, nodes)
     assert values[0] == pytest.approx(float(pair.clean_metric.mean()), abs=1e-4)
     assert values[1] == pytest.approx(float(pair.corrupt_metric.mean()), abs=1e-4)
     eps = 1e-3

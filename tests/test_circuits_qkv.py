@@ -18,7 +18,7 @@ import torch
 from scrying.circuits.circuit import find_circuit, measure_edges
 from scrying.circuits.config import EAPConfig
 from scrying.circuits.eap import RunPair, eap_scores, run_pair
-from scrying.circuits.metrics import LogitDiff
+from scrying.metrics import LogitDiff
 from scrying.circuits.nodes import ComponentNodes
 from scrying.circuits.patching import edge_effects, patch_edges
 from scrying.toys.tasks import BOS_ID
@@ -78,10 +78,10 @@ def test_patching_all_three_parts_is_patching_the_edge(model):
         plain_masks[i, u, v] = True
         for part in ("q", "k", "v"):
             split_masks[i, u, split.receivers.index(f"{plain.receivers[v]}<{part}>")] = True
-    together = patch_edges(model, clean, pair, metric, split_masks)
-    alone = patch_edges(model, clean, pair, metric, plain_masks)
+    together = patch_edges(model, clean, pair, metric, split_masks, split)
+    alone = patch_edges(model, clean, pair, metric, plain_masks, plain)
     assert torch.allclose(together, alone, atol=1e-6 * float((alone - pair.clean_metric.mean()).abs().max()), rtol=0)
-    ends = patch_edges(model, clean, pair, metric, torch.stack([torch.zeros_like(split.edge_mask), split.edge_mask]))
+    ends = patch_edges(model, clean, pair, metric, torch.stack([torch.zeros_like(split.edge_mask), split.edge_mask]), split)
     span = abs(float(pair.clean_metric.mean() - pair.corrupt_metric.mean()))
     assert float(ends[0]) == pytest.approx(float(pair.clean_metric.mean()), abs=1e-6 * span)
     assert float(ends[1]) == pytest.approx(float(pair.corrupt_metric.mean()), abs=1e-6 * span)

@@ -6,15 +6,20 @@ import re
 from pathlib import Path
 
 from scrying.attribution import Graph
-from scrying.prompt_files import read_prompt_lines
+from scrying.cli.trace import BATCH_FIELDS
+from scrying.journal import Journal
+from scrying.prompt_sets import read_prompt_file
 
 ROOT = Path(__file__).resolve().parents[1] / "graphs"
 
 
 def test_gallery_has_every_prompt_and_reads_back():
-    lines = read_prompt_lines(ROOT / "gallery.jsonl")
-    index = [json.loads(line) for line in (ROOT / "gallery" / "index.jsonl").read_text().splitlines()]
-    assert [line.fields["id"] for line in lines] == [row["id"] for row in index]
+    lines = read_prompt_file(ROOT / "gallery.jsonl", fields=BATCH_FIELDS)
+    header, *records = [json.loads(line) for line in (ROOT / "gallery" / "index.jsonl").read_text().splitlines()]
+    # the index is the batch journal: a settings header, then one record per prompt, which the
+    # journal reader accepts with that same header
+    journal = Journal(ROOT / "gallery" / "index.jsonl", header["settings"], key=lambda r: r["id"])
+    assert [line.fields["id"] for line in lines] == [row["id"] for row in records] == list(journal.done)
     for line in lines:
         name = line.fields["id"]
         graph = Graph.read_json(ROOT / "gallery" / f"{name}.json")

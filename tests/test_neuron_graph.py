@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scrying.attribution import Graph, NeuronGraphConfig, build_neuron_graph
+from scrying.attribution import FeatureGraphConfig, Graph, build_neuron_graph
 from scrying.attribution.replacement import Intervention, clean_run, intervention_pass
 from scrying.prompts import tokenize
 from tests.tiny_models import tiny
@@ -14,7 +14,7 @@ PROMPT = "t1 t5 t2 t7 t1 t5"
 @pytest.fixture(scope="module", params=["gemma3", "llama", "gpt2"])
 def tiny_graph(request, tmp_path_factory):
     model = tiny(request.param, tmp_path_factory.mktemp("tiny"))
-    config = NeuronGraphConfig(max_feature_nodes=10_000, max_logits=2, batch_size=7, exclude_bos=False)
+    config = FeatureGraphConfig(max_feature_nodes=10_000, max_logits=2, batch_size=7, exclude_bos=False)
     graph = build_neuron_graph(model, PROMPT, config=config)
     return request.param, model, graph
 
@@ -28,7 +28,7 @@ def test_every_edge_equals_its_intervention(tiny_graph):
     for s in sources:
         node = graph.nodes[s]
         if node.kind == "feature":
-            interventions.append(Intervention(post={(node.layer, node.pos, node.feature): 0.0}))
+            interventions.append(Intervention(features={(node.layer, node.pos, node.feature): 0.0}))
         else:
             interventions.append(Intervention(resid0={node.pos: torch.zeros_like(clean.resid0[0])}))
     runs = {}
@@ -76,7 +76,7 @@ def test_values_are_the_real_activations(tiny_graph):
         if node.kind == "feature":
             # Gemma's RMSNorm computes in float32 internally, and TransformerLens rebuilds a norm
             # whose scale is hooked: agreement to float32 rounding, not float64's.
-            assert values[i] == pytest.approx(float(clean.post[node.layer, node.pos, node.feature]), rel=1e-5, abs=1e-8)
+            assert values[i] == pytest.approx(float(clean.features[node.layer, node.pos, node.feature]), rel=1e-5, abs=1e-8)
 
 
 def test_json_roundtrip_is_lossless(tiny_graph, tmp_path):
@@ -94,7 +94,7 @@ def test_json_roundtrip_is_lossless(tiny_graph, tmp_path):
 
 def test_selection_keeps_conservation_through_error_nodes(tiny_graph):
     _, model, full = tiny_graph
-    small = build_neuron_graph(model, PROMPT, config=NeuronGraphConfig(max_feature_nodes=5, max_logits=1))
+    small = build_neuron_graph(model, PROMPT, config=FeatureGraphConfig(max_feature_nodes=5, max_logits=1))
     features = [n for n in small.nodes if n.kind == "feature"]
     assert len(features) == 5 and all(n.pos > 0 for n in features)  # none at BOS by default
     logit = next(i for i, n in enumerate(small.nodes) if n.kind == "logit")

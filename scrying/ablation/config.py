@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scrying.errors import ConfigError
+from scrying.metrics import METRICS
 
-METRICS = ("logit-diff", "logprob", "loss", "kl")
 METHODS = ("zero", "mean", "resample")
 POSITIONS = ("all", "last", "mask")
 
@@ -17,9 +17,10 @@ class AblationConfig:
 
     ``metric``: ``logit-diff`` (correct minus incorrect logit at the last position), ``logprob``
     (log-probability of the target), ``loss`` (next-token cross-entropy over the sequence) or
-    ``kl`` (KL(clean || ablated) of the next-token distribution). ``method``: replace a head's
-    ``z`` by ``zero``, its ``mean`` over reference prompts (per position), or a ``resample`` of
-    it from another prompt. ``positions``: ablate at ``all`` positions, the ``last``, or the
+    ``kl`` (KL(clean || ablated) of the next-token distribution), as in :mod:`scrying.metrics`.
+    ``method``: replace a head's ``z`` by ``zero``, its positional ``mean`` over reference prompts
+    (the mean at each position; not EAP's ``global-mean`` baseline, one mean over all prompts
+    and positions), or a ``resample`` of it from another prompt. ``positions``: ablate at ``all`` positions, the ``last``, or the
     prompt set's own ``ablate_mask``. ``batch_size``: rows (ablations x prompts) per forward.
     """
 
@@ -41,18 +42,3 @@ class AblationConfig:
             raise ConfigError(f"AblationConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.read_chunk < 1:
             raise ConfigError(f"AblationConfig.read_chunk must be >= 1, got {self.read_chunk}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BootstrapConfig:
-    """Percentile bootstrap over prompts."""
-
-    n_resamples: int = 1000
-    confidence: float = 0.95
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n_resamples < 1:
-            raise ConfigError(f"BootstrapConfig.n_resamples must be >= 1, got {self.n_resamples}")
-        if not 0.0 < self.confidence < 1.0:
-            raise ConfigError(f"BootstrapConfig.confidence must be in (0, 1), got {self.confidence}")

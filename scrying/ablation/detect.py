@@ -17,24 +17,23 @@ Phases (Olsson et al. 2022, "In-context learning and induction heads"):
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import torch
 
-from scrying.ablation.config import AblationConfig, BootstrapConfig
-from scrying.ablation.data import PromptSet, repeated_tokens
-from scrying.ablation.forward import to_model
+from scrying.ablation.config import AblationConfig
 from scrying.ablation.sweep import head_sweep
-from scrying.axes import Float, Int, Tensor
+from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import InvalidInputError
+from scrying.models.adapter import to_model
+from scrying.prompt_sets import PromptSet, repeated_tokens
 from scrying.sites import Component, Site, recorded
+from scrying.stats import BootstrapConfig
 
 SCORES = ("previous_token", "duplicate_token", "induction")
 
 
 @torch.no_grad()
-def head_scores(model: Any, tokens: Int[Tensor, "batch pos"], half_len: int) -> pd.DataFrame:
+def head_scores(model: Model, tokens: Int[Tensor, "batch pos"], half_len: int) -> pd.DataFrame:
     """Columns: layer, head, previous_token, duplicate_token, induction (each in [0, 1])."""
     rows = []
     for layer, pattern in enumerate(_patterns(model, tokens)):
@@ -44,7 +43,7 @@ def head_scores(model: Any, tokens: Int[Tensor, "batch pos"], half_len: int) -> 
     return pd.DataFrame(rows)
 
 
-def _patterns(model: Any, tokens: torch.Tensor) -> list[torch.Tensor]:
+def _patterns(model: Model, tokens: torch.Tensor) -> list[torch.Tensor]:
     sites = [Site(Component.PATTERN, layer) for layer in range(model.cfg.n_layers)]
     with recorded(model, sites) as store:
         model(to_model(model, tokens), return_type=None)
@@ -63,7 +62,7 @@ def _scores(pattern: Float[Tensor, "batch head pos_q pos_k"], n: int) -> dict[st
 
 
 def detect_heads(
-    model: Any,
+    model: Model,
     *,
     n_prompts: int = 16,
     half_len: int = 20,

@@ -26,23 +26,25 @@ The KL metric has zero gradient at the clean model (its minimum); use another me
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
-from scipy.stats import spearmanr
 
 from scrying.ablation.config import AblationConfig
-from scrying.ablation.data import PromptSet
-from scrying.ablation.forward import final_resid
-from scrying.ablation.metrics import per_prompt
+from scrying.ablation.reads import per_prompt
 from scrying.ablation.replace import read_and_ablate, replacement_z
+from scrying.axes import Model
 from scrying.errors import ConfigError
+from scrying.models.adapter import final_resid
+from scrying.prompt_sets import PromptSet
 from scrying.sites import Component, HookFn, Site
+from scrying.stats import BootstrapConfig
+from scrying.validation import ValidationReport, compare
 
 
 def gradient_importance(
-    model: Any, prompts: PromptSet, config: AblationConfig | None = None, *, reference: PromptSet | None = None
+    model: Model, prompts: PromptSet, config: AblationConfig | None = None, *, reference: PromptSet | None = None
 ) -> pd.DataFrame:
     """Columns: layer, head, attribution, mask_gradient (see module docstring)."""
     config = config or AblationConfig()
@@ -85,10 +87,35 @@ def gradient_importance(
     return pd.DataFrame(rows)
 
 
-def compare_with_ablation(gradient: pd.DataFrame, ablation: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
-    """Join the two tables; Spearman rank correlations of the true effect with ``attribution``
-    and of ``|effect|`` with ``mask_gradient``."""
+class GradientCheck(NamedTuple):
+    """Gradient importance against the sweep: the joined table and one report per score."""
+
+    table: pd.DataFrame
+    attribution: ValidationReport  # predicted: attribution; measured: the ablation effect
+    mask_gradient: ValidationReport  # predicted: mask gradient; measured: |ablation effect|
+
+
+def compare_with_ablation(
+    gradient: pd.DataFrame, ablation: pd.DataFrame, bootstrap: BootstrapConfig | None = None
+) -> GradientCheck:
+    """Join the two tables; validation reports (Spearman with intervals) of the true effect
+    against ``attribution`` and of ``|effect|`` against ``mask_gradient``, one row per head."""
     joined = ablation.merge(gradient, on=["layer", "head"])
-    rho_attr = float(spearmanr(joined["effect"], joined["attribution"]).statistic)
-    rho_mask = float(spearmanr(joined["effect"].abs(), joined["mask_gradient"]).statistic)
-    return joined, rho_attr, rho_mask
+    metric = str(joined["metric"].iloc[0]) if "metric" in joined and len(joined) else "metric"
+    method = str(joined["method"].iloc[0]) if "method" in joined and len(joined) else ""
+    heads = joined[["layer", "head"]]
+    attribution = compare(
+        heads.assign(predicted=joined["attribution"], measured=joined["effect"]),
+        target=f"{metric} change when a head is {method} ablated",
+        method="predicted: attribution patching, (z_ablated - z) . d metric / d z at the clean run; "
+        "measured: the head's ablation effect from the sweep",
+        bootstrap=bootstrap,
+    )
+    mask = compare(
+        heads.assign(predicted=joined["mask_gradient"], measured=joined["effect"].abs()),
+        target=f"|{metric} change| when a head is {method} ablated",
+        method="predicted: Michel et al.'s head-mask gradient |z . d metric / d z|; measured: the "
+        "absolute ablation effect from the sweep (a ranking check: the two differ in scale)",
+        bootstrap=bootstrap,
+    )
+    return GradientCheck(joined, attribution, mask)

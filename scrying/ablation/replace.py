@@ -27,17 +27,17 @@ import torch
 from jaxtyping import Bool
 
 from scrying.ablation.config import AblationConfig
-from scrying.ablation.data import PromptSet, pad_id, pad_right
-from scrying.ablation.forward import to_model
-from scrying.ablation.metrics import ReadPlan, check_reach, read_plan
-from scrying.axes import Float, Tensor
+from scrying.ablation.reads import ReadPlan, check_reach, read_plan
+from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError, SiteError
+from scrying.models.adapter import to_model
+from scrying.prompt_sets import PromptSet, pad_id, pad_right
 from scrying.sites import Component, HookFn, Site, check_site, hooks, recorded
 
 Head = tuple[int, int]
 
 
-def check_heads(model: Any, heads: Iterable[Head]) -> list[Head]:
+def check_heads(model: Model, heads: Iterable[Head]) -> list[Head]:
     """``heads`` as a list of ``(layer, head)``; a missing one raises :class:`SiteError`."""
     out = []
     for item in heads:
@@ -50,7 +50,7 @@ def check_heads(model: Any, heads: Iterable[Head]) -> list[Head]:
     return out
 
 
-def all_heads(model: Any) -> list[Head]:
+def all_heads(model: Model) -> list[Head]:
     return [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
 
 
@@ -78,7 +78,7 @@ def read_and_ablate(prompts: PromptSet, config: AblationConfig) -> tuple[ReadPla
 
 
 @torch.no_grad()
-def clean_z(model: Any, tokens: torch.Tensor) -> list[Float[Tensor, "batch pos head d_head"]]:
+def clean_z(model: Model, tokens: torch.Tensor) -> list[Float[Tensor, "batch pos head d_head"]]:
     """Clean ``z`` of every layer."""
     sites = [Site(Component.Z, layer) for layer in range(model.cfg.n_layers)]
     with recorded(model, sites) as store:
@@ -87,7 +87,7 @@ def clean_z(model: Any, tokens: torch.Tensor) -> list[Float[Tensor, "batch pos h
 
 
 def replacement_z(
-    model: Any,
+    model: Model,
     prompts: PromptSet,
     config: AblationConfig,
     reference: PromptSet | None = None,
@@ -187,7 +187,7 @@ def ablation_hook(
 
 
 def layer_hooks(
-    model: Any,
+    model: Model,
     head_masks: Bool[Tensor, "replica layer head"],
     pos_mask: Bool[Tensor, "batch pos"],
     sources: list[torch.Tensor],
@@ -200,7 +200,7 @@ def layer_hooks(
     }
 
 
-def head_mask(model: Any, heads: Iterable[Head]) -> Bool[Tensor, "layer head"]:
+def head_mask(model: Model, heads: Iterable[Head]) -> Bool[Tensor, "layer head"]:
     mask = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
     for layer, head in check_heads(model, heads):
         mask[layer, head] = True
@@ -209,7 +209,7 @@ def head_mask(model: Any, heads: Iterable[Head]) -> Bool[Tensor, "layer head"]:
 
 @contextlib.contextmanager
 def ablated(
-    model: Any,
+    model: Model,
     heads: Iterable[Head],
     pos_mask: Bool[Tensor, "batch pos"],
     sources: list[torch.Tensor],

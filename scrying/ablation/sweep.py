@@ -26,17 +26,14 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import einops
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from scrying.ablation.config import AblationConfig, BootstrapConfig
-from scrying.ablation.data import PromptSet
-from scrying.ablation.forward import final_resid, to_model
-from scrying.ablation.metrics import clean_logprobs_at, per_prompt
+from scrying.ablation.config import AblationConfig
+from scrying.ablation.reads import clean_logprobs_at, per_prompt
 from scrying.ablation.replace import (
     Head,
     ablated,
@@ -46,8 +43,11 @@ from scrying.ablation.replace import (
     read_and_ablate,
     replacement_z,
 )
-from scrying.axes import Float, Tensor
+from scrying.axes import Float, Model, Tensor
+from scrying.models.adapter import final_resid, to_model
+from scrying.prompt_sets import PromptSet
 from scrying.sites import Component, Site, recorded
+from scrying.stats import BootstrapConfig, interval
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +64,36 @@ class SweepResult:
 
     def table(self, bootstrap: BootstrapConfig | None = None) -> pd.DataFrame:
         """Tidy per-head table with percentile-bootstrap intervals over prompts."""
-        from scrying.ablation.stats import effect_table
-
         return effect_table(self, bootstrap or BootstrapConfig())
+
+
+def effect_table(result: SweepResult, config: BootstrapConfig) -> pd.DataFrame:
+    """Columns: layer, head, effect, ci_low, ci_high, confidence, n_prompts, metric, method,
+    clean_metric (percentile-bootstrap intervals over prompts, :func:`scrying.stats.interval`)."""
+    layers = [layer for layer, _ in result.heads]
+    heads = [head for _, head in result.heads]
+    values = result.effects[layers, heads]  # head-in-list prompt
+    low, high = interval(values, config)
+    return pd.DataFrame(
+        {
+            "layer": layers,
+            "head": heads,
+            "effect": values.double().mean(-1).numpy(),
+            "ci_low": low.numpy(),
+            "ci_high": high.numpy(),
+            "confidence": config.confidence,
+            "n_prompts": values.shape[-1],
+            "metric": result.metric,
+            "method": result.method,
+            "clean_metric": float(result.clean.double().mean()),
+        }
+    )
 
 
 class _Clean:
     """Everything the clean pass gives."""
 
-    def __init__(self, model: Any, prompts: PromptSet, config: AblationConfig, reference: PromptSet | None):
+    def __init__(self, model: Model, prompts: PromptSet, config: AblationConfig, reference: PromptSet | None):
         n_layers = model.cfg.n_layers
         self.plan, self.pos_mask = read_and_ablate(prompts, config)
         resid_sites = [Site(Component.RESID_PRE, layer) for layer in range(n_layers)]
@@ -96,7 +117,7 @@ class _Clean:
 
 @torch.inference_mode()
 def head_sweep(
-    model: Any,
+    model: Model,
     prompts: PromptSet,
     config: AblationConfig | None = None,
     *,
@@ -140,7 +161,7 @@ def head_sweep(
 
 
 def _run_group(
-    model: Any, clean: _Clean, config: AblationConfig, layer: int, group: list[int], rows: torch.Tensor
+    model: Model, clean: _Clean, config: AblationConfig, layer: int, group: list[int], rows: torch.Tensor
 ) -> Float[Tensor, " replica batch"]:
     n = len(group)
     mask = torch.zeros(n, model.cfg.n_heads, dtype=torch.bool)
@@ -158,7 +179,7 @@ def _run_group(
 
 @torch.no_grad()
 def head_sweep_loop(
-    model: Any,
+    model: Model,
     prompts: PromptSet,
     config: AblationConfig | None = None,
     *,

@@ -1,6 +1,19 @@
 """Attribution graphs: how a model reached one answer, at neuron or component granularity."""
 
+from scrying.attribution.basis import FeatureBasis, NeuronBasis
+from scrying.attribution.feature_graph import (
+    FeatureGraphConfig,
+    build_feature_graph,
+    build_neuron_graph,
+)
 from scrying.attribution.graph import Graph, Node
-from scrying.attribution.neurons import NeuronGraphConfig, build_neuron_graph
 
-__all__ = ["Graph", "Node", "NeuronGraphConfig", "build_neuron_graph"]
+__all__ = [
+    "FeatureBasis",
+    "FeatureGraphConfig",
+    "Graph",
+    "NeuronBasis",
+    "Node",
+    "build_feature_graph",
+    "build_neuron_graph",
+]

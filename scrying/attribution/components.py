@@ -14,17 +14,25 @@ the validation table names the part.
 from __future__ import annotations
 
 import re
-from typing import Any
 
+import pandas as pd
 import torch
-from scipy.stats import spearmanr
 
+from scrying.attribution.config import TraceConfig
 from scrying.attribution.graph import Graph, Node
+from scrying.axes import Model
 from scrying.circuits.circuit import find_circuit, measure_edges
 from scrying.circuits.config import EAPConfig
 from scrying.circuits.eap import check_pair
-from scrying.circuits.metrics import LogitDiff, TargetLogProb
+from scrying.metrics import LogitDiff, Metric, TargetLogProb
 from scrying.prompts import single_token, token_strings, tokenize
+from scrying.validation import ValidationReport, compare
+
+METHOD = (
+    "predicted: the edge's EAP-IG score (integrated-gradient estimate of the metric change when "
+    "the edge alone is corrupted); measured: that change, by exact patching of the edge in the "
+    "real model"
+)
 
 _HEAD = re.compile(r"^a(\d+)\.h(\d+)")
 _MLP = re.compile(r"^m(\d+)")
@@ -47,7 +55,9 @@ def _part(name: str) -> str:
     return name[name.index("<") :] if "<" in name else ""
 
 
-def build_component_graph(model: Any, prompt: str, config: Any, *, model_name: str = "") -> tuple[Graph, dict]:
+def build_component_graph(
+    model: Model, prompt: str, config: TraceConfig, *, model_name: str = ""
+) -> tuple[Graph, ValidationReport]:
     """The EAP-IG component graph of ``prompt`` (``config``: a ``TraceConfig``) and its
     validation by exact patching."""
     tokens = tokenize(model, prompt)
@@ -61,14 +71,14 @@ def build_component_graph(model: Any, prompt: str, config: Any, *, model_name: s
         with torch.no_grad():
             corrupt_order = model(corrupt)[0, -1].argsort(descending=True).tolist()
         incorrect = next(t for t in corrupt_order if t != target)
-        metric: Any = LogitDiff(correct=(target,), incorrect=(incorrect,))
+        metric: Metric = LogitDiff(correct=(target,), incorrect=(incorrect,))
         eap = EAPConfig(method="eap-ig", baseline="corrupt", split_qkv=config.split_qkv)
         metric_name = f"logit[{model.tokenizer.decode([target])!r}] - logit[{model.tokenizer.decode([incorrect])!r}]"
     else:
         corrupt = None
         metric = TargetLogProb(target=(target,))
-        eap = EAPConfig(method="eap-ig", baseline="mean", split_qkv=config.split_qkv)
-        metric_name = f"log p({model.tokenizer.decode([target])!r}), mean-ablation baseline"
+        eap = EAPConfig(method="eap-ig", baseline="global-mean", split_qkv=config.split_qkv)
+        metric_name = f"log p({model.tokenizer.decode([target])!r}), global-mean baseline"
     circuit = find_circuit(model, tokens, corrupt, metric, eap)
     circuit = measure_edges(model, tokens, metric, circuit, top=config.validation.top_k)
 
@@ -87,16 +97,14 @@ def build_component_graph(model: Any, prompt: str, config: Any, *, model_name: s
     for row in circuit.edges.itertuples(index=False):
         adjacency[index[node_id(row.target)], index[node_id(row.source)]] += row.score
     measured = circuit.edges.dropna(subset=["patched_effect"])
-    rows = [
+    table = pd.DataFrame(
         {
-            "edge": f"{node_id(r.source)} -> {node_id(r.target)}{_part(r.target)}",
-            "predicted": float(r.score),
-            "measured": float(r.patched_effect),
+            "edge": [f"{node_id(r.source)} -> {node_id(r.target)}{_part(r.target)}" for r in measured.itertuples(index=False)],
+            "predicted": measured["score"].astype(float).tolist(),
+            "measured": measured["patched_effect"].astype(float).tolist(),
         }
-        for r in measured.itertuples(index=False)
-    ]
-    rho = float(spearmanr(measured.score, measured.patched_effect).statistic) if len(measured) > 1 else float("nan")
-    validation = {"target": f"{metric_name} (edge patched: metric change)", "scale": 0.0, "spearman": rho, "rows": rows}
+    )
+    validation = compare(table, target=f"{metric_name} (edge patched: metric change)", method=METHOD)
     graph = Graph(
         prompt=prompt,
         prompt_tokens=token_strings(model, tokens[0]),

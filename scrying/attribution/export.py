@@ -159,11 +159,8 @@ def write_html(
     parts.append(plot)
     if validation:
         parts.append("<h2>Validation by intervention</h2>")
-        parts.append(
-            f"<p>Target: {_esc(validation['target'])}. Each node scaled by {validation['scale']:g} "
-            f"(0 = ablated) in the real model; predicted change from the graph's linear account. "
-            f"Spearman rank correlation predicted vs measured: <b>{validation['spearman']:.3f}</b>.</p>"
-        )
+        parts.append(f"<p>Target: {_esc(validation['target'])}. {_esc(_method(validation))}.</p>")
+        parts.append(f"<p>{_esc(_agreement(validation))}</p>")
         columns = list(validation["rows"][0].keys()) if validation["rows"] else []
         parts.append(_table(validation["rows"], columns))
     page = (
@@ -183,6 +180,32 @@ def write_html(
 
         (path.parent / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
     return path
+
+
+def _method(validation: dict[str, Any]) -> str:
+    """What was predicted and measured, as the report says it (with its settings)."""
+    settings = {k: v for k, v in validation.items() if k == "scale"}
+    extra = "".join(f"; {k} = {v:g}" for k, v in settings.items())
+    return f"{validation['method'][:1].upper()}{validation['method'][1:]}{extra}"
+
+
+def _agreement(validation: dict[str, Any]) -> str:
+    """Spearman rank correlation and Pearson (with intervals) and slope, or why there are none."""
+    n = len(validation["rows"])
+
+    def fmt(name: str) -> str:
+        value, (low, high) = validation[name], validation[f"{name}_ci"]
+        if value is None:
+            return "undefined"
+        ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+        return f"{value:.3f}{ci}"
+
+    confidence = int(round(100 * validation["confidence"]))
+    slope = "undefined" if validation["slope"] is None else f"{validation['slope']:.3f}"
+    return (
+        f"Over {n} interventions: Spearman rank correlation predicted vs measured {fmt('spearman')}, "
+        f"Pearson {fmt('pearson')} ({confidence}% bootstrap intervals), slope of measured on predicted {slope}."
+    )
 
 
 def _json_for_script(data: Any) -> str:

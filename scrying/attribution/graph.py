@@ -52,14 +52,15 @@ class Node:
     is_target: bool = False
     details: str = ""  # extra hover text (e.g. tokens a neuron's output promotes)
 
-    def to_schema(self) -> dict[str, Any]:
+    def to_schema(self, feature_type: str = "mlp neuron") -> dict[str, Any]:
+        """The node in circuit-tracer's JSON; ``feature_type``: that of the graph's feature basis."""
         return {
             "node_id": self.node_id,
             "jsNodeId": self.node_id,
             "feature": self.feature,
             "layer": "E" if self.kind == "embedding" else str(self.layer),
             "ctx_idx": self.pos,
-            "feature_type": _FEATURE_TYPES[self.kind],
+            "feature_type": feature_type if self.kind == "feature" else _FEATURE_TYPES[self.kind],
             "clerp": self.label,
             "influence": self.influence,
             "activation": self.activation,
@@ -75,7 +76,7 @@ class Graph:
     prompt: str
     prompt_tokens: list[str]
     model_name: str
-    level: Literal["neurons", "components"]
+    level: str  # "components", or the feature basis ("neurons", a transcoder's name)
     nodes: list[Node]
     adjacency: Float[Tensor, "node node"]
     bias: Float[Tensor, " node"] | None = None  # value minus incoming edges, per node
@@ -144,7 +145,7 @@ class Graph:
                 "schema_version": SCHEMA_VERSION,
             },
             "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
-            "nodes": [n.to_schema() for n in self.nodes],
+            "nodes": [n.to_schema(self.metadata.get("feature_type", "mlp neuron")) for n in self.nodes],
             "links": links,
             "scrying": {
                 "level": self.level,

@@ -1,6 +1,6 @@
 """``trace``: build, prune, score and validate one attribution graph; write it out.
 
-Phases: build the graph at the requested level (neurons: :mod:`~scrying.attribution.neurons`;
+Phases: build the graph at the requested level (neurons: :mod:`~scrying.attribution.feature_graph`;
 components: :mod:`~scrying.attribution.components`), compute replacement and completeness
 scores on the full graph, prune by influence, validate the top nodes by intervention, and write
 JSON (Neuronpedia schema v1 plus scrying's fields) and self-contained HTML.
@@ -10,61 +10,43 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
+from scrying.attribution.config import TraceConfig
 from scrying.attribution.export import write_html
+from scrying.attribution.feature_graph import build_neuron_graph
 from scrying.attribution.graph import Graph
-from scrying.attribution.neurons import NeuronGraphConfig, build_neuron_graph
-from scrying.attribution.pruning import PruneConfig, graph_scores, prune, pruned_graph
-from scrying.attribution.validation import ValidationConfig, validate_neuron_graph
-from scrying.errors import ConfigError
+from scrying.attribution.influence import graph_scores, prune, pruned_graph
+from scrying.attribution.validation import validate_neuron_graph
+from scrying.axes import Model
 from scrying.prompts import check_text
+from scrying.validation import ValidationReport
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, kw_only=True)
-class TraceConfig:
-    """What to trace and how."""
-
-    level: Literal["neurons", "components"] = "neurons"
-    target: str | None = None  # default: the model's top-1 next token
-    corrupt: str | None = None  # components level: corrupted prompt (default: zero baseline)
-    split_qkv: bool = False  # components level: score each head's q, k and v inputs separately
-    neurons: NeuronGraphConfig = field(default_factory=NeuronGraphConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    validation: ValidationConfig = field(default_factory=ValidationConfig)
-
-    def __post_init__(self) -> None:
-        if self.level not in ("neurons", "components"):
-            raise ConfigError(f"TraceConfig.level must be 'neurons' or 'components', got {self.level!r}")
-        if self.corrupt is not None and self.level != "components":
-            raise ConfigError("TraceConfig.corrupt applies to level 'components' only")
-        if self.split_qkv and self.level != "components":
-            raise ConfigError("TraceConfig.split_qkv applies to level 'components' only")
+__all__ = ["TraceConfig", "TraceResult", "trace", "write_trace"]
 
 
 @dataclass(frozen=True)
 class TraceResult:
     graph: Graph  # full graph
     pruned: Graph
-    validation: dict[str, Any]
+    validation: ValidationReport
     scores: dict[str, float]
     seconds: float
 
 
-def trace(model: Any, prompt: str, config: TraceConfig | None = None, *, model_name: str = "") -> TraceResult:
+def trace(model: Model, prompt: str, config: TraceConfig | None = None, *, model_name: str = "") -> TraceResult:
     """Build, score, prune and validate the attribution graph of ``prompt``."""
     config = config or TraceConfig()
     check_text(prompt)
     start = time.perf_counter()
     if config.level == "neurons":
-        graph = build_neuron_graph(model, prompt, config.target, config.neurons, model_name=model_name)
+        graph = build_neuron_graph(model, prompt, config.target, config.features, model_name=model_name)
         replacement, completeness = graph_scores(graph)
         scores = {"replacement_score": replacement, "completeness_score": completeness}
-        validation = validate_neuron_graph(model, graph, config.validation).to_dict()
+        validation = validate_neuron_graph(model, graph, config.validation)
     else:
         from scrying.attribution.components import build_component_graph
 
@@ -72,7 +54,7 @@ def trace(model: Any, prompt: str, config: TraceConfig | None = None, *, model_n
         scores = {}
     result = prune(graph, config.prune)
     small = pruned_graph(graph, result)
-    small.metadata.update({"scores": scores, "validation": validation, "node_threshold": config.prune.node_threshold})
+    small.metadata.update({"scores": scores, "validation": validation.to_dict(), "node_threshold": config.prune.node_threshold})
     seconds = time.perf_counter() - start
     logger.info("traced %r at level %s in %.1f s", prompt, config.level, seconds)
     return TraceResult(graph=graph, pruned=small, validation=validation, scores=scores, seconds=seconds)
@@ -94,6 +76,6 @@ def write_trace(
         summary["seconds"] = round(result.seconds, 1)
         summary["targets"] = ", ".join(repr(t) for t in result.graph.metadata.get("targets", []))
         written.append(
-            write_html(result.pruned, html_path, validation=result.validation, summary=summary, shared_plotlyjs=shared_plotlyjs)
+            write_html(result.pruned, html_path, validation=result.validation.to_dict(), summary=summary, shared_plotlyjs=shared_plotlyjs)
         )
     return written

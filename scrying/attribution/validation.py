@@ -5,28 +5,37 @@ Phases:
 1. **Pick** the ``top_k`` feature nodes by influence on the logits.
 2. **Predict** each one's effect on the target (demeaned logit of the graph's first logit node)
    if its activation is scaled by ``scale`` (0 = ablate): ``(1 - scale) x activation x total
-   gradient`` in the frozen local replacement model, i.e. the graph's own linear account,
-   direct and indirect paths included.
+   gradient`` in the frozen local replacement model with later neurons live (direct and
+   indirect paths; computed from the frozen model, not from the graph's pruned edges).
 3. **Measure** the same intervention in the *real* model (nothing frozen), all interventions in
    one batched forward pass.
-4. **Compare**: a table and the Spearman rank correlation of predicted vs measured.
+4. **Compare**: a :class:`scrying.validation.ValidationReport` (table, Spearman and Pearson
+   with bootstrap intervals, slope).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import torch
-from scipy.stats import spearmanr
 
-from scrying.attribution.graph import Graph
-from scrying.attribution.pruning import node_influence
+from scrying.attribution.graph import Graph, Node
+from scrying.attribution.influence import node_influence
 from scrying.attribution.replacement import attribution_pass, clean_run
+from scrying.axes import Model
 from scrying.errors import ConfigError, InvalidInputError
+from scrying.metrics import demeaned_logit
 from scrying.prompts import tokenize
-from scrying.sites import Component, Site, hooks
+from scrying.sites import Component, HookFn, Site, hooks
+from scrying.validation import ValidationReport, compare
+
+METHOD = (
+    "predicted: (1 - scale) x activation x total gradient of the target in the frozen local "
+    "replacement model (norm scales, attention patterns and MLP gates frozen; later neurons "
+    "live), not a sum over the graph's pruned edges; measured: the target's change when the "
+    "neuron is scaled by `scale` in the real model"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,30 +50,10 @@ class ValidationConfig:
             raise ConfigError("ValidationConfig.scale must differ from 1.0 (that is no intervention)")
 
 
-@dataclass(frozen=True)
-class ValidationReport:
-    """Predicted vs measured change of the target, per intervened node."""
-
-    target: str
-    scale: float
-    table: pd.DataFrame  # node_id, label, activation, influence, predicted, measured
-    spearman: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "scale": self.scale,
-            "spearman": self.spearman,
-            "rows": self.table.to_dict(orient="records"),
-        }
-
-
-def _demeaned(logits: torch.Tensor, token_id: int) -> torch.Tensor:
-    return logits[..., token_id] - logits.mean(-1)
-
-
-def validate_neuron_graph(model: Any, graph: Graph, config: ValidationConfig | None = None) -> ValidationReport:
-    """Intervene on the graph's most influential neurons; compare with its predictions."""
+def validate_neuron_graph(model: Model, graph: Graph, config: ValidationConfig | None = None) -> ValidationReport:
+    """Intervene on the graph's most influential neurons; compare with the frozen model's
+    first-order prediction (table columns: node_id, label, activation, influence, predicted,
+    measured)."""
     config = config or ValidationConfig()
     if graph.level != "neurons":
         raise InvalidInputError(f"validate_neuron_graph needs a neuron-level graph, got level {graph.level!r}")
@@ -77,14 +66,14 @@ def validate_neuron_graph(model: Any, graph: Graph, config: ValidationConfig | N
     tokens = tokenize(model, graph.prompt)
     clean = clean_run(model, tokens)
 
-    with attribution_pass(model, clean, 1, cut_mlps=False) as leaves:
+    with attribution_pass(model, clean, 1, cut=False) as leaves:
         logits = model(tokens)
-        _demeaned(logits[0, -1], target.feature).backward()
+        demeaned_logit(logits[0, -1], target.feature).backward()
     predicted = []
     for i in chosen:
         node = graph.nodes[i]
-        grad = leaves.post[node.layer].grad[0, node.pos, node.feature]
-        predicted.append(float((1 - config.scale) * clean.post[node.layer, node.pos, node.feature] * grad))
+        grad = leaves.features[node.layer].grad[0, node.pos, node.feature]
+        predicted.append(float((1 - config.scale) * clean.features[node.layer, node.pos, node.feature] * grad))
 
     measured = _measure(model, tokens, [graph.nodes[i] for i in chosen], target.feature, config.scale)
     table = pd.DataFrame(
@@ -97,20 +86,20 @@ def validate_neuron_graph(model: Any, graph: Graph, config: ValidationConfig | N
             "measured": measured,
         }
     )
-    rho = float(spearmanr(table.predicted, table.measured).statistic)
-    return ValidationReport(target=target.label, scale=config.scale, table=table, spearman=rho)
+    what = f"demeaned logit of {target.label}"
+    return compare(table, target=what, method=METHOD, settings={"scale": config.scale})
 
 
 @torch.no_grad()
-def _measure(model: Any, tokens: torch.Tensor, nodes: list, token_id: int, scale: float) -> list[float]:
+def _measure(model: Model, tokens: torch.Tensor, nodes: list[Node], token_id: int, scale: float) -> list[float]:
     """Real-model change of the demeaned target logit when each node is scaled (row 0: clean)."""
     batch = len(nodes) + 1
-    by_layer: dict[int, list[tuple[int, Any]]] = {}
+    by_layer: dict[int, list[tuple[int, Node]]] = {}
     for row, node in enumerate(nodes, start=1):
         by_layer.setdefault(node.layer, []).append((row, node))
 
-    def scale_rows(entries):
-        def fn(act, hook):
+    def scale_rows(entries: list[tuple[int, Node]]) -> HookFn:
+        def fn(act: torch.Tensor, hook: object) -> torch.Tensor:
             act = act.clone()
             for row, node in entries:
                 act[row, node.pos, node.feature] *= scale
@@ -121,5 +110,5 @@ def _measure(model: Any, tokens: torch.Tensor, nodes: list, token_id: int, scale
     fwd = [(Site(Component.MLP_POST, layer), scale_rows(entries)) for layer, entries in by_layer.items()]
     with hooks(model, fwd):
         logits = model(tokens.expand(batch, -1))[:, -1]
-    values = _demeaned(logits, token_id)
+    values = demeaned_logit(logits, token_id)
     return (values[0] - values[1:]).tolist()

@@ -9,17 +9,15 @@ the shared attribution-graph type lives elsewhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 import pandas as pd
-import torch
 
-from scrying.axes import Int, Tensor
+from scrying.axes import Int, Model, Tensor
 from scrying.circuits.config import EAPConfig, PatchConfig
 from scrying.circuits.eap import RunPair, eap_scores
-from scrying.circuits.metrics import LogitDiff
 from scrying.circuits.nodes import ComponentNodes
 from scrying.circuits.patching import edge_effects
+from scrying.metrics import LogitDiff, Metric
 from scrying.prompts import single_token, tokenize
 
 
@@ -45,10 +43,10 @@ class ComponentCircuit:
 
 
 def find_circuit(
-    model: Any,
+    model: Model,
     clean: Int[Tensor, "batch pos"],
     corrupt: Int[Tensor, "corrupt_batch corrupt_pos"] | None,
-    metric: Any,
+    metric: Metric,
     config: EAPConfig | None = None,
 ) -> ComponentCircuit:
     """Score every edge with EAP / EAP-IG (``config.method``)."""
@@ -71,9 +69,9 @@ def find_circuit(
 
 
 def measure_edges(
-    model: Any,
+    model: Model,
     clean: Int[Tensor, "batch pos"],
-    metric: Any,
+    metric: Metric,
     circuit: ComponentCircuit,
     top: int | None = None,
     config: PatchConfig | None = None,
@@ -81,10 +79,8 @@ def measure_edges(
     """A copy of ``circuit`` with ``patched_effect`` measured for the ``top`` edges (all if None)."""
     split = circuit.config.split_qkv
     nodes = ComponentNodes.of(model, split_qkv=split)
-    src = {n: i for i, n in enumerate(nodes.sources)}
-    dst = {n: i for i, n in enumerate(nodes.receivers)}
     chosen = circuit.edges.head(top) if top is not None else circuit.edges
-    pairs = [(src[s], dst[t]) for s, t in zip(chosen["source"], chosen["target"], strict=True)]
+    pairs = nodes.edge_index(chosen["source"], chosen["target"])
     effects = edge_effects(model, clean, circuit.pair, metric, pairs, config, split_qkv=split)
     edges = circuit.edges.copy()
     edges.loc[chosen.index, "patched_effect"] = effects.tolist()
@@ -92,7 +88,7 @@ def measure_edges(
 
 
 def prompt_pair(
-    model: Any, clean: str, corrupt: str, correct: str, incorrect: str
+    model: Model, clean: str, corrupt: str, correct: str, incorrect: str
 ) -> tuple[Int[Tensor, "1 pos"], Int[Tensor, "1 pos"], LogitDiff]:
     """Tokens of a clean/corrupt prompt pair (same token length, else
     :class:`~scrying.errors.PromptError`) and the logit-difference metric ``correct - incorrect``
@@ -109,9 +105,3 @@ def prompt_pair(
     return clean_tokens, corrupt_tokens, metric
 
 
-def edge_index(model: Any, edges: pd.DataFrame) -> torch.Tensor:
-    """(source, receiver) indices of the rows of ``edges``, for the patching functions."""
-    nodes = ComponentNodes.for_names(model, edges["target"])
-    src = {n: i for i, n in enumerate(nodes.sources)}
-    dst = {n: i for i, n in enumerate(nodes.receivers)}
-    return torch.tensor([[src[s], dst[t]] for s, t in zip(edges["source"], edges["target"], strict=True)])

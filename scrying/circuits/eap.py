@@ -39,17 +39,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import einops
 import torch
 from tqdm.auto import tqdm
 
-from scrying.axes import Float, Int, Tensor
+from scrying.axes import Float, Int, Model, Tensor
 from scrying.circuits.config import EAPConfig
 from scrying.circuits.nodes import ComponentNodes
 from scrying.circuits.receivers import receiver_forward, receiver_gradients, record_outputs
 from scrying.errors import PromptError
+from scrying.metrics import Metric
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +82,10 @@ def check_pair(clean: Tensor, corrupt: Tensor | None) -> None:
 
 
 def run_pair(
-    model: Any,
+    model: Model,
     clean: Int[Tensor, "batch pos"],
     corrupt: Int[Tensor, "corrupt_batch corrupt_pos"] | None,
-    metric: Any,
+    metric: Metric,
     nodes: ComponentNodes,
     baseline: str = "corrupt",
 ) -> RunPair:
@@ -99,7 +99,7 @@ def run_pair(
         return RunPair(clean_out, corrupt_out, clean_metric, corrupt_metric)
     if baseline == "zero":
         base = torch.zeros_like(clean_out)
-    else:
+    else:  # "global-mean": one mean over every prompt and position of the clean run
         base = einops.repeat(
             einops.reduce(clean_out, "s b p d -> s d", "mean"),
             "s d -> s b p d",
@@ -110,10 +110,10 @@ def run_pair(
 
 
 def eap_scores(
-    model: Any,
+    model: Model,
     clean: Int[Tensor, "batch pos"],
     corrupt: Int[Tensor, "corrupt_batch corrupt_pos"] | None,
-    metric: Any,
+    metric: Metric,
     config: EAPConfig | None = None,
     *,
     pair: RunPair | None = None,
@@ -129,10 +129,10 @@ def eap_scores(
 
 
 def mean_input_gradients(
-    model: Any,
+    model: Model,
     clean: Int[Tensor, "batch pos"],
     pair: RunPair,
-    metric: Any,
+    metric: Metric,
     nodes: ComponentNodes,
     config: EAPConfig,
 ) -> Float[Tensor, "dst batch pos d_model"]:

@@ -9,18 +9,17 @@ behaviour, 0: none); (4) return a table and a plotly figure.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from scrying.axes import Int, Tensor
+from scrying.axes import Int, Model, Tensor
+from scrying.circuits.circuit import ComponentCircuit
 from scrying.circuits.config import FaithfulnessConfig, PatchConfig
-from scrying.circuits.eap import RunPair
 from scrying.circuits.nodes import ComponentNodes
 from scrying.circuits.patching import patch_edges
+from scrying.metrics import Metric
 
 
 def edge_counts(n_edges: int, config: FaithfulnessConfig) -> list[int]:
@@ -33,26 +32,24 @@ def edge_counts(n_edges: int, config: FaithfulnessConfig) -> list[int]:
 
 
 def faithfulness_curve(
-    model: Any,
+    model: Model,
     clean: Int[Tensor, "batch pos"],
-    pair: RunPair,
-    metric: Any,
-    scores: pd.DataFrame,
+    circuit: ComponentCircuit,
+    metric: Metric,
     config: FaithfulnessConfig | None = None,
 ) -> tuple[pd.DataFrame, go.Figure]:
-    """Metric recovered vs edges kept. ``scores``: the edges table (source, target, score)."""
+    """Metric recovered vs edges kept (``circuit``'s edges, ranked by ``|score|``)."""
     config = config or FaithfulnessConfig()
-    nodes = ComponentNodes.for_names(model, scores["target"])
-    src = {n: i for i, n in enumerate(nodes.sources)}
-    dst = {n: i for i, n in enumerate(nodes.receivers)}
+    nodes = ComponentNodes.of(model, split_qkv=circuit.config.split_qkv)
+    pair, scores = circuit.pair, circuit.edges
     ranked = scores.reindex(scores["score"].abs().sort_values(ascending=False).index)
-    us = torch.tensor([src[s] for s in ranked["source"]], dtype=torch.long)
-    vs = torch.tensor([dst[t] for t in ranked["target"]], dtype=torch.long)
+    index = torch.tensor(nodes.edge_index(ranked["source"], ranked["target"]), dtype=torch.long).reshape(-1, 2)
+    us, vs = index[:, 0], index[:, 1]
     ks = edge_counts(len(ranked), config)
     masks = nodes.edge_mask.repeat(len(ks), 1, 1)
     for i, k in enumerate(ks):
         masks[i, us[:k], vs[:k]] = False
-    values = patch_edges(model, clean, pair, metric, masks, PatchConfig(chunk=config.chunk, progress=config.progress))
+    values = patch_edges(model, clean, pair, metric, masks, nodes, PatchConfig(chunk=config.chunk, progress=config.progress))
     m_clean = float(pair.clean_metric.mean())
     m_corrupt = float(values[0])  # k = 0: every edge corrupted
     span = m_clean - m_corrupt

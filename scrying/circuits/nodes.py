@@ -23,16 +23,16 @@ Node outputs ``a_u`` (what u adds to the residual stream):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import einops
 import torch
 from jaxtyping import Bool
 
-from scrying.axes import Float, Tensor
-from scrying.sites import Component, Site, has_site
+from scrying.axes import Float, Model, Tensor
+from scrying.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,9 @@ class ComponentNodes:
     split_qkv: bool = False
 
     @classmethod
-    def of(cls, model: Any, *, split_qkv: bool = False) -> ComponentNodes:
+    def of(cls, model: Model, *, split_qkv: bool = False) -> ComponentNodes:
         return cls(n_layers=model.cfg.n_layers, n_heads=model.cfg.n_heads, split_qkv=split_qkv)
 
-    @classmethod
-    def for_names(cls, model: Any, receivers: Any) -> ComponentNodes:
-        """The node index whose receiver names ``receivers`` use (``<q>``-style names: split)."""
-        return cls.of(model, split_qkv=any(str(name).endswith(">") for name in receivers))
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -121,35 +117,23 @@ class ComponentNodes:
             mask[: self.n_sources_before(v), v] = True
         return mask
 
+    def edge_index(self, sources: Iterable[str], receivers: Iterable[str]) -> list[tuple[int, int]]:
+        """(source index, receiver index) of named edges; an unknown name raises
+        :class:`~scrying.errors.InvalidInputError` (e.g. a ``<q>`` receiver of an unsplit index)."""
+        src = {n: i for i, n in enumerate(self.sources)}
+        dst = {n: i for i, n in enumerate(self.receivers)}
+        out = []
+        for s, t in zip(sources, receivers, strict=True):
+            if s not in src or t not in dst:
+                kind = "split" if self.split_qkv else "unsplit"
+                raise InvalidInputError(f"no edge {s!r} -> {t!r} among the {kind} component nodes")
+            out.append((src[s], dst[t]))
+        return out
+
     @cached_property
     def edges(self) -> list[tuple[int, int]]:
         """(source index, receiver index) of every edge, receivers in order."""
         return [(int(u), int(v)) for v, u in zip(*torch.nonzero(self.edge_mask.T).T, strict=True)]
-
-
-def output_weight(model: Any, layer: int) -> Float[Tensor, "head d_head d_model"]:
-    """W_O of ``layer`` split by head, from the bridge's attention output projection."""
-    cfg = model.cfg
-    weight = model.blocks[layer].attn.o.weight
-    d_in = cfg.n_heads * cfg.d_head
-    if weight.shape == (cfg.d_model, d_in):  # nn.Linear: [out, in]
-        weight = weight.T
-    return einops.rearrange(weight, "(head d_head) d_model -> head d_head d_model", head=cfg.n_heads)
-
-
-def has_post_norm(model: Any) -> bool:
-    return has_site(model, Site(Component.LN1_POST_IN, 0))
-
-
-def post_norm_gain(model: Any, layer: int) -> Float[Tensor, " d_model"]:
-    """The gain of the attention post-norm (up to one global factor): the norm of a ones vector.
-
-    Any global factor is absorbed by :func:`head_outputs`'s per-position least-squares scale.
-    """
-    norm = model.blocks[layer].ln1_post.original_component
-    param = next(model.parameters())
-    with torch.no_grad():
-        return norm(torch.ones(1, 1, model.cfg.d_model, dtype=param.dtype, device=param.device))[0, 0]
 
 
 def head_outputs(

@@ -20,39 +20,39 @@ outputs recorded so far in the same pass; (3) the metric of replica 0, averaged 
 
 from __future__ import annotations
 
-from typing import Any
-
 import einops
 import torch
 from jaxtyping import Bool
 from tqdm.auto import tqdm
 
-from scrying.axes import Float, Int, Tensor
+from scrying.axes import Float, Int, Model, Tensor
 from scrying.circuits.config import PatchConfig
 from scrying.circuits.eap import RunPair
 from scrying.circuits.nodes import ComponentNodes
 from scrying.circuits.receivers import receiver_forward
 from scrying.errors import InvalidInputError
+from scrying.metrics import Metric
 
 
 @torch.no_grad()
 def patch_edges(
-    model: Any,
+    model: Model,
     clean: Int[Tensor, "batch pos"],
     pair: RunPair,
-    metric: Any,
+    metric: Metric,
     corrupted: Bool[Tensor, "variant src dst"],
+    nodes: ComponentNodes,
     config: PatchConfig | None = None,
 ) -> Float[Tensor, " variant"]:
-    """The metric (mean over prompts) with each variant's set of edges corrupted."""
+    """The metric (mean over prompts) with each variant's set of edges corrupted; ``nodes``:
+    the node index the mask is laid out in (q/k/v-split receivers or not)."""
     config = config or PatchConfig()
-    plain, split = ComponentNodes.of(model), ComponentNodes.of(model, split_qkv=True)
-    nodes = split if corrupted.ndim == 3 and corrupted.shape[2] == len(split.receivers) else plain
     want = (len(nodes.sources), len(nodes.receivers))
-    if tuple(corrupted.shape[1:]) != want:
+    if corrupted.ndim != 3 or tuple(corrupted.shape[1:]) != want:
+        kind = "q/k/v-split" if nodes.split_qkv else "unsplit"
         raise InvalidInputError(
-            f"corrupted edge mask must be [variant, {want[0]}, {len(plain.receivers)}] "
-            f"(or {len(split.receivers)} receivers with q/k/v split), got {tuple(corrupted.shape)}"
+            f"corrupted edge mask must be [variant, {want[0]}, {want[1]}] for the {kind} "
+            f"component nodes, got {tuple(corrupted.shape)}"
         )
     results: list[Tensor] = []
     starts = range(0, corrupted.shape[0], config.chunk)
@@ -63,10 +63,10 @@ def patch_edges(
 
 
 def _patch_chunk(
-    model: Any,
+    model: Model,
     clean: Tensor,
     pair: RunPair,
-    metric: Any,
+    metric: Metric,
     mask: Tensor,
     nodes: ComponentNodes,
 ) -> Tensor:
@@ -100,19 +100,11 @@ def single_edge_masks(
     return mask
 
 
-def node_masks(nodes: ComponentNodes, sources: list[int]) -> Bool[Tensor, "variant src dst"]:
-    """One variant per source node, corrupting all its outgoing edges (node patching)."""
-    mask = torch.zeros(len(sources), len(nodes.sources), len(nodes.receivers), dtype=torch.bool)
-    for i, u in enumerate(sources):
-        mask[i, u] = nodes.edge_mask[u]
-    return mask
-
-
 def edge_effects(
-    model: Any,
+    model: Model,
     clean: Int[Tensor, "batch pos"],
     pair: RunPair,
-    metric: Any,
+    metric: Metric,
     edges: list[tuple[int, int]],
     config: PatchConfig | None = None,
     *,
@@ -121,5 +113,5 @@ def edge_effects(
     """Exact effect ``metric(edge corrupted) - metric(clean)`` of each edge, one at a time
     (receiver indices of the q/k/v-split graph with ``split_qkv``)."""
     nodes = ComponentNodes.of(model, split_qkv=split_qkv)
-    patched = patch_edges(model, clean, pair, metric, single_edge_masks(nodes, edges), config)
+    patched = patch_edges(model, clean, pair, metric, single_edge_masks(nodes, edges), nodes, config)
     return patched - pair.clean_metric.mean()

@@ -35,14 +35,10 @@ from typing import Any
 import einops
 import torch
 
-from scrying.axes import Float, Int, Tensor
-from scrying.circuits.nodes import (
-    ComponentNodes,
-    has_post_norm,
-    head_outputs,
-    output_weight,
-    post_norm_gain,
-)
+from scrying.axes import Float, Int, Model, Tensor
+from scrying.circuits.nodes import ComponentNodes, head_outputs
+from scrying.metrics import Metric
+from scrying.models.adapter import has_post_norm, output_weight, post_norm_gain
 from scrying.sites import Component, Site, hooks, n_kv_heads
 
 #: ``additions(receivers, outputs)``: the addition to each receiver's input
@@ -62,7 +58,7 @@ class ReceiverForward:
 
 
 def receiver_forward(
-    model: Any,
+    model: Model,
     tokens: Int[Tensor, "row pos"],
     nodes: ComponentNodes,
     *,
@@ -183,14 +179,9 @@ def receiver_gradients(
     return torch.stack(out)
 
 
-def replica_rows(n: int, reps: int) -> Int[Tensor, " rep_row"]:
-    """Row index into the un-replicated batch of each replicated row."""
-    return einops.repeat(torch.arange(n), "n -> (r n)", r=reps)
-
-
 @torch.no_grad()
 def record_outputs(
-    model: Any, tokens: Int[Tensor, "row pos"], nodes: ComponentNodes, metric: Any
+    model: Model, tokens: Int[Tensor, "row pos"], nodes: ComponentNodes, metric: Metric
 ) -> tuple[Float[Tensor, "src row pos d_model"], Float[Tensor, " row"]]:
     """Every source node's output, and the metric per prompt, on an unpatched run."""
     run = receiver_forward(model, tokens, dataclasses.replace(nodes, split_qkv=False))

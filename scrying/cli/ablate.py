@@ -14,7 +14,7 @@ from scrying.ablation import (
     prompt_set,
     read_prompt_file,
 )
-from scrying.ablation.journal import SweepJournal, resume_sweep, sweep_settings
+from scrying.ablation.resume import resume_sweep, sweep_journal, sweep_settings
 from scrying.cli.common import add_model_args, model_from_args
 
 
@@ -39,7 +39,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if args.out:  # per-prompt effects saved head by head: an interrupted run resumes
         path = journal_path(args.out)
         settings = sweep_settings(str(args.model), args.prompts, config, prompts.n_prompts, model=model)
-        result = resume_sweep(model, prompts, config, SweepJournal(path, settings))
+        result = resume_sweep(model, prompts, config, sweep_journal(path, settings))
         sys.stdout.write(f"per-prompt effects in {path}\n")
     else:
         result = head_sweep(model, prompts, config)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from scrying.attribution.neurons import NeuronGraphConfig
-from scrying.attribution.pruning import PruneConfig
+from scrying.attribution.feature_graph import FeatureGraphConfig
+from scrying.attribution.influence import PruneConfig
 from scrying.attribution.trace import TraceConfig, trace, write_trace
 from scrying.attribution.validation import ValidationConfig
+from scrying.axes import Model
 from scrying.cli.common import add_model_args, model_from_args
 from scrying.errors import InvalidInputError
-from scrying.prompt_files import read_prompt_lines
+from scrying.journal import Journal, file_digest, model_identity
+from scrying.prompt_sets import PromptRecord, read_prompt_file
 from scrying.prompts import check_text
 
 logger = logging.getLogger(__name__)
@@ -35,26 +37,49 @@ def _config(
         target=prompt_target if prompt_target is not None else args.target,
         corrupt=corrupt if corrupt is not None else args.corrupt,
         split_qkv=split_qkv if split_qkv is not None else args.split_qkv,
-        neurons=NeuronGraphConfig(max_feature_nodes=args.max_features, batch_size=args.batch_size, progress=args.verbose),
+        features=FeatureGraphConfig(max_feature_nodes=args.max_features, batch_size=args.batch_size, progress=args.verbose),
         prune=PruneConfig(node_threshold=args.node_threshold, edge_threshold=args.edge_threshold, top_n=args.top_n),
         validation=ValidationConfig(top_k=args.validate_top),
     )
 
 
-def read_prompts(path: Path) -> list[dict]:
-    """JSONL lines with ``prompt`` and optional ``target``, ``corrupt``, ``level``, ``split_qkv``,
-    ``id``."""
-    rows = []
-    for number, line in enumerate(read_prompt_lines(path)):
-        row = dict(line.fields, where=line.where)
-        row.setdefault("id", f"{number:04d}")
-        for key in ("target", "corrupt", "level"):
-            if key in row and not isinstance(row[key], str):
-                raise InvalidInputError(f"{line.where}: {key!r} must be a string, got {row[key]!r}")
-        if "split_qkv" in row and not isinstance(row["split_qkv"], bool):
-            raise InvalidInputError(f"{line.where}: 'split_qkv' must be true or false, got {row['split_qkv']!r}")
-        rows.append(row)
-    return rows
+#: The keys a trace batch file may carry besides ``prompt``, with their types.
+BATCH_FIELDS = {"target": str, "corrupt": str, "level": str, "split_qkv": bool, "id": (str, int)}
+
+
+def read_prompts(path: Path) -> list[PromptRecord]:
+    """The batch file's records (:func:`~scrying.prompt_sets.read_prompt_file`), ids unique
+    (default: the line's index, ``0000``, ``0001``, ...)."""
+    records = read_prompt_file(path, fields=BATCH_FIELDS)
+    seen: dict[str, str] = {}
+    for number, record in enumerate(records):
+        key = _id(record, number)
+        if key in seen:
+            raise InvalidInputError(f"{record.where}: id {key!r} is already used by {seen[key]}")
+        seen[key] = record.where
+    return records
+
+
+def _id(record: PromptRecord, number: int) -> str:
+    return str(record.get("id", f"{number:04d}"))
+
+
+def batch_settings(args: argparse.Namespace, model: Model) -> dict[str, Any]:
+    """What must match for two runs' graphs to share one output directory: the model, the
+    prompt file and every option that changes a graph (not speed or page layout)."""
+    return {
+        **model_identity(str(args.model), model),
+        "prompts_sha256": file_digest(args.prompts),
+        "level": args.level,
+        "target": args.target,
+        "corrupt": args.corrupt,
+        "split_qkv": args.split_qkv,
+        "max_features": args.max_features,
+        "node_threshold": args.node_threshold,
+        "edge_threshold": args.edge_threshold,
+        "top_n": args.top_n,
+        "validate_top": args.validate_top,
+    }
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -73,9 +98,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
     for path in write_trace(result, html_path=html_path, json_path=json_path):
         sys.stdout.write(f"wrote {path}\n")
     validation = result.validation
+    rho = validation.spearman
     sys.stdout.write(
         f"{len(result.pruned.nodes)} nodes after pruning (of {len(result.graph.nodes)}); "
-        f"validation Spearman (predicted vs measured, top {len(validation['rows'])}): {validation['spearman']:.3f}\n"
+        f"validation Spearman (predicted vs measured, top {validation.n}): {rho.value:.3f} "
+        f"[{rho.ci_low:.3f}, {rho.ci_high:.3f}]\n"
     )
     for key, value in result.scores.items():
         sys.stdout.write(f"{key.replace('_', ' ')}: {value:.3f}\n")
@@ -83,40 +110,38 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    rows = read_prompts(args.prompts)
+    records = read_prompts(args.prompts)
     out_dir = args.out_dir or Path("graphs") / args.prompts.stem
     out_dir.mkdir(parents=True, exist_ok=True)
-    index = out_dir / "index.jsonl"
-    done = set()
-    if index.exists():
-        done = {json.loads(line)["id"] for line in index.read_text().splitlines() if line.strip()}
-    todo = [r for r in rows if str(r["id"]) not in done]
-    if done:
-        logger.warning("resuming: %d of %d prompts already traced in %s", len(rows) - len(todo), len(rows), out_dir)
-    model = model_from_args(args) if todo else None
-    for row in tqdm(todo, desc="trace", disable=not todo):
+    model = model_from_args(args)
+    index = Journal(out_dir / "index.jsonl", batch_settings(args, model), key=lambda r: str(r["id"]), what="trace batch")
+    todo = [(n, r) for n, r in enumerate(records) if _id(r, n) not in index.done]
+    if len(todo) < len(records):
+        logger.warning("resuming: %d of %d prompts already traced in %s", len(records) - len(todo), len(records), out_dir)
+    for number, record in tqdm(todo, desc="trace", disable=not todo):
         try:
             config = _config(
                 args,
-                prompt_target=row.get("target"),
-                corrupt=row.get("corrupt"),
-                level=row.get("level"),
-                split_qkv=row.get("split_qkv"),
+                prompt_target=record.get("target"),
+                corrupt=record.get("corrupt"),
+                level=record.get("level"),
+                split_qkv=record.get("split_qkv"),
             )
-            result = trace(model, row["prompt"], config, model_name=args.model)
+            result = trace(model, record.prompt, config, model_name=args.model)
         except InvalidInputError as err:
-            raise type(err)(f"{row['where']}: {err}") from err
-        stem = out_dir / str(row["id"])
+            raise type(err)(f"{record.where}: {err}") from err
+        stem = out_dir / _id(record, number)
         write_trace(
             result,
             html_path=stem.with_suffix(".html"),
             json_path=stem.with_suffix(".json"),
             shared_plotlyjs=args.shared_plotlyjs,
         )
-        record = {"id": str(row["id"]), "prompt": row["prompt"], "spearman": result.validation["spearman"], **result.scores, "seconds": result.seconds}
-        with index.open("a", encoding="utf-8") as handle:  # one line per finished prompt: resumable
-            handle.write(json.dumps(record) + "\n")
-    sys.stdout.write(f"{len(rows)} graphs in {out_dir} ({len(todo)} new)\n")
+        index.append(  # one line per finished prompt: resumable
+            {"id": _id(record, number), "prompt": record.prompt, "spearman": result.validation.spearman.value,
+             **result.scores, "seconds": result.seconds}
+        )
+    sys.stdout.write(f"{len(records)} graphs in {out_dir} ({len(todo)} new)\n")
     return 0
 
 

@@ -8,10 +8,10 @@ Humors (normalization), Council of Selves (multi-head attention), Alchemical Dig
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
+from scrying.axes import Model
 from scrying.sites import Component, Site, has_site, hook_name, n_kv_heads
 
 _PARTS: list[tuple[str, str, list[Component]]] = [
@@ -94,7 +94,7 @@ class Anatomy:
         return pd.DataFrame(rows, columns=["property", "value"])
 
 
-def anatomy(model: Any, name: str = "") -> Anatomy:
+def anatomy(model: Model, name: str = "") -> Anatomy:
     """Describe ``model`` (a ``TransformerBridge``)."""
     cfg = model.cfg
     hf_cfg = getattr(getattr(model, "original_model", None), "config", None)

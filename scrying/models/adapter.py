@@ -1,4 +1,16 @@
-"""The forward passes an ablation needs, built on :mod:`scrying.sites` hooks.
+"""The model adapter: every reach into TransformerBridge internals, in one place.
+
+Instrument code never patches a backend's ``forward`` or reads its private weights; it calls
+these functions, which know the bridge's layout (and are tested on Gemma 3, Llama and GPT-2
+shaped models):
+
+* :data:`Model` (defined in :mod:`scrying.axes`): the type of every ``model`` parameter.
+* running part of a model: :func:`skipped_blocks` (resume at a layer), :func:`read_only_mlp`
+  (the last MLP at chosen positions), :func:`final_resid`, :func:`logits_at`,
+  :func:`logit_columns`;
+* weights and norms: :func:`output_weight` (a head's slice of ``W_O``), :func:`has_post_norm`,
+  :func:`post_norm_gain`;
+* devices: :func:`model_device`, :func:`to_model`.
 
 Devices: prompt sets, masks and indices stay on the CPU; tokens and residuals are moved to the
 model's device where they enter the model (:func:`to_model`), hooks move what they insert to
@@ -28,9 +40,9 @@ import einops
 import torch
 from jaxtyping import Bool
 
-from scrying.axes import Float, Int, Tensor
+from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import InvalidInputError
-from scrying.sites import Component, HookFn, Site, hooks
+from scrying.sites import Component, HookFn, Site, has_site, hooks
 
 
 class _Stop(Exception):
@@ -40,7 +52,7 @@ class _Stop(Exception):
 
 
 @contextlib.contextmanager
-def skipped_blocks(model: Any, n: int) -> Iterator[None]:
+def skipped_blocks(model: Model, n: int) -> Iterator[None]:
     """Make blocks ``0..n-1`` the identity for the duration of the block (restored in finally)."""
 
     def identity(*args: Any, **kwargs: Any) -> Any:
@@ -58,7 +70,7 @@ def skipped_blocks(model: Any, n: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def read_only_mlp(model: Any, read: Bool[Tensor, "batch pos"]) -> Iterator[None]:
+def read_only_mlp(model: Model, read: Bool[Tensor, "batch pos"]) -> Iterator[None]:
     """Run the last block's MLP at the ``read`` positions only (restored in finally).
 
     The MLP acts on each position separately, so its output at a read position is unchanged;
@@ -82,17 +94,17 @@ def read_only_mlp(model: Any, read: Bool[Tensor, "batch pos"]) -> Iterator[None]
         vars(mlp).pop("forward", None)
 
 
-def model_device(model: Any) -> torch.device:
+def model_device(model: Model) -> torch.device:
     return next(model.parameters()).device
 
 
-def to_model(model: Any, tensor: torch.Tensor) -> torch.Tensor:
+def to_model(model: Model, tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` on the model's device (no copy when it is already there)."""
     return tensor.to(model_device(model))
 
 
 def final_resid(
-    model: Any,
+    model: Model,
     inputs: Int[Tensor, "batch pos"] | Float[Tensor, "batch pos d_model"],
     *,
     start_layer: int = 0,
@@ -128,7 +140,7 @@ def final_resid(
 
 
 def logits_at(
-    model: Any, resid: Float[Tensor, "read d_model"], *, chunk: int = 256
+    model: Model, resid: Float[Tensor, "read d_model"], *, chunk: int = 256
 ) -> Iterator[Float[Tensor, "chunk d_vocab"]]:
     """Final norm + unembedding of selected residual rows, ``chunk`` rows at a time."""
     cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
@@ -141,7 +153,7 @@ def logits_at(
 
 
 def logit_columns(
-    model: Any, resid: Float[Tensor, "read d_model"], columns: Int[Tensor, "read col"]
+    model: Model, resid: Float[Tensor, "read d_model"], columns: Int[Tensor, "read col"]
 ) -> Float[Tensor, "read col"]:
     """Logits of the tokens ``columns[i]`` at residual row ``i``: final norm, then only those
     rows of the unembedding (the same weights the model's own unembedding applies)."""
@@ -158,8 +170,28 @@ def logit_columns(
     return logits
 
 
-def selected(
-    resid: Float[Tensor, "batch pos d_model"], mask: Bool[Tensor, "batch pos"]
-) -> Float[Tensor, "read d_model"]:
-    """Rows of ``resid`` at the positions ``mask`` selects (row-major order)."""
-    return resid[mask]
+def output_weight(model: Model, layer: int) -> Float[Tensor, "head d_head d_model"]:
+    """W_O of ``layer`` split by head, from the bridge's attention output projection."""
+    cfg = model.cfg
+    weight = model.blocks[layer].attn.o.weight
+    d_in = cfg.n_heads * cfg.d_head
+    if weight.shape == (cfg.d_model, d_in):  # nn.Linear: [out, in]
+        weight = weight.T
+    return einops.rearrange(weight, "(head d_head) d_model -> head d_head d_model", head=cfg.n_heads)
+
+
+def has_post_norm(model: Model) -> bool:
+    """Whether attention outputs pass a post-norm before the residual stream (Gemma)."""
+    return has_site(model, Site(Component.LN1_POST_IN, 0))
+
+
+def post_norm_gain(model: Model, layer: int) -> Float[Tensor, " d_model"]:
+    """The gain of the attention post-norm (up to one global factor): the norm of a ones vector.
+
+    Any global factor is absorbed by a caller that fits the per-position scale by least squares
+    (:func:`scrying.circuits.nodes.head_outputs`).
+    """
+    norm = model.blocks[layer].ln1_post.original_component
+    param = next(model.parameters())
+    with torch.no_grad():
+        return norm(torch.ones(1, 1, model.cfg.d_model, dtype=param.dtype, device=param.device))[0, 0]

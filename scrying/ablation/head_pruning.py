@@ -8,7 +8,6 @@ layer, one head mask per replica); read the metric; the curve is metric vs fract
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import einops
 import pandas as pd
@@ -16,10 +15,11 @@ import torch
 from tqdm.auto import tqdm
 
 from scrying.ablation.config import AblationConfig
-from scrying.ablation.data import PromptSet
-from scrying.ablation.forward import final_resid
-from scrying.ablation.metrics import clean_logprobs_at, per_prompt
+from scrying.ablation.reads import clean_logprobs_at, per_prompt
 from scrying.ablation.replace import Head, check_heads, layer_hooks, read_and_ablate, replacement_z
+from scrying.axes import Model
+from scrying.models.adapter import final_resid
+from scrying.prompt_sets import PromptSet
 from scrying.sites import hooks
 
 
@@ -31,7 +31,7 @@ def importance_order(table: pd.DataFrame, column: str = "effect") -> list[Head]:
 
 @torch.no_grad()
 def pruning_curve(
-    model: Any,
+    model: Model,
     prompts: PromptSet,
     order: Sequence[Head],
     config: AblationConfig | None = None,

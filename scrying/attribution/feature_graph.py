@@ -1,21 +1,27 @@
-"""Feature-level attribution graphs in the neuron basis (exact, no trained dictionary).
+"""Feature-level attribution graphs in any feature basis: one builder, one :class:`Graph`.
 
-Algorithm (circuit-tracer's, Ameisen et al. 2025 §2-3, with MLP neurons as features):
+The basis (:mod:`scrying.attribution.basis`) says what the features are; the neuron basis
+(:class:`~scrying.attribution.basis.NeuronBasis`, exact, no trained dictionary) is the default
+and :func:`build_neuron_graph` its shorthand. A transcoder basis adds its features, its error
+terms and its labels through this same builder.
 
-1. **Clean run** — record norm scales, attention patterns, MLP gates, neuron activations and the
-   first residual (:mod:`scrying.attribution.replacement`).
+Algorithm (circuit-tracer's, Ameisen et al. 2025 §2-3):
+
+1. **Clean run** — record norm scales, attention patterns, what the basis freezes (MLP gates),
+   feature activations and the first residual (:mod:`scrying.attribution.replacement`).
 2. **Logit targets** — the requested token (or the top-1) plus the most likely tokens up to
    ``logit_probability`` cumulative mass (at most ``max_logits``); each target is its logit
    minus the mean logit over the vocabulary (demeaned, as circuit-tracer does).
 3. **Feature selection** — total effect of the probability-weighted logit targets on every
-   neuron in the frozen model (activation x gradient, one backward pass); keep the
-   ``max_feature_nodes`` largest in magnitude. All other neurons at a (layer, position) are
-   lumped into that position's *error node*, so nothing is dropped: error = unselected neurons.
-   Position 0 (the BOS token, an attention sink whose linearisation is poor) gets no feature
-   nodes by default, as circuit-tracer zeroes transcoder features there.
-4. **Edges** — for batches of targets (selected neurons and logits), seed the backward pass with
-   each target's value on its own copy of the prompt, with MLP outputs cut from the gradient,
-   and read direct effects = activation x gradient at every source (neurons, error nodes,
+   feature in the frozen model (activation x gradient, one backward pass); keep the
+   ``max_feature_nodes`` largest in magnitude. All other features at a (layer, position) are
+   lumped into that position's *error node*, with the basis's own error term there (a
+   transcoder's reconstruction error; none for neurons), so nothing is dropped. Position 0 (the
+   BOS token, an attention sink whose linearisation is poor) gets no feature nodes by default,
+   as circuit-tracer zeroes transcoder features there.
+4. **Edges** — for batches of targets (selected features and logits), seed the backward pass
+   with each target's value on its own copy of the prompt, with features cut from the gradient,
+   and read direct effects = activation x gradient at every source (features, error nodes,
    embeddings) in one backward per batch.
 5. **Bias terms** — each node's value minus its incoming edges (zero for bias-free models such
    as Llama and Gemma: the frozen model is linear and homogeneous).
@@ -30,17 +36,20 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from scrying.attribution.basis import FeatureBasis, NeuronBasis
 from scrying.attribution.graph import Graph, Node
-from scrying.attribution.replacement import CleanRun, attribution_pass, clean_run
+from scrying.attribution.replacement import CleanRun, Leaves, attribution_pass, clean_run
+from scrying.axes import Model
 from scrying.errors import ConfigError
+from scrying.metrics import demeaned_logit
 from scrying.prompts import single_token, token_strings, tokenize
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class NeuronGraphConfig:
-    """How to build a neuron-basis attribution graph."""
+class FeatureGraphConfig:
+    """How to build a feature-level attribution graph."""
 
     max_feature_nodes: int = 200
     max_logits: int = 5
@@ -51,13 +60,13 @@ class NeuronGraphConfig:
 
     def __post_init__(self) -> None:
         if self.max_feature_nodes < 0:
-            raise ConfigError(f"NeuronGraphConfig.max_feature_nodes must be >= 0, got {self.max_feature_nodes}")
+            raise ConfigError(f"FeatureGraphConfig.max_feature_nodes must be >= 0, got {self.max_feature_nodes}")
         if self.max_logits < 1:
-            raise ConfigError(f"NeuronGraphConfig.max_logits must be >= 1, got {self.max_logits}")
+            raise ConfigError(f"FeatureGraphConfig.max_logits must be >= 1, got {self.max_logits}")
         if not 0 < self.logit_probability <= 1:
-            raise ConfigError(f"NeuronGraphConfig.logit_probability must be in (0, 1], got {self.logit_probability}")
+            raise ConfigError(f"FeatureGraphConfig.logit_probability must be in (0, 1], got {self.logit_probability}")
         if self.batch_size < 1:
-            raise ConfigError(f"NeuronGraphConfig.batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"FeatureGraphConfig.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class LogitTarget:
     probability: float
 
 
-def logit_targets(model: Any, clean: CleanRun, target: str | None, config: NeuronGraphConfig) -> list[LogitTarget]:
+def logit_targets(model: Model, clean: CleanRun, target: str | None, config: FeatureGraphConfig) -> list[LogitTarget]:
     """The requested (or top-1) token first, then likely tokens up to the probability mass."""
     probs = clean.logits[-1].double().softmax(-1)
     order = probs.argsort(descending=True).tolist()
@@ -83,55 +92,64 @@ def logit_targets(model: Any, clean: CleanRun, target: str | None, config: Neuro
     return [LogitTarget(t, model.tokenizer.decode([t]), float(probs[t])) for t in chosen]
 
 
-def _demeaned(logits: torch.Tensor, token_id: int) -> torch.Tensor:
-    return logits[..., token_id] - logits.mean(-1)
-
-
 def select_features(
-    model: Any, clean: CleanRun, targets: list[LogitTarget], k: int, *, exclude_bos: bool = True
+    model: Model, clean: CleanRun, targets: list[LogitTarget], k: int, *, exclude_bos: bool = True
 ) -> list[tuple[int, int, int]]:
-    """The ``k`` neurons with the largest total effect on the weighted logit targets."""
-    n_layers, n_pos, d_mlp = clean.post.shape
+    """The ``k`` features with the largest total effect on the weighted logit targets."""
+    n_layers, n_pos, width = clean.features.shape
     first = 1 if exclude_bos else 0
-    if k >= n_layers * (n_pos - first) * d_mlp:
-        return [(ly, p, i) for ly in range(n_layers) for p in range(first, n_pos) for i in range(d_mlp)]
-    with attribution_pass(model, clean, 1, cut_mlps=False) as leaves:
+    if k >= n_layers * (n_pos - first) * width:
+        return [(ly, p, i) for ly in range(n_layers) for p in range(first, n_pos) for i in range(width)]
+    with attribution_pass(model, clean, 1, cut=False) as leaves:
         logits = model(clean.tokens)[0, -1]
-        seed = sum(t.probability * _demeaned(logits, t.token_id) for t in targets)
+        seed = sum(t.probability * demeaned_logit(logits, t.token_id) for t in targets)
         seed.backward()
-    grads = torch.stack([_grad(leaves.post[ly])[0] for ly in range(n_layers)])
-    effect = (grads * clean.post).abs()
+    grads = torch.stack([_grad(leaves.features[ly])[0] for ly in range(n_layers)])
+    effect = (grads * clean.features).abs()
     if exclude_bos:
         effect[:, 0] = -1.0
     top = effect.flatten().topk(k).indices
-    layer, rest = top // (n_pos * d_mlp), top % (n_pos * d_mlp)
-    picked = sorted(zip(layer.tolist(), (rest // d_mlp).tolist(), (rest % d_mlp).tolist(), strict=True))
+    layer, rest = top // (n_pos * width), top % (n_pos * width)
+    picked = sorted(zip(layer.tolist(), (rest // width).tolist(), (rest % width).tolist(), strict=True))
     return picked
 
 
 def build_neuron_graph(
-    model: Any,
+    model: Model,
     prompt: str,
     target: str | None = None,
-    config: NeuronGraphConfig | None = None,
+    config: FeatureGraphConfig | None = None,
     *,
     model_name: str = "",
 ) -> Graph:
     """The neuron-basis attribution graph of ``prompt`` towards ``target`` (default: top-1)."""
-    config = config or NeuronGraphConfig()
+    return build_feature_graph(model, prompt, target, config, basis=NeuronBasis(), model_name=model_name)
+
+
+def build_feature_graph(
+    model: Model,
+    prompt: str,
+    target: str | None = None,
+    config: FeatureGraphConfig | None = None,
+    *,
+    basis: FeatureBasis,
+    model_name: str = "",
+) -> Graph:
+    """The attribution graph of ``prompt`` towards ``target`` (default: top-1) in ``basis``."""
+    config = config or FeatureGraphConfig()
     tokens = tokenize(model, prompt)
-    clean = clean_run(model, tokens)
+    clean = clean_run(model, tokens, basis)
     targets = logit_targets(model, clean, target, config)
     features = select_features(model, clean, targets, config.max_feature_nodes, exclude_bos=config.exclude_bos)
-    n_layers, n_pos, d_mlp = clean.post.shape
+    n_layers, n_pos, width = clean.features.shape
     strings = token_strings(model, tokens[0])
 
     nodes: list[Node] = []
     for ly, p, i in features:
-        nodes.append(Node(f"{ly}_{i}_{p}", "feature", ly, p, i, f"L{ly} neuron {i}", float(clean.post[ly, p, i])))
+        nodes.append(Node(f"{ly}_{i}_{p}", "feature", ly, p, i, basis.label(ly, i), float(clean.features[ly, p, i])))
     for ly in range(n_layers):
         for p in range(n_pos):
-            nodes.append(Node(f"{ly}_-1_{p}", "error", ly, p, -1, f"L{ly} other neurons @{p}"))
+            nodes.append(Node(f"{ly}_-1_{p}", "error", ly, p, -1, f"L{ly} other {basis.name} @{p}"))
     for p, token_id in enumerate(tokens[0].tolist()):
         nodes.append(Node(f"E_{token_id}_{p}", "embedding", -1, p, token_id, f"{strings[p]!r} @{p}"))
     for t in targets:
@@ -143,12 +161,12 @@ def build_neuron_graph(
         )
     n_feat, n_err = len(features), n_layers * n_pos
     n = len(nodes)
-    dtype = clean.post.dtype
+    dtype = clean.features.dtype
     adjacency = torch.zeros(n, n, dtype=dtype)
     values = torch.zeros(n, dtype=dtype)
 
     feature_index = torch.tensor(features, dtype=torch.long).reshape(-1, 3)
-    selected_mask = torch.zeros(n_layers, n_pos, d_mlp, dtype=torch.bool)
+    selected_mask = torch.zeros(n_layers, n_pos, width, dtype=torch.bool)
     if n_feat:
         selected_mask[feature_index[:, 0], feature_index[:, 1], feature_index[:, 2]] = True
 
@@ -165,21 +183,22 @@ def build_neuron_graph(
             for b, (_, (kind, what)) in enumerate(batch):
                 if kind == "feature":
                     ly, p, i = what
-                    seeds.append(leaves.live_post[ly][b, p, i])
+                    seeds.append(leaves.live[ly][b, p, i])
                 else:
-                    seeds.append(_demeaned(logits[b, -1], what))
+                    seeds.append(demeaned_logit(logits[b, -1], what))
             seed = torch.stack(seeds)
             seed.sum().backward()
-        missing = torch.zeros(len(batch), n_pos, d_mlp, dtype=dtype)  # layers after a stop
+        missing = torch.zeros(len(batch), n_pos, width, dtype=dtype)  # layers after a stop
         grads = torch.stack(
-            [_grad(leaves.post[ly]) if ly in leaves.post else missing for ly in range(n_layers)], dim=1
-        )  # batch layer pos d_mlp
-        contrib = grads * clean.post.unsqueeze(0)
+            [_grad(leaves.features[ly]) if ly in leaves.features else missing for ly in range(n_layers)], dim=1
+        )  # batch layer pos feature
+        contrib = grads * clean.features.unsqueeze(0)
+        residual = _error_effects(leaves, len(batch), n_layers, n_pos, dtype)  # batch layer pos
         embed = (_grad(leaves.resid0) * clean.resid0.unsqueeze(0)).sum(-1)  # b pos
         for b, (row, _) in enumerate(batch):
             if n_feat:
                 adjacency[row, :n_feat] = contrib[b][selected_mask]
-            adjacency[row, n_feat : n_feat + n_err] = (contrib[b] * ~selected_mask).sum(-1).flatten()
+            adjacency[row, n_feat : n_feat + n_err] = ((contrib[b] * ~selected_mask).sum(-1) + residual[b]).flatten()
             adjacency[row, n_feat + n_err : n_feat + n_err + n_pos] = embed[b]
             values[row] = seed[b].detach()
     # select_features returns (layer, pos, index) in sorted order, the order selected_mask flattens.
@@ -189,17 +208,27 @@ def build_neuron_graph(
         prompt=prompt,
         prompt_tokens=strings,
         model_name=model_name,
-        level="neurons",
+        level=basis.name,
         nodes=nodes,
         adjacency=adjacency,
         bias=bias,
         metadata={
             "targets": [t.token for t in targets],
             "max_feature_nodes": config.max_feature_nodes,
-            "n_neurons_total": n_layers * n_pos * d_mlp,
+            "basis": basis.name,
+            "feature_type": basis.feature_type,
+            "n_features_total": n_layers * n_pos * width,
             "node_values": values.tolist(),
         },
     )
+
+
+def _error_effects(leaves: Leaves, batch: int, n_layers: int, n_pos: int, dtype: torch.dtype) -> torch.Tensor:
+    """Direct effect of the basis's error term at each (layer, position): gradient x value."""
+    out = torch.zeros(batch, n_layers, n_pos, dtype=dtype)
+    for layer, leaf in leaves.errors.items():
+        out[:, layer] = (_grad(leaf) * leaf.detach()).flatten(2).sum(-1).to(dtype)
+    return out
 
 
 def _grad(leaf: torch.Tensor) -> torch.Tensor:

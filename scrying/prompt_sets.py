@@ -1,15 +1,23 @@
-"""Prompt sets for ablation: tokens right-padded to one length, answers, and position masks.
+"""Prompt sets: the JSONL prompt files every batch command reads, and tokenized prompt sets.
 
+**Files** (``scrying trace --prompts``, ``scrying ablate --prompts``, the study runners): one JSON
+object per line with a non-empty string ``prompt``; optional answers ``correct`` and
+``incorrect`` (single tokens, usually with a leading space; needed by the logit-difference
+metric); other keys belong to the command that reads the file and are type-checked when it
+declares them (:func:`read_prompt_file`'s ``fields``). Blank lines are skipped. Every line is
+checked before any model is loaded, and every error names the file and the line
+(``prompts.jsonl line 3: ...``).
+
+**Sets** (:class:`PromptSet`): tokens right-padded to one length, answers, and position masks.
 Right padding is harmless for a causal model: a position never attends to later ones, so the
 pad tokens change nothing at the real positions, where every metric is read.
-JSONL prompt files (:mod:`scrying.prompt_files`) carry one object per line: ``prompt`` and, for
-``logit-diff``, ``correct`` and ``incorrect`` (single tokens, usually with a leading space).
-Errors name the file and line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,20 +25,78 @@ from typing import Any
 import torch
 from jaxtyping import Bool
 
-from scrying.axes import Int, Tensor
+from scrying.axes import Int, Model, Tensor
 from scrying.errors import InvalidInputError, PromptError
-from scrying.prompt_files import PromptLine, parse_prompt_line, read_prompt_lines
-from scrying.prompts import single_token, tokenize
+from scrying.prompts import check_text, single_token, tokenize
 
 
 @dataclass(frozen=True)
 class PromptRecord:
-    """One line of a prompt file."""
+    """One line of a prompt file: the prompt, its answers, the command's own fields, and where
+    it came from (``"prompts.jsonl line 3"``, for error messages)."""
 
     prompt: str
     correct: str | None = None
     incorrect: str | None = None
     where: str = ""
+    fields: Mapping[str, Any] = field(default_factory=dict)  # every key of the line
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+
+#: Types a command may declare for its own keys (``fields`` of :func:`read_prompt_file`).
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
+
+
+def read_prompt_file(
+    path: str | Path, *, need_answers: bool = False, fields: Mapping[str, type | tuple[type, ...]] | None = None
+) -> list[PromptRecord]:
+    """The records of a JSONL prompt file (at least one), every line checked before any model is
+    loaded: a non-empty string ``prompt``; ``correct``/``incorrect`` strings when present (on
+    every line with ``need_answers``); each key of ``fields`` of its declared type when present."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise InvalidInputError(f"cannot read prompt file {str(path)!r}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(f"prompt file {str(path)!r} is not UTF-8 text ({err.reason})") from err
+    records = [
+        parse_prompt_line(line, f"{path.name} line {number}", need_answers=need_answers, fields=fields)
+        for number, line in enumerate(lines, start=1)
+        if line.strip()
+    ]
+    if not records:
+        raise InvalidInputError(f"prompt file {str(path)!r} has no prompts (expected JSONL lines with 'prompt')")
+    return records
+
+
+def parse_prompt_line(
+    line: str, where: str, *, need_answers: bool = False, fields: Mapping[str, type | tuple[type, ...]] | None = None
+) -> PromptRecord:
+    """One line: a JSON object with a non-empty string ``prompt`` (see :func:`read_prompt_file`)."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InvalidInputError(f"{where}: not valid JSON ({err.msg})") from err
+    if not isinstance(obj, dict):
+        raise InvalidInputError(f"{where}: expected a JSON object with 'prompt', got {type(obj).__name__}")
+    if "prompt" not in obj:
+        raise InvalidInputError(f"{where}: missing 'prompt'")
+    check_text(obj["prompt"], what=f"{where}: 'prompt'")
+    for key in ("correct", "incorrect"):
+        if need_answers and key not in obj:
+            raise InvalidInputError(f"{where}: missing {key!r} (needed for the logit-diff metric)")
+    for key, kind in {"correct": str, "incorrect": str, **(fields or {})}.items():
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        value = obj.get(key)
+        # bool is an int in Python: an integer field must not accept true/false
+        wrong = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+        if key in obj and wrong:
+            expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            raise InvalidInputError(f"{where}: {key!r} must be {expected}, got {value!r}")
+    return PromptRecord(obj["prompt"], obj.get("correct"), obj.get("incorrect"), where, obj)
 
 
 @dataclass(frozen=True)
@@ -69,23 +135,7 @@ class PromptSet:
         )
 
 
-def read_prompt_file(path: str | Path, *, need_answers: bool = False) -> list[PromptRecord]:
-    """Parse a JSONL prompt file (:mod:`scrying.prompt_files`), checking every line before any
-    model is loaded; ``need_answers``: every line must carry ``correct`` and ``incorrect``."""
-    return [_record(line, need_answers) for line in read_prompt_lines(path)]
-
-
-def _record(line: PromptLine, need_answers: bool) -> PromptRecord:
-    obj, where = line.fields, line.where
-    for key in ("correct", "incorrect"):
-        if need_answers and key not in obj:
-            raise InvalidInputError(f"{where}: missing {key!r} (needed for the logit-diff metric)")
-        if key in obj and not isinstance(obj[key], str):
-            raise InvalidInputError(f"{where}: {key!r} must be a string, got {obj[key]!r}")
-    return PromptRecord(obj["prompt"], obj.get("correct"), obj.get("incorrect"), where)
-
-
-def prompt_set(model: Any, records: list[PromptRecord]) -> PromptSet:
+def prompt_set(model: Model, records: list[PromptRecord]) -> PromptSet:
     """Tokenize records (BOS prepended), right-padded; answers checked to be single tokens."""
     if not records:
         raise InvalidInputError("no prompts given")
@@ -111,7 +161,7 @@ def prompt_set(model: Any, records: list[PromptRecord]) -> PromptSet:
     )
 
 
-def pad_id(model: Any) -> int:
+def pad_id(model: Model) -> int:
     value = getattr(model.tokenizer, "pad_token_id", None)
     return int(value) if value is not None else 0
 
@@ -128,14 +178,14 @@ def ioi_records() -> list[PromptRecord]:
     """The packaged indirect-object-identification prompts (``scrying/data/ioi.jsonl``)."""
     text = resources.files("scrying.data").joinpath("ioi.jsonl").read_text(encoding="utf-8")
     return [
-        _record(parse_prompt_line(line, f"ioi.jsonl line {i}"), True)
+        parse_prompt_line(line, f"ioi.jsonl line {i}", need_answers=True)
         for i, line in enumerate(text.splitlines(), start=1)
         if line.strip()
     ]
 
 
 def repeated_tokens(
-    model: Any, n_prompts: int, half_len: int, *, seed: int = 0
+    model: Model, n_prompts: int, half_len: int, *, seed: int = 0
 ) -> PromptSet:
     """``BOS x_1..x_n x_1..x_n`` of random non-special tokens; metrics read on the repeated half."""
     if n_prompts < 1 or half_len < 2:

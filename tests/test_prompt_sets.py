@@ -3,7 +3,7 @@
 import pytest
 
 from scrying.errors import InvalidInputError, PromptError
-from scrying.prompt_files import read_prompt_lines
+from scrying.prompt_sets import read_prompt_file
 
 
 def _file(tmp_path, text: str | bytes):
@@ -16,7 +16,7 @@ def _file(tmp_path, text: str | bytes):
 
 
 def test_lines_keep_their_numbers_and_fields(tmp_path):
-    lines = read_prompt_lines(_file(tmp_path, '\n{"prompt": "a", "k": 1}\n   \n{"prompt": "b"}\n'))
+    lines = read_prompt_file(_file(tmp_path, '\n{"prompt": "a", "k": 1}\n   \n{"prompt": "b"}\n'))
     assert [(line.prompt, line.where) for line in lines] == [("a", "prompts.jsonl line 2"), ("b", "prompts.jsonl line 4")]
     assert lines[0].fields == {"prompt": "a", "k": 1}
 
@@ -35,10 +35,10 @@ def test_lines_keep_their_numbers_and_fields(tmp_path):
 )
 def test_bad_files(tmp_path, text, error, needle):
     with pytest.raises(error) as info:
-        read_prompt_lines(_file(tmp_path, text))
+        read_prompt_file(_file(tmp_path, text))
     assert needle in str(info.value)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(InvalidInputError, match="cannot read prompt file .*nope.jsonl"):
-        read_prompt_lines(tmp_path / "nope.jsonl")
+        read_prompt_file(tmp_path / "nope.jsonl")

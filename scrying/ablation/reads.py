@@ -1,4 +1,7 @@
-"""Per-prompt metrics read from logits at selected positions.
+"""Where a head sweep reads its metric, and the per-prompt value read there.
+
+The formulas are :mod:`scrying.metrics`'s (:func:`~scrying.metrics.metric_values`); this
+module decides the positions and targets, and computes logits only where they are read.
 
 A :class:`ReadPlan` says, for every prompt, which positions are read and which token each
 predicts. ``logit-diff`` and (with answers) ``logprob``/``kl`` read the last real position;
@@ -15,15 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from jaxtyping import Bool
 
-from scrying.ablation.data import PromptSet
-from scrying.ablation.forward import logit_columns, logits_at
-from scrying.axes import Float, Int, Tensor
+from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import InvalidInputError
+from scrying.metrics import logit_difference, metric_values
+from scrying.models.adapter import logit_columns, logits_at
+from scrying.prompt_sets import PromptSet
 
 
 @dataclass(frozen=True)
@@ -95,28 +98,8 @@ def check_reach(plan: ReadPlan, ablate: Bool[Tensor, "batch pos"]) -> None:
         )
 
 
-def entry_values(
-    metric: str,
-    logits: Float[Tensor, "read d_vocab"],
-    target: Int[Tensor, " read"],
-    incorrect: Int[Tensor, " read"] | None,
-    clean_logprobs: Float[Tensor, "read d_vocab"] | None,
-) -> Float[Tensor, " read"]:
-    """The metric at each read position."""
-    target = target.to(logits.device)
-    incorrect = None if incorrect is None else incorrect.to(logits.device)
-    if metric == "logit-diff":
-        return logits.gather(-1, target[:, None])[:, 0] - logits.gather(-1, incorrect[:, None])[:, 0]
-    logprobs = logits.float().log_softmax(-1)
-    if metric == "kl":  # KL(clean || ablated); xlogy-style: terms with clean probability 0 are 0
-        p = clean_logprobs.exp()
-        return torch.where(p > 0, p * (clean_logprobs - logprobs), 0.0).sum(-1)
-    chosen = logprobs.gather(-1, target[:, None])[:, 0]
-    return -chosen if metric == "loss" else chosen
-
-
 def per_prompt(
-    model: Any,
+    model: Model,
     plan: ReadPlan,
     prompt_of_row: Int[Tensor, " row"],
     acts: Float[Tensor, "row pos d"],
@@ -147,13 +130,14 @@ def per_prompt(
             logit_columns(model, acts[rows[s], pos[s]], columns[s]).float()
             for s in (slice(i, i + chunk) for i in range(0, len(rows), chunk))
         ]
-        return _mean_per_row(torch.cat([p[:, 0] - p[:, 1] for p in parts]), rows, prompt_of_row.shape[0])
+        diffs = [logit_difference(p, *torch.arange(2, device=p.device).repeat(len(p), 1).T) for p in parts]
+        return _mean_per_row(torch.cat(diffs), rows, prompt_of_row.shape[0])
     parts = []
     for start in range(0, len(rows), chunk):
         s = slice(start, start + chunk)
         clean = None if clean_logprobs is None else clean_logprobs[base[s]]
         inc = None if incorrect is None else incorrect[s]
-        parts.append(entry_values(plan.metric, read(s).float(), target[s], inc, clean))
+        parts.append(metric_values(plan.metric, read(s).float(), target[s], inc, clean))
     return _mean_per_row(torch.cat(parts), rows, prompt_of_row.shape[0])
 
 
@@ -165,7 +149,7 @@ def _mean_per_row(values: Float[Tensor, " read"], rows: Int[Tensor, " read"], n_
 
 
 def clean_logprobs_at(
-    model: Any, plan: ReadPlan, resid: Float[Tensor, "batch pos d_model"], *, chunk: int = 256
+    model: Model, plan: ReadPlan, resid: Float[Tensor, "batch pos d_model"], *, chunk: int = 256
 ) -> Float[Tensor, "entry d_vocab"]:
     """Clean next-token log-probabilities at every read position (for the KL metric)."""
     return torch.cat([lg.float().log_softmax(-1) for lg in logits_at(model, resid[plan.mask], chunk=chunk)])

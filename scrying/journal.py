@@ -1,0 +1,129 @@
+"""A resumable JSONL journal: batch jobs write each finished item at once and resume after a kill.
+
+Format: line 1 is ``{"settings": {...}}``, everything that must match for two runs' results to
+belong together (the model's identity, a digest of the input file, the operation's settings);
+every later line is one finished item's record, appended and flushed as soon as it is done.
+
+Phases of opening a journal (:class:`Journal`):
+
+1. **New** (no file, or an empty one left by a run killed before its header): write the header.
+2. **Existing**: read the header; other settings are refused with an error naming the keys that
+   differ (results are never mixed); read the records, each checked by the caller's ``check``
+   and keyed by its ``key``. A torn last line (the process was killed while writing it) is
+   dropped and its item redone; a bad line elsewhere is an error naming the file and line.
+
+Used by ``scrying ablate --out`` (one record per head), ``scrying trace --prompts`` (one per
+prompt) and the study runners.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any
+
+from scrying.axes import Model
+from scrying.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+
+def model_fingerprint(model: Model) -> str:
+    """A digest of the model's parameter shapes and a strided sample of every parameter's values,
+    so that a model retrained or replaced at the same path is told apart (0.1 s for Gemma 3 270M)."""
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        flat = param.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 256)][:256].double().cpu()
+        digest.update(f"{name}{tuple(param.shape)}".encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_identity(spec: str, model: Model | None) -> dict[str, Any]:
+    """The model part of a journal's settings: the spec it was loaded from and a weights
+    fingerprint (None when no model is given)."""
+    return {"model": spec, "model_fingerprint": model_fingerprint(model) if model is not None else None}
+
+
+def file_digest(path: Path | str) -> str:
+    """SHA-256 of a file's bytes (the input file part of a journal's settings)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class Journal:
+    """Append-only records at ``path`` for one set of ``settings`` (see the module docstring).
+
+    ``key(record)``: the item a record finishes (a later record of the same item replaces it);
+    ``check(record)``: raise ``ValueError``/``KeyError``/``TypeError`` for a malformed record.
+    ``done`` maps each finished item to its record.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        settings: dict[str, Any],
+        *,
+        key: Callable[[Record], Hashable],
+        check: Callable[[Record], None] | None = None,
+        what: str = "journal",
+    ):
+        self.path = Path(path)
+        self.settings = settings
+        self._key = key
+        self._check = check
+        self._what = what
+        self.done: dict[Hashable, Record] = {}
+        if self.path.exists() and self.path.read_text(encoding="utf-8").strip():
+            self._read()
+        else:  # new, or created by a run killed before it wrote the header
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write_lines([{"settings": settings}], mode="w")
+
+    def _read(self) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        try:
+            header = json.loads(lines[0])["settings"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise InvalidInputError(f"{self.path}: line 1 is not a {self._what} header (expected {{\"settings\": ...}})") from err
+        if header != self.settings:
+            keys = set(header or {}) | set(self.settings)
+            changed = sorted(k for k in keys if (header or {}).get(k) != self.settings.get(k))
+            raise InvalidInputError(
+                f"{self.path} holds a {self._what} with other settings ({', '.join(changed)} differ); "
+                "delete it or write elsewhere"
+            )
+        kept = [lines[0]]
+        for number, line in enumerate(lines[1:], start=2):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise TypeError(f"expected a JSON object, got {type(record).__name__}")
+                if self._check is not None:
+                    self._check(record)
+                item = self._key(record)
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                if number == len(lines):  # torn by an interrupted write: redo that item
+                    logger.warning("%s: dropping an incomplete last line", self.path)
+                    break
+                raise InvalidInputError(f"{self.path} line {number}: not a {self._what} record ({err})") from err
+            self.done[item] = record
+            kept.append(line)
+        if len(kept) != len(lines):
+            self._write_lines([json.loads(line) for line in kept], mode="w")
+
+    def _write_lines(self, rows: list[Record], *, mode: str) -> None:
+        with self.path.open(mode, encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, allow_nan=True) + "\n")
+            handle.flush()
+
+    def append(self, record: Record) -> None:
+        """Write one finished item's record (flushed before returning)."""
+        self._write_lines([record], mode="a")
+        self.done[self._key(record)] = record

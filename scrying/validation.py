@@ -1,0 +1,106 @@
+"""One report for every instrument that checks itself: predicted against measured effects.
+
+An instrument predicts the effect of interventions (a graph's edges, an attribution score, a
+gradient) and measures the same interventions by running the model. :func:`compare` turns the
+paired values into a :class:`ValidationReport`: the table, Spearman and Pearson correlations
+with percentile-bootstrap intervals over the rows (:mod:`scrying.stats`), and the
+least-squares slope of measured on predicted (1 when the prediction has the right scale).
+
+Used by neuron-graph validation (:mod:`scrying.attribution.validation`), component graphs
+(EAP-IG scores against exact patching, :mod:`scrying.attribution.components`) and head
+ablation (gradient importance against the sweep, :mod:`scrying.ablation.gradient`). A report
+says in words what was predicted and what was measured (``method``), so a page or a table can
+print it verbatim instead of a sentence that may not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scrying.errors import InvalidInputError
+from scrying.stats import BootstrapConfig, Estimate, pearson, spearman
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Predicted vs measured, one row per intervention.
+
+    ``target``: what the effects are effects on (e.g. a metric). ``method``: one sentence on
+    what ``predicted`` and ``measured`` are. ``table``: columns ``predicted``, ``measured`` and
+    the instrument's own (node, edge, head ...). ``settings``: intervention parameters (e.g.
+    ``{"scale": 0.0}``).
+    """
+
+    target: str
+    method: str
+    table: pd.DataFrame
+    spearman: Estimate
+    pearson: Estimate
+    slope: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.table)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``target``, ``method``, ``spearman`` (value), ``spearman_ci``, ``pearson``,
+        ``pearson_ci``, ``slope``, ``confidence``, the settings, and ``rows``."""
+        return {
+            "target": self.target,
+            "method": self.method,
+            "spearman": _finite(self.spearman.value),
+            "spearman_ci": [_finite(self.spearman.ci_low), _finite(self.spearman.ci_high)],
+            "pearson": _finite(self.pearson.value),
+            "pearson_ci": [_finite(self.pearson.ci_low), _finite(self.pearson.ci_high)],
+            "slope": _finite(self.slope),
+            "confidence": self.spearman.confidence,
+            **self.settings,
+            "rows": self.table.to_dict(orient="records"),
+        }
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undefined figure (e.g. a correlation of constant values) is null."""
+    return float(value) if np.isfinite(value) else None
+
+
+def slope(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Least-squares slope of ``measured`` on ``predicted`` (with an intercept); NaN if
+    ``predicted`` is constant."""
+    x = predicted - predicted.mean()
+    denominator = float((x * x).sum())
+    return float((x * (measured - measured.mean())).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def compare(
+    table: pd.DataFrame,
+    *,
+    target: str,
+    method: str,
+    predicted: str = "predicted",
+    measured: str = "measured",
+    settings: dict[str, Any] | None = None,
+    bootstrap: BootstrapConfig | None = None,
+) -> ValidationReport:
+    """The report of ``table``'s ``predicted`` and ``measured`` columns (renamed to those names)."""
+    for column in (predicted, measured):
+        if column not in table.columns:
+            raise InvalidInputError(f"validation table has no column {column!r}; columns: {list(table.columns)}")
+    table = table.rename(columns={predicted: "predicted", measured: "measured"}).reset_index(drop=True)
+    x = table["predicted"].to_numpy(dtype=float)
+    y = table["measured"].to_numpy(dtype=float)
+    config = bootstrap or BootstrapConfig()
+    return ValidationReport(
+        target=target,
+        method=method,
+        table=table,
+        spearman=spearman(x, y, config),
+        pearson=pearson(x, y, config),
+        slope=slope(x, y) if len(x) > 1 else float("nan"),
+        settings=dict(settings or {}),
+    )
