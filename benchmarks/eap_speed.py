@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from scrying.circuits.circuit import edge_index, find_circuit, prompt_pair
+from scrying.circuits.circuit import find_circuit, prompt_pair
 from scrying.circuits.config import EAPConfig, PatchConfig
+from scrying.circuits.nodes import ComponentNodes
 from scrying.circuits.patching import edge_effects
 from scrying.models import load_model
 
@@ -51,7 +52,7 @@ def main() -> None:
     rest = np.arange(args.top, n_edges)
     pick = np.concatenate([np.arange(args.top), rng.choice(rest, size=min(args.random, len(rest)), replace=False)])
     sample = circuit.edges.iloc[pick]
-    pairs = [tuple(map(int, p)) for p in edge_index(model, sample)]
+    pairs = ComponentNodes.of(model).edge_index(sample["source"], sample["target"])
     start = time.perf_counter()
     effects = edge_effects(model, clean, circuit.pair, metric, pairs, PatchConfig(chunk=args.chunk))
     t_exact = time.perf_counter() - start

@@ -41,16 +41,33 @@ def test_batch_mode_resumes(toy_dir, tmp_path):
     assert {p.name for p in out.iterdir()} >= {"a.html", "a.json", "b.html", "b.json", "index.jsonl"}
     assert Graph.read_json(out / "b.json").metadata["split_qkv"] is True  # per-line option
     index = out / "index.jsonl"
-    first = index.read_text().splitlines()
+    header, *first = index.read_text().splitlines()
+    settings = json.loads(header)["settings"]
+    assert settings["max_features"] == 20 and settings["model_fingerprint"] and settings["prompts_sha256"]
     assert [json.loads(line)["id"] for line in first] == ["a", "b"]
     (out / "b.json").unlink()
-    index.write_text(first[0] + "\n")  # as if interrupted after the first prompt
+    index.write_text(header + "\n" + first[0] + "\n")  # as if interrupted after the first prompt
     assert main(args) == 0
-    assert [json.loads(line)["id"] for line in index.read_text().splitlines()] == ["a", "b"]
+    assert [json.loads(line)["id"] for line in index.read_text().splitlines()[1:]] == ["a", "b"]
     assert (out / "b.json").exists()
     before = (out / "a.json").stat().st_mtime_ns
     assert main(args) == 0  # nothing left to do
     assert (out / "a.json").stat().st_mtime_ns == before
+
+
+def test_batch_rerun_with_other_settings_is_refused(toy_dir, tmp_path, capsys):
+    """Graphs of other settings never mix in one index: the rerun names what differs."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": "t1 t5 t2 t7 t1 t5"}) + "\n")
+    out = tmp_path / "out"
+    args = ["trace", "--prompts", str(prompts), "--out-dir", str(out), "--model", str(toy_dir), "--validate-top", "3"]
+    assert main([*args, "--max-features", "20"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--max-features", "10"]) == 2
+    assert "index.jsonl holds a trace batch with other settings (max_features differ)" in capsys.readouterr().err
+    prompts.write_text(json.dumps({"id": "b", "prompt": "t1 t5 t2 t7 t1 t5"}) + "\n")
+    assert main([*args, "--max-features", "20"]) == 2
+    assert "(prompts_sha256 differ)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -85,7 +102,7 @@ def test_bad_line_in_batch_is_named_and_earlier_results_kept(toy_dir, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]  # after the progress bar
     assert last.startswith("scrying: error: p.jsonl line 2: target token 't1 t2' is 2 tokens")
-    assert [json.loads(line)["id"] for line in (out / "index.jsonl").read_text().splitlines()] == ["ok"]
+    assert [json.loads(line)["id"] for line in (out / "index.jsonl").read_text().splitlines()[1:]] == ["ok"]
 
 
 def test_non_string_options_in_prompts_file_name_the_line(tmp_path):
