@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROMPT ?= When Mary and John went to the store, John gave a drink to
 
-.PHONY: setup browser demo test test-slow lint gallery
+.PHONY: setup browser demo test test-slow lint gallery results
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,3 +33,7 @@ gallery: setup
 
 lint: setup
 	$(VENV)/bin/ruff check scrying tests benchmarks
+
+# Regenerate the committed head-ablation tables (results/ablation/*.csv) on Gemma 3 270M.
+results: setup
+	$(PY) results/ablation/regenerate.py

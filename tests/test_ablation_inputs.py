@@ -17,9 +17,9 @@ from scrying.ablation import (
     read_prompt_file,
     repeated_tokens,
 )
-from scrying.stats import interval
 from scrying.cli.main import main
 from scrying.errors import ConfigError, InvalidInputError, PromptError, SiteError
+from scrying.stats import interval
 
 
 def _write(tmp_path, lines):

@@ -29,11 +29,11 @@ from scrying.circuits.circuit import find_circuit, measure_edges
 from scrying.circuits.config import EAPConfig, FaithfulnessConfig
 from scrying.circuits.eap import RunPair, eap_scores, run_pair
 from scrying.circuits.faithfulness import faithfulness_curve
-from scrying.metrics import LogitDiff
 from scrying.circuits.nodes import ComponentNodes
 from scrying.circuits.patching import edge_effects, patch_edges
 from scrying.circuits.paths import strongest_path
 from scrying.errors import ConfigError, PromptError
+from scrying.metrics import LogitDiff
 from scrying.models import load_model
 from scrying.toys import ToyModelConfig, TrainConfig, train_toy
 from scrying.toys.tasks import BOS_ID

@@ -18,9 +18,9 @@ import torch
 from scrying.circuits.circuit import find_circuit, measure_edges
 from scrying.circuits.config import EAPConfig
 from scrying.circuits.eap import RunPair, eap_scores, run_pair
-from scrying.metrics import LogitDiff
 from scrying.circuits.nodes import ComponentNodes
 from scrying.circuits.patching import edge_effects, patch_edges
+from scrying.metrics import LogitDiff
 from scrying.toys.tasks import BOS_ID
 from scrying.toys.vocab import SPECIALS
 from tests.tiny_models import ARCHS, tiny

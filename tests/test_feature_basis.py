@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 import torch
 
-from scrying.attribution import FeatureBasis, FeatureGraphConfig, NeuronBasis, build_feature_graph, build_neuron_graph
+from scrying.attribution import (
+    FeatureBasis,
+    FeatureGraphConfig,
+    NeuronBasis,
+    build_feature_graph,
+    build_neuron_graph,
+)
 from scrying.attribution.basis import OnError, OnFeatures
 from scrying.attribution.replacement import Intervention, clean_run, intervention_pass
 from scrying.axes import Model, Tensor
