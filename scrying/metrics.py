@@ -2,15 +2,12 @@
 
 Formulas, on rows of logits ``[read, d_vocab]`` (one row per position read):
 
-================== ========================================================== ==============
-name               value at a read position                                   ``METRICS``
-================== ========================================================== ==============
-``logit-diff``     ``logit[correct] - logit[incorrect]``                      yes
-``logprob``        ``log softmax(logits)[target]``                            yes
-``loss``           ``-log softmax(logits)[target]`` (next-token cross-entropy) yes
-``kl``             ``KL(clean || run) = sum_t p_clean(t) (log p_clean(t) - log p_run(t))`` yes
-``demeaned-logit`` ``logit[target] - mean(logits)`` (circuit-tracer's logit target)
-================== ========================================================== ==============
+* ``logit-diff``: ``logit[correct] - logit[incorrect]``;
+* ``logprob``: ``log softmax(logits)[target]``;
+* ``loss``: ``-log softmax(logits)[target]`` (next-token cross-entropy);
+* ``kl``: ``KL(clean || run) = sum_t p_clean(t) (log p_clean(t) - log p_run(t))``;
+* ``demeaned-logit``: ``logit[target] - mean(logits)`` (circuit-tracer's logit target; not in
+  :data:`METRICS`, which lists what a head sweep can read).
 
 :func:`metric_values` computes any of the first four from rows; it is the single place where
 those formulas live. Two ways to use them:

@@ -94,9 +94,14 @@ class PairedTest:
     p_value: float
 
 
+def _as_array(values: object) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().double().cpu().numpy().ravel()
+    return np.asarray(values, dtype=float).ravel()
+
+
 def _paired_arrays(a: object, b: object, *, what: str) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(torch.as_tensor(a).double().cpu() if isinstance(a, torch.Tensor) else a, dtype=float).ravel()
-    y = np.asarray(torch.as_tensor(b).double().cpu() if isinstance(b, torch.Tensor) else b, dtype=float).ravel()
+    x, y = _as_array(a), _as_array(b)
     if x.shape != y.shape:
         raise InvalidInputError(f"{what} needs paired values of one length, got {x.size} and {y.size}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
