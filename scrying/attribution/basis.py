@@ -13,7 +13,9 @@ The graph builder (:mod:`scrying.attribution.feature_graph`) and the local repla
   intervention). A basis whose features do not reconstruct its layer exactly also hands its
   residual to ``on_error(layer, error)`` (a transcoder's reconstruction error), which the builder
   adds to that layer's error nodes;
-* how a feature is named (:meth:`~FeatureBasis.label`) and typed in the JSON (``feature_type``).
+* how a feature is named (:meth:`~FeatureBasis.label`) and typed in the JSON (``feature_type``);
+* its state with its own freezing lifted (:meth:`~FeatureBasis.live_state`), so validation can
+  unfreeze the basis alone and see what the frozen nonlinearity costs.
 
 :class:`NeuronBasis` is the exact basis: the features are the MLP's neurons (``mlp.hook_post``),
 which reconstruct the MLP output exactly (no error term). A transcoder basis plugs in here.
@@ -55,6 +57,8 @@ class FeatureBasis(Protocol):
     ) -> list[tuple[Site, HookFn]]: ...
 
     def label(self, layer: int, index: int) -> str: ...
+
+    def live_state(self, state: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def is_gated(model: Model) -> bool:
@@ -109,6 +113,11 @@ class NeuronBasis:
 
     def label(self, layer: int, index: int) -> str:
         return f"L{layer} neuron {index}"
+
+    def live_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The state with the basis's own freezing lifted: no clean slope, so a non-gated neuron
+        is its real ``act(pre)`` again (gated MLPs: the caller stops replacing the gate)."""
+        return {k: v for k, v in state.items() if k != "slope"}
 
 
 def _capture(layer: int, store: dict[int, Tensor]) -> HookFn:

@@ -28,13 +28,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from jaxtyping import Bool
 
 from scrying.attribution.basis import FeatureBasis, NeuronBasis
 from scrying.axes import Float, Int, Model, Tensor
-from scrying.sites import Component, HookFn, Site, has_site, hooks, recorded
+from scrying.errors import ConfigError
+from scrying.sites import Component, HookFn, Site, check_site, has_site, hooks, recorded
 
 _SCALES = (
     Component.LN1_SCALE,
@@ -46,14 +48,43 @@ _SCALES = (
 )
 
 
+#: What :func:`intervention_pass` can unfreeze, one kind at a time (validation locates the gap
+#: between the frozen and the real model with it): attention patterns, normalization scales, the
+#: basis's own frozen nonlinearity (MLP gates / slopes), and the features the graph did not
+#: select (its error nodes), which are otherwise clamped to their clean values.
+Unfreeze = Literal["patterns", "norms", "basis", "errors"]
+
+
 def frozen_sites(model: Model, basis: FeatureBasis) -> list[Site]:
     """Every site whose clean value the replacement model freezes: norm scales, attention
-    patterns, and what the basis freezes."""
+    patterns, and what the basis freezes.
+
+    The norm hooks must exist where the architecture has the norm (a pre-norm before attention
+    and MLP in every block, a final norm): a missing one would leave that norm live and the
+    graph silently inexact, so it raises :class:`~scrying.errors.SiteError`. A final logit
+    softcap (``cfg.output_logits_soft_cap``, Gemma 2) cannot be frozen by a hook and is refused.
+    """
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
+    if cap > 0:
+        raise ConfigError(
+            f"the model applies a final logit softcap ({cap:g}), which the local replacement model "
+            "cannot freeze; attribution graphs would not be exact"
+        )
     sites = [Site(Component.FINAL_SCALE)]
+    required = (Component.LN1_SCALE, Component.LN2_SCALE)
     for layer in range(model.cfg.n_layers):
+        for component in required:
+            check_site(model, Site(component, layer))
         sites += [Site(c, layer) for c in _SCALES if has_site(model, Site(c, layer))]
         sites.append(Site(Component.PATTERN, layer))
+    check_site(model, Site(Component.FINAL_SCALE))
     return sites + basis.frozen_sites(model)
+
+
+def _kind(site: Site, basis_sites: set[Site]) -> Unfreeze:
+    if site in basis_sites:
+        return "basis"
+    return "patterns" if site.component == Component.PATTERN else "norms"
 
 
 @dataclass
@@ -99,18 +130,27 @@ class Leaves:
     resid0: Tensor | None = None  # [batch pos d_model] leaf
 
 
-def _freeze_hooks(clean: CleanRun, batch: int) -> list[tuple[Site, HookFn]]:
+def _freeze_hooks(
+    model: Model, clean: CleanRun, batch: int, unfrozen: frozenset[str] = frozenset()
+) -> list[tuple[Site, HookFn]]:
     def replace(value: Tensor) -> HookFn:
         def fn(act: Tensor, hook: Any) -> Tensor:
             return value.expand(batch, *value.shape[1:]).to(act.dtype)
 
         return fn
 
-    return [(site, replace(value)) for site, value in clean.frozen.items()]
+    basis_sites = set(clean.basis.frozen_sites(model))
+    return [
+        (site, replace(value))
+        for site, value in clean.frozen.items()
+        if _kind(site, basis_sites) not in unfrozen
+    ]
 
 
 @contextmanager
-def attribution_pass(model: Model, clean: CleanRun, batch: int, *, cut: bool = True) -> Iterator[Leaves]:
+def attribution_pass(
+    model: Model, clean: CleanRun, batch: int, *, cut: bool = True, frozen: bool = True
+) -> Iterator[Leaves]:
     """Hooks for a batched forward of ``clean.tokens`` repeated ``batch`` times.
 
     Inside the block, run ``model(tokens.expand(batch, -1))``; feature activations (``live``,
@@ -119,7 +159,8 @@ def attribution_pass(model: Model, clean: CleanRun, batch: int, *, cut: bool = T
     basis's error terms (constants of the replacement model) flow on as leaves (``errors``).
 
     With ``cut=False`` the onward copies stay attached (``act + zero leaf``), so leaf gradients
-    are *total* effects through later features too.
+    are *total* effects through later features too. With ``frozen=False`` nothing is frozen:
+    the real model's gradients (for an activation x gradient baseline).
     """
     leaves = Leaves()
 
@@ -143,7 +184,11 @@ def attribution_pass(model: Model, clean: CleanRun, batch: int, *, cut: bool = T
         leaves.resid0 = leaf
         return leaf
 
-    fwd = _freeze_hooks(clean, batch) + clean.basis.feature_hooks(model, clean.state, on_features, on_error)
+    if frozen:
+        fwd = _freeze_hooks(model, clean, batch)
+        fwd += clean.basis.feature_hooks(model, clean.state, on_features, on_error)
+    else:
+        fwd = clean.basis.feature_hooks(model, clean.basis.live_state(clean.state), on_features, on_error)
     fwd.append((Site(Component.RESID_PRE, 0), on_resid0))
     with hooks(model, fwd):
         yield leaves
@@ -165,23 +210,29 @@ def intervention_pass(
     interventions: list[Intervention],
     *,
     free_layer: int | None = None,
+    live: Bool[Tensor, "layer pos feature"] | None = None,
+    unfrozen: frozenset[Unfreeze] = frozenset(),
 ) -> tuple[Float[Tensor, "batch pos d_vocab"], Float[Tensor, "batch layer pos feature"]]:
     """Run the frozen model once per intervention (batched), every feature clamped to its clean
     activation except the ones an intervention sets.
 
-    Features of ``free_layer`` are computed live (linear in their input) instead of clamped, so
-    a target feature there shows the effect. Returns logits and every layer's live (pre-clamp)
-    feature activations, per intervention.
+    Features of ``free_layer``, and those ``live`` marks, are computed (linear in their input)
+    instead of clamped, so a target feature there shows the effect. ``unfrozen`` lifts kinds of
+    freezing (:data:`Unfreeze`; ``"errors"``: every feature live); with all four the pass is the
+    real model with the interventions. Returns logits and every layer's live (pre-clamp) feature
+    activations, per intervention.
     """
     batch = len(interventions)
-    live: dict[int, Tensor] = {}
+    computed: dict[int, Tensor] = {}
 
     def on_features(layer: int, act: Tensor) -> Tensor:
-        live[layer] = act.clone()
-        if layer == free_layer:
+        computed[layer] = act.clone()
+        if layer == free_layer or "errors" in unfrozen:
             value = act.clone()
         else:
             value = clean.features[layer].unsqueeze(0).expand(batch, -1, -1).clone().to(act.dtype)
+            if live is not None:
+                value = torch.where(live[layer].to(act.device), act, value)
         for row, intervention in enumerate(interventions):
             for (ly, pos, idx), v in intervention.features.items():
                 if ly == layer:
@@ -195,8 +246,10 @@ def intervention_pass(
                 act[row, pos] = vector
         return act
 
+    state = clean.basis.live_state(clean.state) if "basis" in unfrozen else clean.state
     fwd = [(Site(Component.RESID_PRE, 0), on_resid0)]
-    fwd += _freeze_hooks(clean, batch) + clean.basis.feature_hooks(model, clean.state, on_features, lambda _, e: e)
+    fwd += _freeze_hooks(model, clean, batch, frozenset(unfrozen))
+    fwd += clean.basis.feature_hooks(model, state, on_features, lambda _, e: e)
     with hooks(model, fwd):
         logits = model(clean.tokens.expand(batch, -1))
-    return logits, torch.stack([live[layer] for layer in range(model.cfg.n_layers)], dim=1)
+    return logits, torch.stack([computed[layer] for layer in range(model.cfg.n_layers)], dim=1)

@@ -18,10 +18,9 @@ from scrying.attribution.export import write_html
 from scrying.attribution.feature_graph import build_neuron_graph
 from scrying.attribution.graph import Graph
 from scrying.attribution.influence import graph_scores, prune, pruned_graph
-from scrying.attribution.validation import validate_neuron_graph
+from scrying.attribution.validation import GraphValidation, validate_feature_graph
 from scrying.axes import Model
 from scrying.prompts import check_text
-from scrying.validation import ValidationReport
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ __all__ = ["TraceConfig", "TraceResult", "trace", "write_trace"]
 class TraceResult:
     graph: Graph  # full graph
     pruned: Graph
-    validation: ValidationReport
+    validation: GraphValidation
     scores: dict[str, float]
     seconds: float
 
@@ -46,14 +45,15 @@ def trace(model: Model, prompt: str, config: TraceConfig | None = None, *, model
         graph = build_neuron_graph(model, prompt, config.target, config.features, model_name=model_name)
         replacement, completeness = graph_scores(graph)
         scores = {"replacement_score": replacement, "completeness_score": completeness}
-        validation = validate_neuron_graph(model, graph, config.validation)
+        small = pruned_graph(graph, prune(graph, config.prune))
+        validation = validate_feature_graph(model, graph, small, config.validation)
     else:
         from scrying.attribution.components import build_component_graph
 
-        graph, validation = build_component_graph(model, prompt, config, model_name=model_name)
+        graph, report = build_component_graph(model, prompt, config, model_name=model_name)
+        validation = GraphValidation({"EAP-IG vs exact patching": report}, headline="EAP-IG vs exact patching")
         scores = {}
-    result = prune(graph, config.prune)
-    small = pruned_graph(graph, result)
+        small = pruned_graph(graph, prune(graph, config.prune))
     small.metadata.update({"scores": scores, "validation": validation.to_dict(), "node_threshold": config.prune.node_threshold})
     seconds = time.perf_counter() - start
     logger.info("traced %r at level %s in %.1f s", prompt, config.level, seconds)

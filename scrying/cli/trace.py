@@ -97,13 +97,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
     json_path = args.json or html_path.with_suffix(".json")
     for path in write_trace(result, html_path=html_path, json_path=json_path):
         sys.stdout.write(f"wrote {path}\n")
-    validation = result.validation
-    rho = validation.spearman
-    sys.stdout.write(
-        f"{len(result.pruned.nodes)} nodes after pruning (of {len(result.graph.nodes)}); "
-        f"validation Spearman (predicted vs measured, top {validation.n}): {rho.value:.3f} "
-        f"[{rho.ci_low:.3f}, {rho.ci_high:.3f}]\n"
-    )
+    sys.stdout.write(f"{len(result.pruned.nodes)} nodes after pruning (of {len(result.graph.nodes)})\n")
+    summary = result.validation.summary()
+    for row in summary.itertuples(index=False):
+        sys.stdout.write(
+            f"validation {row.comparison} (n={row.n}): Spearman {row.spearman:.3f} "
+            f"[{row.spearman_low:.3f}, {row.spearman_high:.3f}], Pearson {row.pearson:.3f}, slope {row.slope:.3f}\n"
+        )
     for key, value in result.scores.items():
         sys.stdout.write(f"{key.replace('_', ' ')}: {value:.3f}\n")
     return 0
@@ -138,7 +138,7 @@ def _batch(args: argparse.Namespace) -> int:
             shared_plotlyjs=args.shared_plotlyjs,
         )
         index.append(  # one line per finished prompt: resumable
-            {"id": _id(record, number), "prompt": record.prompt, "spearman": result.validation.spearman.value,
+            {"id": _id(record, number), "prompt": record.prompt, "validation": result.validation.headline, "spearman": result.validation.main.spearman.value,
              **result.scores, "seconds": result.seconds}
         )
     sys.stdout.write(f"{len(records)} graphs in {out_dir} ({len(todo)} new)\n")
@@ -165,5 +165,5 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--node-threshold", type=float, default=0.8)
     p.add_argument("--edge-threshold", type=float, default=0.98)
     p.add_argument("--top-n", type=int, default=None, help="keep at most this many feature nodes")
-    p.add_argument("--validate-top", type=int, default=12, help="nodes checked by intervention")
+    p.add_argument("--validate-top", type=int, default=50, help="nodes (neurons) or edges (components) checked by intervention")
     p.set_defaults(func=cmd_trace)
