@@ -34,6 +34,7 @@ CONFIG = FeatureGraphConfig(max_feature_nodes=10_000, max_logits=2, batch_size=7
 class HalfNeurons(NeuronBasis):
     name = "half-neurons"
     feature_type = "first half of the mlp neurons"
+    exact = False
 
     def n_features(self, model: Model) -> int:
         return int(model.cfg.d_mlp) // 2

@@ -10,6 +10,7 @@ from scrying.attribution.graph import Graph, Node
 from scrying.attribution.influence import (
     PruneConfig,
     graph_scores,
+    labelled_scores,
     node_influence,
     normalize_rows,
     prune,
@@ -77,3 +78,16 @@ def test_node_pruning_keeps_the_influence_fraction():
     assert [n for n, k in zip(NAMES, kept.tolist(), strict=True) if k] == ["E0", "E1", "F1", "F2", "L"]
     kept = prune(graph(), PruneConfig(node_threshold=0.5, edge_threshold=1.0)).node_mask
     assert [n for n, k in zip(NAMES, kept.tolist(), strict=True) if k] == ["E0", "E1", "F2", "L"]
+
+
+def test_both_score_definitions_are_labelled():
+    """Unselected features as error (the hand-computed 13/16, 16/17) or excluded, as circuit-tracer
+    does: an exact basis then has no error at all; a mixed one cannot be split (None)."""
+    exact = graph()
+    exact.metadata["exact_basis"] = True
+    scores = labelled_scores(exact)
+    assert scores["replacement_score_unselected_as_error"] == pytest.approx(13 / 16)
+    assert scores["completeness_score_unselected_as_error"] == pytest.approx(16 / 17)
+    assert scores["replacement_score_unselected_excluded"] == pytest.approx(1.0)
+    assert scores["completeness_score_unselected_excluded"] == pytest.approx(1.0)
+    assert labelled_scores(graph())["replacement_score_unselected_excluded"] is None

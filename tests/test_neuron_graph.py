@@ -55,17 +55,52 @@ def test_every_edge_equals_its_intervention(tiny_graph):
     assert (graph.adjacency != 0).sum() > 100  # the check is not vacuous
 
 
-def test_conservation_incoming_edges_plus_bias_equal_the_value(tiny_graph):
+def test_conservation_against_the_forward_pass(tiny_graph):
+    """Each node's incoming edges plus its bias equal its value, every quantity computed on its
+    own: the value from the clean forward pass (the neuron's activation, the demeaned logit), the
+    edges from the adjacency, the bias from a frozen-model run in which every source (every
+    neuron and every embedding) is zero, so only the model's bias terms remain."""
     arch, model, graph = tiny_graph
-    values = torch.tensor(graph.metadata["node_values"], dtype=graph.adjacency.dtype)
+    tokens = tokenize(model, PROMPT)
+    clean = clean_run(model, tokens)
+    n_layers, n_pos, d_mlp = clean.features.shape
+    silent = Intervention(
+        features={(ly, p, i): 0.0 for ly in range(n_layers) for p in range(n_pos) for i in range(d_mlp)},
+        resid0={p: torch.zeros_like(clean.resid0[0]) for p in range(n_pos)},
+    )
+    bias_logits = intervention_pass(model, clean, [silent])[0][0, -1]
+    bias_layers = {ly: intervention_pass(model, clean, [silent], free_layer=ly)[1][0, ly] for ly in range(n_layers)}
+    checked = 0
     for i, node in enumerate(graph.nodes):
-        if node.kind in ("feature", "logit"):
-            total = graph.adjacency[i].sum() + graph.bias[i]
-            assert torch.isclose(total, values[i], rtol=1e-8, atol=1e-9)
+        if node.kind == "feature":
+            value = clean.features[node.layer, node.pos, node.feature]
+            bias = bias_layers[node.layer][node.pos, node.feature]
+        elif node.kind == "logit":
+            value = clean.logits[-1, node.feature] - clean.logits[-1].mean()
+            bias = bias_logits[node.feature] - bias_logits.mean()
+        else:
+            continue
+        incoming = graph.adjacency[i].sum()
+        assert float(incoming + bias) == pytest.approx(float(value), rel=1e-5, abs=1e-8), (arch, node.node_id)
+        checked += 1
+    assert checked > 20
     if arch in ("gemma3", "llama"):  # no biases anywhere: edges alone conserve
-        assert graph.bias.abs().max() < 1e-9
+        assert float(bias_logits.abs().max()) < 1e-9
     errors = [i for i, n in enumerate(graph.nodes) if n.kind == "error"]
     assert graph.adjacency[:, errors].abs().max() < 1e-12  # every neuron selected: nothing left over
+
+
+def test_conservation_fails_on_a_corrupted_edge(tiny_graph):
+    """Teeth: the same check on a graph with one edge changed finds the node it feeds."""
+    _, model, graph = tiny_graph
+    clean = clean_run(model, tokenize(model, PROMPT))
+    logit = next(i for i, n in enumerate(graph.nodes) if n.kind == "logit")
+    node = graph.nodes[logit]
+    value = float(clean.logits[-1, node.feature] - clean.logits[-1].mean())
+    corrupted = graph.adjacency[logit].clone()
+    corrupted[int(corrupted.abs().argmax())] *= 1.5
+    assert float(graph.adjacency[logit].sum() + graph.bias[logit]) == pytest.approx(value, rel=1e-5, abs=1e-8)
+    assert float(corrupted.sum() + graph.bias[logit]) != pytest.approx(value, rel=1e-5, abs=1e-8)
 
 
 def test_values_are_the_real_activations(tiny_graph):
@@ -100,3 +135,15 @@ def test_selection_keeps_conservation_through_error_nodes(tiny_graph):
     logit = next(i for i, n in enumerate(small.nodes) if n.kind == "logit")
     values = small.metadata["node_values"]
     assert float(small.adjacency[logit].sum() + small.bias[logit]) == pytest.approx(values[logit], abs=1e-9)
+
+
+def test_a_softcap_the_replacement_model_cannot_freeze_is_refused(tiny_graph):
+    from scrying.errors import ConfigError
+
+    _, model, _ = tiny_graph
+    model.cfg.output_logits_soft_cap = 30.0
+    try:
+        with pytest.raises(ConfigError, match="final logit softcap"):
+            clean_run(model, tokenize(model, PROMPT))
+    finally:
+        model.cfg.output_logits_soft_cap = -1.0

@@ -41,6 +41,7 @@ OnError = Callable[[int, Tensor], Tensor]
 class FeatureBasis(Protocol):
     name: str  # "neurons"
     feature_type: str  # the JSON's feature_type of a feature node
+    exact: bool  # the features reconstruct their layer exactly (no error term of their own)
 
     def n_features(self, model: Model) -> int: ...
 
@@ -76,6 +77,7 @@ class NeuronBasis:
 
     name = "neurons"
     feature_type = "mlp neuron"
+    exact = True
 
     def n_features(self, model: Model) -> int:
         return int(model.cfg.d_mlp)

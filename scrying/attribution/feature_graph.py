@@ -216,6 +216,7 @@ def build_feature_graph(
             "targets": [t.token for t in targets],
             "max_feature_nodes": config.max_feature_nodes,
             "basis": basis.name,
+            "exact_basis": basis.exact,
             "feature_type": basis.feature_type,
             "n_features_total": n_layers * n_pos * width,
             "node_values": values.tolist(),

@@ -137,10 +137,12 @@ def pruned_graph(graph: Graph, result: PruneResult) -> Graph:
     )
 
 
-def graph_scores(graph: Graph) -> tuple[float, float]:
-    """(replacement score, completeness score) of an unpruned graph."""
+def graph_scores(graph: Graph, *, errors: Bool[Tensor, " node"] | None = None) -> tuple[float, float]:
+    """(replacement score, completeness score) of an unpruned graph; ``errors``: the nodes that
+    count as error (default: every error node)."""
     kinds = [n.kind for n in graph.nodes]
-    errors = torch.tensor([k == "error" for k in kinds])
+    if errors is None:
+        errors = torch.tensor([k == "error" for k in kinds])
     tokens = torch.tensor([k == "embedding" for k in kinds])
     weights = graph.logit_weights()
     normalized = normalize_rows(graph.adjacency)
@@ -152,3 +154,29 @@ def graph_scores(graph: Graph) -> tuple[float, float]:
     output = scores + weights
     completeness = float((non_error * output).sum() / output.sum())
     return replacement, completeness
+
+
+def labelled_scores(graph: Graph) -> dict[str, float | None]:
+    """Both definitions of the scores, named for what they count.
+
+    * ``*_unselected_as_error``: every error node counts as error. A neuron graph's error nodes
+      hold only the neurons not selected as nodes, so these scores measure how much of the
+      computation the *selection* leaves out (about 200 of ~330k neuron-positions on Gemma 3
+      270M), not reconstruction error.
+    * ``*_unselected_excluded``: unselected features count as neither token nor error, as in
+      circuit-tracer, whose error nodes hold only the transcoder's reconstruction error; for an
+      exact basis (neurons: no reconstruction error) both scores are then 1. A basis whose error
+      nodes mix the two (a transcoder here) cannot be split after the fact: ``None``.
+    """
+    replacement, completeness = graph_scores(graph)
+    out: dict[str, float | None] = {
+        "replacement_score_unselected_as_error": replacement,
+        "completeness_score_unselected_as_error": completeness,
+        "replacement_score_unselected_excluded": None,
+        "completeness_score_unselected_excluded": None,
+    }
+    if graph.metadata.get("exact_basis"):
+        none = torch.zeros(len(graph.nodes), dtype=torch.bool)
+        excluded = graph_scores(graph, errors=none)
+        out["replacement_score_unselected_excluded"], out["completeness_score_unselected_excluded"] = excluded
+    return out

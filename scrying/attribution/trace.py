@@ -17,7 +17,7 @@ from scrying.attribution.config import TraceConfig
 from scrying.attribution.export import write_html
 from scrying.attribution.feature_graph import build_neuron_graph
 from scrying.attribution.graph import Graph
-from scrying.attribution.influence import graph_scores, prune, pruned_graph
+from scrying.attribution.influence import labelled_scores, prune, pruned_graph
 from scrying.attribution.validation import GraphValidation, validate_feature_graph
 from scrying.axes import Model
 from scrying.prompts import check_text
@@ -32,7 +32,7 @@ class TraceResult:
     graph: Graph  # full graph
     pruned: Graph
     validation: GraphValidation
-    scores: dict[str, float]
+    scores: dict[str, float | None]
     seconds: float
 
 
@@ -43,8 +43,7 @@ def trace(model: Model, prompt: str, config: TraceConfig | None = None, *, model
     start = time.perf_counter()
     if config.level == "neurons":
         graph = build_neuron_graph(model, prompt, config.target, config.features, model_name=model_name)
-        replacement, completeness = graph_scores(graph)
-        scores = {"replacement_score": replacement, "completeness_score": completeness}
+        scores = labelled_scores(graph)
         small = pruned_graph(graph, prune(graph, config.prune))
         validation = validate_feature_graph(model, graph, small, config.validation)
     else:
@@ -72,7 +71,7 @@ def write_trace(
     if json_path is not None:
         written.append(result.pruned.write_json(json_path))
     if html_path is not None:
-        summary = {k.replace("_", " "): round(v, 4) for k, v in result.scores.items()}
+        summary = {k.replace("_", " "): "undefined" if v is None else round(v, 4) for k, v in result.scores.items()}
         summary["seconds"] = round(result.seconds, 1)
         summary["targets"] = ", ".join(repr(t) for t in result.graph.metadata.get("targets", []))
         written.append(

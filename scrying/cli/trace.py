@@ -105,7 +105,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
             f"[{row.spearman_low:.3f}, {row.spearman_high:.3f}], Pearson {row.pearson:.3f}, slope {row.slope:.3f}\n"
         )
     for key, value in result.scores.items():
-        sys.stdout.write(f"{key.replace('_', ' ')}: {value:.3f}\n")
+        shown = "undefined (error nodes mix unselected features and reconstruction error)" if value is None else f"{value:.3f}"
+        sys.stdout.write(f"{key.replace('_', ' ')}: {shown}\n")
     return 0
 
 
