@@ -79,3 +79,24 @@ class FaithfulnessConfig:
             raise ConfigError(f"FaithfulnessConfig.ks must be >= 0, got {self.ks}")
         if self.chunk < 1:
             raise ConfigError(f"FaithfulnessConfig.chunk must be >= 1, got {self.chunk}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelectionConfig:
+    """Which edges a circuit keeps before dead-node pruning (:mod:`scrying.circuits.selection`):
+    the ``top_n`` edges by ``|score|``, or every edge with ``|score| >= threshold``. Exactly one
+    of the two is set."""
+
+    top_n: int | None = None
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.top_n is None) == (self.threshold is None):
+            raise ConfigError(
+                "SelectionConfig needs exactly one of top_n and threshold, "
+                f"got top_n={self.top_n!r}, threshold={self.threshold!r}"
+            )
+        if self.top_n is not None and (isinstance(self.top_n, bool) or self.top_n < 0):
+            raise ConfigError(f"SelectionConfig.top_n must be an integer >= 0, got {self.top_n!r}")
+        if self.threshold is not None and not (0.0 <= self.threshold < float("inf")):
+            raise ConfigError(f"SelectionConfig.threshold must be finite and >= 0, got {self.threshold!r}")
