@@ -39,15 +39,20 @@ _MLP = re.compile(r"^m(\d+)")
 
 
 def _node(name: str, n_layers: int, n_heads: int, target: int, prob: float, label: str) -> Node:
+    """The graph node of an EAP-IG node name. All are summed over positions (``pos`` -1, written
+    at the last token, where the next token is predicted); ``column`` lays them out: heads at
+    their index, the MLP at ``n_heads``, embeddings and the logit in the middle."""
     if (m := _HEAD.match(name)) is not None:
         layer, head = int(m.group(1)), int(m.group(2))
-        return Node(f"A{layer}.{head}", "component", layer, head, head, f"attention L{layer} H{head}")
+        return Node(f"A{layer}.{head}", "component", layer, -1, head, f"attention L{layer} H{head}", column=head)
     if (m := _MLP.match(name)) is not None:
         layer = int(m.group(1))
-        return Node(f"M{layer}", "component", layer, n_heads, -1, f"MLP L{layer}")
+        return Node(f"M{layer}", "component", layer, -1, -1, f"MLP L{layer}", column=n_heads)
     if name.startswith("embed"):
-        return Node("E", "embedding", -1, n_heads // 2, -1, "token embeddings (all positions)")
-    return Node(f"{n_layers + 1}_{target}", "logit", n_layers, n_heads // 2, target, label, None, None, prob, True)
+        return Node("E", "embedding", -1, -1, -1, "token embeddings (all positions)", column=n_heads // 2)
+    return Node(
+        f"{n_layers + 1}_{target}", "logit", n_layers, -1, target, label, None, None, prob, True, column=n_heads // 2
+    )
 
 
 def _part(name: str) -> str:

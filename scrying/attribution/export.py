@@ -17,7 +17,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from scrying.attribution.graph import Graph
+from scrying.attribution.graph import Graph, Node
 
 _COLORS = {"embedding": "#7f7f7f", "feature": "#2ca02c", "error": "#bcbd22", "component": "#9467bd", "logit": "#d62728"}
 _WIDTH_BINS = 4
@@ -30,16 +30,23 @@ def _esc(text: Any) -> str:
 def _positions(graph: Graph) -> dict[str, tuple[float, float]]:
     cells: dict[tuple[int, int], list[int]] = {}
     for i, node in enumerate(graph.nodes):
-        cells.setdefault((node.layer, node.pos), []).append(i)
+        cells.setdefault((node.layer, _column(graph, node)), []).append(i)
     coords: dict[str, tuple[float, float]] = {}
-    for (layer, pos), members in cells.items():
+    for (layer, column), members in cells.items():
         members.sort(key=lambda i: -(graph.nodes[i].influence or 0.0))
         width = min(0.8, 0.12 * (len(members) - 1))
         for rank, i in enumerate(members):
             offset = 0.0 if len(members) == 1 else -width / 2 + width * rank / (len(members) - 1)
-            x = (pos if pos >= 0 else len(_x_labels(graph))) + offset
-            coords[graph.nodes[i].node_id] = (float(x), float(layer))
+            coords[graph.nodes[i].node_id] = (float(column + offset), float(layer))
     return coords
+
+
+def _column(graph: Graph, node: Node) -> int:
+    """A node's x column: its layout column if it has one (component graphs), else its token
+    position; nodes summed over positions with no column go right of the last position."""
+    if node.column is not None:
+        return node.column
+    return node.pos if node.pos >= 0 else len(_x_labels(graph))
 
 
 def _x_labels(graph: Graph) -> list[str]:

@@ -2,18 +2,38 @@
 
 Nodes (``kind``): ``embedding`` (token at a position), ``feature`` (a neuron or dictionary
 feature at layer/position), ``error`` (what the features leave unexplained at layer/position),
-``component`` (attention head or MLP, at a position or summed over positions), ``logit``
-(a target token). ``adjacency[target, source]`` is the direct effect of source on target.
+``component`` (attention head or MLP, summed over positions: ``pos`` -1), ``logit`` (a target
+token). ``adjacency[target, source]`` is the direct effect of source on target.
 
-Serialisation follows the Neuronpedia / circuit-tracer graph schema v1 (``metadata``,
-``nodes[].node_id/feature/layer/ctx_idx/feature_type/clerp/influence/activation``,
-``links[].source/target/weight``); scrying's own fields (full adjacency order, bias terms,
-validation) live under the ``scrying`` key, so :func:`Graph.read_json` restores everything.
+Serialisation writes each node as circuit-tracer's writer does for the same kind of node
+(``circuit_tracer/frontend/graph_models.py``: ``Node.feature_node``, ``error_node``,
+``token_node``, ``logit_node``; ``Metadata``, ``QParams``), so circuit-tracer's viewer and
+Neuronpedia's read it as scrying means it:
+
+* feature (and component) nodes: ``node_id`` ``{layer}_{index}_{pos}``, ``feature`` the Cantor
+  pairing of (layer, index), ``jsNodeId`` ``{layer}_{index}-0``, ``feature_type``
+  ``"cross layer transcoder"`` (the viewer's only feature type; scrying's own type is kept under
+  ``scrying``); a component's index is its layout column (head, or ``n_heads`` for the MLP);
+* error nodes: ``{layer}_-1_{pos}``, ``feature`` -1, ``jsNodeId`` ``{layer}_-1-{pos}``,
+  ``"mlp reconstruction error"``;
+* embeddings: ``E_{token_id}_{pos}``, ``feature`` = pos, ``layer`` ``"E"``, ``jsNodeId``
+  ``E_{token_id}-{pos}``;
+* logits: ``{n_layers + 1}_{token_id}_{pos}``, ``layer`` ``n_layers + 1``, ``jsNodeId``
+  ``L_{token_id}-{pos}``, ``clerp`` ``Output "{token}" (p=0.123)``.
+
+``ctx_idx`` is always a real token position: nodes summed over positions (components) are
+placed at the last one, where the predicted token is read. ``metadata.schema_version`` is
+circuit-tracer's (1); scrying's own records (nodes with their ids and layout, full adjacency
+order, bias terms, validation) live under the ``scrying`` key with scrying's
+:data:`SCHEMA_VERSION`, so :func:`Graph.read_json` restores everything.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,20 +45,24 @@ import torch
 from scrying.axes import Float, Tensor
 from scrying.errors import InvalidInputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # of scrying's records (the ``scrying`` key and the node-id mapping)
+CIRCUIT_TRACER_SCHEMA_VERSION = 1  # circuit-tracer's ``Metadata.schema_version``
 NodeKind = Literal["embedding", "feature", "error", "component", "logit"]
 _FEATURE_TYPES = {
     "embedding": "embedding",
-    "feature": "mlp neuron",
+    "feature": "cross layer transcoder",
     "error": "mlp reconstruction error",
-    "component": "component",
+    "component": "cross layer transcoder",
     "logit": "logit",
 }
+_LOGIT_LABEL = re.compile(r"^Output (?P<token>.*) \(p=[^()]*\)$", re.DOTALL)
 
 
 @dataclass
 class Node:
-    """A node. ``layer`` is -1 for embeddings and ``n_layers`` for logits."""
+    """A node. ``layer`` is -1 for embeddings and ``n_layers`` for logits; ``pos`` -1 means
+    summed over positions; ``column`` is a layout column for such nodes (head index, ``n_heads``
+    for an MLP) and ``None`` for nodes at a position."""
 
     node_id: str
     kind: NodeKind
@@ -51,22 +75,68 @@ class Node:
     token_prob: float | None = None
     is_target: bool = False
     details: str = ""  # extra hover text (e.g. tokens a neuron's output promotes)
+    column: int | None = None  # layout column of a node summed over positions
 
-    def to_schema(self, feature_type: str = "mlp neuron") -> dict[str, Any]:
-        """The node in circuit-tracer's JSON; ``feature_type``: that of the graph's feature basis."""
-        return {
-            "node_id": self.node_id,
-            "jsNodeId": self.node_id,
-            "feature": self.feature,
-            "layer": "E" if self.kind == "embedding" else str(self.layer),
-            "ctx_idx": self.pos,
-            "feature_type": feature_type if self.kind == "feature" else _FEATURE_TYPES[self.kind],
-            "clerp": self.label,
-            "influence": self.influence,
-            "activation": self.activation,
-            "token_prob": self.token_prob or 0.0,
-            "is_target_logit": self.is_target,
-        }
+
+def cantor_pair(x: int, y: int) -> int:
+    """Cantor's pairing of two naturals, circuit-tracer's ``feature`` of a feature node at layer
+    ``x`` with index ``y`` (``graph_models.Node.feature_node``)."""
+    return (x + y) * (x + y + 1) // 2 + y
+
+
+def process_token(token: str) -> str:
+    """A token as circuit-tracer's viewer shows it (``frontend/utils.py``: ``process_token``)."""
+    return token.replace("\n", "⏎").replace("\t", "→").replace("\r", "↵")
+
+
+def _logit_token(label: str) -> str:
+    """The token of a logit node's scrying label ``Output ' Texas' (p=0.123)``."""
+    match = _LOGIT_LABEL.match(label)
+    if match is None:
+        return label
+    token = match["token"]
+    try:
+        value = ast.literal_eval(token)
+    except (ValueError, SyntaxError):
+        return token
+    return value if isinstance(value, str) else token
+
+
+def _schema_node(node: Node, last_pos: int) -> dict[str, Any]:
+    """``node`` as circuit-tracer writes a node of its kind (see the module docstring)."""
+    pos = node.pos if node.pos >= 0 else last_pos
+    kind = node.kind
+    clerp, activation, influence = node.label, node.activation, node.influence
+    if kind == "embedding":
+        node_id, js_id, feature, layer = f"E_{node.feature}_{pos}", f"E_{node.feature}-{pos}", pos, "E"
+        clerp, activation = "", None
+    elif kind == "error":
+        node_id, js_id, feature, layer = f"{node.layer}_-1_{pos}", f"{node.layer}_-1-{pos}", -1, str(node.layer)
+        activation = None
+    elif kind == "logit":
+        layer = str(node.layer + 1)
+        node_id, js_id, feature = f"{layer}_{node.feature}_{pos}", f"L_{node.feature}-{pos}", node.feature
+        clerp = f'Output "{process_token(_logit_token(node.label))}" (p={node.token_prob or 0.0:.3f})'
+        activation = influence = None
+    else:  # feature, component
+        index = node.column if kind == "component" and node.column is not None else node.feature
+        node_id, js_id, layer = f"{node.layer}_{index}_{pos}", f"{node.layer}_{index}-0", str(node.layer)
+        feature = cantor_pair(node.layer, index)
+    return {
+        "node_id": node_id,
+        "feature": feature,
+        "layer": layer,
+        "ctx_idx": pos,
+        "feature_type": _FEATURE_TYPES[kind],
+        "token_prob": (node.token_prob or 0.0) if kind == "logit" else 0.0,
+        "is_target_logit": node.is_target if kind == "logit" else False,
+        "run_idx": 0,
+        "reverse_ctx_idx": 0,
+        "jsNodeId": js_id,
+        "clerp": clerp,
+        "influence": influence,
+        "activation": activation,
+    }
 
 
 @dataclass
@@ -129,27 +199,67 @@ class Graph:
             graph.add_edge(row.source, row.target, weight=row.weight)
         return graph
 
-    def to_json_dict(self) -> dict[str, Any]:
-        links = [
-            {"source": r.source, "target": r.target, "weight": r.weight}
-            for r in self.edges().itertuples(index=False)
+    def slug(self) -> str:
+        """The graph's name in a viewer's data folder: ``metadata["slug"]`` if set, else a
+        readable prefix (level and first prompt words) and a hash of prompt, model, level,
+        targets, corrupted prompt and node ids, so different graphs never share a file."""
+        if self.metadata.get("slug"):
+            return str(self.metadata["slug"])
+        key = [
+            self.prompt,
+            self.model_name,
+            self.level,
+            self.metadata.get("targets"),
+            self.metadata.get("corrupt_prompt"),
+            [n.node_id for n in self.nodes],
         ]
+        digest = hashlib.sha256(json.dumps(key, ensure_ascii=False, default=str).encode()).hexdigest()[:10]
+        words: list[str] = []
+        for word in re.findall(r"[a-z0-9]+", f"{self.level} {self.prompt}".lower()):
+            if len("-".join([*words, word])) > 40:
+                break
+            words.append(word)
+        return "-".join(["scrying", *words, digest])
+
+    def schema_ids(self) -> list[str]:
+        """Each node's ``node_id`` in the written JSON (circuit-tracer's form), in node order."""
+        last = len(self.prompt_tokens) - 1
+        return [_schema_node(n, last)["node_id"] for n in self.nodes]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        last = len(self.prompt_tokens) - 1
+        schema_nodes = [_schema_node(n, last) for n in self.nodes]
+        ids = [n["node_id"] for n in schema_nodes]
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise InvalidInputError(f"nodes map to the same circuit-tracer node_id: {dup}")
+        targets, sources = (self.adjacency != 0).nonzero(as_tuple=True)
+        weights = self.adjacency[targets, sources].tolist()
+        links = [
+            {"source": ids[s], "target": ids[t], "weight": w}
+            for t, s, w in zip(targets.tolist(), sources.tolist(), weights, strict=True)
+        ]
+        kinds = {n.kind for n in self.nodes}
+        own_type = "component" if "component" in kinds else self.metadata.get("feature_type", "mlp neuron")
         return {
             "metadata": {
-                "slug": self.metadata.get("slug", "scrying-graph"),
+                "slug": self.slug(),
                 "scan": self.model_name,
                 "transcoder_list": [],
-                "prompt_tokens": self.prompt_tokens,
+                "prompt_tokens": [process_token(t) for t in self.prompt_tokens],
                 "prompt": self.prompt,
                 "node_threshold": self.metadata.get("node_threshold"),
-                "schema_version": SCHEMA_VERSION,
+                "schema_version": CIRCUIT_TRACER_SCHEMA_VERSION,
             },
             "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
-            "nodes": [n.to_schema(self.metadata.get("feature_type", "mlp neuron")) for n in self.nodes],
+            "nodes": schema_nodes,
             "links": links,
             "scrying": {
+                "schema_version": SCHEMA_VERSION,
                 "level": self.level,
                 "model": self.model_name,
+                "feature_type": own_type,  # what the "cross layer transcoder" nodes really are
+                "prompt_tokens": self.prompt_tokens,
                 "nodes": [asdict(n) for n in self.nodes],
                 "bias": None if self.bias is None else self.bias.tolist(),
                 "dtype": str(self.adjacency.dtype).removeprefix("torch."),
@@ -172,24 +282,31 @@ class Graph:
             data = json.loads(Path(path).read_text())
             extra = data["scrying"]
             meta = data["metadata"]
-        except (OSError, json.JSONDecodeError, KeyError) as err:
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
             raise InvalidInputError(f"{str(path)!r} is not a scrying graph JSON file: {err}") from err
-        if meta.get("schema_version") != SCHEMA_VERSION:
-            raise InvalidInputError(f"{str(path)!r} has schema_version {meta.get('schema_version')}; expected {SCHEMA_VERSION}")
+        version = extra.get("schema_version") if isinstance(extra, dict) else None
+        if version != SCHEMA_VERSION:
+            raise InvalidInputError(
+                f"{str(path)!r} has scrying schema_version {version}; expected {SCHEMA_VERSION} (write it again)"
+            )
         nodes = [Node(**n) for n in extra["nodes"]]
-        index = {n.node_id: i for i, n in enumerate(nodes)}
+        prompt_tokens = list(extra["prompt_tokens"])
         dtype = getattr(torch, extra.get("dtype", "float64"))
-        adjacency = torch.zeros(len(nodes), len(nodes), dtype=dtype)
-        for link in data["links"]:
-            adjacency[index[link["target"]], index[link["source"]]] = link["weight"]
-        bias = None if extra["bias"] is None else torch.tensor(extra["bias"], dtype=dtype)
-        return cls(
+        graph = cls(
             prompt=meta["prompt"],
-            prompt_tokens=list(meta["prompt_tokens"]),
+            prompt_tokens=prompt_tokens,
             model_name=extra["model"],
             level=extra["level"],
             nodes=nodes,
-            adjacency=adjacency,
-            bias=bias,
+            adjacency=torch.zeros(len(nodes), len(nodes), dtype=dtype),
+            bias=None if extra["bias"] is None else torch.tensor(extra["bias"], dtype=dtype),
             metadata=extra["metadata"],
         )
+        index = {node_id: i for i, node_id in enumerate(graph.schema_ids())}
+        for link in data["links"]:
+            try:
+                target, source = index[link["target"]], index[link["source"]]
+            except KeyError as err:
+                raise InvalidInputError(f"{str(path)!r}: link {link} names no node") from err
+            graph.adjacency[target, source] = link["weight"]
+        return graph
