@@ -8,6 +8,7 @@ from typing import Literal
 from scrying.attribution.feature_graph import FeatureGraphConfig
 from scrying.attribution.influence import PruneConfig
 from scrying.attribution.validation import ValidationConfig
+from scrying.circuits.config import SelectionConfig
 from scrying.errors import ConfigError
 
 
@@ -20,6 +21,7 @@ class TraceConfig:
     corrupt: str | None = None  # components level: corrupted prompt (default: the global-mean baseline)
     split_qkv: bool = False  # components level: score each head's q, k and v inputs separately
     features: FeatureGraphConfig = field(default_factory=FeatureGraphConfig)  # neurons level
+    circuit: SelectionConfig = field(default_factory=lambda: SelectionConfig(top_n=100))  # components level
     prune: PruneConfig = field(default_factory=PruneConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 

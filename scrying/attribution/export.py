@@ -165,11 +165,7 @@ def write_html(
     parts.append(_table([{"property": k, "value": v} for k, v in facts.items()], ["property", "value"]))
     parts.append(plot)
     if validation:
-        parts.append("<h2>Validation by intervention</h2>")
-        parts.append(f"<p>Target: {_esc(validation['target'])}. {_esc(_method(validation))}.</p>")
-        parts.append(f"<p>{_esc(_agreement(validation))}</p>")
-        columns = list(validation["rows"][0].keys()) if validation["rows"] else []
-        parts.append(_table(validation["rows"], columns))
+        parts += _validation_html(validation)
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>scrying: {_esc(graph.prompt)}</title>"
@@ -189,30 +185,41 @@ def write_html(
     return path
 
 
-def _method(validation: dict[str, Any]) -> str:
-    """What was predicted and measured, as the report says it (with its settings)."""
-    settings = {k: v for k, v in validation.items() if k == "scale"}
-    extra = "".join(f"; {k} = {v:g}" for k, v in settings.items())
-    return f"{validation['method'][:1].upper()}{validation['method'][1:]}{extra}"
+def _validation_html(validation: dict[str, Any]) -> list[str]:
+    """A :class:`~scrying.attribution.validation.GraphValidation` (as ``to_dict``): what each
+    comparison predicts and measures, one summary row each, and the headline's table."""
+    reports = validation["reports"]
+    headline = reports[validation["headline"]]
+    out = ["<h2>Validation by intervention</h2>", f"<p>Target: {_esc(headline['target'])}.</p>"]
+    rows, methods = [], {}
+    for name, report in reports.items():
+        rows.append(
+            {
+                "comparison": name,
+                "n": len(report["rows"]),
+                "Spearman": _estimate(report["spearman"], report["spearman_ci"]),
+                "Pearson": _estimate(report["pearson"], report["pearson_ci"]),
+                "slope": "undefined" if report["slope"] is None else f"{report['slope']:.3f}",
+            }
+        )
+        methods.setdefault(report["method"], []).append(name)
+    confidence = int(round(100 * headline["confidence"]))
+    out.append(f"<p>Predicted vs measured, with {confidence}% bootstrap intervals over the interventions:</p>")
+    out.append(_table(rows, ["comparison", "n", "Spearman", "Pearson", "slope"]))
+    out.append("<ul>" + "".join(
+        f"<li><b>{_esc(', '.join(names))}</b>: {_esc(method)}.</li>" for method, names in methods.items()
+    ) + "</ul>")
+    out.append(f"<h3>{_esc(validation['headline'])}</h3>")
+    columns = list(headline["rows"][0].keys()) if headline["rows"] else []
+    out.append(_table(headline["rows"], columns))
+    return out
 
 
-def _agreement(validation: dict[str, Any]) -> str:
-    """Spearman rank correlation and Pearson (with intervals) and slope, or why there are none."""
-    n = len(validation["rows"])
-
-    def fmt(name: str) -> str:
-        value, (low, high) = validation[name], validation[f"{name}_ci"]
-        if value is None:
-            return "undefined"
-        ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
-        return f"{value:.3f}{ci}"
-
-    confidence = int(round(100 * validation["confidence"]))
-    slope = "undefined" if validation["slope"] is None else f"{validation['slope']:.3f}"
-    return (
-        f"Over {n} interventions: Spearman rank correlation predicted vs measured {fmt('spearman')}, "
-        f"Pearson {fmt('pearson')} ({confidence}% bootstrap intervals), slope of measured on predicted {slope}."
-    )
+def _estimate(value: float | None, ci: list[float | None]) -> str:
+    if value is None:
+        return "undefined"
+    low, high = ci
+    return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
 
 
 def _json_for_script(data: Any) -> str:

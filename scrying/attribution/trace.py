@@ -1,9 +1,13 @@
 """``trace``: build, prune, score and validate one attribution graph; write it out.
 
-Phases: build the graph at the requested level (neurons: :mod:`~scrying.attribution.feature_graph`;
-components: :mod:`~scrying.attribution.components`), compute replacement and completeness
-scores on the full graph, prune by influence, validate the top nodes by intervention, and write
-JSON (Neuronpedia schema v1 plus scrying's fields) and self-contained HTML.
+Phases: build the graph at the requested level. Neurons (:mod:`~scrying.attribution.feature_graph`):
+replacement and completeness scores on the full graph (both definitions), pruning by influence
+(circuit-tracer's rule), and the two-layer validation of the top nodes
+(:mod:`~scrying.attribution.validation`). Components (:mod:`~scrying.attribution.components`):
+EAP-IG scores, the circuit of the top-n edges after dead-node pruning (Hanna et al. 2024; EAP-IG
+scores are end-to-end effects, so influence along paths has no meaning for them) with the
+fraction of the metric it recovers, and the top edges checked by exact patching. Then write JSON
+(Neuronpedia schema plus scrying's fields) and self-contained HTML.
 """
 
 from __future__ import annotations
@@ -49,10 +53,9 @@ def trace(model: Model, prompt: str, config: TraceConfig | None = None, *, model
     else:
         from scrying.attribution.components import build_component_graph
 
-        graph, report = build_component_graph(model, prompt, config, model_name=model_name)
+        graph, small, report = build_component_graph(model, prompt, config, model_name=model_name)
         validation = GraphValidation({"EAP-IG vs exact patching": report}, headline="EAP-IG vs exact patching")
-        scores = {}
-        small = pruned_graph(graph, prune(graph, config.prune))
+        scores = {"circuit_recovers": small.metadata["circuit"]["recovered"]}
     small.metadata.update({"scores": scores, "validation": validation.to_dict(), "node_threshold": config.prune.node_threshold})
     seconds = time.perf_counter() - start
     logger.info("traced %r at level %s in %.1f s", prompt, config.level, seconds)
@@ -74,6 +77,13 @@ def write_trace(
         summary = {k.replace("_", " "): "undefined" if v is None else round(v, 4) for k, v in result.scores.items()}
         summary["seconds"] = round(result.seconds, 1)
         summary["targets"] = ", ".join(repr(t) for t in result.graph.metadata.get("targets", []))
+        circuit = result.pruned.metadata.get("circuit")
+        if circuit is not None:
+            summary["circuit"] = (
+                f"{circuit['kept_edges']} edges (top {circuit['top_n']} by |EAP-IG score|, then dead-node "
+                f"pruning) recover {circuit['recovered']:.1%} of {result.graph.metadata['metric']} "
+                "(every other edge corrupted, exact patching)"
+            )
         written.append(
             write_html(result.pruned, html_path, validation=result.validation.to_dict(), summary=summary, shared_plotlyjs=shared_plotlyjs)
         )

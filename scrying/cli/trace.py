@@ -15,6 +15,7 @@ from scrying.attribution.influence import PruneConfig
 from scrying.attribution.trace import TraceConfig, trace, write_trace
 from scrying.attribution.validation import ValidationConfig
 from scrying.axes import Model
+from scrying.circuits.config import SelectionConfig
 from scrying.cli.common import add_model_args, model_from_args
 from scrying.errors import InvalidInputError
 from scrying.journal import Journal, file_digest, model_identity
@@ -40,6 +41,7 @@ def _config(
         features=FeatureGraphConfig(max_feature_nodes=args.max_features, batch_size=args.batch_size, progress=args.verbose),
         prune=PruneConfig(node_threshold=args.node_threshold, edge_threshold=args.edge_threshold, top_n=args.top_n),
         validation=ValidationConfig(top_k=args.validate_top),
+        circuit=SelectionConfig(top_n=args.top_edges),
     )
 
 
@@ -79,6 +81,7 @@ def batch_settings(args: argparse.Namespace, model: Model) -> dict[str, Any]:
         "edge_threshold": args.edge_threshold,
         "top_n": args.top_n,
         "validate_top": args.validate_top,
+        "top_edges": args.top_edges,
     }
 
 
@@ -152,7 +155,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     add_model_args(p)
     p.add_argument("--target", help="target token (default: the model's top-1 prediction)")
     p.add_argument("--level", choices=["neurons", "components"], default="neurons")
-    p.add_argument("--corrupt", help="corrupted prompt, same token length (components level)")
+    p.add_argument("--corrupt", help="corrupted prompt, same token length (components level; without it the "
+                   "baseline is each node's clean output averaged over the prompt's positions, and the metric "
+                   "is the target's log-probability)")
     p.add_argument("--split-qkv", action="store_true",
                    help="components level: score edges into each head's query, key and value inputs separately")
     p.add_argument("--out", type=Path, help="HTML file (default graphs/trace.html)")
@@ -166,5 +171,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--node-threshold", type=float, default=0.8)
     p.add_argument("--edge-threshold", type=float, default=0.98)
     p.add_argument("--top-n", type=int, default=None, help="keep at most this many feature nodes")
+    p.add_argument("--top-edges", type=int, default=100,
+                   help="components level: the circuit's top edges by |EAP-IG score|, before dead-node pruning")
     p.add_argument("--validate-top", type=int, default=50, help="nodes (neurons) or edges (components) checked by intervention")
     p.set_defaults(func=cmd_trace)
