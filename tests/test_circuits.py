@@ -219,3 +219,20 @@ def test_post_norm_linearisation_is_exact_on_gemma3(gemma3_toy):
     effects = edge_effects(gemma3_toy, clean, small, metric, nodes.edges)
     predicted = torch.stack([scores[u, v] for u, v in nodes.edges])
     assert torch.allclose(predicted / eps, effects / eps, atol=2e-2 * float(predicted.abs().max() / eps))
+
+
+def test_mean_input_baseline_is_a_real_run(toy_model):
+    """The mean-input baseline's corrupted outputs are those of a run on the mean embedding:
+    patching every edge reproduces that run's metric, and EAP-IG's interpolation starts there
+    (its first point is the corrupt input), so the corrupt and clean ends are consistent."""
+    clean, _, metric = induction_pair("key", batch=3)
+    nodes = ComponentNodes.of(toy_model)
+    pair = run_pair(toy_model, clean, None, metric, nodes, "mean-input")
+    assert pair.corrupt_metric is not None
+    mean = pair.clean[0].mean(dim=(0, 1))
+    assert torch.allclose(pair.corrupt[0], mean.expand_as(pair.corrupt[0]))  # the input node's output
+    masks = torch.stack([torch.zeros_like(nodes.edge_mask), nodes.edge_mask])
+    values = patch_edges(toy_model, clean, pair, metric, masks, nodes)
+    assert values[0] == pytest.approx(float(pair.clean_metric.mean()), abs=1e-4)
+    assert values[1] == pytest.approx(float(pair.corrupt_metric.mean()), abs=1e-4)
+    assert abs(float(pair.clean_metric.mean() - pair.corrupt_metric.mean())) > 0.1  # not vacuous

@@ -19,8 +19,8 @@ class AblationConfig:
     (log-probability of the target), ``loss`` (next-token cross-entropy over the sequence) or
     ``kl`` (KL(clean || ablated) of the next-token distribution), as in :mod:`scrying.metrics`.
     ``method``: replace a head's ``z`` by ``zero``, its positional ``mean`` over reference prompts
-    (the mean at each position; not EAP's ``global-mean`` baseline, one mean over all prompts
-    and positions), or a ``resample`` of it from another prompt. ``positions``: ablate at ``all`` positions, the ``last``, or the
+    (the mean at each position; not EAP's ``mean-input`` baseline, a run on the mean input
+    embedding), or a ``resample`` of it from another prompt. ``positions``: ablate at ``all`` positions, the ``last``, or the
     prompt set's own ``ablate_mask``. ``batch_size``: rows (ablations x prompts) per forward.
     """
 

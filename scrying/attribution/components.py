@@ -93,8 +93,8 @@ def build_component_graph(model: Model, prompt: str, config: TraceConfig, *, mod
     else:
         corrupt = None
         metric = TargetLogProb(target=(target,))
-        eap = EAPConfig(method="eap-ig", baseline="global-mean", split_qkv=config.split_qkv)
-        metric_name = f"log p({model.tokenizer.decode([target])!r}), global-mean baseline"
+        eap = EAPConfig(method="eap-ig", baseline="mean-input", split_qkv=config.split_qkv)
+        metric_name = f"log p({model.tokenizer.decode([target])!r}), mean-input baseline"
     circuit = find_circuit(model, tokens, corrupt, metric, eap)
     circuit = measure_edges(model, tokens, metric, circuit, top=config.validation.top_k)
     index_of = ComponentNodes.of(model, split_qkv=config.split_qkv)

@@ -18,7 +18,7 @@ class TraceConfig:
 
     level: Literal["neurons", "components"] = "neurons"
     target: str | None = None  # default: the model's top-1 next token
-    corrupt: str | None = None  # components level: corrupted prompt (default: the global-mean baseline)
+    corrupt: str | None = None  # components level: corrupted prompt (default: the mean-input baseline)
     split_qkv: bool = False  # components level: score each head's q, k and v inputs separately
     features: FeatureGraphConfig = field(default_factory=FeatureGraphConfig)  # neurons level
     circuit: SelectionConfig = field(default_factory=lambda: SelectionConfig(top_n=100))  # components level

@@ -168,7 +168,8 @@ def validate_feature_graph(
             table, target=what, settings={"scale": scale},
             method="predicted: signed path sums through the pruned graph's edges; measured: the "
             "intervention in the frozen local replacement model the graph was built in "
-            "(unselected features clamped: they are its error nodes)",
+            "(unselected features clamped: they are its error nodes). That model is linear, so both "
+            "sides scale with (scale - 1) and every scale gives the same correlations",
         )
         reports[f"unpruned graph vs frozen, scale {scale:g}"] = compare(
             table.drop(columns=["predicted"]).rename(columns={"unpruned_graph": "predicted"}),

@@ -8,7 +8,7 @@ from typing import Literal
 from scrying.errors import ConfigError
 
 Method = Literal["eap", "eap-ig"]
-Baseline = Literal["corrupt", "zero", "global-mean"]
+Baseline = Literal["corrupt", "zero", "mean-input"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,9 +19,12 @@ class EAPConfig:
     (Hanna et al. 2024: the gradient averaged over ``ig_steps`` points on the straight line from
     the corrupt to the clean embeddings, at ``k / ig_steps`` for ``k = 0 .. ig_steps - 1``).
     ``baseline``: what the corrupted node outputs are: those of the corrupt prompt
-    (``"corrupt"``), zero (``"zero"``), or each node's clean output averaged over every prompt
-    and position (``"global-mean"``; not head ablation's positional ``mean``, which keeps one
-    mean per position). ``chunk``: rows (prompt x IG step) per forward pass; each row is replicated
+    (``"corrupt"``); those of a run whose input embeddings are the clean embeddings' mean over
+    every prompt and position (``"mean-input"``: a real run, so EAP-IG's interpolation, which
+    starts at that input, and the corrupted outputs agree; not head ablation's positional
+    ``mean``, which replaces one head's output by its mean at each position); or zero
+    (``"zero"``: every node's output zeroed, while EAP-IG's interpolation starts from a zero
+    input, whose downstream outputs are not zero: use it for EAP rather than EAP-IG). ``chunk``: rows (prompt x IG step) per forward pass; each row is replicated
     once per attention head, so a forward holds ``chunk * n_heads`` sequences (three times that
     with ``split_qkv``). ``split_qkv``: score edges into each head's query, key and value inputs
     separately (receivers ``a{l}.h{h}<q>``, ``<k>``, ``<v>``, as in Hanna et al.'s repository).
@@ -39,9 +42,9 @@ class EAPConfig:
             raise ConfigError(f"EAPConfig.method must be 'eap' or 'eap-ig', got {self.method!r}")
         if self.ig_steps < 1:
             raise ConfigError(f"EAPConfig.ig_steps must be >= 1, got {self.ig_steps}")
-        if self.baseline not in ("corrupt", "zero", "global-mean"):
+        if self.baseline not in ("corrupt", "zero", "mean-input"):
             raise ConfigError(
-                f"EAPConfig.baseline must be 'corrupt', 'zero' or 'global-mean', got {self.baseline!r}"
+                f"EAPConfig.baseline must be 'corrupt', 'zero' or 'mean-input', got {self.baseline!r}"
             )
         if self.chunk < 1:
             raise ConfigError(f"EAPConfig.chunk must be >= 1, got {self.chunk}")

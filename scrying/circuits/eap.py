@@ -61,7 +61,7 @@ class RunPair:
     clean: Float[Tensor, "src batch pos d_model"]
     corrupt: Float[Tensor, "src batch pos d_model"]
     clean_metric: Float[Tensor, " batch"]
-    corrupt_metric: Float[Tensor, " batch"] | None  # None for zero/mean baselines
+    corrupt_metric: Float[Tensor, " batch"] | None  # None for the zero baseline
 
 
 def check_pair(clean: Tensor, corrupt: Tensor | None) -> None:
@@ -97,16 +97,14 @@ def run_pair(
             raise PromptError("baseline 'corrupt' needs corrupt tokens; got none")
         corrupt_out, corrupt_metric = record_outputs(model, corrupt, nodes, metric)
         return RunPair(clean_out, corrupt_out, clean_metric, corrupt_metric)
-    if baseline == "zero":
-        base = torch.zeros_like(clean_out)
-    else:  # "global-mean": one mean over every prompt and position of the clean run
-        base = einops.repeat(
-            einops.reduce(clean_out, "s b p d -> s d", "mean"),
-            "s d -> s b p d",
-            b=clean_out.shape[1],
-            p=clean_out.shape[2],
-        ).contiguous()
-    return RunPair(clean_out, base, clean_metric, None)
+    if baseline == "mean-input":
+        # A real run whose input is the clean embeddings' mean over prompts and positions: every
+        # node's corrupt output is its output there, where EAP-IG's interpolation starts.
+        mean = einops.reduce(clean_out[0], "b p d -> d", "mean")
+        resid0 = einops.repeat(mean, "d -> b p d", b=clean_out.shape[1], p=clean_out.shape[2]).contiguous()
+        corrupt_out, corrupt_metric = record_outputs(model, clean, nodes, metric, resid0=resid0)
+        return RunPair(clean_out, corrupt_out, clean_metric, corrupt_metric)
+    return RunPair(clean_out, torch.zeros_like(clean_out), clean_metric, None)  # "zero"
 
 
 def eap_scores(

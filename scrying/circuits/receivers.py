@@ -181,9 +181,15 @@ def receiver_gradients(
 
 @torch.no_grad()
 def record_outputs(
-    model: Model, tokens: Int[Tensor, "row pos"], nodes: ComponentNodes, metric: Metric
+    model: Model,
+    tokens: Int[Tensor, "row pos"],
+    nodes: ComponentNodes,
+    metric: Metric,
+    *,
+    resid0: Float[Tensor, "row pos d_model"] | None = None,
 ) -> tuple[Float[Tensor, "src row pos d_model"], Float[Tensor, " row"]]:
-    """Every source node's output, and the metric per prompt, on an unpatched run."""
-    run = receiver_forward(model, tokens, dataclasses.replace(nodes, split_qkv=False))
+    """Every source node's output, and the metric per prompt, on an unpatched run (with the
+    input node's output replaced by ``resid0`` if given)."""
+    run = receiver_forward(model, tokens, dataclasses.replace(nodes, split_qkv=False), resid0=resid0)
     n = tokens.shape[0]
     return torch.stack(run.outputs), metric(run.logits[:n], torch.arange(n))

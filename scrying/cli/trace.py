@@ -156,8 +156,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--target", help="target token (default: the model's top-1 prediction)")
     p.add_argument("--level", choices=["neurons", "components"], default="neurons")
     p.add_argument("--corrupt", help="corrupted prompt, same token length (components level; without it the "
-                   "baseline is each node's clean output averaged over the prompt's positions, and the metric "
-                   "is the target's log-probability)")
+                   "baseline is a run on the prompt's mean input embedding, and the metric is the target's "
+                   "log-probability)")
     p.add_argument("--split-qkv", action="store_true",
                    help="components level: score edges into each head's query, key and value inputs separately")
     p.add_argument("--out", type=Path, help="HTML file (default graphs/trace.html)")
