@@ -138,18 +138,48 @@ def test_split_qkv_components_graph_sums_to_the_unsplit_one(toy_dir, tmp_path, c
     assert plain.metadata["circuit"]["recovered"] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_component_circuit_is_top_n_with_dead_nodes_pruned(toy_dir, tmp_path):
-    """The traced circuit is the selection rule's own result, and the page states its recovery."""
-    from scrying.circuits.config import SelectionConfig
+def test_component_circuit_is_top_n_with_dead_nodes_pruned(toy_dir, toy_model, tmp_path):
+    """The traced circuit is the selection rule's own result on an independently computed EAP-IG
+    circuit, and the page states the fraction it recovers."""
+    import torch
+
+    from scrying.circuits.circuit import find_circuit
+    from scrying.circuits.config import EAPConfig, SelectionConfig
     from scrying.circuits.nodes import ComponentNodes
     from scrying.circuits.selection import score_matrix, select_edges
+    from scrying.metrics import LogitDiff
+    from scrying.prompts import tokenize
 
+    clean, corrupt = "t3 t9 t4 t6 t3 t9 t4", "t3 t9 t5 t6 t3 t9 t4"
     html = tmp_path / "c.html"
-    args = ["trace", "t3 t9 t4 t6 t3 t9 t4", "--level", "components", "--corrupt", "t3 t9 t5 t6 t3 t9 t4",
+    args = ["trace", clean, "--level", "components", "--corrupt", corrupt,
             "--model", str(toy_dir), "--validate-top", "4", "--top-edges", "20", "--out", str(html)]
     assert main(args) == 0
     graph = Graph.read_json(tmp_path / "c.json")
     circuit = graph.metadata["circuit"]
     assert circuit["top_n"] == 20 and 0 < circuit["kept_edges"] <= 20
-    assert 0 < int((graph.adjacency != 0).sum()) <= circuit["kept_edges"]  # q/k/v parts of one edge merge
     assert f"recover {circuit['recovered']:.1%}" in html.read_text()
+
+    tokens, bad = tokenize(toy_model, clean), tokenize(toy_model, corrupt)
+    with torch.no_grad():
+        target = int(toy_model(tokens)[0, -1].argmax())
+        incorrect = next(t for t in toy_model(bad)[0, -1].argsort(descending=True).tolist() if t != target)
+    metric = LogitDiff(correct=(target,), incorrect=(incorrect,))
+    scored = find_circuit(toy_model, tokens, bad, metric, EAPConfig(method="eap-ig", baseline="corrupt"))
+    nodes = ComponentNodes.of(toy_model)
+    kept = select_edges(nodes, score_matrix(nodes, scored.edges), SelectionConfig(top_n=20))
+    n_layers = toy_model.cfg.n_layers
+
+    def node_id(name: str) -> str:
+        if name == "embed":
+            return "E"
+        if name == "logits":
+            return f"{n_layers + 1}_{target}"
+        if name.startswith("m"):
+            return f"M{name[1:]}"
+        layer, head = name[1:].split(".h")
+        return f"A{layer}.{head}"
+
+    expected = {(node_id(nodes.sources[u]), node_id(nodes.receivers[v])) for u, v in kept.nonzero().tolist()}
+    got = {(r.source, r.target) for r in graph.edges().itertuples(index=False)}
+    assert got == expected and len(expected) == circuit["kept_edges"]
