@@ -1,0 +1,1 @@
+"""Emergence: does a capability appear suddenly with scale, or only under a sharp metric?"""

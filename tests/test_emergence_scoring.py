@@ -1,0 +1,101 @@
+"""Batched scoring equals the item-by-item reference; teacher-forced log-probs equal a forward
+read by hand; choices are the sums of their tokens' log-probs; bad targets are refused."""
+
+import pytest
+import torch
+
+from scrying.emergence.scoring import ScoringConfig, score_item_by_item, score_items
+from scrying.emergence.tasks import Item
+from scrying.errors import ConfigError, PromptError
+from tests.tiny_models import tiny
+
+# Word-level tokenizer: one token per "tN" word, BOS added for prompts only.
+ITEMS = [
+    Item("short", "t1", " t6 t7 t8 t9"),
+    Item("long", "t3 t5 t7 t9 t11 t2 t4 t6", " t0"),
+    Item("mcq", "t2 t4", " t5 t5", choices=(" t1", " t5 t5", " t9 t3 t14")),
+    Item("mid", "t15 t14 t13", " t12 t11"),
+    Item("one", "t8", " t8 t8 t8 t8 t8 t8"),
+]
+
+
+@pytest.fixture(scope="module", params=["gemma3", "gpt2"])
+def model(request, tmp_path_factory):
+    return tiny(request.param, tmp_path_factory.mktemp("tiny-emergence"))
+
+
+@pytest.mark.parametrize("config", [ScoringConfig(batch_size=3), ScoringConfig(batch_size=16, max_new_tokens=5)])
+def test_batched_equals_item_by_item(model, config):
+    batched = score_items(model, ITEMS, config)
+    looped = score_item_by_item(model, ITEMS, ScoringConfig(max_new_tokens=config.max_new_tokens))
+    assert [s.item for s in batched] == [i.item for i in ITEMS]
+    for b, r in zip(batched, looped, strict=True):
+        assert b.target_tokens == r.target_tokens
+        assert b.target_logprobs == pytest.approx(r.target_logprobs, abs=1e-5)
+        assert b.output_tokens == r.output_tokens
+        assert b.output == r.output
+        assert (b.choice_logprobs is None) == (r.choice_logprobs is None)
+        if b.choice_logprobs is not None:
+            assert list(b.choice_logprobs) == list(r.choice_logprobs)
+            assert b.choice_logprobs == pytest.approx(r.choice_logprobs, abs=1e-5)
+    n_new = config.max_new_tokens
+    assert [len(s.output_tokens) for s in batched] == [n_new or len(s.target_tokens) for s in batched]
+    # the rows really differ in length, so padding is exercised in every batch
+    assert len({len(s.target_tokens) for s in batched}) > 2
+
+
+def _forward_logprobs(model, token_ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.tensor([token_ids]))[0].double().log_softmax(-1)
+
+
+def test_teacher_forced_logprobs_by_hand(model):
+    item = Item("x", "t3 t1 t4", " t1 t5 t9")
+    (scored,) = score_items(model, [ITEMS[0], item, ITEMS[1]], ScoringConfig(batch_size=3))[1:2]
+    # <bos>=1, tN = 4 + N
+    assert scored.target_tokens == [5, 9, 13]
+    logprobs = _forward_logprobs(model, [1, 7, 5, 8, 5, 9, 13])
+    by_hand = [logprobs[3, 5], logprobs[4, 9], logprobs[5, 13]]  # position p predicts token p + 1
+    assert scored.target_logprobs == pytest.approx([float(v) for v in by_hand], abs=1e-5)
+    assert scored.target_logprob == pytest.approx(float(sum(by_hand)), abs=1e-5)
+
+
+def test_choices_are_sums_of_their_token_logprobs(model):
+    (scored,) = [s for s in score_items(model, ITEMS, ScoringConfig(batch_size=2)) if s.item == "mcq"]
+    prompt = [1, 6, 8]  # <bos> t2 t4
+    for choice in ITEMS[2].choices:
+        ids = model.to_tokens(choice, prepend_bos=False)[0].tolist()
+        logprobs = _forward_logprobs(model, prompt + ids)
+        total = sum(float(logprobs[len(prompt) + j - 1, t]) for j, t in enumerate(ids))
+        assert scored.choice_logprobs[choice] == pytest.approx(total, abs=1e-5)
+    assert scored.choice_logprobs[" t5 t5"] == pytest.approx(scored.target_logprob, abs=1e-5)
+
+
+def test_greedy_output_is_the_argmax_continuation(model):
+    (scored,) = score_items(model, [Item("g", "t2 t9 t2", " t9 t2 t9")], ScoringConfig())
+    sequence = [1, 6, 13, 6]
+    for _ in range(3):
+        sequence.append(int(_forward_logprobs(model, sequence)[-1].argmax()))
+    assert scored.output_tokens == sequence[4:]
+    assert scored.output == model.tokenizer.decode(sequence[4:])
+
+
+@pytest.mark.parametrize("target", ["", "   "])
+def test_empty_target_is_refused(model, target):
+    with pytest.raises(PromptError, match="item 'blank': target .* tokenizes to no tokens"):
+        score_items(model, [ITEMS[0], Item("blank", "t1 t2", target)], ScoringConfig())
+
+
+def test_too_long_for_the_context_is_refused(model):
+    long_target = " " + " ".join(["t3"] * model.cfg.n_ctx)
+    with pytest.raises(PromptError, match="item 'huge': .*exceed the model's context of 32"):
+        score_items(model, [Item("huge", "t1", long_target)], ScoringConfig())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"batch_size": 0}, "batch_size"), ({"max_new_tokens": 0}, "max_new_tokens"), ({"batch_size": True}, "batch_size")],
+)
+def test_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=f"ScoringConfig.{field}"):
+        ScoringConfig(**kwargs)
