@@ -9,8 +9,6 @@ before it reaches the page.
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +16,10 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from scrying.attribution.graph import Graph, Node
+from scrying.html_pages import escape, json_for_script
 
 _COLORS = {"embedding": "#7f7f7f", "feature": "#2ca02c", "error": "#bcbd22", "component": "#9467bd", "logit": "#d62728"}
 _WIDTH_BINS = 4
-
-
-def _esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
 
 
 def _positions(graph: Graph) -> dict[str, tuple[float, float]]:
@@ -55,7 +50,7 @@ def _x_labels(graph: Graph) -> list[str]:
 
 
 def _hover(node) -> str:
-    lines = [f"<b>{_esc(node.label or node.node_id)}</b>", f"id: {_esc(node.node_id)}", f"kind: {node.kind}"]
+    lines = [f"<b>{escape(node.label or node.node_id)}</b>", f"id: {escape(node.node_id)}", f"kind: {node.kind}"]
     if node.activation is not None:
         lines.append(f"activation: {node.activation:.4g}")
     if node.influence is not None:
@@ -63,7 +58,7 @@ def _hover(node) -> str:
     if node.token_prob is not None:
         lines.append(f"probability: {node.token_prob:.4f}")
     if node.details:
-        lines.append(_esc(node.details))
+        lines.append(escape(node.details))
     return "<br>".join(lines)
 
 
@@ -111,11 +106,11 @@ def figure(graph: Graph, *, title: str | None = None, max_edges: int = 500) -> g
         )
     n_layers = max((n.layer for n in graph.nodes), default=0)
     fig.update_layout(
-        title=_esc(title if title is not None else graph.prompt),
+        title=escape(title if title is not None else graph.prompt),
         xaxis={
             "tickmode": "array",
             "tickvals": list(range(len(_x_labels(graph)))),
-            "ticktext": [_esc(t) for t in _x_labels(graph)],
+            "ticktext": [escape(t) for t in _x_labels(graph)],
             "title": "position" if graph.level == "neurons" else "head",
         },
         yaxis={
@@ -132,13 +127,13 @@ def figure(graph: Graph, *, title: str | None = None, max_edges: int = 500) -> g
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = []
     for row in rows:
         cells = []
         for c in columns:
             value = row.get(c)
-            cells.append(f"<td>{value:.4g}</td>" if isinstance(value, float) else f"<td>{_esc(value)}</td>")
+            cells.append(f"<td>{value:.4g}</td>" if isinstance(value, float) else f"<td>{escape(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -159,7 +154,7 @@ def write_html(
     fig = figure(graph)
     include: bool | str = "directory" if shared_plotlyjs else True
     plot = pio.to_html(fig, include_plotlyjs=include, full_html=False, config={"responsive": True})
-    parts = [f"<h1>{_esc(graph.prompt)}</h1>"]
+    parts = [f"<h1>{escape(graph.prompt)}</h1>"]
     facts = {"model": graph.model_name, "level": graph.level, "nodes": len(graph.nodes), "edges": int((graph.adjacency != 0).sum())}
     facts.update(summary or {})
     parts.append(_table([{"property": k, "value": v} for k, v in facts.items()], ["property", "value"]))
@@ -168,11 +163,11 @@ def write_html(
         parts += _validation_html(validation)
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>scrying: {_esc(graph.prompt)}</title>"
+        f"<title>scrying: {escape(graph.prompt)}</title>"
         "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style></head><body>"
         + "\n".join(parts)
-        + f"<script type='application/json' id='scrying-summary'>{_json_for_script(facts)}</script>"
+        + f"<script type='application/json' id='scrying-summary'>{json_for_script(facts)}</script>"
         + "</body></html>"
     )
     path = Path(path)
@@ -190,7 +185,7 @@ def _validation_html(validation: dict[str, Any]) -> list[str]:
     comparison predicts and measures, one summary row each, and the headline's table."""
     reports = validation["reports"]
     headline = reports[validation["headline"]]
-    out = ["<h2>Validation by intervention</h2>", f"<p>Target: {_esc(headline['target'])}.</p>"]
+    out = ["<h2>Validation by intervention</h2>", f"<p>Target: {escape(headline['target'])}.</p>"]
     rows, methods = [], {}
     for name, report in reports.items():
         rows.append(
@@ -207,9 +202,9 @@ def _validation_html(validation: dict[str, Any]) -> list[str]:
     out.append(f"<p>Predicted vs measured, with {confidence}% bootstrap intervals over the interventions:</p>")
     out.append(_table(rows, ["comparison", "n", "Spearman", "Pearson", "slope"]))
     out.append("<ul>" + "".join(
-        f"<li><b>{_esc(', '.join(names))}</b>: {_esc(method)}.</li>" for method, names in methods.items()
+        f"<li><b>{escape(', '.join(names))}</b>: {escape(method)}.</li>" for method, names in methods.items()
     ) + "</ul>")
-    out.append(f"<h3>{_esc(validation['headline'])}</h3>")
+    out.append(f"<h3>{escape(validation['headline'])}</h3>")
     columns = list(headline["rows"][0].keys()) if headline["rows"] else []
     out.append(_table(headline["rows"], columns))
     return out
@@ -222,6 +217,3 @@ def _estimate(value: float | None, ci: list[float | None]) -> str:
     return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
 
 
-def _json_for_script(data: Any) -> str:
-    """JSON safe inside a <script> element (no '</script>' or '<!--' can close it)."""
-    return json.dumps(data, default=str).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

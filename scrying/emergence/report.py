@@ -1,0 +1,85 @@
+"""The report of an emergence study: every metric against scale, side by side, with intervals,
+the p^L prediction over the measured exact match, the verdict and its rule, in one plotly
+figure and one self-contained HTML file (plotly inlined, every string escaped)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+from scrying.emergence.metrics import METRICS
+from scrying.emergence.verdict import EmergenceSummary
+from scrying.html_pages import escape, json_for_script
+
+
+def figure(summary: EmergenceSummary) -> go.Figure:
+    """One panel per metric: mean over items against scale (log axis), 95% intervals; the exact
+    match panel also draws the predicted accuracy p^L."""
+    names = [m for m in METRICS if m in summary.metrics and m != "predicted_accuracy"]
+    cols = 3
+    rows = math.ceil(len(names) / cols)
+    titles = []
+    for name in names:
+        s = summary.metrics[name]
+        titles.append(f"{name.replace('_', ' ')} ({METRICS[name][0]}): B {s.breakthroughness:.2f} [{s.ci[0]:.2f}, {s.ci[1]:.2f}]")
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles)
+    curves = summary.curves
+    for i, name in enumerate(names):
+        r, c = divmod(i, cols)
+        part = curves[curves.metric == name]
+        fig.add_trace(
+            go.Scatter(
+                x=part.scale, y=part["mean"], mode="lines+markers", name=name, showlegend=False,
+                error_y={"type": "data", "symmetric": False, "array": part.ci_high - part["mean"], "arrayminus": part["mean"] - part.ci_low},
+                text=part.label, hovertemplate="%{text}<br>scale %{x:.3g}<br>%{y:.4g}<extra></extra>",
+            ),
+            row=r + 1, col=c + 1,
+        )
+        if name == "exact_match":
+            predicted = curves[curves.metric == "predicted_accuracy"]
+            fig.add_trace(
+                go.Scatter(x=predicted.scale, y=predicted["mean"], mode="lines", line={"dash": "dash"},
+                           name="predicted p^L", hovertemplate="p^L %{y:.4g}<extra></extra>"),
+                row=r + 1, col=c + 1,
+            )
+        fig.update_xaxes(type="log", title_text="scale", row=r + 1, col=c + 1)
+    fig.update_layout(height=320 * rows, title=f"verdict: {summary.verdict}")
+    return fig
+
+
+def write_report(summary: EmergenceSummary, path: Path | str, *, title: str = "Emergence study") -> Path:
+    """A self-contained HTML page: verdict, rule, per-metric and per-model tables, the figure."""
+    metric_rows = "".join(
+        f"<tr><td>{escape(name)}</td><td>{escape(METRICS[name][0])}</td><td>{s.breakthroughness:.3f}</td>"
+        f"<td>[{s.ci[0]:.3f}, {s.ci[1]:.3f}]</td><td>{s.linearity:.3f}</td><td>{escape(s.jumps)}</td></tr>"
+        for name, s in summary.metrics.items()
+    )
+    model_rows = "".join(
+        f"<tr><td>{escape(r.model)}</td><td>{r.scale:.3g}</td><td>{r.exact_match:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}]</td>"
+        f"<td>{r.predicted_accuracy:.4g}</td><td>{escape(r.within)}</td><td>{escape(r.items_needed)}</td></tr>"
+        for r in summary.models.itertuples(index=False)
+    )
+    plot = pio.to_html(figure(summary), include_plotlyjs=True, full_html=False)
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:1.5em}}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px}</style></head><body>"
+        f"<h1>{escape(title)}</h1><p><b>Verdict: {escape(summary.verdict)}</b> over {summary.n_items} items.</p>"
+        f"<p>Rule: {escape(summary.rule)}.</p>"
+        "<table><tr><th>metric</th><th>kind</th><th>breakthroughness (1 = ramp)</th><th>interval</th>"
+        f"<th>linearity R² vs log scale</th><th>jumps</th></tr>{metric_rows}</table>"
+        "<p>Exact match per model with its Clopper-Pearson interval, the accuracy p^L predicts, and the items "
+        "needed to see one exact match with 95% probability at that accuracy:</p>"
+        "<table><tr><th>model</th><th>scale</th><th>exact match</th><th>predicted p^L</th><th>within</th>"
+        f"<th>items needed</th></tr>{model_rows}</table>{plot}"
+        f"<script type='application/json' id='scrying-summary'>{json_for_script(summary.to_json())}</script>"
+        "</body></html>"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,128 @@
+"""Emergence metrics on hand-computed examples, and verdicts on constructed outputs with known
+answers (scrying.emergence.metrics, outputs, verdict)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from scrying.emergence import metrics as m
+from scrying.emergence.outputs import OutputRecord, read_outputs, score_outputs, write_outputs
+from scrying.emergence.verdict import VerdictConfig, emergence
+from scrying.errors import InvalidInputError
+from scrying.stats import BootstrapConfig
+
+TARGET = "1234567890"  # ten tokens: p^10 makes a ramp in p a sharp curve
+
+
+def test_metrics_by_hand():
+    assert m.exact_match(" 12 ", "12") == 1.0 and m.exact_match("13", "12") == 0.0
+    assert m.token_edit_distance([1, 2, 3], [1, 3]) == 1.0  # one deletion
+    assert m.token_edit_distance("kitten", "sitting") == 3.0  # two substitutions, one insertion
+    choices = {"A": math.log(0.5), "B": math.log(0.3), "C": math.log(0.2)}
+    assert m.multiple_choice_grade(choices, "A") == 1.0 and m.multiple_choice_grade(choices, "B") == 0.0
+    # (0.5 - 0)^2 + (0.3 - 1)^2 + (0.2 - 0)^2 = 0.25 + 0.49 + 0.04
+    assert m.brier_score(choices, "B") == pytest.approx(0.78)
+    logprobs = [math.log(0.5), math.log(0.8)]
+    assert m.per_token_probability(logprobs) == pytest.approx(math.sqrt(0.4))
+    assert m.target_log_likelihood(logprobs) == pytest.approx(math.log(0.4))
+    assert m.predicted_accuracy(logprobs) == pytest.approx(0.4)  # p^L = (sqrt 0.4)^2
+    with pytest.raises(InvalidInputError, match="do not include the target"):
+        m.brier_score(choices, "D")
+    with pytest.raises(InvalidInputError, match="target_logprobs is empty"):
+        m.per_token_probability([])
+
+
+def family(p_of_scale, *, n_models: int = 8, n_items: int = 300, seed: int = 0) -> list[OutputRecord]:
+    """Each model answers each item token by token; token i is right with probability p (the
+    per-token probability at that scale); the output is exact only if every token is right."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for k, scale in enumerate(np.logspace(6, 9, n_models)):
+        p = p_of_scale(k / (n_models - 1))
+        for item in range(n_items):
+            per_token = np.clip(p + 0.02 * rng.standard_normal(len(TARGET)), 1e-4, 1.0)
+            right = rng.random(len(TARGET)) < per_token
+            output = "".join(c if ok else "x" for c, ok in zip(TARGET, right, strict=True))
+            records.append(OutputRecord(f"m{k}", float(scale), str(item), TARGET, output, tuple(np.log(per_token).tolist())))
+    return records
+
+
+CONFIG = VerdictConfig(bootstrap=BootstrapConfig(n_resamples=300))
+
+
+def test_smooth_per_token_probability_is_a_mirage():
+    summary = emergence(score_outputs(family(lambda t: 0.3 + 0.69 * t)), CONFIG)
+    assert summary.metrics["exact_match"].jumps is True
+    assert summary.metrics["per_token_probability"].jumps is False
+    assert summary.metrics["per_token_probability"].breakthroughness == pytest.approx(1.0, abs=0.2)  # a ramp
+    assert summary.verdict == "mirage"
+    # Schaeffer's eq. 1 holds by construction: p^L predicts the measured exact match
+    assert summary.models["within"].mean() >= 0.75
+
+
+def test_a_per_token_jump_is_glimmering():
+    summary = emergence(score_outputs(family(lambda t: 0.3 if t < 0.5 else 0.97)), CONFIG)
+    assert summary.metrics["per_token_probability"].jumps is True
+    assert summary.verdict == "glimmering"
+
+
+def test_flat_noise_is_none_or_inconclusive():
+    summary = emergence(score_outputs(family(lambda t: 0.3)), CONFIG)
+    assert summary.verdict in ("none", "inconclusive")
+    assert summary.metrics["exact_match"].jumps is not True
+
+
+def test_resolution_counts_items_needed():
+    summary = emergence(score_outputs(family(lambda t: 0.3 + 0.67 * t, n_items=50)), CONFIG)
+    smallest = summary.models.iloc[0]
+    a = smallest.predicted_accuracy
+    assert smallest.items_needed == math.ceil(math.log(0.05) / math.log(1 - a))
+    assert smallest.enough_items == (50 >= smallest.items_needed)
+
+
+def test_outputs_round_trip_and_bad_lines_are_named(tmp_path):
+    records = family(lambda t: 0.5, n_models=2, n_items=3)
+    path = write_outputs(records, tmp_path / "outputs.jsonl")
+    assert read_outputs(path) == records
+    lines = path.read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["choices"] = {"A": -1.0}
+    path.write_text("\n".join([lines[0], json.dumps(bad)] + lines[2:]) + "\n")
+    with pytest.raises(InvalidInputError, match=r"outputs.jsonl line 2: 'choices' \['A'\] do not include the target"):
+        read_outputs(path)
+    path.write_text(lines[0] + "\n{oops\n")
+    with pytest.raises(InvalidInputError, match="outputs.jsonl line 2: not valid JSON"):
+        read_outputs(path)
+    path.write_text("\n".join(lines[:3]) + "\n")  # one model only
+    with pytest.raises(InvalidInputError, match="at least 2 models"):
+        read_outputs(path)
+    same = [json.loads(line) for line in lines]
+    for row in same:
+        row["scale"] = 1e6
+    path.write_text("".join(json.dumps(r) + "\n" for r in same))
+    with pytest.raises(InvalidInputError, match="have the same scale"):
+        read_outputs(path)
+
+
+def test_cli_writes_the_study_and_names_bad_input(tmp_path, capsys):
+    from scrying.cli.main import main
+
+    outputs = write_outputs(family(lambda t: 0.3 + 0.69 * t, n_items=120), tmp_path / "in.jsonl")
+    out = tmp_path / "study"
+    assert main(["emergence", "--outputs", str(outputs), "--out-dir", str(out), "--n-bootstrap", "200"]) == 0
+    assert "verdict: mirage" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "mirage" and set(summary["metrics"]["exact_match"]) >= {"breakthroughness", "ci"}
+    metrics = (out / "metrics.csv").read_text().splitlines()
+    assert metrics[0] == "model,label,scale,item,metric,value" and len(metrics) == 1 + 8 * 120 * 5
+    assert read_outputs(out / "outputs.jsonl") == read_outputs(outputs)  # rescorable
+    page = (out / "report.html").read_text()
+    assert "Verdict: mirage" in page and "<script src=" not in page  # plotly inlined: opens offline
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(outputs.read_text().splitlines()[0] + "\n")
+    assert main(["emergence", "--outputs", str(bad), "--out-dir", str(out)]) == 2
+    assert "at least 2 models" in capsys.readouterr().err
