@@ -99,3 +99,17 @@ def test_too_long_for_the_context_is_refused(model):
 def test_config_errors_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=f"ScoringConfig.{field}"):
         ScoringConfig(**kwargs)
+
+
+def test_batched_equals_item_by_item_on_gemma(gemma):
+    """The default model (float32): sums of mixed lengths, products and induction in one batch."""
+    from scrying.emergence.tasks import addition, induction, multiplication
+
+    items = addition(1, 2, seed=0) + addition(3, 2, seed=0) + multiplication(2, 2, seed=0) + induction(2, 6, seed=0)
+    batched = score_items(gemma, items, ScoringConfig(batch_size=8))
+    looped = score_item_by_item(gemma, items, ScoringConfig())
+    for b, r in zip(batched, looped, strict=True):
+        assert b.target_tokens == r.target_tokens
+        assert b.target_logprobs == pytest.approx(r.target_logprobs, abs=1e-4)  # float32 matmuls
+        assert b.output_tokens == r.output_tokens
+    assert [len(s.target_tokens) for s in batched[:4]] == [len(i.target) for i in items[:4]]  # one token per digit

@@ -126,3 +126,35 @@ def test_cli_writes_the_study_and_names_bad_input(tmp_path, capsys):
     bad.write_text(outputs.read_text().splitlines()[0] + "\n")
     assert main(["emergence", "--outputs", str(bad), "--out-dir", str(out)]) == 2
     assert "at least 2 models" in capsys.readouterr().err
+
+
+def test_family_study_on_tiny_models_resumes_and_refuses_other_settings(tmp_path, capsys):
+    """Two tiny models scored on a task file; the rerun reads the journal (no model is scored
+    again), other settings are refused, and the records equal direct batched scoring."""
+    from scrying.cli.main import main
+    from scrying.emergence.scoring import ScoringConfig, score_items
+    from scrying.emergence.study import Member, records_of
+    from scrying.emergence.tasks import read_task_file
+    from scrying.models import load_model
+    from tests.tiny_models import tiny
+
+    small, large = tiny("llama", tmp_path / "a"), tiny("gemma3", tmp_path / "b")
+    del small, large
+    family = tmp_path / "family.json"
+    family.write_text(json.dumps([{"model": str(tmp_path / "a" / "llama"), "scale": 1e3, "label": "small"},
+                                  {"model": str(tmp_path / "b" / "gemma3"), "scale": 2e3, "label": "large"}]))
+    task = tmp_path / "task.jsonl"
+    task.write_text("".join(json.dumps({"prompt": p, "target": t}) + "\n" for p, t in
+                            [("t1 t5 t2", " t7"), ("t3 t9 t4 t6 t3", " t9 t4"), ("t8", " t2 t6 t1")]))
+    out = tmp_path / "study"
+    args = ["emergence", "--family", str(family), "--task", str(task), "--out-dir", str(out), "--n-bootstrap", "50"]
+    assert main(args) == 0
+    records = read_outputs(out / "outputs.jsonl")
+    assert len(records) == 6 and {r.label for r in records} == {"small", "large"}
+    model = load_model(str(tmp_path / "b" / "gemma3"))  # as the command loads it
+    direct = records_of(Member(str(tmp_path / "b" / "gemma3"), 2e3, "large"), score_items(model, read_task_file(task), ScoringConfig()))
+    assert [r for r in records if r.label == "large"] == direct
+    journal = (out / "journal.jsonl").read_text()
+    assert main(args) == 0 and (out / "journal.jsonl").read_text() == journal  # resumed: nothing rescored
+    assert main([*args, "--max-new-tokens", "1"]) == 2
+    assert "holds a study with other settings (max_new_tokens differ)" in capsys.readouterr().err

@@ -8,26 +8,45 @@ import json
 import sys
 from pathlib import Path
 
+from scrying.cli.common import load_config
 from scrying.emergence.outputs import read_outputs, score_outputs, write_outputs
 from scrying.emergence.report import write_report
+from scrying.emergence.scoring import ScoringConfig
+from scrying.emergence.study import read_family, run_family, study_settings
+from scrying.emergence.tasks import task_from_spec
 from scrying.emergence.verdict import VerdictConfig, emergence
 from scrying.errors import InvalidInputError
+from scrying.journal import Journal
+from scrying.models import load_model
 from scrying.stats import BootstrapConfig
 
 
+def _family_records(args: argparse.Namespace, out: Path) -> list:
+    if args.task is None:
+        raise InvalidInputError("--family needs --task (addition:K, multiplication:K, induction[:N] or TASK.jsonl)")
+    members = read_family(args.family)
+    items = task_from_spec(args.task, n_items=args.n_items, seed=args.seed)
+    scoring = ScoringConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=True)
+    settings = study_settings(args.family, args.task, args.n_items, args.seed, scoring)
+    journal = Journal(out / "journal.jsonl", settings, key=lambda r: r["model"], what="study")
+    config = load_config(args)
+    return run_family(members, items, journal, lambda spec: load_model(spec, config), scoring)
+
+
 def cmd_emergence(args: argparse.Namespace) -> int:
-    if args.outputs is None:
-        raise InvalidInputError("give --outputs OUTPUTS.jsonl (one line per model and item)")
+    if (args.outputs is None) == (args.family is None):
+        raise InvalidInputError("give either --outputs OUTPUTS.jsonl or --family FAMILY.json --task TASK")
     config = VerdictConfig(threshold=args.threshold, bootstrap=BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed))
-    records = read_outputs(args.outputs)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    records = read_outputs(args.outputs) if args.outputs is not None else _family_records(args, out)
+    source = args.outputs.name if args.outputs is not None else f"{args.family.name}, task {args.task}"
     write_outputs(records, out / "outputs.jsonl")
     scores = score_outputs(records)
     scores.to_csv(out / "metrics.csv", index=False)
     summary = emergence(scores, config)
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=1, default=str), encoding="utf-8")
-    write_report(summary, out / "report.html", title=f"Emergence study: {args.outputs.name}")
+    write_report(summary, out / "report.html", title=f"Emergence study: {source}")
     sys.stdout.write(f"verdict: {summary.verdict} ({summary.n_items} items, {len(summary.models)} models)\n")
     for name, s in summary.metrics.items():
         jumps = {True: "jumps", False: "no jump", None: "undecided"}[s.jumps]
@@ -41,7 +60,15 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        parents=parents)
     p.add_argument("--outputs", type=Path, metavar="OUTPUTS.jsonl",
                    help="model outputs, one line per model and item (model, scale, item, target, output, target_logprobs)")
-    p.add_argument("--out-dir", type=Path, required=True, help="writes outputs.jsonl, metrics.csv, summary.json, report.html")
+    p.add_argument("--family", type=Path, metavar="FAMILY.json",
+                   help='models to score: a JSON list of {"model": spec, "scale": number, "label"?}')
+    p.add_argument("--task", help="with --family: addition:K, multiplication:K, induction[:HALF_LEN] or TASK.jsonl")
+    p.add_argument("--n-items", type=int, default=200, help="items of a built-in task")
+    p.add_argument("--device", default="cpu", help="torch device for the models (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="greedy tokens per item (default: the target's length)")
+    p.add_argument("--out-dir", type=Path, required=True,
+                   help="writes outputs.jsonl, metrics.csv, summary.json, report.html (and journal.jsonl: a rerun resumes)")
     p.add_argument("--threshold", type=float, default=2.0, help="normalised breakthroughness that counts as a jump (1 = ramp)")
     p.add_argument("--n-bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)

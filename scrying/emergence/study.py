@@ -1,0 +1,118 @@
+"""Run a model family on a task and collect ``outputs.jsonl`` records, resumably.
+
+A family file is a JSON list of ``{"model": spec, "scale": number}`` (optional ``"label"``):
+registered names, local Hugging Face directories, GGUF files or hub names (what
+:func:`scrying.models.load_model` takes). At least two models, distinct scales.
+
+Phases of :func:`run_family`: (1) open the study's :class:`~scrying.journal.Journal`, whose
+settings are the family and task (file digests, spec, item count, seed, decoding) and which
+refuses a rerun with other settings; (2) for each model not yet in the journal, load it, score
+every item batched (:func:`~scrying.emergence.scoring.score_items`), turn the scores into
+:class:`~scrying.emergence.outputs.OutputRecord` lines and append them as one journal record, so
+a killed study continues with the next model; (3) return every model's records in family order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from scrying.axes import Model
+from scrying.emergence.outputs import OutputRecord, check_family
+from scrying.emergence.scoring import ScoredItem, ScoringConfig, score_items
+from scrying.emergence.tasks import Item
+from scrying.errors import InvalidInputError
+from scrying.journal import Journal, file_digest, model_fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Member:
+    model: str
+    scale: float
+    label: str
+
+
+def read_family(path: Path | str) -> list[Member]:
+    """The members of a family file (errors name the file and the entry)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InvalidInputError(f"cannot read family file {str(path)!r}: {err.strerror}") from err
+    except json.JSONDecodeError as err:
+        raise InvalidInputError(f"family file {path.name}: not valid JSON ({err.msg})") from err
+    if not isinstance(data, list):
+        raise InvalidInputError(f"family file {path.name}: expected a JSON list of {{\"model\": ..., \"scale\": ...}}")
+    members = []
+    for number, entry in enumerate(data, start=1):
+        where = f"{path.name} entry {number}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str) or not entry["model"].strip():
+            raise InvalidInputError(f"{where}: expected an object with a non-empty string 'model'")
+        scale = entry.get("scale")
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+            raise InvalidInputError(f"{where}: 'scale' must be a positive number, got {scale!r}")
+        members.append(Member(entry["model"], float(scale), str(entry.get("label", entry["model"]))))
+    scales = [m.scale for m in members]
+    if len(members) < 2:
+        raise InvalidInputError(f"family file {path.name}: an emergence study needs at least 2 models, got {len(members)}")
+    if len(set(scales)) != len(scales):
+        raise InvalidInputError(f"family file {path.name}: scales must differ, got {scales}")
+    return members
+
+
+def records_of(member: Member, scored: list[ScoredItem]) -> list[OutputRecord]:
+    return [
+        OutputRecord(
+            model=member.model, scale=member.scale, item=s.item, target=s.target, output=s.output,
+            target_logprobs=tuple(s.target_logprobs), label=member.label, choices=s.choice_logprobs,
+            target_tokens=tuple(s.target_tokens), output_tokens=tuple(s.output_tokens),
+        )
+        for s in scored
+    ]
+
+
+def run_family(
+    members: list[Member],
+    items: list[Item],
+    journal: Journal,
+    load: Callable[[str], Model],
+    config: ScoringConfig,
+) -> list[OutputRecord]:
+    """Every member's output records, from the journal or by scoring (see the module docstring)."""
+    todo = [m for m in members if m.model not in journal.done]
+    if len(todo) < len(members):
+        logger.warning("resuming: %d of %d models already scored in %s", len(members) - len(todo), len(members), journal.path)
+    for member in tqdm(todo, desc="models", disable=not config.progress):
+        model = load(member.model)
+        records = records_of(member, score_items(model, items, config))
+        journal.append({"model": member.model, "model_fingerprint": model_fingerprint(model),
+                        "records": [r.to_json() for r in records]})
+    out = []
+    for member in members:
+        out += [OutputRecord(**{**r, **_tuples(r)}) for r in journal.done[member.model]["records"]]
+    check_family(out)
+    return out
+
+
+def _tuples(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(record[k]) for k in ("target_logprobs", "target_tokens", "output_tokens") if k in record}
+
+
+def study_settings(family: Path, task: str, n_items: int, seed: int, config: ScoringConfig) -> dict[str, Any]:
+    task_path = Path(task)
+    return {
+        "family_sha256": file_digest(family),
+        "task": task,
+        "task_sha256": file_digest(task_path) if task_path.is_file() else None,
+        "n_items": n_items,
+        "seed": seed,
+        "max_new_tokens": config.max_new_tokens,
+    }
