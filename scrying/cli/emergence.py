@@ -8,12 +8,15 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from scrying.cli.common import load_config
 from scrying.emergence.outputs import read_outputs, score_outputs, write_outputs
 from scrying.emergence.report import write_report
 from scrying.emergence.scoring import ScoringConfig
 from scrying.emergence.study import read_family, run_family, study_settings
-from scrying.emergence.tasks import task_from_spec
+from scrying.emergence.tasks import DEFAULT_WORDS, task_from_spec
+from scrying.emergence.toy_family import PRESETS, head_curves, toy_family
 from scrying.emergence.verdict import VerdictConfig, emergence
 from scrying.errors import InvalidInputError
 from scrying.journal import Journal
@@ -21,16 +24,33 @@ from scrying.models import load_model
 from scrying.stats import BootstrapConfig
 
 
-def _family_records(args: argparse.Namespace, out: Path) -> list:
+def _family_records(args: argparse.Namespace, out: Path) -> tuple[list, pd.DataFrame | None]:
+    """Score the family (a preset scrying trains itself, or a family file); with a toy preset
+    also the head detector's curves across its checkpoints."""
     if args.task is None:
         raise InvalidInputError("--family needs --task (addition:K, multiplication:K, induction[:N] or TASK.jsonl)")
-    members = read_family(args.family)
-    items = task_from_spec(args.task, n_items=args.n_items, seed=args.seed)
     scoring = ScoringConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=True)
-    settings = study_settings(args.family, args.task, args.n_items, args.seed, scoring)
+    load = load_config(args)
+    mechanism = None
+    if str(args.family) in PRESETS and not args.family.exists():
+        if not args.task.startswith("induction"):
+            raise InvalidInputError(
+                f"the {args.family} family is trained on repeated sequences of toy words; use --task induction[:N]"
+            )
+        family = toy_family(load.cache_dir / "toy-family", str(args.family), seed=args.seed)
+        members, vocabulary = family.members, family.vocabulary
+        family_file = out / "family.json"
+        family_file.write_text(json.dumps([{"model": m.model, "scale": m.scale, "label": m.label} for m in members], indent=1))
+    else:
+        members, vocabulary, family_file = read_family(args.family), DEFAULT_WORDS, args.family
+    items = task_from_spec(args.task, n_items=args.n_items, seed=args.seed, vocabulary=vocabulary)
+    settings = study_settings(family_file, args.task, args.n_items, args.seed, scoring)
     journal = Journal(out / "journal.jsonl", settings, key=lambda r: r["model"], what="study")
-    config = load_config(args)
-    return run_family(members, items, journal, lambda spec: load_model(spec, config), scoring)
+    records = run_family(members, items, journal, lambda spec: load_model(spec, load), scoring)
+    if str(args.family) in PRESETS and not args.family.exists():
+        mechanism = head_curves(members)
+        mechanism.to_csv(out / "mechanism.csv", index=False)
+    return records, mechanism
 
 
 def cmd_emergence(args: argparse.Namespace) -> int:
@@ -39,14 +59,14 @@ def cmd_emergence(args: argparse.Namespace) -> int:
     config = VerdictConfig(threshold=args.threshold, bootstrap=BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed))
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    records = read_outputs(args.outputs) if args.outputs is not None else _family_records(args, out)
+    records, mechanism = (read_outputs(args.outputs), None) if args.outputs is not None else _family_records(args, out)
     source = args.outputs.name if args.outputs is not None else f"{args.family.name}, task {args.task}"
     write_outputs(records, out / "outputs.jsonl")
     scores = score_outputs(records)
     scores.to_csv(out / "metrics.csv", index=False)
     summary = emergence(scores, config)
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=1, default=str), encoding="utf-8")
-    write_report(summary, out / "report.html", title=f"Emergence study: {source}")
+    write_report(summary, out / "report.html", title=f"Emergence study: {source}", mechanism=mechanism)
     sys.stdout.write(f"verdict: {summary.verdict} ({summary.n_items} items, {len(summary.models)} models)\n")
     for name, s in summary.metrics.items():
         jumps = {True: "jumps", False: "no jump", None: "undecided"}[s.jumps]
@@ -60,8 +80,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        parents=parents)
     p.add_argument("--outputs", type=Path, metavar="OUTPUTS.jsonl",
                    help="model outputs, one line per model and item (model, scale, item, target, output, target_logprobs)")
-    p.add_argument("--family", type=Path, metavar="FAMILY.json",
-                   help='models to score: a JSON list of {"model": spec, "scale": number, "label"?}')
+    p.add_argument("--family", type=Path, metavar="FAMILY.json|toy|toy-widths|tiny",
+                   help='models to score: a JSON list of {"model": spec, "scale": number, "label"?}, or a preset of '
+                   'toy models scrying trains itself offline (cached): toy (checkpoints over training), toy-widths (sizes), tiny (seconds)')
     p.add_argument("--task", help="with --family: addition:K, multiplication:K, induction[:HALF_LEN] or TASK.jsonl")
     p.add_argument("--n-items", type=int, default=200, help="items of a built-in task")
     p.add_argument("--device", default="cpu", help="torch device for the models (default: cpu)")

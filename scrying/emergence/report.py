@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
@@ -16,16 +17,21 @@ from scrying.emergence.verdict import EmergenceSummary
 from scrying.html_pages import escape, json_for_script
 
 
-def figure(summary: EmergenceSummary) -> go.Figure:
+def figure(summary: EmergenceSummary, mechanism: pd.DataFrame | None = None) -> go.Figure:
     """One panel per metric: mean over items against scale (log axis), 95% intervals; the exact
-    match panel also draws the predicted accuracy p^L."""
+    match panel also draws the predicted accuracy p^L. With ``mechanism`` (head detector scores
+    per member) a last panel draws the largest previous-token and induction scores on the same
+    scale axis."""
     names = [m for m in METRICS if m in summary.metrics and m != "predicted_accuracy"]
     cols = 3
-    rows = math.ceil(len(names) / cols)
+    rows = math.ceil((len(names) + (mechanism is not None)) / cols)
     titles = []
+    panels = names + (["mechanism"] if mechanism is not None else [])
     for name in names:
         s = summary.metrics[name]
         titles.append(f"{name.replace('_', ' ')} ({METRICS[name][0]}): B {s.breakthroughness:.2f} [{s.ci[0]:.2f}, {s.ci[1]:.2f}]")
+    if mechanism is not None:
+        titles.append("mechanism: largest head scores (Olsson et al. 2022)")
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles)
     curves = summary.curves
     for i, name in enumerate(names):
@@ -47,11 +53,21 @@ def figure(summary: EmergenceSummary) -> go.Figure:
                 row=r + 1, col=c + 1,
             )
         fig.update_xaxes(type="log", title_text="scale", row=r + 1, col=c + 1)
+    if mechanism is not None:
+        r, c = divmod(len(panels) - 1, cols)
+        ordered = mechanism.sort_values("scale")
+        for column in ("induction", "previous_token"):
+            fig.add_trace(go.Scatter(x=ordered.scale, y=ordered[column], mode="lines+markers", name=f"{column} score",
+                                     text=ordered.label, hovertemplate="%{text}<br>%{y:.3f}<extra></extra>"),
+                          row=r + 1, col=c + 1)
+        fig.update_xaxes(type="log", title_text="scale", row=r + 1, col=c + 1)
     fig.update_layout(height=320 * rows, title=f"verdict: {summary.verdict}")
     return fig
 
 
-def write_report(summary: EmergenceSummary, path: Path | str, *, title: str = "Emergence study") -> Path:
+def write_report(
+    summary: EmergenceSummary, path: Path | str, *, title: str = "Emergence study", mechanism: pd.DataFrame | None = None
+) -> Path:
     """A self-contained HTML page: verdict, rule, per-metric and per-model tables, the figure."""
     metric_rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{escape(METRICS[name][0])}</td><td>{s.breakthroughness:.3f}</td>"
@@ -63,7 +79,7 @@ def write_report(summary: EmergenceSummary, path: Path | str, *, title: str = "E
         f"<td>{r.predicted_accuracy:.4g}</td><td>{escape(r.within)}</td><td>{escape(r.items_needed)}</td></tr>"
         for r in summary.models.itertuples(index=False)
     )
-    plot = pio.to_html(figure(summary), include_plotlyjs=True, full_html=False)
+    plot = pio.to_html(figure(summary, mechanism), include_plotlyjs=True, full_html=False)
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:1.5em}}"

@@ -21,6 +21,8 @@ Phases of :func:`emergence`:
    jumps; ``"inconclusive"`` otherwise (an interval straddles the threshold).
 5. **p^L check** (Schaeffer et al., eq. 1): per model, whether the mean predicted accuracy ``p^L``
    lies within the Clopper-Pearson interval of the measured exact match (a binomial proportion).
+   ``p^L`` is the probability of *sampling* the target; a greedy output is exact whenever every
+   target token is the argmax, however unsure, so greedy exact match can lie far above it.
 6. **Resolution** (Schaeffer et al.'s second prediction): per model, the items needed to see at
    least one exact match with 95% probability if accuracy is the predicted ``a = p^L``:
    ``ceil(log 0.05 / log(1 - a))``, beside the study's item count.
