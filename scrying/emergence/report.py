@@ -74,8 +74,9 @@ def write_report(
         f"<td>[{s.ci[0]:.3f}, {s.ci[1]:.3f}]</td><td>{s.linearity:.3f}</td><td>{escape(s.jumps)}</td></tr>"
         for name, s in summary.metrics.items()
     )
+    labels = dict(zip(summary.curves["model"], summary.curves["label"], strict=True))
     model_rows = "".join(
-        f"<tr><td>{escape(r.model)}</td><td>{r.scale:.3g}</td><td>{r.exact_match:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}]</td>"
+        f"<tr><td title='{escape(r.model)}'>{escape(labels.get(r.model, r.model))}</td><td>{r.scale:.3g}</td><td>{r.exact_match:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}]</td>"
         f"<td>{r.predicted_accuracy:.4g}</td><td>{escape(r.within)}</td><td>{escape(r.items_needed)}</td></tr>"
         for r in summary.models.itertuples(index=False)
     )
