@@ -1,6 +1,9 @@
 """Benchmark: scoring a task batched (scrying.emergence.scoring.score_items) vs a per-item loop
-of one teacher-forced forward plus TransformerLens ``generate`` (greedy, KV cache), the way one
-would write it by hand.
+of one teacher-forced forward plus TransformerLens ``generate`` (greedy), the way one would write
+it by hand. ``generate`` runs without its KV cache: with the cache, TransformerBridge's greedy
+output on Gemma 3 270M repeats its first token ("\n\n\n\n" for "606+532="), while without it,
+it equals scrying's batched decoding and the one-token-at-a-time reference (measured 2026-11-29,
+TransformerLens as pinned here).
 
 Run: ``.venv/bin/python benchmarks/emergence_scoring.py [--items 500] [--task addition:3]``.
 Both run in this one process on the same items of the default model; prints wall-clock and CPU
@@ -30,7 +33,7 @@ def per_item(model, items):  # noqa: ANN001, ANN201 - a benchmark baseline
         n = prompt.shape[1]
         logprobs = [float(logits[n + j - 1, t]) for j, t in enumerate(target[0].tolist())]
         tokens = model.generate(prompt, max_new_tokens=target.shape[1], do_sample=False, stop_at_eos=False,
-                                use_past_kv_cache=True, verbose=False, return_type="tokens")
+                                use_past_kv_cache=False, verbose=False, return_type="tokens")
         out.append((logprobs, tokens[0, n:].tolist()))
     return out
 
