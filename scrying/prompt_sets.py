@@ -15,7 +15,6 @@ pad tokens change nothing at the real positions, where every metric is read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,6 +26,7 @@ from jaxtyping import Bool
 
 from scrying.axes import Int, Model, Tensor
 from scrying.errors import InvalidInputError, PromptError
+from scrying.jsonl import parse_json, read_jsonl
 from scrying.prompts import check_text, single_token, tokenize
 
 
@@ -55,17 +55,9 @@ def read_prompt_file(
     """The records of a JSONL prompt file (at least one), every line checked before any model is
     loaded: a non-empty string ``prompt``; ``correct``/``incorrect`` strings when present (on
     every line with ``need_answers``); each key of ``fields`` of its declared type when present."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise InvalidInputError(f"cannot read prompt file {str(path)!r}: {err.strerror}") from err
-    except UnicodeDecodeError as err:
-        raise InvalidInputError(f"prompt file {str(path)!r} is not UTF-8 text ({err.reason})") from err
     records = [
-        parse_prompt_line(line, f"{path.name} line {number}", need_answers=need_answers, fields=fields)
-        for number, line in enumerate(lines, start=1)
-        if line.strip()
+        _record(obj, where, need_answers=need_answers, fields=fields)
+        for obj, where in read_jsonl(path, what="prompt file")
     ]
     if not records:
         raise InvalidInputError(f"prompt file {str(path)!r} has no prompts (expected JSONL lines with 'prompt')")
@@ -76,10 +68,12 @@ def parse_prompt_line(
     line: str, where: str, *, need_answers: bool = False, fields: Mapping[str, type | tuple[type, ...]] | None = None
 ) -> PromptRecord:
     """One line: a JSON object with a non-empty string ``prompt`` (see :func:`read_prompt_file`)."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise InvalidInputError(f"{where}: not valid JSON ({err.msg})") from err
+    return _record(parse_json(line, where), where, need_answers=need_answers, fields=fields)
+
+
+def _record(
+    obj: Any, where: str, *, need_answers: bool = False, fields: Mapping[str, type | tuple[type, ...]] | None = None
+) -> PromptRecord:
     if not isinstance(obj, dict):
         raise InvalidInputError(f"{where}: expected a JSON object with 'prompt', got {type(obj).__name__}")
     if "prompt" not in obj:

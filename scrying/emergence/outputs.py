@@ -23,6 +23,7 @@ import pandas as pd
 
 from scrying.emergence import metrics as m
 from scrying.errors import InvalidInputError
+from scrying.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -89,22 +90,7 @@ def _parse(obj: Any, where: str) -> OutputRecord:
 def read_outputs(path: Path | str) -> list[OutputRecord]:
     """The records of an outputs file, checked line by line; at least one."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise InvalidInputError(f"cannot read outputs file {str(path)!r}: {err.strerror}") from err
-    except UnicodeDecodeError as err:
-        raise InvalidInputError(f"outputs file {str(path)!r} is not UTF-8 text ({err.reason})") from err
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path.name} line {number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InvalidInputError(f"{where}: not valid JSON ({err.msg})") from err
-        records.append(_parse(obj, where))
+    records = [_parse(obj, where) for obj, where in read_jsonl(path, what="outputs file")]
     if not records:
         raise InvalidInputError(f"outputs file {str(path)!r} has no lines")
     check_family(records)

@@ -1,0 +1,35 @@
+"""JSONL input files: every non-blank line parsed, every error naming the file and the line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from scrying.errors import InvalidInputError
+
+
+def read_jsonl(path: Path | str, *, what: str) -> list[tuple[Any, str]]:
+    """``(object, "FILE line N")`` for every non-blank line of ``path``; ``what`` names the kind
+    of file in errors ("prompt file", "outputs file"). An unreadable file, a file that is not
+    UTF-8 and a line that is not JSON raise :class:`~scrying.errors.InvalidInputError`."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise InvalidInputError(f"cannot read {what} {str(path)!r}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(f"{what} {str(path)!r} is not UTF-8 text ({err.reason})") from err
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            where = f"{path.name} line {number}"
+            out.append((parse_json(line, where), where))
+    return out
+
+
+def parse_json(line: str, where: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InvalidInputError(f"{where}: not valid JSON ({err.msg})") from err
