@@ -130,7 +130,8 @@ def per_prompt(
             logit_columns(model, acts[rows[s], pos[s]], columns[s]).float()
             for s in (slice(i, i + chunk) for i in range(0, len(rows), chunk))
         ]
-        diffs = [logit_difference(p, *torch.arange(2, device=p.device).repeat(len(p), 1).T) for p in parts]
+        first = [torch.zeros(len(p), dtype=torch.long, device=p.device) for p in parts]  # column 0: target
+        diffs = [logit_difference(p, f, f + 1) for p, f in zip(parts, first, strict=True)]  # minus column 1
         return _mean_per_row(torch.cat(diffs), rows, prompt_of_row.shape[0])
     parts = []
     for start in range(0, len(rows), chunk):

@@ -31,8 +31,8 @@ def _family_records(args: argparse.Namespace, out: Path) -> tuple[list, pd.DataF
         raise InvalidInputError("--family needs --task (addition:K, multiplication:K, induction[:N] or TASK.jsonl)")
     scoring = ScoringConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=True)
     load = load_config(args)
-    mechanism = None
-    if str(args.family) in PRESETS and not args.family.exists():
+    preset = str(args.family) in PRESETS and not args.family.exists()
+    if preset:
         if not args.task.startswith("induction"):
             raise InvalidInputError(
                 f"the {args.family} family is trained on repeated sequences of toy words; use --task induction[:N]"
@@ -47,9 +47,10 @@ def _family_records(args: argparse.Namespace, out: Path) -> tuple[list, pd.DataF
     settings = study_settings(family_file, args.task, args.n_items, args.seed, scoring)
     journal = Journal(out / "journal.jsonl", settings, key=lambda r: r["model"], what="study")
     records = run_family(members, items, journal, lambda spec: load_model(spec, load), scoring)
-    if str(args.family) in PRESETS and not args.family.exists():
-        mechanism = head_curves(members)
-        mechanism.to_csv(out / "mechanism.csv", index=False)
+    if not preset:
+        return records, None
+    mechanism = head_curves(members)
+    mechanism.to_csv(out / "mechanism.csv", index=False)
     return records, mechanism
 
 

@@ -50,7 +50,8 @@ class OutputRecord:
         return out
 
 
-def _parse(obj: Any, where: str) -> OutputRecord:
+def parse_output(obj: Any, where: str) -> OutputRecord:
+    """One outputs line (already parsed JSON), checked; errors name ``where``."""
     if not isinstance(obj, dict):
         raise InvalidInputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for key in ("model", "scale", "item", "target", "output", "target_logprobs"):
@@ -90,7 +91,7 @@ def _parse(obj: Any, where: str) -> OutputRecord:
 def read_outputs(path: Path | str) -> list[OutputRecord]:
     """The records of an outputs file, checked line by line; at least one."""
     path = Path(path)
-    records = [_parse(obj, where) for obj, where in read_jsonl(path, what="outputs file")]
+    records = [parse_output(obj, where) for obj, where in read_jsonl(path, what="outputs file")]
     if not records:
         raise InvalidInputError(f"outputs file {str(path)!r} has no lines")
     check_family(records)

@@ -24,7 +24,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from scrying.axes import Model
-from scrying.emergence.outputs import OutputRecord, check_family
+from scrying.emergence.outputs import OutputRecord, check_family, parse_output
 from scrying.emergence.scoring import ScoredItem, ScoringConfig, score_items
 from scrying.emergence.tasks import Item
 from scrying.errors import InvalidInputError
@@ -97,13 +97,10 @@ def run_family(
                         "records": [r.to_json() for r in records]})
     out = []
     for member in members:
-        out += [OutputRecord(**{**r, **_tuples(r)}) for r in journal.done[member.model]["records"]]
+        where = f"{journal.path.name} record of {member.model}"
+        out += [parse_output(r, where) for r in journal.done[member.model]["records"]]
     check_family(out)
     return out
-
-
-def _tuples(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(record[k]) for k in ("target_logprobs", "target_tokens", "output_tokens") if k in record}
 
 
 def study_settings(family: Path, task: str, n_items: int, seed: int, config: ScoringConfig) -> dict[str, Any]:
