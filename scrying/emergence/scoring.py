@@ -6,18 +6,12 @@ For each :class:`~scrying.emergence.tasks.Item` (``prompt``, ``target``, optiona
    choice without BOS (``model.to_tokens(text, prepend_bos=False)``); a continuation that
    tokenizes to nothing is a :class:`~scrying.errors.PromptError` naming the item.
 2. **Teacher forcing.** Each sequence ``prompt + continuation`` (the target, and every choice)
-   is right-padded into batches of ``batch_size`` and run once; the log-probability of
-   continuation token ``j`` is ``log softmax(logits[len(prompt) + j - 1])[token j]``
-   (:func:`scrying.metrics.target_logprob`). Right padding is exact for a causal model: a
-   position never attends to the later pad tokens. A choice's score is the sum over its tokens.
-3. **Greedy decoding.** The prompts are right-padded too, and each row advances from its own
-   length: at step ``s`` one forward of the batch, row ``i`` reads its next token from the
-   logits at position ``len_i + s - 1`` and writes it at ``len_i + s``. Every real position
-   therefore sees exactly the tokens it would see alone (no attention mask or shifted position
-   ids needed, which left padding would require); rows whose budget is spent are carried along
-   unchanged. No key/value cache: one full forward per step, as the reference does. Decoding
-   does not stop at an end-of-sequence token: every item gets its full ``max_new_tokens``
-   (default: its target's token count).
+   is right-padded into batches of ``batch_size`` and run once
+   (:func:`scrying.scoring.continuation_logprobs`). A choice's score is the sum over its tokens.
+3. **Greedy decoding.** The prompts are right-padded too and each row advances from its own
+   length (:func:`scrying.scoring.greedy_continuations`). Decoding does not stop at an
+   end-of-sequence token: every item gets its full ``max_new_tokens`` (default: its target's
+   token count).
 
 :func:`score_item_by_item` is the plain reference (one item, one forward per sequence and per
 decoding step, no padding); the tests check that :func:`score_items` equals it.
@@ -31,12 +25,17 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from scrying.axes import Float, Int, Model, Tensor
+from scrying.axes import Model
 from scrying.emergence.tasks import Item
 from scrying.errors import ConfigError, PromptError
-from scrying.metrics import target_logprob
-from scrying.prompt_sets import pad_id, pad_right
 from scrying.prompts import tokenize
+from scrying.scoring import (
+    continuation_logprobs,
+    continuation_tokens,
+    forced_logprobs_one,
+    greedy_continuations,
+    greedy_one,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +88,15 @@ class _Tokenized:
     n_new: int
 
 
-def _continuation(model: Model, item: Item, text: str, what: str) -> list[int]:
-    ids = model.to_tokens(text, prepend_bos=False, truncate=False)[0].tolist() if isinstance(text, str) else []
-    if not ids:
-        raise PromptError(f"item {item.item!r}: {what} {text!r} tokenizes to no tokens; expected some text")
-    return [int(i) for i in ids]
-
-
 def _tokenize_item(model: Model, item: Item, config: ScoringConfig) -> _Tokenized:
     prompt = tokenize(model, item.prompt, what=f"item {item.item!r}: prompt")[0].tolist()
-    target = _continuation(model, item, item.target, "target")
+    target = continuation_tokens(model, item.target, what=f"item {item.item!r}: target")
     choices = None
     if item.choices is not None:
-        choices = {c: (target if c == item.target else _continuation(model, item, c, "choice")) for c in item.choices}
+        choices = {
+            c: (target if c == item.target else continuation_tokens(model, c, what=f"item {item.item!r}: choice"))
+            for c in item.choices
+        }
     n_new = config.max_new_tokens or len(target)
     n_ctx = model.cfg.n_ctx
     longest = max([len(target), n_new] + [len(t) for t in (choices or {}).values()])
@@ -111,52 +106,6 @@ def _tokenize_item(model: Model, item: Item, config: ScoringConfig) -> _Tokenize
             f"({longest} tokens) exceed the model's context of {n_ctx}"
         )
     return _Tokenized(prompt, target, choices, n_new)
-
-
-def _device(model: Model) -> torch.device:
-    return torch.device(model.cfg.device)
-
-
-def continuation_logprobs(
-    model: Model, prompts: list[list[int]], continuations: list[list[int]]
-) -> list[list[float]]:
-    """Teacher-forced log-probability of each continuation token, the rows right-padded into
-    one forward (phase 2)."""
-    rows = [torch.tensor(p + c, dtype=torch.long) for p, c in zip(prompts, continuations, strict=True)]
-    tokens = pad_right(rows, pad_id(model)).to(_device(model))
-    logits: Float[Tensor, "batch pos d_vocab"] = model(tokens)
-    batch, pos = [], []
-    for i, (p, c) in enumerate(zip(prompts, continuations, strict=True)):
-        batch += [i] * len(c)
-        pos += range(len(p) - 1, len(p) + len(c) - 1)
-    read = logits[torch.tensor(batch), torch.tensor(pos)]
-    wanted: Int[Tensor, " read"] = torch.tensor([t for c in continuations for t in c], device=read.device)
-    values = target_logprob(read, wanted).tolist()
-    out, start = [], 0
-    for c in continuations:
-        out.append(values[start : start + len(c)])
-        start += len(c)
-    return out
-
-
-def greedy_continuations(model: Model, prompts: list[list[int]], n_new: list[int]) -> list[list[int]]:
-    """``n_new[i]`` greedy tokens after each prompt, the rows right-padded and each advanced from
-    its own length (phase 3)."""
-    lengths = [len(p) for p in prompts]
-    width = max(n + k for n, k in zip(lengths, n_new, strict=True))
-    tokens = pad_right([torch.tensor(p, dtype=torch.long) for p in prompts], pad_id(model), width)
-    tokens = tokens.to(_device(model))
-    rows = torch.arange(len(prompts), device=tokens.device)
-    for step in range(max(n_new)):
-        # the forward needs every position up to the last one any row reads at this step
-        ends = [n + step for n, k in zip(lengths, n_new, strict=True) if step < k]
-        logits: Float[Tensor, "batch pos d_vocab"] = model(tokens[:, : max(ends)])
-        read_at = torch.tensor([min(n + step, max(ends)) - 1 for n in lengths], device=tokens.device)
-        chosen = logits[rows, read_at].argmax(-1)
-        for i, (n, k) in enumerate(zip(lengths, n_new, strict=True)):
-            if step < k:
-                tokens[i, n + step] = chosen[i]
-    return [tokens[i, n : n + k].tolist() for i, (n, k) in enumerate(zip(lengths, n_new, strict=True))]
 
 
 def _batches(n: int, size: int) -> list[range]:
@@ -223,22 +172,12 @@ def _scored(
 @torch.no_grad()
 def score_item_by_item(model: Model, items: list[Item], config: ScoringConfig) -> list[ScoredItem]:
     """The reference for :func:`score_items`: one item at a time, one forward per sequence, and
-    greedy decoding by a full forward per new token; no batching, no padding."""
-    device = _device(model)
+    greedy decoding by a full forward per new token; no batching, no padding, full logits."""
     results = []
     for item in tqdm(items, desc="scoring", disable=not config.progress):
         t = _tokenize_item(model, item, config)
-
-        def forced(cont: list[int], t: _Tokenized = t) -> list[float]:
-            logits = model(torch.tensor([t.prompt + cont], device=device))[0]
-            logprobs = logits.to(torch.float64).log_softmax(-1)
-            n = len(t.prompt)
-            return [float(logprobs[n + j - 1, tok]) for j, tok in enumerate(cont)]
-
-        others = {c: forced(ids) for c, ids in (t.choices or {}).items() if c != item.target}
-        sequence = list(t.prompt)
-        for _ in range(t.n_new):
-            logits = model(torch.tensor([sequence], device=device))[0, -1]
-            sequence.append(int(logits.argmax()))
-        results.append(_scored(model, item, t, forced(t.target), others if t.choices else None, sequence[len(t.prompt) :]))
+        others = {c: forced_logprobs_one(model, t.prompt, ids) for c, ids in (t.choices or {}).items() if c != item.target}
+        output = greedy_one(model, t.prompt, t.n_new)
+        target = forced_logprobs_one(model, t.prompt, t.target)
+        results.append(_scored(model, item, t, target, others if t.choices else None, output))
     return results

@@ -1,0 +1,109 @@
+"""Batched scoring of continuations: teacher-forced log-probabilities and greedy decoding.
+
+Shared by the instruments that ask "how likely is this answer, and what does the model say?"
+(emergence, reversal). Sequences are right-padded: exact for a causal model, since a position
+never attends to the later pad tokens, so no attention mask or shifted position ids are needed
+(left padding would need both).
+
+* :func:`continuation_logprobs` — each row ``prompt + continuation`` in one forward; the
+  log-probability of continuation token ``j`` is
+  ``log softmax(logits[len(prompt) + j - 1])[token j]`` (:func:`scrying.metrics.target_logprob`).
+* :func:`greedy_continuations` — row ``i`` advances from its own length: at step ``s`` one
+  forward of the batch, row ``i`` reads its next token from the logits at ``len_i + s - 1`` and
+  writes it at ``len_i + s``; rows whose budget is spent are carried along unchanged. No
+  key/value cache: one forward per step. Decoding does not stop at an end-of-sequence token.
+
+Both read the final residual stream and apply the final norm and unembedding only at the
+positions they read (:func:`scrying.models.adapter.final_resid` with ``read``,
+:func:`scrying.models.adapter.logits_at`): the same weights the model's own head applies, without
+the full-vocabulary logits of every position (on Gemma 3 270M the unembedding of one position
+costs more than the rest of the model).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from scrying.axes import Bool, Float, Int, Model, Tensor
+from scrying.errors import PromptError
+from scrying.metrics import target_logprob
+from scrying.models.adapter import final_resid, logits_at, model_device
+from scrying.prompt_sets import pad_id, pad_right
+
+
+def continuation_tokens(model: Model, text: str, *, what: str) -> list[int]:
+    """Token ids of ``text`` as it is appended to a prompt (no BOS); text that tokenizes to
+    nothing is a :class:`~scrying.errors.PromptError` naming ``what``."""
+    ids = model.to_tokens(text, prepend_bos=False, truncate=False)[0].tolist() if isinstance(text, str) else []
+    if not ids:
+        raise PromptError(f"{what} {text!r} tokenizes to no tokens; expected some text")
+    return [int(i) for i in ids]
+
+
+def logits_where(
+    model: Model, tokens: Int[Tensor, "batch pos"], read: Bool[Tensor, "batch pos"]
+) -> Float[Tensor, "read d_vocab"]:
+    """The model's logits at the ``read`` positions (row-major order), exact there."""
+    resid: Float[Tensor, "batch pos d_model"] = final_resid(model, tokens, read=read)
+    return torch.cat(list(logits_at(model, resid[read])))
+
+
+@torch.no_grad()
+def continuation_logprobs(model: Model, prompts: list[list[int]], continuations: list[list[int]]) -> list[list[float]]:
+    """Teacher-forced log-probability of each continuation token; the rows right-padded into
+    one forward."""
+    rows = [torch.tensor(p + c, dtype=torch.long) for p, c in zip(prompts, continuations, strict=True)]
+    tokens = pad_right(rows, pad_id(model)).to(model_device(model))
+    read = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
+    for i, (p, c) in enumerate(zip(prompts, continuations, strict=True)):
+        read[i, len(p) - 1 : len(p) + len(c) - 1] = True
+    logits = logits_where(model, tokens, read)  # row-major = row by row, position by position
+    wanted: Int[Tensor, " read"] = torch.tensor([t for c in continuations for t in c], device=logits.device)
+    values = target_logprob(logits, wanted).tolist()
+    out, start = [], 0
+    for c in continuations:
+        out.append(values[start : start + len(c)])
+        start += len(c)
+    return out
+
+
+@torch.no_grad()
+def greedy_continuations(model: Model, prompts: list[list[int]], n_new: list[int]) -> list[list[int]]:
+    """``n_new[i]`` greedy tokens after each prompt; the rows right-padded and each advanced
+    from its own length."""
+    lengths = [len(p) for p in prompts]
+    width = max(n + k for n, k in zip(lengths, n_new, strict=True))
+    tokens = pad_right([torch.tensor(p, dtype=torch.long) for p in prompts], pad_id(model), width)
+    tokens = tokens.to(model_device(model))
+    rows = torch.arange(len(prompts), device=tokens.device)
+    for step in range(max(n_new)):
+        # the forward needs every position up to the last one any row reads at this step
+        end = max(n + step for n, k in zip(lengths, n_new, strict=True) if step < k)
+        read_at = torch.tensor([min(n + step, end) - 1 for n in lengths], device=tokens.device)
+        read = torch.zeros((len(prompts), end), dtype=torch.bool, device=tokens.device)
+        read[rows, read_at] = True
+        chosen = logits_where(model, tokens[:, :end], read).argmax(-1)
+        for i, (n, k) in enumerate(zip(lengths, n_new, strict=True)):
+            if step < k:
+                tokens[i, n + step] = chosen[i]
+    return [tokens[i, n : n + k].tolist() for i, (n, k) in enumerate(zip(lengths, n_new, strict=True))]
+
+
+@torch.no_grad()
+def forced_logprobs_one(model: Model, prompt: list[int], continuation: list[int]) -> list[float]:
+    """Reference for :func:`continuation_logprobs`: one unpadded sequence, the model's full
+    logits, float64 log-softmax."""
+    logits = model(torch.tensor([prompt + continuation], device=model_device(model)))[0]
+    logprobs = logits.to(torch.float64).log_softmax(-1)
+    n = len(prompt)
+    return [float(logprobs[n + j - 1, tok]) for j, tok in enumerate(continuation)]
+
+
+@torch.no_grad()
+def greedy_one(model: Model, prompt: list[int], n_new: int) -> list[int]:
+    """Reference for :func:`greedy_continuations`: one sequence, a full forward per new token."""
+    sequence = list(prompt)
+    for _ in range(n_new):
+        logits = model(torch.tensor([sequence], device=model_device(model)))[0, -1]
+        sequence.append(int(logits.argmax()))
+    return sequence[len(prompt) :]
