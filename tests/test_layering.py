@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "scrying"
-INSTRUMENTS = ("ablation", "attribution", "circuits")
+INSTRUMENTS = ("ablation", "attribution", "circuits", "emergence", "reversal", "transcoders", "viewer")
 # attribution builds its component graphs from circuits' EAP-IG: the one allowed crossing
 ALLOWED = {("attribution", "circuits")}
 BACKEND = re.compile(r"original_component|object\.__setattr__\(\s*(block|mlp|model)|\.blocks\[|model\.unembed|model\.ln_final")
