@@ -1,0 +1,8 @@
+"""Reversal-curse probes (Berglund et al. 2023): does a model that knows "A is B" know "B is A"?
+
+The package API: pair files (:mod:`scrying.reversal.pairs`), the packaged relations
+(:mod:`scrying.reversal.relations`), batched scoring in both directions
+(:mod:`scrying.reversal.scoring`), per-relation statistics (:mod:`scrying.reversal.summary`),
+the HTML report (:mod:`scrying.reversal.report`) and the controlled toy experiment
+(:mod:`scrying.reversal.experiment`).
+"""
