@@ -1,0 +1,89 @@
+"""``scrying reversal``: probe a model on facts in both directions (``--pairs``), or run the
+controlled reversal-curse experiment (``--experiment toy``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scrying.cli.common import add_model_args, model_from_args
+from scrying.errors import InvalidInputError
+from scrying.reversal.probe import probe_journal, probe_settings, read_pair_files, run_probe
+from scrying.reversal.relations import packaged_relation_files
+from scrying.reversal.report import write_report
+from scrying.reversal.scoring import ModelScorer, ReversalConfig
+from scrying.reversal.summary import markdown_table, summarize, text_table
+from scrying.stats import BootstrapConfig
+
+
+def _pair_files(specs: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for spec in specs:
+        files.extend(packaged_relation_files() if spec == "packaged" else [Path(spec)])
+    return files
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    if args.out is None:
+        raise InvalidInputError("--pairs needs --out RESULTS.jsonl")
+    files = _pair_files(args.pairs)
+    pairs = read_pair_files(files)  # every line checked before the model loads
+    config = ReversalConfig(distractors=None if args.distractors == 0 else args.distractors,
+                            batch_size=args.batch_size, seed=args.seed, progress=True)
+    model = model_from_args(args)
+    journal = probe_journal(args.out, probe_settings(args.model, files, config, model=model))
+    records = run_probe(ModelScorer(model, config.batch_size), pairs, config, journal)
+    table = summarize(records, BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed))
+    stem = args.out.with_suffix("")
+    table.to_csv(f"{stem}.summary.csv", index=False)
+    Path(f"{stem}.summary.md").write_text(markdown_table(table), encoding="utf-8")
+    written = [str(args.out), f"{stem}.summary.csv", f"{stem}.summary.md"]
+    if args.html is not None:
+        write_report(table, records, args.html, title=f"Reversal-curse probe: {args.model}")
+        written.append(str(args.html))
+    sys.stdout.write(text_table(table))
+    sys.stdout.write(f"wrote {', '.join(written)}\n")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from scrying.reversal.experiment import PRESETS, run_experiment
+
+    if args.out_dir is None:
+        raise InvalidInputError("--experiment needs --out-dir DIR")
+    if args.experiment != "toy":
+        raise InvalidInputError(f"--experiment {args.experiment}: only 'toy' is implemented")
+    result = run_experiment(PRESETS[args.preset], args.out_dir, progress=True)
+    sys.stdout.write(result.text())
+    sys.stdout.write(f"wrote {args.out_dir / 'summary.json'}, {args.out_dir / 'summary.md'}\n")
+    return 0
+
+
+def cmd_reversal(args: argparse.Namespace) -> int:
+    if (args.pairs is None) == (args.experiment is None):
+        raise InvalidInputError("give either --pairs FILE.jsonl --out RESULTS.jsonl or --experiment toy --out-dir DIR")
+    return cmd_probe(args) if args.pairs is not None else cmd_experiment(args)
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("reversal", parents=parents,
+                       help="reversal curse: does the model that knows 'A is B' know 'B is A'?")
+    p.add_argument("--pairs", nargs="+", metavar="FILE.jsonl",
+                   help="pair files (a, b, relation, forward template with {a}, reverse template with {b}); "
+                   "'packaged' for the shipped relations")
+    add_model_args(p)
+    p.add_argument("--distractors", "-k", type=int, default=20,
+                   help="distractors per prompt, drawn from the relation's other answers (0: all of them; default 20)")
+    p.add_argument("--out", type=Path, metavar="RESULTS.jsonl",
+                   help="one line per pair with forward and reverse results (a rerun resumes); "
+                   "the summary goes to RESULTS.summary.csv and .summary.md")
+    p.add_argument("--html", type=Path, metavar="REPORT.html", help="also write a self-contained report")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per forward pass")
+    p.add_argument("--n-bootstrap", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--experiment", choices=["toy", "finetune"], help="the controlled experiment instead of a probe")
+    p.add_argument("--preset", default="default", help="with --experiment toy: default or tiny")
+    p.add_argument("--out-dir", type=Path, help="with --experiment: where results go")
+    p.set_defaults(func=cmd_reversal)
+

@@ -1,0 +1,51 @@
+"""Resumable probes: one :class:`~scrying.journal.Journal` record per scored pair.
+
+The results file is the journal: line 1 ``{"settings": ...}`` (the model's identity, a digest of
+the pair files, the number of distractors and the seed), then one line per pair
+``{"index", "a", "b", "relation", ..., "forward": {...}, "reverse": {...}}`` written as soon as
+its chunk is scored. A killed run resumes where it stopped; other settings are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from scrying.axes import Model
+from scrying.journal import Journal, Record, file_digest, model_identity
+from scrying.reversal.pairs import DIRECTIONS, Pair, read_pairs
+from scrying.reversal.scoring import ReversalConfig, Scorer, score_pairs
+
+_FIELDS = {"logprob": float, "mean_logprob": float, "rank": int, "n_candidates": int, "exact": bool}
+
+
+def read_pair_files(paths: list[Path]) -> list[Pair]:
+    """The pairs of every file, in order (each line checked; errors name the file and line)."""
+    return [pair for path in paths for pair in read_pairs(path)]
+
+
+def probe_settings(model_spec: str, pair_files: list[Path], config: ReversalConfig, *, model: Model | None = None) -> dict[str, Any]:
+    digest = hashlib.sha256("".join(file_digest(p) for p in pair_files).encode()).hexdigest()
+    return {**model_identity(model_spec, model), "pairs_sha256": digest, **config.settings()}
+
+
+def check_record(record: Record) -> None:
+    """A results line: an integer ``index`` and both directions with their numbers."""
+    int(record["index"])
+    for direction in DIRECTIONS:
+        part = record[direction]
+        for key, kind in _FIELDS.items():
+            if not isinstance(part[key], kind) and not (kind is float and isinstance(part[key], int)):
+                raise TypeError(f"{direction}.{key} must be {kind.__name__}, got {part[key]!r}")
+
+
+def probe_journal(path: Path | str, settings: dict[str, Any]) -> Journal:
+    return Journal(path, settings, key=lambda r: int(r["index"]), check=check_record, what="reversal results")
+
+
+def run_probe(scorer: Scorer, pairs: list[Pair], config: ReversalConfig, journal: Journal) -> list[Record]:
+    """Score the pairs the journal has not finished, saving each; every pair's record in order."""
+    for record in score_pairs(scorer, pairs, config, skip=set(journal.done)):
+        journal.append(record)
+    return [journal.done[i] for i in range(len(pairs))]

@@ -1,0 +1,91 @@
+"""The report of a reversal probe: forward and reverse accuracy per relation with intervals,
+the paired test, and the pairs known forward but not in reverse, in one self-contained HTML page
+(plotly inlined, every string escaped)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+from scrying.html_pages import escape, json_for_script
+
+_LABELS = {"exact": "greedy exact match", "top1": "top-1 among candidates"}
+
+
+def figure(table: pd.DataFrame) -> go.Figure:
+    """Two panels (exact match, top-1): forward and reverse bars per relation with 95% intervals;
+    top-1 chance drawn as a marker."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[_LABELS["exact"], _LABELS["top1"]])
+    colors = {"forward": "#1f77b4", "reverse": "#d62728"}
+    for col, measure in enumerate(("exact", "top1"), start=1):
+        for direction in ("forward", "reverse"):
+            key = f"{direction}_{measure}"
+            fig.add_trace(
+                go.Bar(x=table.relation, y=table[key], name=direction, marker_color=colors[direction],
+                       showlegend=col == 1, legendgroup=direction,
+                       error_y={"type": "data", "symmetric": False, "array": table[key + "_high"] - table[key],
+                                "arrayminus": table[key] - table[key + "_low"]},
+                       hovertemplate=f"%{{x}} {direction}<br>%{{y:.3f}}<extra></extra>"),
+                row=1, col=col,
+            )
+        if measure == "top1":
+            fig.add_trace(go.Scatter(x=table.relation, y=table.reverse_chance, mode="markers", name="chance",
+                                     marker={"symbol": "line-ew-open", "size": 30, "color": "black"}), row=1, col=col)
+        fig.update_yaxes(range=[0, 1.05], title_text="accuracy", row=1, col=col)
+    fig.update_layout(barmode="group", height=420)
+    return fig
+
+
+def write_report(
+    table: pd.DataFrame, records: list[dict[str, Any]], path: Path | str, *, title: str = "Reversal-curse probe",
+    graphs: dict[str, str] | None = None,
+) -> Path:
+    """A self-contained HTML page: the summary table, the figure, the pairs known forward (top-1)
+    but not in reverse, and links to attribution graphs (``graphs``: label -> relative path)."""
+    summary_rows = "".join(
+        f"<tr><td>{escape(r.relation)}</td><td>{r.n}</td>"
+        + "".join(
+            f"<td>{r[f'forward_{m}']:.2f} [{r[f'forward_{m}_low']:.2f}, {r[f'forward_{m}_high']:.2f}]</td>"
+            f"<td>{r[f'reverse_{m}']:.2f} [{r[f'reverse_{m}_low']:.2f}, {r[f'reverse_{m}_high']:.2f}]</td>"
+            f"<td>{r[f'diff_{m}']:+.2f} [{r[f'diff_{m}_low']:+.2f}, {r[f'diff_{m}_high']:+.2f}], p={r[f'p_{m}']:.3g}</td>"
+            for m in ("exact", "top1")
+        )
+        + f"<td>{r.forward_mean_logprob:.2f} / {r.reverse_mean_logprob:.2f}</td></tr>"
+        for _, r in table.iterrows()
+    )
+    gap = [r for r in records if r["forward"]["rank"] == 1 and r["reverse"]["rank"] > 1]
+    gap_rows = "".join(
+        f"<tr><td>{escape(r['relation'])}</td><td>{escape(r['forward']['prompt'])} <b>{escape(r['b'])}</b></td>"
+        f"<td>{r['forward']['rank']}/{r['forward']['n_candidates']}</td>"
+        f"<td>{escape(r['reverse']['prompt'])} <b>{escape(r['a'])}</b></td>"
+        f"<td>{r['reverse']['rank']}/{r['reverse']['n_candidates']}</td><td>{escape(r['reverse']['greedy'])}</td></tr>"
+        for r in gap
+    )
+    links = "".join(f"<li><a href='{escape(href)}'>{escape(label)}</a></li>" for label, href in (graphs or {}).items())
+    plot = pio.to_html(figure(table), include_plotlyjs=True, full_html=False)
+    m_heads = "".join(f"<th>{escape(_LABELS[m])} forward</th><th>reverse</th><th>forward − reverse</th>" for m in ("exact", "top1"))
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:1.5em}}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px}</style></head><body>"
+        f"<h1>{escape(title)}</h1>"
+        "<p>Per relation: accuracy in each direction with 95% percentile-bootstrap intervals over pairs; "
+        "forward minus reverse over the same pairs with its interval and two-sided sign-flip permutation p-value.</p>"
+        f"<table><tr><th>relation</th><th>pairs</th>{m_heads}<th>mean log-prob per token fwd / rev</th></tr>{summary_rows}</table>"
+        f"{plot}"
+        + (f"<h2>Attribution graphs</h2><ul>{links}</ul>" if links else "")
+        + f"<h2>Known forward (top-1), not in reverse: {len(gap)} pairs</h2>"
+        "<table><tr><th>relation</th><th>forward prompt</th><th>rank</th><th>reverse prompt</th><th>rank</th>"
+        f"<th>reverse greedy</th></tr>{gap_rows}</table>"
+        f"<script type='application/json' id='scrying-summary'>{json_for_script(table.to_dict(orient='records'))}</script>"
+        "</body></html>"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
