@@ -1,0 +1,106 @@
+"""A gallery of graph pages: every ``*.json`` graph of a folder rendered as a page beside it, and
+``index.html`` listing each with its prompt, target, level and scores (``make gallery``). Pages are
+rendered from the stored graphs; nothing reruns a model."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scrying.errors import InvalidInputError
+from scrying.html_pages import escape
+from scrying.viewer.page import PageConfig, asset, check_graph_json, write_page
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """One graph of a gallery, as the index lists it."""
+
+    name: str  # file stem: page ``name.html``, graph ``name.json``
+    prompt: str
+    target: str
+    probability: float | None
+    level: str
+    nodes: int
+    edges: int
+    scores: dict[str, float | None]
+    spearman: float | None
+
+
+def read_graph_json(path: str | Path) -> dict[str, Any]:
+    """A graph JSON file, its shape checked (:func:`~scrying.viewer.page.check_graph_json`)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InvalidInputError(f"{str(path)!r} is not a readable JSON file: {err}") from err
+    try:
+        check_graph_json(data)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"{str(path)!r}: {err}") from err
+    return data
+
+
+def entry(name: str, data: dict[str, Any]) -> GalleryEntry:
+    own = data.get("scrying") or {}
+    meta = own.get("metadata") or {}
+    targets = [n for n in data["nodes"] if n.get("is_target_logit")] or [n for n in data["nodes"] if n.get("feature_type") == "logit"][:1]
+    validation = meta.get("validation") or {}
+    headline = (validation.get("reports") or {}).get(validation.get("headline"), {})
+    return GalleryEntry(
+        name=name,
+        prompt=data["metadata"].get("prompt", ""),
+        target=", ".join(repr(t) for t in meta.get("targets", [])) or (targets[0].get("clerp", "") if targets else ""),
+        probability=targets[0].get("token_prob") if targets else None,
+        level=own.get("level", ""),
+        nodes=len(data["nodes"]),
+        edges=len(data["links"]),
+        scores=meta.get("scores") or {},
+        spearman=headline.get("spearman"),
+    )
+
+
+def index_html(entries: list[GalleryEntry], *, title: str = "scrying graph gallery") -> str:
+    rows = []
+    for e in entries:
+        scores = "<br>".join(f"{escape(k.replace('_', ' '))}: {'undefined' if v is None else f'{v:.3f}'}" for k, v in e.scores.items())
+        rows.append(
+            f"<tr><td><a href='{escape(e.name)}.html'>{escape(e.prompt)}</a></td>"
+            f"<td>{escape(e.target)}{'' if e.probability is None else f' (p={e.probability:.3f})'}</td>"
+            f"<td>{escape(e.level)}</td><td>{e.nodes} / {e.edges}</td><td>{scores}</td>"
+            f"<td>{'undefined' if e.spearman is None else f'{e.spearman:.3f}'}</td></tr>"
+        )
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{asset('viewer.css')}</style></head><body><header><h1>{escape(title)}</h1>"
+        "<p class='facts'>Each page opens offline; click a node to see its edges, move the sliders to add detail.</p>"
+        "</header><section class='report'><table><thead><tr><th>prompt</th><th>target</th><th>level</th>"
+        "<th>nodes / edges</th><th>scores</th><th>validation Spearman (headline)</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></section></body></html>"
+    )
+
+
+def render_gallery(folder: str | Path, names: list[str] | None = None, config: PageConfig | None = None) -> list[Path]:
+    """Render ``folder/NAME.html`` from ``folder/NAME.json`` for each name (default: every graph
+    JSON in the folder, sorted) and ``folder/index.html``; returns the paths written."""
+    folder = Path(folder)
+    config = config or PageConfig(shared_assets=True)
+    if names is None:
+        names = sorted(p.stem for p in folder.glob("*.json"))
+    if not names:
+        raise InvalidInputError(f"no graph JSON files in {str(folder)!r}")
+    written, entries = [], []
+    for name in names:
+        data = read_graph_json(folder / f"{name}.json")
+        written.append(write_page(data, folder / f"{name}.html", config))
+        entries.append(entry(name, data))
+    index = folder / "index.html"
+    index.write_text(index_html(entries), encoding="utf-8")
+    written.append(index)
+    logger.info("rendered %d pages and %s", len(names), index)
+    return written

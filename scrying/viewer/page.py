@@ -1,0 +1,195 @@
+"""One graph page: a graph JSON (circuit-tracer's format plus scrying's records) to one HTML file
+that opens offline and is read in the browser (assets/viewer.js: click, hover, pruning sliders,
+subgraph and supernodes, state in the URL fragment).
+
+Phases: check the graph JSON's shape (every link names a node) -> take the page's defaults
+(thresholds, a saved :class:`~scrying.viewer.state.ViewState`) -> write the head (prompt, outputs
+and their probabilities), the graph's place, the scores and the validation (escaped HTML, see
+:mod:`~scrying.viewer.report`) -> embed the graph as script-safe JSON and the viewer's script and
+style, inline or (``shared_assets``) as two files beside the page.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from scrying.errors import ConfigError, InvalidInputError
+from scrying.html_pages import escape, json_for_script
+from scrying.viewer.report import scores_html, validation_html
+from scrying.viewer.state import ViewState
+
+logger = logging.getLogger(__name__)
+
+#: The files a page with ``shared_assets`` links, written once beside it.
+ASSET_FILES = ("scrying-viewer.js", "scrying-viewer.css")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageConfig:
+    """How a page opens. Thresholds re-prune the embedded graph in the browser with the rule of
+    :func:`scrying.attribution.influence.prune`; ``None``: sparse defaults for feature graphs
+    (a reader adds detail with the sliders), everything the circuit kept for component graphs."""
+
+    node_threshold: float | None = None
+    edge_threshold: float | None = None
+    shared_assets: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("node_threshold", "edge_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"PageConfig.{name} must be in [0, 1] or None, got {value}")
+
+
+#: Opening thresholds when none are given: (node, edge) for feature graphs, component graphs.
+DEFAULT_THRESHOLDS = {"features": (0.6, 0.85), "components": (1.0, 1.0)}
+
+
+def asset(name: str) -> str:
+    """The text of one of the viewer's files (``viewer.js``, ``viewer.css``)."""
+    return resources.files("scrying.viewer").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def check_graph_json(data: Any) -> None:
+    """Raise :class:`InvalidInputError` unless ``data`` has nodes with unique ids, links between
+    them with finite weights, and metadata with the prompt."""
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), t) for k, t in (("nodes", list), ("links", list), ("metadata", dict))):
+        raise InvalidInputError("a graph JSON needs 'nodes' and 'links' lists and a 'metadata' object")
+    ids = [n.get("node_id") for n in data["nodes"] if isinstance(n, dict)]
+    if len(ids) != len(data["nodes"]) or len(set(ids)) != len(ids):
+        raise InvalidInputError("every node needs a unique 'node_id'")
+    known = set(ids)
+    for link in data["links"]:
+        if not isinstance(link, dict) or link.get("source") not in known or link.get("target") not in known:
+            raise InvalidInputError(f"link {str(link)[:120]} names no node of the graph")
+        if not isinstance(link.get("weight"), int | float) or not math.isfinite(link["weight"]):
+            raise InvalidInputError(f"link {str(link)[:120]} has no finite weight")
+    own = data.get("scrying")
+    if own is not None and len(own.get("nodes", [])) != len(ids):
+        raise InvalidInputError("the 'scrying' nodes do not match the graph's nodes one to one")
+
+
+def _is_components(data: dict[str, Any]) -> bool:
+    own = data.get("scrying") or {}
+    return any(n.get("kind") == "component" for n in own.get("nodes", []))
+
+
+def _outputs_html(data: dict[str, Any]) -> str:
+    own = data.get("scrying") or {}
+    logits = [
+        (n, (own.get("nodes") or [{}] * len(data["nodes"]))[i])
+        for i, n in enumerate(data["nodes"])
+        if n.get("feature_type") == "logit"
+    ]
+    logits.sort(key=lambda pair: -(pair[0].get("token_prob") or 0.0))
+    parts = []
+    for node, mine in logits:
+        label = mine.get("label") or node.get("clerp") or node["node_id"]
+        token = label.removeprefix("Output ").rsplit(" (p=", 1)[0]
+        css = "target" if node.get("is_target_logit") else ""
+        parts.append(f"<span class='{css}'>{escape(token)} {100 * (node.get('token_prob') or 0.0):.1f}%</span>")
+    return "<p class='outputs'>Output: " + " · ".join(parts) + "</p>" if parts else ""
+
+
+def _embedded(data: dict[str, Any]) -> dict[str, Any]:
+    """The graph as the page embeds it: everything but the validation (shown as HTML)."""
+    out = copy.copy(data)
+    if isinstance(data.get("scrying"), dict):
+        out["scrying"] = {**data["scrying"], "metadata": {k: v for k, v in data["scrying"].get("metadata", {}).items() if k != "validation"}}
+    return out
+
+
+def render_page(
+    data: dict[str, Any],
+    config: PageConfig | None = None,
+    *,
+    state: ViewState | None = None,
+    validation: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
+) -> str:
+    """The HTML of one page for graph JSON ``data``; ``validation`` defaults to the one stored in
+    the graph (``scrying.metadata.validation``), ``summary`` adds rows to the facts table."""
+    config = config or PageConfig()
+    check_graph_json(data)
+    own = data.get("scrying") or {}
+    meta = own.get("metadata") or {}
+    defaults = DEFAULT_THRESHOLDS["components" if _is_components(data) else "features"]
+    node_threshold = config.node_threshold if config.node_threshold is not None else defaults[0]
+    edge_threshold = config.edge_threshold if config.edge_threshold is not None else defaults[1]
+    if state is None and data.get("qParams"):
+        state = ViewState.from_qparams(data["qParams"])
+    view = {"node_threshold": node_threshold, "edge_threshold": edge_threshold, "state": state.to_qparams() if state else None}
+    prompt = data["metadata"].get("prompt", "")
+    facts: dict[str, Any] = {
+        "model": own.get("model") or data["metadata"].get("scan", ""),
+        "level": own.get("level", ""),
+        "nodes": len(data["nodes"]),
+        "edges": len(data["links"]),
+    }
+    if meta.get("targets"):
+        facts["targets"] = ", ".join(repr(t) for t in meta["targets"])
+    if meta.get("corrupt_prompt"):
+        facts["corrupted prompt"] = meta["corrupt_prompt"]
+    facts.update(summary or {})
+    validation = validation if validation is not None else meta.get("validation")
+    if config.shared_assets:
+        style, script = f"<link rel='stylesheet' href='{ASSET_FILES[1]}'>", f"<script src='{ASSET_FILES[0]}'></script>"
+    else:
+        style, script = f"<style>{asset('viewer.css')}</style>", f"<script>{asset('viewer.js')}</script>"
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>scrying: {escape(prompt)}</title>{style}</head><body>"
+        f"<header><h1>{escape(prompt)}</h1>"
+        f"<p class='facts'>{escape(facts['model'])} · {escape(facts['level'])} · {facts['nodes']} nodes, "
+        f"{facts['edges']} edges embedded</p>{_outputs_html(data)}</header>"
+        "<div id='controls'>"
+        "<label>node threshold <input type='range' id='node-threshold' min='0' max='1' step='0.01'> "
+        "<output id='node-threshold-value'></output></label>"
+        "<label>edge threshold <input type='range' id='edge-threshold' min='0' max='1' step='0.01'> "
+        "<output id='edge-threshold-value'></output></label>"
+        "<span id='counts'></span>"
+        "<button id='export-state' type='button'>Export state (JSON)</button>"
+        "<button id='clear-pins' type='button'>Clear pins</button></div>"
+        "<main><section id='graph-panel'><div id='graph'><canvas id='edges'></canvas>"
+        "<svg id='graph-svg' xmlns='http://www.w3.org/2000/svg'></svg></div></section>"
+        "<aside id='side'><div id='node-info'></div></aside></main>"
+        "<section id='subgraph-panel'><h2>Subgraph <small id='subgraph-count'></small></h2>"
+        "<div class='tools'>Shift-click nodes in the graph (or Pin) to add them; click boxes here to select, then "
+        "<input id='supernode-name' placeholder='supernode name'> <button id='group' type='button'>Group selected</button>"
+        "<button id='ungroup' type='button'>Ungroup selected</button></div>"
+        "<svg id='subgraph-svg' xmlns='http://www.w3.org/2000/svg'></svg></section>"
+        + scores_html(meta.get("scores") or {}, facts)
+        + (validation_html(validation) if validation else "")
+        + "<div id='tooltip' hidden></div>"
+        f"<script type='application/json' id='scrying-graph'>{json_for_script(_embedded(data))}</script>"
+        f"<script type='application/json' id='scrying-view'>{json_for_script(view)}</script>"
+        f"{script}</body></html>"
+    )
+
+
+def write_page(
+    data: dict[str, Any],
+    path: str | Path,
+    config: PageConfig | None = None,
+    *,
+    state: ViewState | None = None,
+    validation: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
+) -> Path:
+    """Write :func:`render_page` to ``path`` (and, with ``shared_assets``, the viewer's two files
+    beside it)."""
+    config = config or PageConfig()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_page(data, config, state=state, validation=validation, summary=summary), encoding="utf-8")
+    if config.shared_assets:
+        for name, source in zip(ASSET_FILES, ("viewer.js", "viewer.css"), strict=True):
+            (path.parent / name).write_text(asset(source), encoding="utf-8")
+    logger.info("wrote %s", path)
+    return path
