@@ -1,10 +1,10 @@
-"""Pictures of a graph: a plotly figure for notebooks and one self-contained HTML file.
+"""Pictures of a graph: a plotly figure for notebooks, and the graph's page (the offline viewer of
+:mod:`scrying.viewer`, which reads the graph's JSON).
 
-Layout: layers run upwards (embeddings at the bottom, logits at the top), prompt positions run
-across; nodes sharing a (layer, position) cell are spread horizontally. Edge width follows
-``|weight|``, colour its sign (blue excites, red inhibits). The HTML file embeds plotly.js, so it
-opens with no network; every string that comes from the prompt or the tokenizer is HTML-escaped
-before it reaches the page.
+Layout of the figure: layers run upwards (embeddings at the bottom, logits at the top), prompt
+positions run across; nodes sharing a (layer, position) cell are spread horizontally. Edge width
+follows ``|weight|``, colour its sign (blue excites, red inhibits). Every string that comes from
+the prompt or the tokenizer is HTML-escaped before it reaches a page.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
-import plotly.io as pio
 
 from scrying.attribution.graph import Graph, Node
-from scrying.html_pages import escape, json_for_script
+from scrying.html_pages import escape
+from scrying.viewer import PageConfig, write_page
 
 _COLORS = {"embedding": "#7f7f7f", "feature": "#2ca02c", "error": "#bcbd22", "component": "#9467bd", "logit": "#d62728"}
 _WIDTH_BINS = 4
@@ -126,94 +126,22 @@ def figure(graph: Graph, *, title: str | None = None, max_edges: int = 500) -> g
     return fig
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for c in columns:
-            value = row.get(c)
-            cells.append(f"<td>{value:.4g}</td>" if isinstance(value, float) else f"<td>{escape(value)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def write_html(
     graph: Graph,
     path: str | Path,
     *,
     validation: dict[str, Any] | None = None,
     summary: dict[str, Any] | None = None,
+    shared_assets: bool = False,
     shared_plotlyjs: bool = False,
 ) -> Path:
-    """One self-contained HTML file: the figure, a summary, and the validation table.
+    """One self-contained HTML page of the graph, read in the browser (:mod:`scrying.viewer`:
+    click a node for its edges, prune with sliders, pin a subgraph), with a summary, the scores
+    and the validation.
 
-    ``shared_plotlyjs`` writes ``plotly.min.js`` once beside the page and links it (for
-    galleries of many graphs; still no network), instead of embedding it in every page.
+    ``shared_assets`` writes the viewer's script and style once beside the page and links them
+    (for galleries of many graphs; still no network) instead of inlining them; ``shared_plotlyjs``
+    is its old name (pages no longer use plotly.js).
     """
-    fig = figure(graph)
-    include: bool | str = "directory" if shared_plotlyjs else True
-    plot = pio.to_html(fig, include_plotlyjs=include, full_html=False, config={"responsive": True})
-    parts = [f"<h1>{escape(graph.prompt)}</h1>"]
-    facts = {"model": graph.model_name, "level": graph.level, "nodes": len(graph.nodes), "edges": int((graph.adjacency != 0).sum())}
-    facts.update(summary or {})
-    parts.append(_table([{"property": k, "value": v} for k, v in facts.items()], ["property", "value"]))
-    parts.append(plot)
-    if validation:
-        parts += _validation_html(validation)
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>scrying: {escape(graph.prompt)}</title>"
-        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style></head><body>"
-        + "\n".join(parts)
-        + f"<script type='application/json' id='scrying-summary'>{json_for_script(facts)}</script>"
-        + "</body></html>"
-    )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    if shared_plotlyjs and not (path.parent / "plotly.min.js").exists():
-        from plotly.offline import get_plotlyjs
-
-        (path.parent / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
-    return path
-
-
-def _validation_html(validation: dict[str, Any]) -> list[str]:
-    """A :class:`~scrying.attribution.validation.GraphValidation` (as ``to_dict``): what each
-    comparison predicts and measures, one summary row each, and the headline's table."""
-    reports = validation["reports"]
-    headline = reports[validation["headline"]]
-    out = ["<h2>Validation by intervention</h2>", f"<p>Target: {escape(headline['target'])}.</p>"]
-    rows, methods = [], {}
-    for name, report in reports.items():
-        rows.append(
-            {
-                "comparison": name,
-                "n": len(report["rows"]),
-                "Spearman": _estimate(report["spearman"], report["spearman_ci"]),
-                "Pearson": _estimate(report["pearson"], report["pearson_ci"]),
-                "slope": "undefined" if report["slope"] is None else f"{report['slope']:.3f}",
-            }
-        )
-        methods.setdefault(report["method"], []).append(name)
-    confidence = int(round(100 * headline["confidence"]))
-    out.append(f"<p>Predicted vs measured, with {confidence}% bootstrap intervals over the interventions:</p>")
-    out.append(_table(rows, ["comparison", "n", "Spearman", "Pearson", "slope"]))
-    out.append("<ul>" + "".join(
-        f"<li><b>{escape(', '.join(names))}</b>: {escape(method)}.</li>" for method, names in methods.items()
-    ) + "</ul>")
-    out.append(f"<h3>{escape(validation['headline'])}</h3>")
-    columns = list(headline["rows"][0].keys()) if headline["rows"] else []
-    out.append(_table(headline["rows"], columns))
-    return out
-
-
-def _estimate(value: float | None, ci: list[float | None]) -> str:
-    if value is None:
-        return "undefined"
-    low, high = ci
-    return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
-
-
+    config = PageConfig(shared_assets=shared_assets or shared_plotlyjs)
+    return write_page(graph.to_json_dict(), path, config, validation=validation, summary=summary)

@@ -165,7 +165,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--prompts", type=Path,
                    help="batch mode: JSONL with 'prompt' (+ 'target', 'corrupt', 'level', 'split_qkv', 'id')")
     p.add_argument("--out-dir", type=Path, help="batch mode output directory")
-    p.add_argument("--shared-plotlyjs", action="store_true", help="batch mode: one plotly.min.js beside the pages")
+    p.add_argument("--shared-assets", "--shared-plotlyjs", dest="shared_plotlyjs", action="store_true",
+                   help="batch mode: the viewer's script and style written once beside the pages, not inlined "
+                   "(--shared-plotlyjs: its old name)")
     p.add_argument("--max-features", type=int, default=200, help="neuron nodes kept before pruning")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--node-threshold", type=float, default=0.8)
