@@ -8,7 +8,9 @@ Phases of :func:`build_relations`:
 2. **Select**: countries of at least 1 million people (capitals) or 3 million (currencies,
    keeping only currency names used by exactly one of them, so that the reverse question has
    one answer); US cities of at least 250,000 people in the 50 states; the 50 states.
-3. **Phrase** each relation with one template per direction that uses the same relation words
+3. **Drop** pairs where one side contains the other (``Mexico`` / ``Mexico City``): the
+   prompt would give the answer away.
+4. **Phrase** each relation with one template per direction that uses the same relation words
    both ways ("The capital of {a} is the city of" / "The city of {b} is the capital of"), and sort the pairs.
 
 ``python -m scrying.reversal.relations OUT_DIR`` rewrites ``scrying/data/relations/*.jsonl``;
@@ -80,11 +82,19 @@ def us_city_state() -> list[dict[str, Any]]:
             if c["countrycode"] == "US" and c["population"] >= 250_000 and c["admin1code"] in states]
 
 
+def leaks(a: str, b: str) -> bool:
+    """Does one side contain the other ("Mexico" / "Mexico City", "Afghanistan" / "Afghani")?
+    Such a prompt gives its answer away."""
+    x, y = a.casefold(), b.casefold()
+    return x in y or y in x
+
+
 def build_relations() -> dict[str, list[dict[str, Any]]]:
-    """Every packaged relation's pairs, sorted by ``(a, b)``."""
+    """Every packaged relation's pairs without leaking pairs (:func:`leaks`), sorted by ``(a, b)``."""
     built = {"country_capital": country_capital(), "us_city_state": us_city_state(),
              "state_capital": state_capital(), "country_currency": country_currency()}
-    return {name: sorted(pairs, key=lambda p: (p["a"], p["b"])) for name, pairs in built.items()}
+    return {name: sorted((p for p in pairs if not leaks(p["a"], p["b"])), key=lambda p: (p["a"], p["b"]))
+            for name, pairs in built.items()}
 
 
 def relation_lines(pairs: list[dict[str, Any]]) -> str:

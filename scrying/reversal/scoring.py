@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from tqdm.auto import tqdm
 
@@ -58,6 +58,7 @@ class ReversalConfig:
         return {"distractors": self.distractors, "seed": self.seed}
 
 
+@runtime_checkable
 class Scorer(Protocol):
     """Texts to numbers: what :func:`score_pairs` needs from a model."""
 

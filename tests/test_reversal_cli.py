@@ -1,0 +1,86 @@
+"""``scrying reversal``: the shipped pair files are a fresh build of the fact tables; bad input
+is one line naming it with exit 2; a killed run resumes to the same results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scrying.cli.main import main
+from scrying.reversal.pairs import read_pairs
+from scrying.reversal.relations import build_relations, packaged_relation_files, relation_lines
+from tests.test_cli import assert_one_line_error, run
+from tests.test_reversal_scoring import _tiny_pairs, tiny_dir  # noqa: F401 (fixture)
+
+
+def test_shipped_relations_are_a_fresh_build_and_symmetric():
+    built = build_relations()
+    files = packaged_relation_files()
+    assert [f.stem for f in files] == sorted(built)
+    for path in files:
+        assert path.read_text(encoding="utf-8") == relation_lines(built[path.stem]), f"{path.name} is stale"
+        pairs = read_pairs(path)
+        assert len(pairs) >= 40
+        assert len({(p.a, p.b) for p in pairs}) == len(pairs)
+        for p in pairs:
+            assert p.prompt("forward").count(p.a) == 1 and p.b not in p.prompt("forward")
+            assert p.prompt("reverse").count(p.b) == 1 and p.a not in p.prompt("reverse")
+
+
+def _write(path: Path, lines: list) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines), encoding="utf-8")
+    return path
+
+
+def _pair_lines() -> list[dict]:
+    return [{"a": p.a, "b": p.b, "relation": p.relation, "forward": p.forward, "reverse": p.reverse, "note": i}
+            for i, p in enumerate(_tiny_pairs())]
+
+
+@pytest.mark.parametrize(
+    ("bad", "needle"),
+    [
+        ('{"a": "w1", "b": ', "pairs.jsonl line 3: not valid JSON"),
+        ({"a": "w1", "b": "w2", "relation": "r", "forward": "w3 w4", "reverse": "{b} w3"}, "pairs.jsonl line 3: 'forward' template 'w3 w4' must contain {a}"),
+        ({"a": "w1", "b": "w2", "relation": "r", "forward": "{a}", "reverse": "{a} w3"}, "pairs.jsonl line 3: 'reverse' template '{a} w3' must contain {b}"),
+        ({"a": "~~", "b": "w2", "relation": "r", "forward": "{a}", "reverse": "{b} w3"}, "pairs.jsonl line 3: answer ' ~~' tokenizes to no tokens"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_dir, bad, needle, capsys):  # noqa: F811
+    lines = _pair_lines()
+    pairs = _write(tmp_path / "pairs.jsonl", [*lines[:2], bad, *lines[2:]])
+    args = ["reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--distractors", "1", "--out", str(tmp_path / "r.jsonl")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("scrying: error:") and needle in err[0], err
+    if "JSON" in needle:  # once as a real process: no traceback, one line
+        assert_one_line_error(run(*args), needle)
+
+
+def test_too_many_distractors_is_one_line_and_exit_2(tmp_path, tiny_dir, capsys):  # noqa: F811
+    pairs = _write(tmp_path / "pairs.jsonl", _pair_lines())
+    assert main(["reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--distractors", "5",
+                 "--out", str(tmp_path / "r.jsonl")]) == 2
+    assert "5 distractors asked, but relation 'r' has only 4 other forward answers for pairs.jsonl line 1" in capsys.readouterr().err
+
+
+def test_a_killed_run_resumes_to_the_same_results(tmp_path, tiny_dir, capsys):  # noqa: F811
+    pairs = _write(tmp_path / "pairs.jsonl", _pair_lines())
+    args = ["reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--distractors", "2", "--n-bootstrap", "50"]
+    assert main([*args, "--out", str(tmp_path / "full.jsonl"), "--html", str(tmp_path / "report.html")]) == 0
+    out = capsys.readouterr().out
+    assert "relation" in out and "exact fwd" in out
+    full = (tmp_path / "full.jsonl").read_text().splitlines()
+    assert len(full) == 1 + 5 and json.loads(full[1])["note"] == 0  # extra fields are kept
+    # a run killed after two records, the third torn mid-line
+    (tmp_path / "part.jsonl").write_text("\n".join(full[:3]) + "\n" + full[3][:20], encoding="utf-8")
+    assert main([*args, "--out", str(tmp_path / "part.jsonl")]) == 0
+    resumed = (tmp_path / "part.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in resumed] == [json.loads(x) for x in full]
+    assert (tmp_path / "full.summary.md").read_text().startswith("| relation |")
+    assert "Reversal-curse probe" in (tmp_path / "report.html").read_text()
+    # other settings are refused
+    assert main([*args[:-4], "--distractors", "3", "--out", str(tmp_path / "full.jsonl")]) == 2
+    assert "distractors differ" in capsys.readouterr().err
