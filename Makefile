@@ -12,10 +12,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
-# Headless Chromium for the HTML export test (Debian's package; needs root or sudo).
+# Headless Chromium and its WebDriver for the HTML and viewer tests (Debian's packages; needs root
+# or sudo); selenium itself is a dev dependency.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
-	  || { sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	  || { sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 demo: setup
 	$(VENV)/bin/scrying trace "$(PROMPT)" --out graphs/ioi.html
@@ -26,10 +28,12 @@ test: setup browser
 test-slow: setup
 	$(PY) -m pytest -m slow
 
-# Regenerate the committed gallery (graphs/gallery/*.html + .json; one shared plotly.min.js).
-gallery: setup
-	rm -rf graphs/gallery
-	$(VENV)/bin/scrying trace --prompts graphs/gallery.jsonl --out-dir graphs/gallery --shared-plotlyjs
+# Regenerate the committed gallery's pages, index.html and screenshots from the stored graphs
+# (graphs/gallery/*.json; seconds). RETRACE=1 first retraces every graph with Gemma (slow).
+gallery: setup browser
+	$(if $(RETRACE),rm -rf graphs/gallery && $(VENV)/bin/scrying trace --prompts graphs/gallery.jsonl --out-dir graphs/gallery --shared-assets)
+	$(VENV)/bin/scrying view --gallery graphs/gallery
+	$(PY) graphs/screenshots.py graphs/gallery
 
 lint: setup
 	$(VENV)/bin/ruff check scrying tests benchmarks

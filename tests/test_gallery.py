@@ -1,5 +1,7 @@
 """The committed gallery (graphs/gallery, ``make gallery``) matches its prompt file and opens
-offline: every graph's JSON reads back, and every page loads only the shared plotly.min.js."""
+offline: every graph's JSON reads back, every page is the one ``scrying view`` renders from that
+JSON and loads only the viewer's script beside it, the index links every page, and every page has
+its screenshot."""
 
 import json
 import re
@@ -9,6 +11,8 @@ from scrying.attribution import Graph
 from scrying.cli.trace import BATCH_FIELDS
 from scrying.journal import Journal
 from scrying.prompt_sets import read_prompt_file
+from scrying.viewer import PageConfig, read_graph_json, render_page
+from scrying.viewer.page import asset
 
 ROOT = Path(__file__).resolve().parents[1] / "graphs"
 
@@ -27,5 +31,12 @@ def test_gallery_has_every_prompt_and_reads_back():
         assert graph.level == line.fields.get("level", "neurons")
         assert bool(graph.metadata.get("split_qkv", False)) == line.fields.get("split_qkv", False)
         page = (ROOT / "gallery" / f"{name}.html").read_text()
-        sources = re.findall(r'<script[^>]*src="([^"]+)"', page)
-        assert sources == ["plotly.min.js"], (name, sources)
+        sources = re.findall(r"<script[^>]*src=['\"]([^'\"]+)['\"]", page)
+        assert sources == ["scrying-viewer.js"], (name, sources)
+        data = read_graph_json(ROOT / "gallery" / f"{name}.json")
+        assert page == render_page(data, PageConfig(shared_assets=True)), f"{name}.html is stale: make gallery"
+        assert (ROOT / "gallery" / f"{name}.png").stat().st_size > 10_000
+    index = (ROOT / "gallery" / "index.html").read_text()
+    assert re.findall(r"href='([^']+)'", index) == [f"{name}.html" for name in sorted(line.fields['id'] for line in lines)]
+    for name in ("scrying-viewer.js", "scrying-viewer.css"):  # the shared copies are the package's
+        assert (ROOT / "gallery" / name).read_text() == asset(name.removeprefix("scrying-"))

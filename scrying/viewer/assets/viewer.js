@@ -167,7 +167,7 @@
 
   // ---- 4. layout: positions across, layers upwards --------------------------------------------
   var graphBox = $('graph'), canvas = $('edges'), svg = $('graph-svg');
-  var M = {left: 56, right: 16, top: 58, bottom: 64};
+  var M = {left: 56, right: 60, top: 70, bottom: 64};
   var layout = {x: new Float64Array(N), y: new Float64Array(N), r: new Float64Array(N)};
   var pruned = null, width = 0, height = 0;
   function rowY(layer) {
@@ -176,7 +176,7 @@
   }
   function computeLayout() {
     width = Math.max(graphBox.clientWidth, 480);
-    height = Math.max(420, Math.min(900, 34 * (maxLayer + 2) + M.top + M.bottom));
+    height = Math.max(420, Math.min(900, 27 * (maxLayer + 2) + M.top + M.bottom));
     var columns = Math.max(xLabels.length, 1), cells = {}, perColumn = new Float64Array(columns + 1);
     nodes.forEach(function (n) {
       if (!pruned.nodes[n.i]) return;
@@ -249,8 +249,14 @@
     }
     nodes.forEach(function (n) {  // the outputs, with their probabilities, along the top
       if (n.kind !== 'logit' || !pruned.nodes[n.i]) return;
-      group.appendChild(el('svg:text', {x: layout.x[n.i], y: rowY(maxLayer) - 12 - (n.isTarget ? 12 : 0),
-        'class': 'logit-label' + (n.isTarget ? ' target' : '')}, outputName(n)));
+      var x = layout.x[n.i], y = rowY(maxLayer) - layout.r[n.i] - 4;
+      if (n.isTarget) {  // the target to the left of the outputs' row, the others above it, slanted
+        var leftmost = Math.min.apply(null, nodes.filter(function (m) { return m.kind === 'logit' && pruned.nodes[m.i]; })
+          .map(function (m) { return layout.x[m.i] - layout.r[m.i]; }));
+        group.appendChild(el('svg:text', {x: leftmost - 8, y: rowY(maxLayer) + 5, 'class': 'logit-label target'}, outputName(n)));
+      } else {
+        group.appendChild(el('svg:text', {x: x, y: y, transform: 'rotate(-35 ' + x + ' ' + y + ')', 'class': 'logit-label'}, outputName(n)));
+      }
     });
   }
   function outputName(n) {

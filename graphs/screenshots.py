@@ -1,0 +1,40 @@
+"""Screenshots of the gallery's pages at their opening thresholds (``make gallery``): one PNG
+beside each page, taken in headless Chromium with no network (selenium 4.51, Debian
+chromium-driver: ``make browser``).
+
+    python graphs/screenshots.py graphs/gallery
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+
+def main(folder: Path) -> int:
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1050", "--hide-scrollbars"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        for page in sorted(folder.glob("*.html")):
+            if page.name == "index.html":
+                continue
+            browser.get(page.resolve().as_uri())
+            if browser.execute_script("return document.body.getAttribute('data-ready')") != "1":
+                raise SystemExit(f"{page}: the viewer did not start: {browser.get_log('browser')}")
+            shot = page.with_suffix(".png")
+            browser.save_screenshot(str(shot))
+            counts = browser.execute_script("return document.getElementById('counts').textContent")
+            sys.stdout.write(f"{shot}: {counts}\n")
+    finally:
+        browser.quit()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "graphs/gallery")))
