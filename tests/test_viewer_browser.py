@@ -26,9 +26,12 @@ PAYLOADS = [
 ]
 
 
-def random_graph(*, n_features: int, n_edges: int, n_layers: int = 6, n_pos: int = 6, seed: int = 0) -> Graph:
+def random_graph(
+    *, n_features: int, n_edges: int, n_layers: int = 6, n_pos: int = 6, seed: int = 0, connected: bool = False
+) -> Graph:
     """A random layered graph with every node kind, error nodes (no inputs) and dead ends, so
-    pruning has work to do: influence, both thresholds, and dead-node removal."""
+    pruning has work to do: influence, both thresholds, and dead-node removal. ``connected``:
+    first give every node an edge up to a feature or logit, so every node reaches the logits."""
     rng = random.Random(seed)
     tokens = [f"tok{i}" for i in range(n_pos)]
     nodes = [Node(f"E_{100 + p}_{p}", "embedding", -1, p, 100 + p, f"{tokens[p]!r} @{p}") for p in range(n_pos)]
@@ -42,6 +45,12 @@ def random_graph(*, n_features: int, n_edges: int, n_layers: int = 6, n_pos: int
     n = len(nodes)
     adjacency = torch.zeros(n, n, dtype=torch.float64)
     made = 0
+    if connected:
+        for s, a in enumerate(nodes):
+            ups = [t for t, b in enumerate(nodes) if b.kind in ("feature", "logit") and b.layer > a.layer and b.pos >= a.pos]
+            if a.kind != "logit" and made < n_edges:
+                adjacency[rng.choice(ups), s] = rng.gauss(0, 1)
+                made += 1
     while made < n_edges:
         s, t = rng.randrange(n), rng.randrange(n)
         a, b = nodes[s], nodes[t]
@@ -219,4 +228,14 @@ def test_hostile_prompt_text_stays_text_when_clicked_and_hovered(browser, tmp_pa
     assert tokens == graph.prompt_tokens
     made = browser.execute_script("return document.querySelectorAll('img, #node-info script, #tooltip script, svg script').length")
     assert made == 0
+    assert console(browser) == []
+
+
+@pytest.mark.slow
+def test_a_graph_of_2000_nodes_and_20000_edges_is_interactive_within_2_s(browser, tmp_path):
+    graph = random_graph(n_features=2000 - 12 - 18 * 12 - 2, n_edges=20_000, n_layers=18, n_pos=12, connected=True)
+    page = write_page(graph.to_json_dict(), tmp_path / "big.html", PageConfig(node_threshold=1.0, edge_threshold=1.0))
+    open_page(browser, page)
+    assert browser.execute_script("return window.scryingReadyAt") < 2000  # ms since navigation start
+    assert browser.execute_script("return scryingViewer.visibleEdgeCount()") > 10_000
     assert console(browser) == []
