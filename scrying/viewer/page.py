@@ -97,6 +97,19 @@ def _outputs_html(data: dict[str, Any]) -> str:
     return "<p class='outputs'>Output: " + " · ".join(parts) + "</p>" if parts else ""
 
 
+def _legend(data: dict[str, Any]) -> str:
+    """Node colours, and what an edge's sign means at this level: a direct effect in a feature
+    graph, the metric's change when that edge alone is corrupted in a component (EAP-IG) graph."""
+    signs = (("corrupting it raises the metric", "corrupting it lowers the metric (it carries the answer)")
+             if _is_components(data) else ("excites", "inhibits"))
+    return (
+        "<span class='legend'><i style='background:#7f7f7f'></i>token<i style='background:#2ca02c'></i>feature"
+        "<i style='background:#bcbd22'></i>error<i style='background:#9467bd'></i>component"
+        f"<i style='background:#d62728'></i>output<b style='background:#1f77b4'></b>{signs[0]}"
+        f"<b style='background:#d62728'></b>{signs[1]} · size: influence</span>"
+    )
+
+
 def _embedded(data: dict[str, Any]) -> dict[str, Any]:
     """The graph as the page embeds it: everything but the validation (shown as HTML)."""
     out = copy.copy(data)
@@ -154,10 +167,7 @@ def render_page(
         "<label>edge threshold <input type='range' id='edge-threshold' min='0' max='1' step='0.01'> "
         "<output id='edge-threshold-value'></output></label>"
         "<span id='counts'></span>"
-        "<span class='legend'><i style='background:#7f7f7f'></i>token<i style='background:#2ca02c'></i>feature"
-        "<i style='background:#bcbd22'></i>error<i style='background:#9467bd'></i>component"
-        "<i style='background:#d62728'></i>output<b style='background:#1f77b4'></b>excites"
-        "<b style='background:#d62728'></b>inhibits · size: influence</span>"
+        f"{_legend(data)}"
         "<button id='export-state' type='button'>Export state (JSON)</button>"
         "<button id='clear-pins' type='button'>Clear pins</button></div>"
         "<main><section id='graph-panel'><div id='graph'><canvas id='edges'></canvas>"
