@@ -16,7 +16,7 @@ import torch
 
 from scrying.attribution import Graph, Node
 from scrying.attribution.influence import PruneConfig, prune
-from scrying.viewer import PageConfig, ViewState, write_page
+from scrying.viewer import PageConfig, ViewState, read_state, write_page
 
 GALLERY_GRAPH = "graphs/gallery/dallas-texas.json"
 PAYLOADS = [
@@ -146,6 +146,9 @@ def _click(browser, node_id, *, shift=False):
 
 
 def test_click_lights_up_exactly_the_nodes_edges(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
     data = json.loads(open(GALLERY_GRAPH).read())
     graph = Graph.read_json(GALLERY_GRAPH)
     page = write_page(data, tmp_path / "page.html", PageConfig(node_threshold=0.8, edge_threshold=0.95))
@@ -167,6 +170,11 @@ def test_click_lights_up_exactly_the_nodes_edges(browser, tmp_path):
             assert rows == others
         faded = browser.execute_script("return document.querySelectorAll('#nodes .node:not(.faded)').length")
         assert faded == 1 + len(set(incoming) | set(outgoing))  # the node and its neighbours stay lit
+    node = next(n for n in data["nodes"] if n["node_id"] in kept and n["activation"] is not None)  # hover a neuron
+    ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, f"#nodes [data-id='{node['node_id']}']")).perform()
+    tip = browser.find_element(By.ID, "tooltip").text
+    assert node["clerp"] in tip and f"layer {node['layer']}" in tip and f"position {node['ctx_idx']}" in tip
+    assert f"activation {node['activation']:.3g}" in tip and "influence" in tip
     assert console(browser) == []
 
 
@@ -191,6 +199,13 @@ def test_pinned_subgraph_with_supernode_survives_a_reload(browser, tmp_path):
     assert browser.current_url == url
     assert browser.execute_script("return scryingViewer.qParams()") == before
     assert ViewState.from_fragment(url) == ViewState.from_qparams(before)  # what scrying reads back
+    browser.execute_script(  # the Export button's file, caught on its way to the download
+        "var make = URL.createObjectURL; URL.createObjectURL = b => { window.exported = b; return make.call(URL, b); };"
+        "document.getElementById('export-state').click();")
+    saved = browser.execute_async_script("window.exported.text().then(arguments[arguments.length - 1])")
+    exported = tmp_path / "state.json"
+    exported.write_text(saved)
+    assert read_state(exported) == ViewState.from_qparams(before)
     labels = browser.execute_script("return Array.from(document.querySelectorAll('#subgraph-svg .sg-label'), e => e.textContent)")
     assert len(labels) == 2 and "say <b>Texas</b>" in labels  # one supernode and one pinned node, as text
     assert browser.execute_script("return document.querySelectorAll('#subgraph-svg b').length") == 0
