@@ -211,6 +211,10 @@ def test_pinned_subgraph_with_supernode_survives_a_reload(browser, tmp_path):
     assert browser.execute_script("return document.querySelectorAll('#subgraph-svg b').length") == 0
     pinned = browser.execute_script("return Array.from(document.querySelectorAll('#nodes .node.pinned'), e => e.dataset.id)")
     assert sorted(pinned) == sorted(features)
+    edited = ViewState(pinned_ids=(features[2],), node_threshold=0.5, edge_threshold=0.9)
+    browser.execute_script("location.hash = arguments[0]", "#" + edited.to_fragment())  # a link edited by hand
+    browser.execute_script("return new Promise(r => setTimeout(r, 50))")
+    assert ViewState.from_qparams(browser.execute_script("return scryingViewer.qParams()")) == edited
     assert console(browser) == []
 
 

@@ -114,3 +114,10 @@ def test_scatter_puts_points_on_the_diagonal_where_predicted_equals_measured():
     on_line = lambda x, y: abs((x2 - x1) * (y - y1) - (y2 - y1) * (x - x1)) < 1.0  # noqa: E731
     assert on_line(px, py) and not on_line(qx, qy)
     assert qx < px and qy < py  # predicted -2 is left of 1; measured 3 is higher up (smaller y)
+
+
+def test_a_graph_with_nan_is_refused_before_it_breaks_the_page():
+    data = random_graph(n_features=5, n_edges=20, seed=4).to_json_dict()
+    data["nodes"][8]["activation"] = float("nan")
+    with pytest.raises(InvalidInputError, match="NaN"):
+        render_page(data)

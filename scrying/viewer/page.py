@@ -12,6 +12,7 @@ style, inline or (``shared_assets``) as two files beside the page.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -70,6 +71,10 @@ def check_graph_json(data: Any) -> None:
             raise InvalidInputError(f"link {str(link)[:120]} names no node of the graph")
         if not isinstance(link.get("weight"), int | float) or not math.isfinite(link["weight"]):
             raise InvalidInputError(f"link {str(link)[:120]} has no finite weight")
+    try:
+        json.dumps(data, allow_nan=False)
+    except ValueError as err:  # the browser's JSON.parse refuses NaN and Infinity
+        raise InvalidInputError(f"a graph JSON may hold no NaN or Infinity: {err}") from err
     own = data.get("scrying")
     if own is not None and len(own.get("nodes", [])) != len(ids):
         raise InvalidInputError("the 'scrying' nodes do not match the graph's nodes one to one")

@@ -158,12 +158,15 @@
       linkType: state.linkType, clickedId: state.clickedId, sg_pos: state.sg_pos,
       pruningThreshold: state.pruningThreshold, edgeThreshold: state.edgeThreshold};
   }
-  applyQParams(view.state);
-  if (location.hash.length > 1) {
-    var params = new URLSearchParams(location.hash.slice(1)), q = {};
-    params.forEach(function (v, k) { q[k] = v; });
+  function readFragment() {
+    if (location.hash.length <= 1) return false;
+    var q = {pinnedIds: '', supernodes: '[]', clickedId: ''};  // a fragment is the whole state
+    new URLSearchParams(location.hash.slice(1)).forEach(function (v, k) { q[k] = v; });
     applyQParams(q);
+    return true;
   }
+  applyQParams(view.state);
+  readFragment();
 
   // ---- 4. layout: positions across, layers upwards --------------------------------------------
   var graphBox = $('graph'), canvas = $('edges'), svg = $('graph-svg');
@@ -501,6 +504,7 @@
     });
   });
   window.addEventListener('resize', function () { draw(); });
+  window.addEventListener('hashchange', function () { if (location.hash !== '#' + fragment() && readFragment()) draw(); });
   window.scryingViewer = {
     qParams: qParams,
     visibleNodeIds: function () { return nodes.filter(function (n) { return pruned.nodes[n.i]; }).map(function (n) { return n.id; }); },
