@@ -12,6 +12,10 @@ never attends to the later pad tokens, so no attention mask or shifted position 
   forward of the batch, row ``i`` reads its next token from the logits at ``len_i + s - 1`` and
   writes it at ``len_i + s``; rows whose budget is spent are carried along unchanged. No
   key/value cache: one forward per step. Decoding does not stop at an end-of-sequence token.
+  Tokens in ``banned`` are never chosen (the argmax over the others); :func:`non_text_tokens`
+  lists the tokenizer's added tokens (control, image and unused tokens: Gemma 3 270M puts most
+  of its mass on ``<start_of_image>`` after a list of words, a token its tokenizer does not mark
+  as special), so that a greedy output is text.
 
 Both read the final residual stream and apply the final norm and unembedding only at the
 positions they read (:func:`scrying.models.adapter.final_resid` with ``read``,
@@ -67,10 +71,27 @@ def continuation_logprobs(model: Model, prompts: list[list[int]], continuations:
     return out
 
 
+def non_text_tokens(model: Model) -> list[int]:
+    """Ids of the tokenizer's added tokens (specials, control, image and unused tokens): tokens
+    that are not text, within the model's vocabulary."""
+    added = getattr(model.tokenizer, "added_tokens_decoder", {}) or {}
+    special = getattr(model.tokenizer, "all_special_ids", []) or []
+    return sorted({int(i) for i in [*added, *special] if 0 <= int(i) < model.cfg.d_vocab})
+
+
+def _ban(logits: Float[Tensor, "read d_vocab"], banned: list[int] | None) -> Float[Tensor, "read d_vocab"]:
+    if banned:
+        logits = logits.clone()
+        logits[:, banned] = -torch.inf
+    return logits
+
+
 @torch.no_grad()
-def greedy_continuations(model: Model, prompts: list[list[int]], n_new: list[int]) -> list[list[int]]:
-    """``n_new[i]`` greedy tokens after each prompt; the rows right-padded and each advanced
-    from its own length."""
+def greedy_continuations(
+    model: Model, prompts: list[list[int]], n_new: list[int], *, banned: list[int] | None = None
+) -> list[list[int]]:
+    """``n_new[i]`` greedy tokens after each prompt (never one of ``banned``); the rows
+    right-padded and each advanced from its own length."""
     lengths = [len(p) for p in prompts]
     width = max(n + k for n, k in zip(lengths, n_new, strict=True))
     tokens = pad_right([torch.tensor(p, dtype=torch.long) for p in prompts], pad_id(model), width)
@@ -82,7 +103,7 @@ def greedy_continuations(model: Model, prompts: list[list[int]], n_new: list[int
         read_at = torch.tensor([min(n + step, end) - 1 for n in lengths], device=tokens.device)
         read = torch.zeros((len(prompts), end), dtype=torch.bool, device=tokens.device)
         read[rows, read_at] = True
-        chosen = logits_where(model, tokens[:, :end], read).argmax(-1)
+        chosen = _ban(logits_where(model, tokens[:, :end], read), banned).argmax(-1)
         for i, (n, k) in enumerate(zip(lengths, n_new, strict=True)):
             if step < k:
                 tokens[i, n + step] = chosen[i]
@@ -100,10 +121,13 @@ def forced_logprobs_one(model: Model, prompt: list[int], continuation: list[int]
 
 
 @torch.no_grad()
-def greedy_one(model: Model, prompt: list[int], n_new: int) -> list[int]:
-    """Reference for :func:`greedy_continuations`: one sequence, a full forward per new token."""
+def greedy_one(model: Model, prompt: list[int], n_new: int, *, banned: list[int] | None = None) -> list[int]:
+    """Reference for :func:`greedy_continuations`: one sequence, a full forward per new token,
+    the banned tokens' logits set to minus infinity."""
     sequence = list(prompt)
     for _ in range(n_new):
-        logits = model(torch.tensor([sequence], device=model_device(model)))[0, -1]
+        logits = model(torch.tensor([sequence], device=model_device(model)))[0, -1].clone()
+        if banned:
+            logits[banned] = -torch.inf
         sequence.append(int(logits.argmax()))
     return sequence[len(prompt) :]

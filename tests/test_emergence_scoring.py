@@ -7,6 +7,7 @@ import torch
 from scrying.emergence.scoring import ScoringConfig, score_item_by_item, score_items
 from scrying.emergence.tasks import Item
 from scrying.errors import ConfigError, PromptError
+from scrying.scoring import greedy_continuations, greedy_one, non_text_tokens
 from tests.tiny_models import tiny
 
 # Word-level tokenizer: one token per "tN" word, BOS added for prompts only.
@@ -71,13 +72,30 @@ def test_choices_are_sums_of_their_token_logprobs(model):
     assert scored.choice_logprobs[" t5 t5"] == pytest.approx(scored.target_logprob, abs=1e-5)
 
 
-def test_greedy_output_is_the_argmax_continuation(model):
-    (scored,) = score_items(model, [Item("g", "t2 t9 t2", " t9 t2 t9")], ScoringConfig())
+@pytest.mark.parametrize("text_only", [False, True])
+def test_greedy_output_is_the_argmax_continuation(model, text_only):
+    """Plain argmax, or (text only) the argmax over all but the four special tokens."""
+    (scored,) = score_items(model, [Item("g", "t2 t9 t2", " t9 t2 t9")], ScoringConfig(text_only=text_only))
+    assert non_text_tokens(model) == [0, 1, 2, 3]
     sequence = [1, 6, 13, 6]
     for _ in range(3):
-        sequence.append(int(_forward_logprobs(model, sequence)[-1].argmax()))
+        logprobs = _forward_logprobs(model, sequence)[-1]
+        sequence.append(int(logprobs[4:].argmax()) + 4 if text_only else int(logprobs.argmax()))
     assert scored.output_tokens == sequence[4:]
     assert scored.output == model.tokenizer.decode(sequence[4:])
+
+
+def test_banned_tokens_are_never_chosen(model):
+    """Banning each step's favourite gives the runner-up, batched as in the reference."""
+    prompt = [1, 6, 13, 6]
+    free = greedy_continuations(model, [prompt, prompt[:2]], [3, 3])
+    banned = sorted(set(free[0] + free[1]))
+    constrained = greedy_continuations(model, [prompt, prompt[:2]], [3, 3], banned=banned)
+    assert constrained == [greedy_one(model, prompt, 3, banned=banned), greedy_one(model, prompt[:2], 3, banned=banned)]
+    assert not set(banned) & set(constrained[0] + constrained[1])
+    logprobs = _forward_logprobs(model, prompt)[-1]
+    logprobs[banned] = -float("inf")
+    assert constrained[0][0] == int(logprobs.argmax())
 
 
 @pytest.mark.parametrize("target", ["", "   "])

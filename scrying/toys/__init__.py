@@ -1,14 +1,16 @@
 """Small models scrying trains itself, for experiments that need control over training."""
 
-from scrying.toys.tasks import RepeatedSequenceTask, induction_accuracy
+from scrying.toys.tasks import ArithmeticTask, RepeatedSequenceTask, induction_accuracy
 from scrying.toys.train import ToyModelConfig, TrainConfig, TrainResult, train_toy
-from scrying.toys.vocab import build_tokenizer, content_token_ids
+from scrying.toys.vocab import build_char_tokenizer, build_tokenizer, content_token_ids
 
 __all__ = [
+    "ArithmeticTask",
     "RepeatedSequenceTask",
     "ToyModelConfig",
     "TrainConfig",
     "TrainResult",
+    "build_char_tokenizer",
     "build_tokenizer",
     "content_token_ids",
     "induction_accuracy",

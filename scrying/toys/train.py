@@ -21,8 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from scrying.errors import ConfigError
-from scrying.toys.tasks import RepeatedSequenceTask, induction_accuracy
-from scrying.toys.vocab import SPECIALS, build_tokenizer
+from scrying.toys.tasks import ArithmeticTask, RepeatedSequenceTask, induction_accuracy
+from scrying.toys.vocab import SPECIALS
 
 logger = logging.getLogger(__name__)
 
@@ -150,13 +150,14 @@ def build_hf_model(model_cfg: ToyModelConfig, vocab_size: int, seed: int) -> tor
 
 def train_toy(
     out_dir: str | Path,
-    task: RepeatedSequenceTask | None = None,
+    task: RepeatedSequenceTask | ArithmeticTask | None = None,
     model_cfg: ToyModelConfig | None = None,
     train_cfg: TrainConfig | None = None,
     *,
     progress: bool = False,
 ) -> TrainResult:
-    """Train a toy model on ``task`` and save it (loadable with ``scrying.load_model``)."""
+    """Train a toy model on ``task`` and save it (loadable with ``scrying.load_model``); the
+    accuracy tracked is top-1 next-token accuracy at the task's graded positions."""
     task = task or RepeatedSequenceTask()
     model_cfg = model_cfg or ToyModelConfig()
     train_cfg = train_cfg or TrainConfig()
@@ -164,7 +165,7 @@ def train_toy(
         raise ConfigError(f"task sequences ({task.seq_len} tokens) exceed ToyModelConfig.n_ctx ({model_cfg.n_ctx})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(task.n_content)
+    tokenizer = task.tokenizer()
     model = build_hf_model(model_cfg, len(tokenizer), train_cfg.seed)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
@@ -183,8 +184,8 @@ def train_toy(
     checkpoints: list[Path] = []
     start = time.perf_counter()
     for step in tqdm(range(1, train_cfg.steps + 1), disable=not progress, desc="train"):
-        tokens = task.sample(train_cfg.batch_size, train_gen)
-        loss = model(input_ids=tokens, labels=tokens).loss
+        tokens, labels = task.training_batch(train_cfg.batch_size, train_gen)
+        loss = model(input_ids=tokens, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -196,7 +197,7 @@ def train_toy(
             rows.append(row)
             with history_path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
-            logger.info("step %d loss %.4f induction accuracy %.3f", step, row["loss"], acc)
+            logger.info("step %d loss %.4f accuracy %.3f", step, row["loss"], acc)
         if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0:
             checkpoints.append(_save(model, tokenizer, out / "checkpoints" / f"step-{step:06d}"))
     model.eval()

@@ -1,4 +1,8 @@
-"""A word-level tokenizer for toy models: tokens ``t0 .. t{n-1}`` plus four specials.
+"""Tokenizers for toy models, each with four specials first (``<pad> <bos> <eos> <unk>``):
+
+* :func:`build_tokenizer` — word level: tokens ``t0 .. t{n-1}`` separated by spaces;
+* :func:`build_char_tokenizer` — one token per character of a given alphabet (digits and
+  operators for arithmetic: ``"12+34="`` is six tokens), decoded without separators.
 
 Saved with the model as ``tokenizer.json`` so that ``load_model(dir)`` (and TransformerLens,
 which re-opens the tokenizer by path) reads it back offline. The tokenizer adds ``<bos>`` itself.
@@ -23,6 +27,30 @@ def build_tokenizer(n_content: int) -> PreTrainedTokenizerFast:
         single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
     )
     core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+
+
+def build_char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
+    """A tokenizer with one token per character of ``alphabet`` (ids ``4 ..``, in its order);
+    any other character is ``<unk>``; decoding joins the characters."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    if len(set(alphabet)) != len(alphabet) or any(c.isspace() for c in alphabet):
+        raise ValueError(f"alphabet must be distinct non-space characters, got {alphabet!r}")
+    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
+    vocab.update({c: len(SPECIALS) + i for i, c in enumerate(alphabet)})
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    core.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token="<bos>",
