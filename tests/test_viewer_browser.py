@@ -156,6 +156,7 @@ def test_click_lights_up_exactly_the_nodes_edges(browser, tmp_path):
     kept, edges = expected(graph, 0.8, 0.95)
     weight = {(link["source"], link["target"]): link["weight"] for link in data["links"]}
     busiest = sorted(kept, key=lambda i: -sum(i in e for e in edges))[:2]
+    faded = set()
     for node_id in busiest:
         _click(browser, node_id)
         incoming = sorted((s for s, t in edges if t == node_id), key=lambda s: -abs(weight[s, node_id]))
@@ -168,8 +169,12 @@ def test_click_lights_up_exactly_the_nodes_edges(browser, tmp_path):
             rows = browser.execute_script(
                 f"return Array.from(document.querySelectorAll('#{kind}-edges tr[data-id]'), r => r.dataset.id)")
             assert rows == others
-        faded = browser.execute_script("return document.querySelectorAll('#nodes .node:not(.faded)').length")
-        assert faded == 1 + len(set(incoming) | set(outgoing))  # the node and its neighbours stay lit
+        opacity = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#nodes .node'), e => [e.dataset.id, getComputedStyle(e).opacity])")
+        lit = {i for i, o in opacity if o == "1"}
+        assert lit == {node_id, *incoming, *outgoing}  # the node and its neighbours; everything else faded
+        faded |= {o for i, o in opacity if i not in lit}
+    assert faded == {"0.15"}  # the others, for one of the two nodes at least
     node = next(n for n in data["nodes"] if n["node_id"] in kept and n["activation"] is not None)  # hover a neuron
     ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, f"#nodes [data-id='{node['node_id']}']")).perform()
     tip = browser.find_element(By.ID, "tooltip").text

@@ -212,7 +212,7 @@
   }
 
   // ---- 5. drawing -----------------------------------------------------------------------------
-  var visibleEdges = [], maxWeight = 1;
+  var visibleEdges = [], maxWeight = 1, dotOf = {};
   function drawEdges() {
     var ratio = window.devicePixelRatio || 1, ctx = canvas.getContext('2d');
     canvas.width = width * ratio; canvas.height = height * ratio;
@@ -280,6 +280,7 @@
     drawAxes(axes);
     svg.appendChild(axes); svg.appendChild(hl); svg.appendChild(dots);
     var shown = 0;
+    dotOf = {};
     nodes.forEach(function (n) {
       if (!pruned.nodes[n.i]) return;
       shown++;
@@ -290,6 +291,7 @@
       shape.setAttribute('fill', COLORS[n.kind] || '#555');
       shape.setAttribute('data-id', n.id);
       dots.appendChild(shape);
+      dotOf[n.i] = shape;
     });
     $('counts').textContent = shown + ' of ' + N + ' nodes, ' + visibleEdges.length + ' of ' + E + ' edges';
     $('node-threshold').value = state.pruningThreshold; $('node-threshold-value').textContent = (+state.pruningThreshold).toFixed(2);
@@ -307,6 +309,10 @@
       outgoing: outEdges[i].filter(function (e) { return pruned.edges[e]; }).sort(function (a, b) { return Math.abs(w[b]) - Math.abs(w[a]); })
     };
   }
+  function unlight(dots) {
+    svg.classList.remove('has-selection');
+    Array.prototype.forEach.call(dots.querySelectorAll('.lit, .clicked'), function (d) { d.classList.remove('lit', 'clicked'); });
+  }
   function highlight() {
     var hl = $('highlight'), dots = $('nodes');
     while (hl.firstChild) hl.removeChild(hl.firstChild);
@@ -315,7 +321,7 @@
     while (panel.firstChild) panel.removeChild(panel.firstChild);
     if (!clicked) {
       panel.appendChild(el('p', {'class': 'hint'}, 'Click a node to see its edges; shift-click (or Pin) to add it to the subgraph.'));
-      Array.prototype.forEach.call(dots.childNodes, function (d) { d.classList.remove('faded'); d.classList.remove('clicked'); });
+      unlight(dots);
       return;
     }
     var lists = edgesOf(clicked.i), linked = {};
@@ -328,11 +334,10 @@
           'stroke-width': (0.8 + 4 * Math.abs(w[e]) / maxWeight).toFixed(2), 'data-weight': w[e]}));
       });
     });
-    Array.prototype.forEach.call(dots.childNodes, function (d) {
-      var i = byId[d.getAttribute('data-id')].i;
-      d.classList.toggle('faded', !linked[i]);
-      d.classList.toggle('clicked', i === clicked.i);
-    });
+    unlight(dots);  // only the lit nodes change class; the rest fade by the container's class
+    svg.classList.add('has-selection');
+    Object.keys(linked).forEach(function (i) { if (dotOf[i]) dotOf[i].classList.add('lit'); });
+    if (dotOf[clicked.i]) dotOf[clicked.i].classList.add('clicked');
     panel.appendChild(el('h3', {}, clicked.label));
     panel.appendChild(el('p', {'class': 'where'}, describe(clicked).join(' · ')));
     var pin = el('button', {id: 'pin-button'}, state.pinnedIds.indexOf(clicked.id) >= 0 ? 'Unpin' : 'Pin to subgraph');
