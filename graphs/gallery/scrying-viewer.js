@@ -440,7 +440,17 @@
     layers.forEach(function (layer, r) {
       var row = rows[layer].sort(function (a, b) { return a.pos - b.pos; });
       s.appendChild(el('svg:text', {x: 4, y: 40 + 70 * r, 'class': 'axis'}, layer < 0 ? 'emb' : (layer === maxLayer ? 'logit' : 'L' + layer)));
-      row.forEach(function (it, k) { it.x = 60 + (W - 80) * (k + 0.5) / row.length; it.y = 36 + 70 * r; });
+      var columns = Math.max(xLabels.length, 1), BOX = 160, left = 40 + BOX / 2, right = W - BOX / 2 - 4;
+      row.forEach(function (it, k) {  // at its prompt position, pushed right past its neighbour's box
+        var x = left + (right - left) * (Math.max(it.pos, 0) + 0.5) / columns;
+        it.x = k ? Math.max(x, row[k - 1].x + BOX + 8) : x;
+        it.y = 36 + 70 * r;
+      });
+      var over = row.length ? row[row.length - 1].x - right : 0;  // then back left if the row overflows
+      for (var k = row.length - 1; k >= 0 && over > 0; k--) {
+        row[k].x -= over;
+        over = k ? row[k - 1].x - (row[k].x - BOX - 8) : 0;
+      }
     });
     var weights = {};  // summed weights between items, over every edge of the graph
     for (var e = 0; e < E; e++) {
@@ -453,14 +463,16 @@
     var links = Object.keys(weights).map(function (k) { return weights[k]; });
     var biggest = Math.max.apply(null, links.map(function (l) { return Math.abs(l.w); }).concat([1e-12]));
     links.forEach(function (l) {
-      s.appendChild(el('svg:line', {x1: l.a.x, y1: l.a.y, x2: l.b.x, y2: l.b.y, 'class': 'sg-edge',
-        stroke: l.w > 0 ? POS : NEG, 'stroke-width': (0.8 + 5 * Math.abs(l.w) / biggest).toFixed(2)}));
+      var line = el('svg:line', {x1: l.a.x, y1: l.a.y, x2: l.b.x, y2: l.b.y, 'class': 'sg-edge',
+        stroke: l.w > 0 ? POS : NEG, 'stroke-width': (0.8 + 5 * Math.abs(l.w) / biggest).toFixed(2)});
+      line.appendChild(el('svg:title', {}, l.a.name + ' \u2192 ' + l.b.name + ': ' + fmt(l.w)));
+      s.appendChild(line);
     });
     items.forEach(function (it) {
       var g = el('svg:g', {'class': 'sg-item' + (it.members.length > 1 || it.key.indexOf('supernode-') === 0 ? ' supernode' : '') + (selected[it.key] ? ' selected' : ''),
         'data-key': it.key});
-      var label = it.name.length > 28 ? it.name.slice(0, 27) + '\u2026' : it.name;
-      g.appendChild(el('svg:rect', {x: it.x - 62, y: it.y - 16, width: 124, height: 32, rx: 6,
+      var label = it.name.length > 26 ? it.name.slice(0, 25) + '\u2026' : it.name;
+      g.appendChild(el('svg:rect', {x: it.x - 80, y: it.y - 16, width: 160, height: 32, rx: 6,
         fill: it.members.length > 1 ? '#fff3d6' : '#f3f3f3', 'data-id': it.members.length === 1 ? it.members[0].id : ''}));
       g.appendChild(el('svg:text', {x: it.x, y: it.y - 2, 'class': 'sg-label'}, label));
       g.appendChild(el('svg:text', {x: it.x, y: it.y + 11, 'class': 'sg-sub'},
