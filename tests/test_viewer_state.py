@@ -28,6 +28,7 @@ def test_state_round_trips_through_qparams_and_fragment():
     assert ViewState.from_qparams(STATE.to_qparams()) == STATE
     assert ViewState.from_fragment("file:///x/page.html#" + STATE.to_fragment()) == STATE
     q = STATE.to_qparams()
+    assert {"pinnedIds", "supernodes", "linkType", "clickedId", "sg_pos"} <= set(q)  # circuit-tracer's QParams
     assert q["supernodes"] == [["say Texas", "3_498_1", "E_2_1"]] and q["pinnedIds"] == list(STATE.pinned_ids)
 
 
