@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from scrying.cli.main import main
-from scrying.emergence.toy_family import PRESETS, toy_family
+from scrying.emergence.toy_family import ARITHMETIC_PRESETS, PRESETS, family_items, toy_family
+from scrying.toys import ArithmeticTask
 
 
 def test_tiny_toy_family_study(tmp_path, capsys):
@@ -26,5 +28,39 @@ def test_tiny_toy_family_study(tmp_path, capsys):
     mechanism = pd.read_csv(out / "mechanism.csv")
     assert len(mechanism) == len(family.members) and mechanism["induction"].between(0, 1).all()
     assert "mechanism: largest head scores" in (out / "report.html").read_text()
-    assert main([*args[:-2], "--out-dir", str(tmp_path / "other"), "--task", "addition:2"]) == 2
-    assert "use --task induction" in capsys.readouterr().err
+    assert main([*args[:-2], "--out-dir", str(tmp_path / "other"), "--task", "addition:12"]) == 2
+    assert "addition:K or multiplication:K (K in 1..6)" in capsys.readouterr().err
+
+
+def test_tiny_arithmetic_family_with_references(tmp_path, capsys):
+    """The toys train on the study's task (2-digit sums); the study's items are operand pairs
+    they never trained on; a reference that is one of the members scores exactly as that member
+    does, and a reference whose model is missing is skipped and named."""
+    cache, out = tmp_path / "cache", tmp_path / "study"
+    member = cache / "toy-family" / "tiny-add2-w32-s0" / "checkpoints" / "step-000160"
+    references = tmp_path / "refs.json"
+    references.write_text(json.dumps([{"model": str(member), "scale": 1e20, "label": "last checkpoint again"},
+                                      {"model": str(tmp_path / "absent.gguf"), "scale": 1e21}]))
+    args = ["emergence", "--cache-dir", str(cache), "--family", "tiny", "--task", "addition:2", "--n-items", "30",
+            "--n-bootstrap", "100", "--references", str(references), "--out-dir", str(out)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert f"reference {tmp_path / 'absent.gguf'} skipped" in captured.err
+    assert "reference last checkpoint again: exact match" in captured.out
+    family = toy_family(cache / "toy-family", "tiny", task="addition:2")
+    assert isinstance(family.task, ArithmeticTask) and family.members[-1].model == str(member)
+    assert len(family.members) == ARITHMETIC_PRESETS["tiny"]["steps"] // ARITHMETIC_PRESETS["tiny"]["checkpoint_every"]
+    outputs = [json.loads(line) for line in (out / "outputs.jsonl").read_text().splitlines()]
+    targets = {o["item"]: o["target"] for o in outputs if o["model"] == str(member)}
+    items = family_items(family, "addition:2", 30, 0)
+    assert len(targets) == 30 and {it.item for it in items} == set(targets)
+    for it in items:
+        a, b = map(int, it.prompt.removesuffix("=").split("+"))
+        assert ArithmeticTask.held_out(a, b) and targets[it.item] == it.target == str(a + b)
+    refs = pd.read_csv(out / "references.csv")
+    scores = pd.read_csv(out / "metrics.csv")
+    mine = scores[scores.model == str(member)].groupby("metric")["value"].mean()
+    assert set(refs.model) == {str(member)} and len(refs) == len(mine)
+    for row in refs.itertuples():
+        assert row.mean == pytest.approx(mine[row.metric], abs=1e-12) and row.ci_low <= row.mean <= row.ci_high
+    assert "Reference models" in (out / "report.html").read_text()
