@@ -48,14 +48,15 @@ def read_graph_json(path: str | Path) -> dict[str, Any]:
 def entry(name: str, data: dict[str, Any]) -> GalleryEntry:
     own = data.get("scrying") or {}
     meta = own.get("metadata") or {}
-    targets = [n for n in data["nodes"] if n.get("is_target_logit")] or [n for n in data["nodes"] if n.get("feature_type") == "logit"][:1]
+    logits = [(n, (own.get("nodes") or [{}] * len(data["nodes"]))[i]) for i, n in enumerate(data["nodes"]) if n.get("feature_type") == "logit"]
+    targets = [pair for pair in logits if pair[0].get("is_target_logit")] or logits[:1]
     validation = meta.get("validation") or {}
     headline = (validation.get("reports") or {}).get(validation.get("headline"), {})
     return GalleryEntry(
         name=name,
         prompt=data["metadata"].get("prompt", ""),
-        target=", ".join(repr(t) for t in meta.get("targets", [])) or (targets[0].get("clerp", "") if targets else ""),
-        probability=targets[0].get("token_prob") if targets else None,
+        target=", ".join(_token(node, mine) for node, mine in targets),
+        probability=targets[0][0].get("token_prob") if len(targets) == 1 else None,
         level=own.get("level", ""),
         nodes=len(data["nodes"]),
         edges=len(data["links"]),
@@ -64,12 +65,18 @@ def entry(name: str, data: dict[str, Any]) -> GalleryEntry:
     )
 
 
+def _token(node: dict[str, Any], mine: dict[str, Any]) -> str:
+    """A logit node's token as its label shows it (``Output ' Texas' (p=0.982)`` -> ``' Texas'``)."""
+    label = mine.get("label") or node.get("clerp") or node["node_id"]
+    return label.removeprefix("Output ").rsplit(" (p=", 1)[0]
+
+
 def index_html(entries: list[GalleryEntry], *, title: str = "scrying graph gallery") -> str:
     rows = []
     for e in entries:
         scores = "<br>".join(f"{escape(k.replace('_', ' '))}: {'undefined' if v is None else f'{v:.3f}'}" for k, v in e.scores.items())
         rows.append(
-            f"<tr><td><a href='{escape(e.name)}.html'>{escape(e.prompt)}</a></td>"
+            f"<tr><td><a href='{escape(e.name)}.html'>{escape(e.name)}</a></td><td>{escape(e.prompt)}</td>"
             f"<td>{escape(e.target)}{'' if e.probability is None else f' (p={e.probability:.3f})'}</td>"
             f"<td>{escape(e.level)}</td><td>{e.nodes} / {e.edges}</td><td>{scores}</td>"
             f"<td>{'undefined' if e.spearman is None else f'{e.spearman:.3f}'}</td></tr>"
@@ -78,7 +85,7 @@ def index_html(entries: list[GalleryEntry], *, title: str = "scrying graph galle
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<style>{asset('viewer.css')}</style></head><body><header><h1>{escape(title)}</h1>"
         "<p class='facts'>Each page opens offline; click a node to see its edges, move the sliders to add detail.</p>"
-        "</header><section class='report'><table><thead><tr><th>prompt</th><th>target</th><th>level</th>"
+        "</header><section class='report'><table><thead><tr><th>graph</th><th>prompt</th><th>target</th><th>level</th>"
         "<th>nodes / edges</th><th>scores</th><th>validation Spearman (headline)</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table></section></body></html>"
