@@ -157,3 +157,45 @@ def test_an_answer_that_tokenizes_to_nothing_is_named(tiny_dir):
     pairs = _tiny_pairs()[:2] + [Pair("~~", "w1", "r", FWD, REV, where="pairs.jsonl line 3")]
     with pytest.raises(PromptError, match="pairs.jsonl line 3: answer ' ~~' tokenizes to no tokens"):
         list(score_pairs(ModelScorer(model), pairs, ReversalConfig(distractors=1)))
+
+
+def test_logit_lens_last_layer_is_the_models_prediction(tiny_dir):
+    from scrying.reversal.lens import LensConfig, decodable_layers, lens_table
+
+    model = load_model(str(tiny_dir), LoadConfig(dtype="float64"))
+    pairs = _tiny_pairs()
+    table = lens_table(model, pairs, LensConfig(batch_size=2))
+    assert len(table) == len(pairs) * 2 * model.cfg.n_layers
+    tok = lambda text: model.to_tokens(text, prepend_bos=False)[0].tolist()  # noqa: E731
+    for pair in pairs:
+        for direction in ("forward", "reverse"):
+            prompt = model.to_tokens(pair.prompt(direction))[0].tolist()
+            first = tok(pair.answer(direction))[0]
+            logits = model(torch.tensor([prompt]))[0, -1].double()
+            expected = float(logits.log_softmax(-1)[first])
+            row = table[(table["index"] == pairs.index(pair)) & (table.direction == direction)
+                        & (table.layer == model.cfg.n_layers - 1)].iloc[0]
+            assert row.logprob == pytest.approx(expected, abs=1e-6)
+            assert row["rank"] == 1 + int((logits > logits[first]).sum())
+    # an earlier layer is decoded through the final norm too, so it differs from the last
+    assert not np.allclose(table[table.layer == 0].logprob.to_numpy(), table[table.layer == 1].logprob.to_numpy())
+    layers = decodable_layers(table, top=model.cfg.d_vocab)  # every token is in the top-d_vocab
+    assert (layers.layer == 0).all()
+
+
+def test_logit_lens_middle_layer_equals_transformers_hidden_state_decoded(tiny_dir):
+    from transformers import AutoModelForCausalLM
+
+    from scrying.reversal.lens import lens_table
+
+    hf = AutoModelForCausalLM.from_pretrained(tiny_dir, torch_dtype=torch.float64).eval()
+    model = load_model(str(tiny_dir), LoadConfig(dtype="float64"))
+    pair = _tiny_pairs()[1]
+    table = lens_table(model, [pair])
+    prompt = model.tokenizer(pair.prompt("reverse"))["input_ids"]
+    first = model.tokenizer(pair.answer("reverse"), add_special_tokens=False)["input_ids"][0]
+    with torch.no_grad():
+        hidden = hf(torch.tensor([prompt]), output_hidden_states=True).hidden_states[1][0, -1]  # after block 0
+        logprobs = hf.lm_head(hf.model.norm(hidden)).log_softmax(-1)
+    row = table[(table.direction == "reverse") & (table.layer == 0)].iloc[0]
+    assert row.logprob == pytest.approx(float(logprobs[first]), abs=1e-6)
