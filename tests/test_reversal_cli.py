@@ -69,7 +69,7 @@ def test_too_many_distractors_is_one_line_and_exit_2(tmp_path, tiny_dir, capsys)
 def test_a_killed_run_resumes_to_the_same_results(tmp_path, tiny_dir, capsys):  # noqa: F811
     pairs = _write(tmp_path / "pairs.jsonl", _pair_lines())
     args = ["reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--distractors", "2", "--n-bootstrap", "50"]
-    assert main([*args, "--out", str(tmp_path / "full.jsonl"), "--html", str(tmp_path / "report.html")]) == 0
+    assert main([*args, "--out", str(tmp_path / "full.jsonl"), "--html", str(tmp_path / "report.html"), "--lens"]) == 0
     out = capsys.readouterr().out
     assert "relation" in out and "exact fwd" in out
     full = (tmp_path / "full.jsonl").read_text().splitlines()
@@ -80,6 +80,7 @@ def test_a_killed_run_resumes_to_the_same_results(tmp_path, tiny_dir, capsys):  
     resumed = (tmp_path / "part.jsonl").read_text().splitlines()
     assert [json.loads(x) for x in resumed] == [json.loads(x) for x in full]
     assert (tmp_path / "full.summary.md").read_text().startswith("| relation |")
+    assert (tmp_path / "full.lens.csv").read_text().startswith("index,relation,direction,layer,logprob,rank")
     assert "Reversal-curse probe" in (tmp_path / "report.html").read_text()
     # other settings are refused
     assert main([*args[:-4], "--distractors", "3", "--out", str(tmp_path / "full.jsonl")]) == 2

@@ -39,8 +39,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
     table.to_csv(f"{stem}.summary.csv", index=False)
     Path(f"{stem}.summary.md").write_text(markdown_table(table), encoding="utf-8")
     written = [str(args.out), f"{stem}.summary.csv", f"{stem}.summary.md"]
+    lens = None
+    if args.lens:
+        from scrying.reversal.lens import lens_table
+
+        gap = [i for i, r in enumerate(records) if r["forward"]["rank"] == 1 and r["reverse"]["rank"] > 1]
+        lens = lens_table(model, [pairs[i] for i in gap])
+        lens["index"] = [gap[i] for i in lens["index"]]  # positions in the results file
+        lens.to_csv(f"{stem}.lens.csv", index=False)
+        written.append(f"{stem}.lens.csv")
     if args.html is not None:
-        write_report(table, records, args.html, title=f"Reversal-curse probe: {args.model}")
+        write_report(table, records, args.html, title=f"Reversal-curse probe: {args.model}", lens=lens)
         written.append(str(args.html))
     sys.stdout.write(text_table(table))
     sys.stdout.write(f"wrote {', '.join(written)}\n")
@@ -79,6 +88,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    help="one line per pair with forward and reverse results (a rerun resumes); "
                    "the summary goes to RESULTS.summary.csv and .summary.md")
     p.add_argument("--html", type=Path, metavar="REPORT.html", help="also write a self-contained report")
+    p.add_argument("--lens", action="store_true",
+                   help="logit lens per layer and direction over the pairs known forward (top-1) and not in reverse "
+                   "(RESULTS.lens.csv, and in the report)")
     p.add_argument("--batch-size", type=int, default=64, help="rows per forward pass")
     p.add_argument("--n-bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)

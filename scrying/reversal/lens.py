@@ -86,7 +86,7 @@ def lens_table(model: Model, pairs: list[Pair], config: LensConfig | None = None
                 i, layer = chunk[k // n_layers], k % n_layers
                 out.append({"index": i, "relation": pairs[i].relation, "direction": direction, "layer": layer,
                             "logprob": lp, "rank": int(r)})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["index", "relation", "direction", "layer", "logprob", "rank"])
 
 
 def decodable_layers(table: pd.DataFrame, top: int = 10) -> pd.DataFrame:

@@ -41,12 +41,31 @@ def figure(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def lens_figure(lens: pd.DataFrame) -> go.Figure:
+    """Per layer and direction: the median log-probability of the answer's first token under the
+    logit lens, and the share of prompts where it is within the top 10, over the pairs decoded."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["median log-prob of the first answer token",
+                                                        "share with the first answer token in the top 10"])
+    colors = {"forward": "#1f77b4", "reverse": "#d62728"}
+    for direction, part in lens.groupby("direction"):
+        per_layer = part.groupby("layer")
+        fig.add_trace(go.Scatter(x=list(per_layer.groups), y=per_layer.logprob.median(), name=direction,
+                                 mode="lines+markers", line={"color": colors.get(direction)}), row=1, col=1)
+        fig.add_trace(go.Scatter(x=list(per_layer.groups), y=per_layer["rank"].apply(lambda r: float((r <= 10).mean())),
+                                 name=direction, showlegend=False, mode="lines+markers",
+                                 line={"color": colors.get(direction)}), row=1, col=2)
+    fig.update_xaxes(title_text="layer (residual stream after the block)")
+    fig.update_layout(height=380)
+    return fig
+
+
 def write_report(
     table: pd.DataFrame, records: list[dict[str, Any]], path: Path | str, *, title: str = "Reversal-curse probe",
-    graphs: dict[str, str] | None = None,
+    graphs: dict[str, str] | None = None, lens: pd.DataFrame | None = None,
 ) -> Path:
     """A self-contained HTML page: the summary table, the figure, the pairs known forward (top-1)
-    but not in reverse, and links to attribution graphs (``graphs``: label -> relative path)."""
+    but not in reverse, the logit lens over them (``lens``: :func:`scrying.reversal.lens.lens_table`)
+    and links to attribution graphs (``graphs``: label -> relative path)."""
     summary_rows = "".join(
         f"<tr><td>{escape(r.relation)}</td><td>{r.n}</td>"
         + "".join(
@@ -68,6 +87,11 @@ def write_report(
     )
     links = "".join(f"<li><a href='{escape(href)}'>{escape(label)}</a></li>" for label, href in (graphs or {}).items())
     plot = pio.to_html(figure(table), include_plotlyjs=True, full_html=False)
+    lens_plot = "" if lens is None or lens.empty else (
+        f"<h2>Logit lens over these pairs ({lens['index'].nunique()} pairs)</h2><p>The residual stream after each block at "
+        "the last prompt position, decoded with the model's final norm and unembedding.</p>"
+        + pio.to_html(lens_figure(lens), include_plotlyjs=False, full_html=False)
+    )
     m_heads = "".join(f"<th>{escape(_LABELS[m])} forward</th><th>reverse</th><th>forward − reverse</th>" for m in ("exact", "top1"))
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
@@ -81,7 +105,7 @@ def write_report(
         + (f"<h2>Attribution graphs</h2><ul>{links}</ul>" if links else "")
         + f"<h2>Known forward (top-1), not in reverse: {len(gap)} pairs</h2>"
         "<table><tr><th>relation</th><th>forward prompt</th><th>rank</th><th>reverse prompt</th><th>rank</th>"
-        f"<th>reverse greedy</th></tr>{gap_rows}</table>"
+        f"<th>reverse greedy</th></tr>{gap_rows}</table>{lens_plot}"
         f"<script type='application/json' id='scrying-summary'>{json_for_script(table.to_dict(orient='records'))}</script>"
         "</body></html>"
     )
