@@ -1,0 +1,18 @@
+"""The reversal notebook runs end to end (small setting: a few pairs per relation)."""
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_reversal.ipynb"
+
+
+def test_reversal_notebook_runs(monkeypatch):
+    monkeypatch.setenv("SCRYING_SMALL", "1")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "forward rank" in text and "state_capital" in text and "forward_only" in text
+    figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) == 2
