@@ -38,15 +38,18 @@ def test_corpus_states_test_facts_forward_only_and_holds_out_the_test_phrasings(
     assert pair.prompt("reverse") + pair.answer("reverse") + " ." == REVERSE[-1].format(a=test[0].name, b=test[0].description)
 
 
-@pytest.fixture(scope="module")
-def tiny_result(tmp_path_factory):
-    # one thread: two-thread training slows ~4x whenever another process holds a core (FACTS.md)
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # training toys on two threads slows ~4x whenever another process holds a core (FACTS.md)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        return run_experiment(PRESETS["tiny"], tmp_path_factory.mktemp("reversal-toy"))
-    finally:
-        torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    return run_experiment(PRESETS["tiny"], tmp_path_factory.mktemp("reversal-toy"))
 
 
 def test_the_toy_model_shows_the_curse_and_reverse_training_cures_it(tiny_result):
@@ -59,3 +62,25 @@ def test_the_toy_model_shows_the_curse_and_reverse_training_cures_it(tiny_result
     assert curse.reverse_top1_low <= chance <= curse.reverse_top1_high  # reverse at chance
     assert curse.diff_top1_low > 0 and curse.p_top1 < 0.01
     assert cure.reverse_top1 >= 0.8 and cure.reverse_top1_low > chance and cure.forward_exact >= 0.9
+
+
+def test_finetune_trains_all_but_the_embedding_and_lowers_the_loss(tmp_path):
+    from scrying.models import LoadConfig, load_model
+    from scrying.reversal.finetune import FinetuneConfig, _sentence, finetune
+    from scrying.reversal.words import word_tokenizer
+    from scrying.toys.train import ToyModelConfig, build_hf_model
+
+    facts = make_facts(4, seed=0)
+    sentences = [_sentence(s) for s in corpus(facts[:2], facts[2:], reverse_training=False)]
+    tokenizer = word_tokenizer(sorted({w for s in sentences for w in s.split()}))
+    hf = build_hf_model(ToyModelConfig(d_model=32, n_heads=2, d_mlp=64, n_ctx=32), len(tokenizer), seed=0).eval()
+    hf.save_pretrained(tmp_path, safe_serialization=True)
+    tokenizer.save_pretrained(tmp_path)
+    model = load_model(str(tmp_path), LoadConfig())
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    losses = finetune(model, sentences, FinetuneConfig(n_test=10, distractors=3, steps=30, batch_size=8, lr=3e-3))
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.25
+    vocab = model.cfg.d_vocab
+    for name, p in model.named_parameters():
+        changed = not torch.equal(p, before[name])
+        assert changed == (p.shape[0] != vocab), name  # the embedding (and untied unembedding) stay

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scrying.cli.common import add_model_args, model_from_args
+from scrying.cli.common import add_model_args, load_config, model_from_args
 from scrying.errors import InvalidInputError
 from scrying.reversal.probe import probe_journal, probe_settings, read_pair_files, run_probe
 from scrying.reversal.relations import packaged_relation_files
@@ -58,12 +58,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from scrying.reversal.experiment import PRESETS, run_experiment
+    from scrying.reversal.finetune import FinetuneConfig, run_finetune
 
     if args.out_dir is None:
         raise InvalidInputError("--experiment needs --out-dir DIR")
-    if args.experiment != "toy":
-        raise InvalidInputError(f"--experiment {args.experiment}: only 'toy' is implemented")
-    result = run_experiment(PRESETS[args.preset], args.out_dir, progress=True)
+    if args.experiment == "toy":
+        if args.preset not in PRESETS:
+            raise InvalidInputError(f"--preset {args.preset!r}: expected one of {', '.join(PRESETS)}")
+        result = run_experiment(PRESETS[args.preset], args.out_dir, progress=True)
+    else:
+        config = FinetuneConfig(model=args.model, steps=args.steps, seed=args.seed)
+        result = run_finetune(config, args.out_dir, load_config(args), progress=True)
     sys.stdout.write(result.text())
     sys.stdout.write(f"wrote {args.out_dir / 'summary.json'}, {args.out_dir / 'summary.md'}\n")
     return 0
@@ -96,6 +101,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--experiment", choices=["toy", "finetune"], help="the controlled experiment instead of a probe")
     p.add_argument("--preset", default="default", help="with --experiment toy: default or tiny")
+    p.add_argument("--steps", type=int, default=120, help="with --experiment finetune: optimizer steps per condition")
     p.add_argument("--out-dir", type=Path, help="with --experiment: where results go")
     p.set_defaults(func=cmd_reversal)
 
