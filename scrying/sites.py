@@ -22,6 +22,8 @@ component           hook                                    shape
 ``pattern``         ``blocks.L.attn.hook_pattern``          batch head pos_q pos_k
 ``mlp_pre``         ``blocks.L.mlp.hook_pre``               batch pos d_mlp
 ``mlp_post``        ``blocks.L.mlp.hook_post``              batch pos d_mlp
+``mlp_in``          ``blocks.L.mlp.hook_in``                batch pos d_model
+``mlp_result``      ``blocks.L.mlp.hook_out``               batch pos d_model
 ``ln1_scale`` ...   ``blocks.L.ln1.hook_scale``             batch pos 1
 ``final_scale``     ``ln_final.hook_scale``                 batch pos 1
 ``ln1_in``          ``blocks.L.ln1.hook_in``                batch pos d_model
@@ -61,6 +63,8 @@ class Component(StrEnum):
     MLP_PRE = "mlp_pre"
     MLP_PRE_LINEAR = "mlp_pre_linear"
     MLP_POST = "mlp_post"
+    MLP_IN = "mlp_in"  # the MLP module's input (after ln2)
+    MLP_RESULT = "mlp_result"  # the MLP module's output (before a post-norm, where there is one)
     LN1_SCALE = "ln1_scale"
     LN2_SCALE = "ln2_scale"
     LN1_POST_SCALE = "ln1_post_scale"
@@ -97,6 +101,8 @@ _PER_LAYER: dict[Component, str] = {
     Component.MLP_PRE: "mlp.hook_pre",
     Component.MLP_PRE_LINEAR: "mlp.hook_pre_linear",
     Component.MLP_POST: "mlp.hook_post",
+    Component.MLP_IN: "mlp.hook_in",
+    Component.MLP_RESULT: "mlp.hook_out",
     Component.LN1_SCALE: "ln1.hook_scale",
     Component.LN2_SCALE: "ln2.hook_scale",
     Component.LN1_POST_SCALE: "ln1_post.hook_scale",

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scrying.attribution.basis import FeatureBasis, NeuronBasis
 from scrying.attribution.config import TraceConfig
 from scrying.attribution.export import write_html
-from scrying.attribution.feature_graph import build_neuron_graph
+from scrying.attribution.feature_graph import build_feature_graph
 from scrying.attribution.graph import Graph
 from scrying.attribution.influence import labelled_scores, prune, pruned_graph
 from scrying.attribution.validation import GraphValidation, validate_feature_graph
@@ -40,16 +41,25 @@ class TraceResult:
     seconds: float
 
 
-def trace(model: Model, prompt: str, config: TraceConfig | None = None, *, model_name: str = "") -> TraceResult:
-    """Build, score, prune and validate the attribution graph of ``prompt``."""
+def trace(
+    model: Model,
+    prompt: str,
+    config: TraceConfig | None = None,
+    *,
+    model_name: str = "",
+    basis: FeatureBasis | None = None,
+) -> TraceResult:
+    """Build, score, prune and validate the attribution graph of ``prompt``; ``basis``: the
+    feature basis of a neurons-level graph (default :class:`NeuronBasis`; a transcoder basis)."""
     config = config or TraceConfig()
     check_text(prompt)
     start = time.perf_counter()
     if config.level == "neurons":
-        graph = build_neuron_graph(model, prompt, config.target, config.features, model_name=model_name)
+        basis = basis or NeuronBasis()
+        graph = build_feature_graph(model, prompt, config.target, config.features, basis=basis, model_name=model_name)
         scores = labelled_scores(graph)
         small = pruned_graph(graph, prune(graph, config.prune))
-        validation = validate_feature_graph(model, graph, small, config.validation)
+        validation = validate_feature_graph(model, graph, small, config.validation, basis=basis)
     else:
         from scrying.attribution.components import build_component_graph
 

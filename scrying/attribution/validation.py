@@ -118,9 +118,15 @@ def _target(graph: Graph) -> Node:
 
 
 def validate_feature_graph(
-    model: Model, graph: Graph, pruned: Graph, config: ValidationConfig | None = None
+    model: Model,
+    graph: Graph,
+    pruned: Graph,
+    config: ValidationConfig | None = None,
+    *,
+    basis: FeatureBasis | None = None,
 ) -> GraphValidation:
-    """Intervene on the graph's most influential features (see the module docstring)."""
+    """Intervene on the graph's most influential features (see the module docstring);
+    ``basis``: the one the graph was built in (default: neurons)."""
     config = config or ValidationConfig()
     influence = node_influence(graph)
     features = [i for i, n in enumerate(graph.nodes) if n.kind == "feature" and n.activation]
@@ -133,7 +139,7 @@ def validate_feature_graph(
     from_pruned = predicted_changes(pruned, ids, target.node_id, scales)
     from_full = predicted_changes(graph, ids, target.node_id, scales)
 
-    basis = _basis_of(graph)
+    basis = _basis_of(graph, basis)
     clean = clean_run(model, tokenize(model, graph.prompt), basis)
     live = torch.zeros_like(clean.features, dtype=torch.bool)
     for node in (n for n in graph.nodes if n.kind == "feature"):
@@ -205,8 +211,10 @@ def validate_feature_graph(
     return GraphValidation(reports, headline=f"graph vs frozen, scale {first:g}")
 
 
-def _basis_of(graph: Graph) -> FeatureBasis:
+def _basis_of(graph: Graph, given: FeatureBasis | None = None) -> FeatureBasis:
     basis = graph.metadata.get("basis", "neurons")
+    if given is not None and given.name == basis:
+        return given
     if basis != "neurons":
         raise InvalidInputError(f"validation of a {basis!r} graph needs that basis; only 'neurons' is known here")
     return NeuronBasis()

@@ -1,0 +1,135 @@
+"""Transcoder features as the feature basis of attribution graphs.
+
+:class:`TranscoderBasis` implements :class:`scrying.attribution.FeatureBasis`, so the one graph
+builder (:func:`scrying.attribution.build_feature_graph`), its pruning, scores, validation and
+JSON serve transcoder graphs unchanged. At every layer the MLP's output (the set's
+``feature_output_hook``) is replaced by
+
+    ``features @ W_dec + b_dec + x @ W_skip.T + error``
+
+where ``x`` is the MLP's input (``feature_input_hook``) and ``features`` the transcoder's.
+
+* **Clean run**: the features, their activity mask and the *error* ``mlp(x) - transcoder(x)``
+  per (layer, position), from the real model.
+* **Frozen (local replacement model)**: the mask is frozen at its clean value, so each feature
+  ``(x @ W_enc.T + b_enc) * mask`` is linear in the residual stream (plus its encoder bias), and
+  the error is a constant handed to the builder (``on_error``), which adds it to that layer's
+  error nodes. The skip connection stays linear and live.
+* **Live** (:meth:`TranscoderBasis.live_state`): the transcoder's own activation, and the error
+  recomputed as the MLP's real output minus the reconstruction from the unintervened features,
+  so the layer outputs ``mlp(x) + (features' - features) @ W_dec``: the real model with an
+  intervention steering along the decoder rows (circuit-tracer's intervention convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from scrying.axes import Float, Model, Tensor
+from scrying.errors import InvalidInputError
+from scrying.sites import HookFn, Site
+from scrying.transcoders.files import TranscoderSet
+
+
+class TranscoderBasis:
+    """Features = transcoder latents per (layer, position); error = MLP output - reconstruction."""
+
+    name = "transcoders"
+    feature_type = "transcoder feature"
+    exact = False
+
+    def __init__(self, transcoders: TranscoderSet, *, labels: dict[tuple[int, int], str] | None = None) -> None:
+        self.set = transcoders
+        self.labels = labels or {}
+
+    def _check(self, model: Model) -> None:
+        n = model.cfg.n_layers
+        if len(self.set.transcoders) != n:
+            raise InvalidInputError(f"transcoder set has {len(self.set.transcoders)} layers, the model {n}")
+        d = self.set.transcoders[0].spec.d_model
+        if d != model.cfg.d_model:
+            raise InvalidInputError(f"transcoders read d_model {d}, the model has d_model {model.cfg.d_model}")
+
+    def n_features(self, model: Model) -> int:
+        return self.set.n_features
+
+    def frozen_sites(self, model: Model) -> list[Site]:
+        return []  # the mask and the error are the basis's own state, frozen by its hooks
+
+    def record_sites(self, model: Model) -> list[Site]:
+        self._check(model)
+        layers = range(model.cfg.n_layers)
+        return [self.set.input_site(ly) for ly in layers] + [self.set.output_site(ly) for ly in layers]
+
+    @torch.no_grad()
+    def clean_state(
+        self, model: Model, store: dict[Site, Tensor]
+    ) -> tuple[Float[Tensor, "layer pos feature"], dict[str, Any]]:
+        features, masks, errors = [], [], []
+        for layer, tc in enumerate(self.set.transcoders):
+            x = store[self.set.input_site(layer)][0]
+            y = store[self.set.output_site(layer)][0]
+            tc = tc.to(x.dtype)
+            pre = tc.pre_activations(x)
+            mask = tc.mask(pre)
+            feats = pre * mask
+            features.append(feats)
+            masks.append(mask)
+            errors.append(y - tc.decode(feats, x))
+        return torch.stack(features), {"mask": torch.stack(masks), "error": torch.stack(errors)}
+
+    def feature_hooks(
+        self,
+        model: Model,
+        state: dict[str, Any],
+        on_features: Callable[[int, Tensor], Tensor],
+        on_error: Callable[[int, Tensor], Tensor],
+    ) -> list[tuple[Site, HookFn]]:
+        inputs: dict[int, Tensor] = {}
+        out: list[tuple[Site, HookFn]] = []
+        for layer in range(model.cfg.n_layers):
+            out.append((self.set.input_site(layer), _capture(layer, inputs)))
+            out.append((self.set.output_site(layer), self._replace(layer, state, inputs, on_features, on_error)))
+        return out
+
+    def _replace(
+        self,
+        layer: int,
+        state: dict[str, Any],
+        inputs: dict[int, Tensor],
+        on_features: Callable[[int, Tensor], Tensor],
+        on_error: Callable[[int, Tensor], Tensor],
+    ) -> HookFn:
+        tc = self.set.transcoders[layer]
+        mask: Tensor | None = state.get("mask")
+        error: Tensor | None = state.get("error")
+
+        def fn(act: Tensor, hook: Any) -> Tensor:
+            x = inputs.pop(layer)
+            tc.to(x.dtype)
+            pre = tc.pre_activations(x)
+            feats = pre * (mask[layer].to(pre.dtype) if mask is not None else tc.mask(pre))
+            if error is not None:
+                err = error[layer].expand(act.shape[0], -1, -1).to(act.dtype)
+            else:  # live: the real MLP output minus the unintervened reconstruction
+                err = act - tc.decode(feats, x)
+            return tc.decode(on_features(layer, feats), x) + on_error(layer, err)
+
+        return fn
+
+    def label(self, layer: int, index: int) -> str:
+        return self.labels.get((layer, index), f"L{layer} transcoder feature {index}")
+
+    def live_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """No frozen mask, and the error recomputed from the real MLP (module docstring)."""
+        return {k: v for k, v in state.items() if k not in ("mask", "error")}
+
+
+def _capture(layer: int, store: dict[int, Tensor]) -> HookFn:
+    def fn(act: Tensor, hook: Any) -> None:
+        store[layer] = act
+
+    return fn

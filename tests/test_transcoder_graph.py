@@ -1,0 +1,156 @@
+"""Transcoder features through the feature-basis seam: one builder, one Graph.
+
+* **Exact**: on a GPT-2-shaped model whose MLP activation is ReLU, the transcoder with
+  ``W_enc = W_in``, ``b_enc = b_in``, ``W_dec = W_out``, ``b_dec = b_out`` and a ReLU activation
+  *is* the MLP, so its graph must equal the neuron graph edge for edge and its error nodes carry
+  nothing. (ReLU because the transcoder activations here are ReLU/JumpReLU/TopK; a GELU MLP has
+  no exact transcoder of that kind. The neuron basis freezes a ReLU neuron's slope, 0 or 1,
+  which is exactly the transcoder's frozen mask.)
+* **Lossy**: a random transcoder on the Gemma-3- and GPT-2-shaped tiny models: the basis's error
+  term equals the real MLP output minus the reconstruction, computed independently, and each
+  error node's edge to a logit equals the effect of removing that error vector in the frozen
+  model; feature edges equal interventions in the frozen model (relative 1e-4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from scrying.attribution import (
+    FeatureBasis,
+    FeatureGraphConfig,
+    build_feature_graph,
+    build_neuron_graph,
+)
+from scrying.attribution.replacement import Intervention, clean_run, intervention_pass
+from scrying.models import LoadConfig, load_model
+from scrying.prompts import tokenize
+from scrying.sites import Component, Site, recorded
+from scrying.toys.train import ToyModelConfig, _save, build_hf_model
+from scrying.toys.vocab import build_tokenizer
+from scrying.transcoders import Transcoder, TranscoderBasis, TranscoderSet, TranscoderSpec
+from tests.tiny_models import tiny
+
+PROMPT = "t1 t5 t2 t7 t1 t5"
+CONFIG = FeatureGraphConfig(max_feature_nodes=10_000, max_logits=2, batch_size=7, exclude_bos=False)
+
+
+def relu_gpt2(tmp):
+    """A tiny GPT-2 whose MLPs use ReLU (float64), and its HF weights."""
+    tokenizer = build_tokenizer(16)
+    hf = build_hf_model(ToyModelConfig(arch="gpt2", d_model=16, n_heads=4, d_mlp=8, n_layers=3, n_ctx=32), len(tokenizer), seed=1)
+    hf.config.activation_function = "relu"
+    _save(hf.eval(), tokenizer, tmp / "gpt2-relu")
+    from transformers import GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel.from_pretrained(tmp / "gpt2-relu").double()
+    return load_model(str(tmp / "gpt2-relu"), LoadConfig(dtype="float64")), hf
+
+
+def exact_set(hf) -> TranscoderSet:
+    out = []
+    for block in hf.transformer.h:
+        tc = Transcoder(TranscoderSpec(d_model=16, n_features=8), dtype=torch.float64)
+        tc.load_tensors({"W_enc": block.mlp.c_fc.weight.T, "b_enc": block.mlp.c_fc.bias,
+                         "W_dec": block.mlp.c_proj.weight, "b_dec": block.mlp.c_proj.bias})
+        out.append(tc)
+    return TranscoderSet(out, "gpt2-relu")
+
+
+def random_set(d_model: int, n_layers: int, *, seed: int, activation="relu", k=None, skip=True) -> TranscoderSet:
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_layers):
+        tc = Transcoder(TranscoderSpec(d_model=d_model, n_features=24, activation=activation, k=k, skip=skip), dtype=torch.float64)
+        tc.load_tensors({name: 0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64) for name, p in tc.tensors().items()})
+        out.append(tc)
+    return TranscoderSet(out, "random")
+
+
+def test_transcoder_basis_is_the_protocol():
+    assert isinstance(TranscoderBasis(random_set(4, 1, seed=0)), FeatureBasis)
+
+
+def test_exact_transcoder_graph_is_the_neuron_graph(tmp_path):
+    model, hf = relu_gpt2(tmp_path)
+    neurons = build_neuron_graph(model, PROMPT, config=CONFIG)
+    basis = TranscoderBasis(exact_set(hf))
+    clean = clean_run(model, tokenize(model, PROMPT), basis)
+    assert clean.state["error"].abs().max() < 1e-12  # the transcoder is the MLP
+    graph = build_feature_graph(model, PROMPT, config=CONFIG, basis=basis)
+    assert graph.level == "transcoders" and graph.metadata["exact_basis"] is False
+    assert [n.node_id for n in graph.nodes] == [n.node_id for n in neurons.nodes]
+    assert torch.allclose(graph.adjacency, neurons.adjacency, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(graph.bias, neurons.bias, rtol=1e-9, atol=1e-12)
+    assert neurons.adjacency.abs().max() > 1e-3  # not vacuous
+    errors = [i for i, n in enumerate(graph.nodes) if n.kind == "error"]
+    assert graph.adjacency[:, errors].abs().max() < 1e-12  # every feature is a node: error nodes carry nothing
+
+
+@pytest.fixture(scope="module", params=["gemma3", "gpt2"])
+def lossy(request, tmp_path_factory):
+    model = tiny(request.param, tmp_path_factory.mktemp("tiny"))
+    basis = TranscoderBasis(random_set(model.cfg.d_model, model.cfg.n_layers, seed=3))
+    return model, basis, build_feature_graph(model, PROMPT, config=CONFIG, basis=basis)
+
+
+def test_lossy_error_is_the_mlp_residual(lossy):
+    model, basis, _ = lossy
+    tokens = tokenize(model, PROMPT)
+    sites = [Site(Component.MLP_IN, ly) for ly in range(model.cfg.n_layers)]
+    sites += [Site(Component.MLP_RESULT, ly) for ly in range(model.cfg.n_layers)]
+    with recorded(model, sites) as store:
+        model(tokens)
+    clean = clean_run(model, tokens, basis)
+    for ly, tc in enumerate(basis.set.transcoders):
+        x, y = store[Site(Component.MLP_IN, ly)][0], store[Site(Component.MLP_RESULT, ly)][0]
+        pre = x @ tc.W_enc.T + tc.b_enc
+        feats = torch.relu(pre)
+        recon = feats @ tc.W_dec + tc.b_dec + x @ tc.W_skip.T
+        assert torch.allclose(clean.features[ly], feats, atol=1e-12)
+        assert torch.allclose(clean.state["error"][ly], y - recon, atol=1e-12)
+        assert (y - recon).abs().max() > 1e-2  # lossy indeed
+
+
+def test_lossy_error_nodes_carry_exactly_the_residual(lossy):
+    """Edge (error node at layer l, pos p) -> logit = the logit change when that error vector is
+    removed from the frozen model (every feature is a node, so the error node is only it)."""
+    model, basis, graph = lossy
+    clean = clean_run(model, tokenize(model, PROMPT), basis)
+    checked = 0
+    for ly in range(model.cfg.n_layers):
+        for p in (1, clean.tokens.shape[1] - 1):
+            error = clean.state["error"].clone()
+            error[ly, p] = 0
+            cut = dataclasses.replace(clean, state={**clean.state, "error": error})
+            logits = intervention_pass(model, cut, [Intervention()], free_layer=None)[0][0, -1]
+            base = intervention_pass(model, clean, [Intervention()])[0][0, -1]
+            for t, node in enumerate(graph.nodes):
+                if node.kind != "logit":
+                    continue
+                measured = (base[node.feature] - base.mean()) - (logits[node.feature] - logits.mean())
+                edge = graph.adjacency[t, graph.index[f"{ly}_-1_{p}"]]
+                assert float(edge) == pytest.approx(float(measured), rel=1e-4, abs=1e-10)
+                checked += abs(float(measured)) > 1e-4
+    assert checked > 0
+
+
+def test_lossy_feature_edges_equal_interventions_in_the_frozen_model(lossy):
+    model, basis, graph = lossy
+    clean = clean_run(model, tokenize(model, PROMPT), basis)
+    sources = [s for s, n in enumerate(graph.nodes) if n.kind == "feature" and n.activation]
+    interventions = [Intervention()] + [
+        Intervention(features={(graph.nodes[s].layer, graph.nodes[s].pos, graph.nodes[s].feature): 0.0}) for s in sources
+    ]
+    logits = intervention_pass(model, clean, interventions)[0][:, -1]
+    for t, target in enumerate(graph.nodes):
+        if target.kind != "logit":
+            continue
+        values = logits[:, target.feature] - logits.mean(-1)
+        measured = values[0] - values[1:]
+        predicted = graph.adjacency[t, sources]
+        assert torch.allclose(predicted, measured, rtol=1e-4, atol=1e-10)
+        assert predicted.abs().max() > 1e-4  # not vacuous
