@@ -101,7 +101,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--experiment", choices=["toy", "finetune"], help="the controlled experiment instead of a probe")
     p.add_argument("--preset", default="default", help="with --experiment toy: default or tiny")
-    p.add_argument("--steps", type=int, default=120, help="with --experiment finetune: optimizer steps per condition")
+    p.add_argument("--steps", type=int, default=40, help="with --experiment finetune: optimizer steps per condition")
     p.add_argument("--out-dir", type=Path, help="with --experiment: where results go")
     p.set_defaults(func=cmd_reversal)
 

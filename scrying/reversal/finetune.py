@@ -45,9 +45,9 @@ class FinetuneConfig:
     model: str = "gemma-3-270m"
     n_test: int = 20
     n_support: int = 20
-    steps: int = 120
+    steps: int = 40
     batch_size: int = 8
-    lr: float = 1e-4
+    lr: float = 3e-4
     distractors: int = 9
     seed: int = 0
     n_bootstrap: int = 1000
