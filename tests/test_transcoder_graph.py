@@ -154,3 +154,32 @@ def test_lossy_feature_edges_equal_interventions_in_the_frozen_model(lossy):
         predicted = graph.adjacency[t, sources]
         assert torch.allclose(predicted, measured, rtol=1e-4, atol=1e-10)
         assert predicted.abs().max() > 1e-4  # not vacuous
+
+
+def test_scrying_trace_with_transcoders_writes_a_validated_graph(tmp_path, capsys):
+    """``scrying trace --transcoders DIR``: transcoder features and error nodes in the JSON, the
+    same pruning, scores and validation as neuron graphs; the unpruned graph equals its frozen
+    model (Pearson 1, slope 1) as the neuron graph's does."""
+    import json
+
+    from scrying.attribution import Graph
+    from scrying.cli.main import main
+    from scrying.transcoders import write_transcoders
+
+    model = tiny("gpt2", tmp_path)
+    directory = write_transcoders(random_set(model.cfg.d_model, model.cfg.n_layers, seed=5), tmp_path / "tc")
+    html, js = tmp_path / "g.html", tmp_path / "g.json"
+    code = main(["trace", PROMPT, "--model", str(tmp_path / "gpt2"), "--transcoders", str(directory), "--out", str(html),
+                 "--json", str(js), "--max-features", "40", "--validate-top", "10", "--node-threshold", "1", "--edge-threshold", "1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "replacement score unselected as error" in out
+    data = json.loads(js.read_text())
+    assert data["scrying"]["feature_type"] == "transcoder feature"
+    graph = Graph.read_json(js)
+    assert graph.level == "transcoders"
+    assert any(n.label.startswith("L0 transcoder feature") for n in graph.nodes if n.kind == "feature")
+    assert any(n.kind == "error" for n in graph.nodes)
+    report = graph.metadata["validation"]["reports"]["unpruned graph vs frozen, scale 0"]
+    assert report["pearson"] > 0.9999 and report["slope"] == pytest.approx(1.0, abs=1e-6)
+    assert "Validation by intervention" in html.read_text()

@@ -11,7 +11,7 @@ import logging
 import sys
 import warnings
 
-from scrying.cli import ablate, basic, emergence, reversal, trace, view
+from scrying.cli import ablate, basic, emergence, reversal, trace, transcoders, view
 from scrying.cli.common import add_global_args
 from scrying.errors import ScryingError
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list:
-    return [basic, trace, ablate, emergence, reversal, view]
+    return [basic, trace, ablate, emergence, reversal, view, transcoders]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from scrying.attribution.basis import FeatureBasis
 from scrying.attribution.feature_graph import FeatureGraphConfig
 from scrying.attribution.influence import PruneConfig
 from scrying.attribution.trace import TraceConfig, trace, write_trace
@@ -82,7 +83,17 @@ def batch_settings(args: argparse.Namespace, model: Model) -> dict[str, Any]:
         "top_n": args.top_n,
         "validate_top": args.validate_top,
         "top_edges": args.top_edges,
+        **({"transcoders": str(args.transcoders)} if args.transcoders is not None else {}),
     }
+
+
+def _basis(args: argparse.Namespace) -> FeatureBasis | None:
+    """The transcoder basis of ``--transcoders DIR`` (neuron graphs without it)."""
+    if args.transcoders is None:
+        return None
+    from scrying.transcoders import TranscoderBasis, read_transcoders
+
+    return TranscoderBasis(read_transcoders(args.transcoders))
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -95,7 +106,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         check_text(args.corrupt, what="corrupt prompt")
     config = _config(args)
     model = model_from_args(args)
-    result = trace(model, args.prompt, config, model_name=args.model)
+    result = trace(model, args.prompt, config, model_name=args.model, basis=_basis(args))
     html_path = args.out or Path("graphs") / "trace.html"
     json_path = args.json or html_path.with_suffix(".json")
     for path in write_trace(result, html_path=html_path, json_path=json_path):
@@ -120,6 +131,7 @@ def _batch(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     index = Journal(out_dir / "index.jsonl", batch_settings(args, model), key=lambda r: str(r["id"]), what="trace batch")
     todo = [(n, r) for n, r in enumerate(records) if _id(r, n) not in index.done]
+    basis = _basis(args)
     if len(todo) < len(records):
         logger.warning("resuming: %d of %d prompts already traced in %s", len(records) - len(todo), len(records), out_dir)
     for number, record in tqdm(todo, desc="trace", disable=not todo):
@@ -131,7 +143,7 @@ def _batch(args: argparse.Namespace) -> int:
                 level=record.get("level"),
                 split_qkv=record.get("split_qkv"),
             )
-            result = trace(model, record.prompt, config, model_name=args.model)
+            result = trace(model, record.prompt, config, model_name=args.model, basis=basis)
         except InvalidInputError as err:
             raise type(err)(f"{record.where}: {err}") from err
         stem = out_dir / _id(record, number)
@@ -168,6 +180,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--shared-assets", "--shared-plotlyjs", dest="shared_plotlyjs", action="store_true",
                    help="batch mode: the viewer's script and style written once beside the pages, not inlined "
                    "(--shared-plotlyjs: its old name)")
+    p.add_argument("--transcoders", type=Path, default=None,
+                   help="neurons level: a transcoder directory (config.yaml + layer_<i>.safetensors); features are "
+                   "its latents, error nodes hold MLP output minus reconstruction")
     p.add_argument("--max-features", type=int, default=200, help="neuron nodes kept before pruning")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--node-threshold", type=float, default=0.8)

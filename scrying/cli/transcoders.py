@@ -1,0 +1,73 @@
+"""``scrying transcoders corpus|train|report``: build the default corpus, train, report quality."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from scrying.cli.common import add_model_args, load_config, model_from_args
+from scrying.transcoders import read_transcoders
+from scrying.transcoders.corpus import build_default_corpus, read_texts
+from scrying.transcoders.quality import quality_report
+from scrying.transcoders.train import PRESETS, token_windows, train_transcoders
+
+
+def _corpus_paths(args: argparse.Namespace) -> list[Path]:
+    return list(args.text) if args.text else [build_default_corpus(load_config(args).cache_dir)]
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    sys.stdout.write(f"{build_default_corpus(load_config(args).cache_dir)}\n")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = PRESETS[args.preset]
+    changes = {k: v for k, v in (("total_tokens", args.tokens), ("n_features", args.features), ("seed", args.seed)) if v is not None}
+    config = dataclasses.replace(config, **changes)
+    paths = _corpus_paths(args)
+    model = model_from_args(args)
+    result = train_transcoders(model, lambda: read_texts(paths), args.out, config, model_name=args.model, progress=True)
+    sys.stdout.write(f"wrote {result.directory} ({result.chunks_trained} chunks trained in this run)\n")
+    sys.stdout.write(result.report.to_string(index=False) + "\n")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    paths = _corpus_paths(args)
+    model = model_from_args(args)
+    tset = read_transcoders(args.transcoders)
+    windows = [w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)]
+    report = quality_report(model, tset, torch.stack(windows))
+    sys.stdout.write(report.to_string(index=False) + "\n")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("transcoders", help="train per-layer transcoders offline and report their quality", parents=parents)
+    tsub = p.add_subparsers(dest="transcoders_command", metavar="ACTION", required=True)
+
+    c = tsub.add_parser("corpus", help="build (once) the default training text: the World English Bible", parents=parents)
+    c.set_defaults(func=cmd_corpus)
+
+    t = tsub.add_parser("train", help="train one transcoder per layer (resumes a killed run in OUT)", parents=parents)
+    add_model_args(t)
+    t.add_argument("--out", type=Path, required=True, help="directory: config.yaml, layer_<i>.safetensors, report.csv")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    t.add_argument("--text", type=Path, nargs="*", help="UTF-8 text files (default: the built default corpus)")
+    t.add_argument("--tokens", type=int, help="training tokens (overrides the preset)")
+    t.add_argument("--features", type=int, help="features per layer (overrides the preset)")
+    t.add_argument("--seed", type=int)
+    t.set_defaults(func=cmd_train)
+
+    r = tsub.add_parser("report", help="per-layer FVU, L0 and dead features of a transcoder directory", parents=parents)
+    add_model_args(r)
+    r.add_argument("transcoders", type=Path)
+    r.add_argument("--text", type=Path, nargs="*")
+    r.add_argument("--windows", type=int, default=64)
+    r.add_argument("--seq-len", type=int, default=128)
+    r.set_defaults(func=cmd_report)
