@@ -91,6 +91,9 @@ def test_arithmetic_sequences_labels_and_held_out_pairs():
         assert [lab for lab in label if lab != -100] == graded
     held = [(a, b) for a in range(100, 200) for b in range(100, 200) if ArithmeticTask.held_out(a, b)]
     assert 0.08 < len(held) / 10_000 < 0.12
+    # no arithmetic pattern: every last digit of the sum is held out about equally often
+    last = torch.bincount(torch.tensor([(a + b) % 10 for a, b in held]), minlength=10) / len(held)
+    assert last.min() > 0.07 and last.max() < 0.13, last
     times = ArithmeticTask(op="*", k_digits=2)
     assert times.answer_len == 4 and build_char_tokenizer("0123456789+*=").decode(times.encode(12, 34)[1:-1]) == "12*34=408"
 

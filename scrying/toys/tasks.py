@@ -19,6 +19,7 @@ has not seen.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -95,8 +96,11 @@ class ArithmeticTask:
 
     op: str = "+"
     k_digits: int = 3
+    held_out_rule: str = "blake2b"  # part of the saved settings: a changed rule retrains
 
     def __post_init__(self) -> None:
+        if self.held_out_rule != "blake2b":
+            raise ConfigError(f"ArithmeticTask.held_out_rule must be 'blake2b', got {self.held_out_rule!r}")
         if self.op not in ("+", "*"):
             raise ConfigError(f"ArithmeticTask.op must be '+' or '*', got {self.op!r}")
         if not 1 <= self.k_digits <= 6:
@@ -117,8 +121,11 @@ class ArithmeticTask:
 
     @staticmethod
     def held_out(a: int, b: int) -> bool:
-        """Whether the pair ``(a, b)`` is kept out of training (a fixed tenth of all pairs)."""
-        return (a * 7919 + b * 104729) % 10 == 0
+        """Whether the pair ``(a, b)`` is kept out of training: a fixed tenth of all pairs,
+        chosen by a hash so that the choice carries no arithmetic pattern (a linear rule such as
+        ``(p a + q b) mod 10`` would hold out, say, every sum ending in 0)."""
+        digest = hashlib.blake2b(f"{a},{b}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little") % 10 == 0
 
     def tokenizer(self):  # noqa: ANN201 - a transformers tokenizer
         return build_char_tokenizer(ALPHABET)
