@@ -91,9 +91,9 @@ def _basis(args: argparse.Namespace) -> FeatureBasis | None:
     """The transcoder basis of ``--transcoders DIR`` (neuron graphs without it)."""
     if args.transcoders is None:
         return None
-    from scrying.transcoders import TranscoderBasis, read_transcoders
+    from scrying.transcoders import TranscoderBasis, read_labels, read_transcoders
 
-    return TranscoderBasis(read_transcoders(args.transcoders))
+    return TranscoderBasis(read_transcoders(args.transcoders), labels=read_labels(args.transcoders))
 
 
 def cmd_trace(args: argparse.Namespace) -> int:

@@ -1,27 +1,36 @@
-"""``scrying transcoders corpus|train|report``: build the default corpus, train, report quality."""
+"""``scrying transcoders corpus|train|report|label``: build the default corpus, train, report
+quality, label features."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-from scrying.cli.common import add_model_args, load_config, model_from_args
-from scrying.transcoders import read_transcoders
+from scrying.attribution import Graph
+from scrying.cli.common import add_model_args, model_from_args
+from scrying.errors import InvalidInputError
+from scrying.models import default_cache_dir
+from scrying.transcoders import label_features, read_transcoders, write_labels
 from scrying.transcoders.corpus import build_default_corpus, read_texts
 from scrying.transcoders.quality import quality_report
 from scrying.transcoders.train import PRESETS, token_windows, train_transcoders
 
 
+def _cache_dir(args: argparse.Namespace) -> Path:
+    return Path(args.cache_dir or os.environ.get("SCRYING_CACHE_DIR") or default_cache_dir())
+
+
 def _corpus_paths(args: argparse.Namespace) -> list[Path]:
-    return list(args.text) if args.text else [build_default_corpus(load_config(args).cache_dir)]
+    return list(args.text) if args.text else [build_default_corpus(_cache_dir(args))]
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    sys.stdout.write(f"{build_default_corpus(load_config(args).cache_dir)}\n")
+    sys.stdout.write(f"{build_default_corpus(_cache_dir(args))}\n")
     return 0
 
 
@@ -44,6 +53,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     windows = [w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)]
     report = quality_report(model, tset, torch.stack(windows))
     sys.stdout.write(report.to_string(index=False) + "\n")
+    return 0
+
+
+def _feature(text: str) -> tuple[int, int]:
+    layer, _, index = text.partition(":")
+    if not (layer.isdigit() and index.isdigit()):
+        raise InvalidInputError(f"a feature is LAYER:INDEX (e.g. 3:117), got {text!r}")
+    return int(layer), int(index)
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    features = [_feature(f) for f in args.features or []]
+    if args.graph is not None:
+        graph = Graph.read_json(args.graph)
+        features += [(n.layer, n.feature) for n in graph.nodes if n.kind == "feature"]
+    if not features:
+        raise InvalidInputError("give --features LAYER:INDEX ... or --graph GRAPH.json")
+    paths = _corpus_paths(args)
+    model = model_from_args(args)
+    tset = read_transcoders(args.transcoders)
+    windows = [w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)]
+    labels = label_features(model, tset, sorted(set(features)), torch.stack(windows))
+    path = write_labels(args.transcoders, labels)
+    for (layer, index), label in sorted(labels.items()):
+        sys.stdout.write(f"L{layer} #{index}: {label.label}\n")
+    sys.stdout.write(f"wrote {path}\n")
     return 0
 
 
@@ -71,3 +106,13 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     r.add_argument("--windows", type=int, default=64)
     r.add_argument("--seq-len", type=int, default=128)
     r.set_defaults(func=cmd_report)
+
+    lab = tsub.add_parser("label", help="label features (top contexts, promoted tokens) into DIR/labels.json", parents=parents)
+    add_model_args(lab)
+    lab.add_argument("transcoders", type=Path)
+    lab.add_argument("--features", nargs="*", help="LAYER:INDEX ...")
+    lab.add_argument("--graph", type=Path, help="label every feature node of this graph JSON")
+    lab.add_argument("--text", type=Path, nargs="*")
+    lab.add_argument("--windows", type=int, default=256)
+    lab.add_argument("--seq-len", type=int, default=64)
+    lab.set_defaults(func=cmd_label)

@@ -195,3 +195,29 @@ def post_norm_gain(model: Model, layer: int) -> Float[Tensor, " d_model"]:
     param = next(model.parameters())
     with torch.no_grad():
         return norm(torch.ones(1, 1, model.cfg.d_model, dtype=param.dtype, device=param.device))[0, 0]
+
+
+def _norm_gain(model: Model, norm: Any) -> Float[Tensor, " d_model"]:
+    """A norm's per-dimension gain: its weight for LayerNorm, ``norm(ones)`` for RMSNorm (which
+    folds Gemma's ``1 + w`` convention in)."""
+    if str(getattr(model.cfg, "normalization_type", "RMS")).startswith("LN"):
+        return norm.original_component.weight
+    param = next(model.parameters())
+    with torch.no_grad():
+        return norm(torch.ones(1, 1, model.cfg.d_model, dtype=param.dtype, device=param.device))[0, 0]
+
+
+@torch.no_grad()
+def mlp_output_logits(model: Model, layer: int, vectors: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_vocab"]:
+    """Direct logit direction of vectors written at ``layer``'s MLP output (``mlp.hook_out``):
+    the MLP post-norm's gain where the block has one, the final norm's gain (LayerNorm also
+    centres), then the unembedding. The norms' scales (positive, one per position) are left
+    out, so compare tokens within a row, not rows with each other."""
+    v = vectors.to(next(model.parameters()).dtype)
+    if has_site(model, Site(Component.LN2_POST_SCALE, layer)):
+        v = v * _norm_gain(model, model.blocks[layer].ln2_post)
+    if str(getattr(model.cfg, "normalization_type", "RMS")).startswith("LN"):
+        v = v - v.mean(-1, keepdim=True)
+    v = v * _norm_gain(model, model.ln_final)
+    weight = model.unembed.original_component.weight  # d_vocab d_model
+    return einops.einsum(v, weight, "n d, vocab d -> n vocab")

@@ -2,13 +2,25 @@
 
 from scrying.transcoders.basis import TranscoderBasis
 from scrying.transcoders.files import TranscoderSet, read_transcoders, write_transcoders
+from scrying.transcoders.labels import (
+    FeatureLabel,
+    LabelConfig,
+    label_features,
+    read_labels,
+    write_labels,
+)
 from scrying.transcoders.transcoder import Transcoder, TranscoderSpec
 
 __all__ = [
+    "FeatureLabel",
+    "LabelConfig",
     "Transcoder",
     "TranscoderBasis",
     "TranscoderSet",
     "TranscoderSpec",
+    "label_features",
+    "read_labels",
     "read_transcoders",
+    "write_labels",
     "write_transcoders",
 ]
