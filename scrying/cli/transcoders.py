@@ -1,5 +1,5 @@
-"""``scrying transcoders corpus|train|report|label``: build the default corpus, train, report
-quality, label features."""
+"""``scrying transcoders corpus|train|report|label`` (build the default corpus, train, report
+quality, label features) and ``scrying intervene`` (change features, see the top tokens move)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from scrying.attribution import Graph
 from scrying.cli.common import add_model_args, model_from_args
 from scrying.errors import InvalidInputError
 from scrying.models import default_cache_dir
+from scrying.prompts import tokenize
 from scrying.transcoders import label_features, read_transcoders, write_labels
 from scrying.transcoders.corpus import build_default_corpus, read_texts
+from scrying.transcoders.intervene import FeatureEdit, compare_top_tokens, intervened_logits
 from scrying.transcoders.quality import quality_report
 from scrying.transcoders.train import PRESETS, token_windows, train_transcoders
 
@@ -82,6 +84,39 @@ def cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edits(args: argparse.Namespace) -> list[FeatureEdit]:
+    """``--set 3:17@5=0`` / ``--scale 3:17=2`` / ``--steer 3:17@4=10`` (no ``@POS``: every
+    position but BOS)."""
+    edits = []
+    for mode in ("set", "scale", "steer"):
+        for text in getattr(args, mode) or []:
+            where, eq, value = text.partition("=")
+            feature, at, pos = where.partition("@")
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if not eq or number is None or (at and not pos.isdigit()):
+                raise InvalidInputError(f"--{mode} takes LAYER:INDEX[@POS]=VALUE, got {text!r}")
+            layer, index = _feature(feature)
+            edits.append(FeatureEdit(layer=layer, index=index, mode=mode, value=number, pos=int(pos) if at else None))
+    if not edits:
+        raise InvalidInputError("give at least one --set, --scale or --steer")
+    return edits
+
+
+def cmd_intervene(args: argparse.Namespace) -> int:
+    edits = _edits(args)
+    model = model_from_args(args)
+    tset = read_transcoders(args.transcoders)
+    tokens = tokenize(model, args.prompt)
+    with torch.no_grad():
+        clean = model(tokens)
+    edited = intervened_logits(model, tset, tokens, edits)
+    sys.stdout.write(compare_top_tokens(model, clean, edited, k=args.top).to_string(index=False) + "\n")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("transcoders", help="train per-layer transcoders offline and report their quality", parents=parents)
     tsub = p.add_subparsers(dest="transcoders_command", metavar="ACTION", required=True)
@@ -116,3 +151,14 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     lab.add_argument("--windows", type=int, default=256)
     lab.add_argument("--seq-len", type=int, default=64)
     lab.set_defaults(func=cmd_label)
+
+    i = sub.add_parser("intervene", help="ablate, clamp, scale or steer transcoder features; top tokens before and after",
+                       parents=parents)
+    i.add_argument("prompt", metavar="PROMPT")
+    add_model_args(i)
+    i.add_argument("--transcoders", type=Path, required=True)
+    i.add_argument("--set", nargs="*", metavar="L:I[@P]=V", help="set the activation (0 ablates)")
+    i.add_argument("--scale", nargs="*", metavar="L:I[@P]=S", help="multiply the activation")
+    i.add_argument("--steer", nargs="*", metavar="L:I[@P]=A", help="add A x the decoder row")
+    i.add_argument("--top", type=int, default=10)
+    i.set_defaults(func=cmd_intervene)
