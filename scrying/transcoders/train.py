@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,7 +225,9 @@ def train_transcoders(
             raise InvalidInputError(f"the corpus ran out at chunk {chunk} of {config.n_chunks} ({config.total_tokens} tokens asked); give more text or fewer tokens")
         if chunk < done:
             continue
+        started = time.perf_counter()
         x, y = _harvest_chunk(model, windows, config, dtype)
+        harvested = time.perf_counter()
         if not scales:
             scales = [(_rms(x[ly]), _rms(y[ly])) for ly in range(n_layers)]
         s_in = torch.tensor([s[0] for s in scales], dtype=dtype)[:, None, None]
@@ -234,6 +237,10 @@ def train_transcoders(
             transcoders = [_init(spec, config.seed * 1000 + ly, dtype, y[ly].mean(0)) for ly in range(n_layers)]
             optimizer = _optimizer(transcoders, config)
         losses = _train_chunk(transcoders, optimizer, x, y, config, chunk)
+        logger.info(
+            "chunk %d/%d: harvest %.0f tok/s, training %.1f s, mean normalised MSE %.3f",
+            chunk + 1, config.n_chunks, x.shape[1] / (harvested - started), time.perf_counter() - harvested, sum(losses) / len(losses),
+        )
         history.append({"chunk": chunk, "mse": losses})
         _save_checkpoint(ckpt, settings, transcoders, optimizer, scales, chunk + 1, history)
         trained += 1
