@@ -62,3 +62,16 @@ def test_readme_lens_figures_are_the_stored_lens_table():
     assert f"Over the {lens['index'].nunique()} pairs known forward (top-1) and not in reverse" in readme
     assert f"for {top['forward']} forward prompts and {top['reverse']} reverse prompts" in readme
     assert f"stays there is {layers['forward']:.0f} forward and {layers['reverse']:.0f} reverse" in readme
+
+
+def test_readme_finetune_figures_are_the_stored_experiment():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    conditions = {c["condition"]: c for c in json.loads((RESULTS / "finetune" / "summary.json").read_text())["conditions"]}
+
+    def cell(row: dict, key: str) -> str:
+        return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
+
+    curse, cure = conditions["forward_only"], conditions["reverse_training"]
+    for text in (cell(curse, "forward_top1"), cell(curse, "reverse_top1"), cell(cure, "forward_top1"),
+                 cell(cure, "reverse_top1"), f"p={curse['p_top1']:.2g}"):
+        assert text in readme, text
