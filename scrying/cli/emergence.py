@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,15 @@ from scrying.models import load_model
 from scrying.stats import BootstrapConfig
 
 
+def packaged_family(family: Path) -> Path:
+    """A family file, or the name of one shipped with scrying (``pythia-sizes``,
+    ``pythia-410m-steps``: hub models, for users with a network)."""
+    shipped = resources.files("scrying.data").joinpath("families", f"{family}.json")
+    if not family.exists() and family.suffix == "" and shipped.is_file():
+        return Path(str(shipped))
+    return family
+
+
 def _family_records(args: argparse.Namespace, out: Path) -> tuple[list, pd.DataFrame | None, list]:
     """Score the family (a preset scrying trains itself, or a family file) and the reference
     models; with a toy preset also the head detector's curves across its checkpoints."""
@@ -42,7 +52,8 @@ def _family_records(args: argparse.Namespace, out: Path) -> tuple[list, pd.DataF
         family_file = out / "family.json"
         family_file.write_text(json.dumps([{"model": m.model, "scale": m.scale, "label": m.label} for m in members], indent=1))
     else:
-        members, family_file = read_family(args.family), args.family
+        family_file = packaged_family(args.family)
+        members = read_family(family_file)
         items = task_from_spec(args.task, n_items=args.n_items, seed=args.seed, vocabulary=DEFAULT_WORDS)
     settings = study_settings(family_file, args.task, args.n_items, args.seed, scoring)
     if args.references:
@@ -101,9 +112,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        parents=parents)
     p.add_argument("--outputs", type=Path, metavar="OUTPUTS.jsonl",
                    help="model outputs, one line per model and item (model, scale, item, target, output, target_logprobs)")
-    p.add_argument("--family", type=Path, metavar="FAMILY.json|toy|toy-widths|tiny",
-                   help='models to score: a JSON list of {"model": spec, "scale": number, "label"?}, or a preset of '
-                   'toy models scrying trains itself offline (cached): toy (checkpoints over training), toy-widths (sizes), tiny (seconds)')
+    p.add_argument("--family", type=Path, metavar="FAMILY.json|toy|toy-widths|tiny|pythia-sizes|pythia-410m-steps",
+                   help='models to score: a JSON list of {"model": spec, "scale": number, "label"?}; a preset of '
+                   'toy models scrying trains itself offline (cached): toy (checkpoints over training), toy-widths (sizes), '
+                   'tiny (seconds); or a shipped hub family (needs a network): pythia-sizes, pythia-410m-steps '
+                   '(training checkpoints, loaded as NAME@stepN)')
     p.add_argument("--task", help="with --family: addition:K, multiplication:K, induction[:HALF_LEN] or TASK.jsonl "
                    "(a toy preset trains on the task: induction, addition:K or multiplication:K)")
     p.add_argument("--references", type=Path, metavar="REFS.json",

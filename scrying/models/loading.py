@@ -110,7 +110,7 @@ def _boot(resolved: ResolvedSpec, hf_dir: Path | None, config: LoadConfig) -> An
 
     dtype = _DTYPES[config.dtype]
     if hf_dir is None:
-        return _boot_hub(resolved.location, config)
+        return _boot_hub(resolved.location, config, revision=resolved.revision)
     try:
         hf_model = AutoModelForCausalLM.from_pretrained(
             str(hf_dir), dtype=dtype, attn_implementation="eager", local_files_only=True
@@ -135,27 +135,36 @@ def _finish(bridge: Any, config: LoadConfig) -> Any:
     return bridge
 
 
-def _boot_hub(name: str, config: LoadConfig) -> Any:
-    """Load a hub model: from the local Hugging Face cache if there, else over the network."""
+def _boot_hub(name: str, config: LoadConfig, *, revision: str | None = None) -> Any:
+    """Load a hub model (at ``revision``, if given): from the local Hugging Face cache if there,
+    else over the network."""
     from transformer_lens.model_bridge import TransformerBridge
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    where = f"{name}@{revision}" if revision else name
     try:
-        AutoConfig.from_pretrained(name, local_files_only=True)
+        AutoConfig.from_pretrained(name, revision=revision, local_files_only=True)
         cached = True
     except OSError:
         cached = False
     if not cached and not _hub_reachable(config.hub_timeout_s):
         raise ModelLoadError(
-            f"model {name!r} is not in the local Hugging Face cache and huggingface.co cannot be "
+            f"model {where!r} is not in the local Hugging Face cache and huggingface.co cannot be "
             f"reached (no network?); use '{DEFAULT_MODEL}', a local directory or a .gguf file"
         )
+    dtype = _DTYPES[config.dtype]
     try:
-        bridge = TransformerBridge.boot_transformers(
-            name, device=config.device, dtype=_DTYPES[config.dtype]
-        )
+        if revision is None:
+            bridge = TransformerBridge.boot_transformers(name, device=config.device, dtype=dtype)
+        else:
+            # TransformerBridge loads the main branch by name; a revision is loaded here and handed over
+            hf_model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype).eval()
+            tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+            bridge = TransformerBridge.boot_transformers(
+                name, hf_model=hf_model, tokenizer=tokenizer, device=config.device, dtype=dtype
+            )
     except OSError as err:
-        raise ModelLoadError(f"could not load hub model {name!r}: {err}") from err
+        raise ModelLoadError(f"could not load hub model {where!r}: {err}") from err
     return _finish(bridge, config)
 
 

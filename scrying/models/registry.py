@@ -6,7 +6,9 @@ A *spec* is one of:
 2. a path to a local Hugging Face directory (``config.json`` + safetensors + tokenizer);
 3. a path to a local ``.gguf`` file;
 4. a Hugging Face hub name that TransformerLens supports (``gpt2``, ``google/gemma-3-270m``),
-   downloaded by the user's own network; never needed by the default model.
+   downloaded by the user's own network; never needed by the default model. ``NAME@REVISION``
+   picks a branch, tag or commit, e.g. a Pythia training checkpoint
+   (``EleutherAI/pythia-160m@step3000``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class ResolvedSpec:
     spec: str
     kind: SpecKind
     location: str  # file or directory path, package name, or hub id
+    revision: str | None = None  # hub models only: a branch, tag or commit
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -116,8 +119,11 @@ def resolve_spec(spec: str) -> ResolvedSpec:
             )
         _check_readable(path / "config.json")
         return ResolvedSpec(spec, SpecKind.HF_DIR, str(path.resolve()))
-    if "/" in spec or spec in _hub_names():
-        return ResolvedSpec(spec, SpecKind.HUB, spec)
+    name, at, revision = spec.partition("@")
+    if at and (not name or not revision or "@" in revision or _looks_like_path(name)):
+        raise UnknownModelError(f"model spec {spec!r}: expected HUB_NAME@REVISION (e.g. EleutherAI/pythia-160m@step3000)")
+    if "/" in name or name in _hub_names():
+        return ResolvedSpec(spec, SpecKind.HUB, name, revision or None)
     known = ", ".join(sorted(REGISTRY))
     raise UnknownModelError(
         f"unknown model {spec!r}: expected a registered name ({known}), a local Hugging Face "
