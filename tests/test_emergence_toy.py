@@ -27,7 +27,11 @@ def test_tiny_toy_family_study(tmp_path, capsys):
     assert summary["verdict"] in ("mirage", "glimmering", "none", "inconclusive")
     mechanism = pd.read_csv(out / "mechanism.csv")
     assert len(mechanism) == len(family.members) and mechanism["induction"].between(0, 1).all()
-    assert "mechanism: largest head scores" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert "mechanism: largest head scores" in html
+    jumps = {True: "yes", False: "no", None: "undecided"}
+    for m in summary["metrics"].values():  # the table says what the summary says, in words
+        assert f"<td>{jumps[m['jumps']]}</td></tr>" in html
     assert main([*args[:-2], "--out-dir", str(tmp_path / "other"), "--task", "addition:12"]) == 2
     assert "addition:K or multiplication:K (K in 1..6)" in capsys.readouterr().err
 

@@ -53,7 +53,7 @@ def figure(
             for j, ref in enumerate(references[references.metric == name].itertuples(index=False)):
                 fig.add_trace(
                     go.Scatter(
-                        x=[ref.scale], y=[ref.mean], mode="markers+text", text=[ref.label], textposition="top left",
+                        x=[ref.scale], y=[ref.mean], mode="markers",
                         marker={"symbol": "diamond", "size": 10, "color": _REFERENCE_COLOURS[j % len(_REFERENCE_COLOURS)]},
                         error_y={"type": "data", "symmetric": False, "array": [ref.ci_high - ref.mean],
                                  "arrayminus": [ref.mean - ref.ci_low]},
@@ -78,10 +78,12 @@ def figure(
                                      text=ordered.label, hovertemplate="%{text}<br>%{y:.3f}<extra></extra>"),
                           row=r + 1, col=c + 1)
         fig.update_xaxes(type="log", title_text="scale", row=r + 1, col=c + 1)
+    fig.update_annotations(font_size=11)  # the panel titles, which would otherwise overlap
     fig.update_layout(height=320 * rows, title=f"verdict: {summary.verdict}")
     return fig
 
 
+_JUMPS = {True: "yes", False: "no", None: "undecided"}
 _REFERENCE_COLOURS = ("#d62728", "#9467bd", "#8c564b", "#e377c2")
 _REFERENCE_METRICS = ("exact_match", "per_token_probability", "target_log_likelihood", "token_edit_distance")
 
@@ -113,7 +115,7 @@ def write_report(
     reference models' table), the figure."""
     metric_rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{escape(METRICS[name][0])}</td><td>{s.breakthroughness:.3f}</td>"
-        f"<td>[{s.ci[0]:.3f}, {s.ci[1]:.3f}]</td><td>{s.linearity:.3f}</td><td>{escape(s.jumps)}</td></tr>"
+        f"<td>[{s.ci[0]:.3f}, {s.ci[1]:.3f}]</td><td>{s.linearity:.3f}</td><td>{_JUMPS[s.jumps]}</td></tr>"
         for name, s in summary.metrics.items()
     )
     labels = dict(zip(summary.curves["model"], summary.curves["label"], strict=True))

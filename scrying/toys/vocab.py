@@ -17,40 +17,34 @@ SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
 def build_tokenizer(n_content: int) -> PreTrainedTokenizerFast:
     """A tokenizer with ``len(SPECIALS) + n_content`` tokens; content token ``ti`` has id ``4 + i``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import decoders, pre_tokenizers
 
-    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
-    vocab.update({f"t{i}": len(SPECIALS) + i for i in range(n_content)})
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
-    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-    )
+    return _word_level([f"t{i}" for i in range(n_content)], pre_tokenizers.WhitespaceSplit(),
+                       decoders.WordPiece(prefix="##", cleanup=False))
 
 
 def build_char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
     """A tokenizer with one token per character of ``alphabet`` (ids ``4 ..``, in its order);
     any other character is ``<unk>``; decoding joins the characters."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import Regex, decoders, pre_tokenizers
 
     if len(set(alphabet)) != len(alphabet) or any(c.isspace() for c in alphabet):
         raise ValueError(f"alphabet must be distinct non-space characters, got {alphabet!r}")
+    return _word_level(list(alphabet), pre_tokenizers.Split(Regex("."), behavior="isolated"), decoders.Fuse())
+
+
+def _word_level(words: list[str], pre_tokenizer, decoder) -> PreTrainedTokenizerFast:  # noqa: ANN001 - tokenizers' types
+    """The specials, then ``words`` (ids ``4 ..``); ``<bos>`` added before every text."""
+    from tokenizers import Tokenizer, models, processors
+
     vocab = {tok: i for i, tok in enumerate(SPECIALS)}
-    vocab.update({c: len(SPECIALS) + i for i, c in enumerate(alphabet)})
+    vocab.update({w: len(SPECIALS) + i for i, w in enumerate(words)})
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.pre_tokenizer = pre_tokenizer
     core.post_processor = processors.TemplateProcessing(
         single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
     )
-    core.decoder = decoders.Fuse()
+    core.decoder = decoder
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token="<bos>",
