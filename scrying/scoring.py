@@ -13,9 +13,9 @@ never attends to the later pad tokens, so no attention mask or shifted position 
   writes it at ``len_i + s``; rows whose budget is spent are carried along unchanged. No
   key/value cache: one forward per step. Decoding does not stop at an end-of-sequence token.
   Tokens in ``banned`` are never chosen (the argmax over the others); :func:`non_text_tokens`
-  lists the tokenizer's added tokens (control, image and unused tokens: Gemma 3 270M puts most
-  of its mass on ``<start_of_image>`` after a list of words, a token its tokenizer does not mark
-  as special), so that a greedy output is text.
+  lists the tokens that are not text (special, control, image and unused tokens: Gemma 3 270M
+  puts most of its mass on ``<start_of_image>`` after a list of words, a token its tokenizer does
+  not mark as special), so that a greedy output is text.
 
 Both read the final residual stream and apply the final norm and unembedding only at the
 positions they read (:func:`scrying.models.adapter.final_resid` with ``read``,
@@ -25,6 +25,8 @@ costs more than the rest of the model).
 """
 
 from __future__ import annotations
+
+import re
 
 import torch
 
@@ -71,12 +73,21 @@ def continuation_logprobs(model: Model, prompts: list[list[int]], continuations:
     return out
 
 
+#: An added token's text that marks something other than text: ``<start_of_image>``,
+#: ``<image_soft_token>`` (a word with an underscore in angle brackets), ``[multimodal]``.
+_MARKER = re.compile(r"<\w+_\w+>|\[\w+\]")
+
+
 def non_text_tokens(model: Model) -> list[int]:
-    """Ids of the tokenizer's added tokens (specials, control, image and unused tokens): tokens
-    that are not text, within the model's vocabulary."""
-    added = getattr(model.tokenizer, "added_tokens_decoder", {}) or {}
-    special = getattr(model.tokenizer, "all_special_ids", []) or []
-    return sorted({int(i) for i in [*added, *special] if 0 <= int(i) < model.cfg.d_vocab})
+    """Ids of tokens that are not text, within the model's vocabulary: the tokenizer's special
+    tokens (``<bos>``, ``<pad>``, Gemma's ``<unused…>`` and turn markers) and its other added
+    tokens that are markers (:data:`_MARKER`). Added tokens that are text stay allowed: Gemma adds
+    ``"\\n"``, runs of newlines and spaces, and HTML tags such as ``<table>`` as tokens."""
+    tokenizer = model.tokenizer
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    ids = {int(i) for i in getattr(tokenizer, "all_special_ids", []) or []}
+    ids |= {int(i) for i, token in added.items() if token.special or _MARKER.fullmatch(token.content)}
+    return sorted(i for i in ids if 0 <= i < model.cfg.d_vocab)
 
 
 def _ban(logits: Float[Tensor, "read d_vocab"], banned: list[int] | None) -> Float[Tensor, "read d_vocab"]:

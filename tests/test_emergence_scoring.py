@@ -131,3 +131,21 @@ def test_batched_equals_item_by_item_on_gemma(gemma):
         assert b.target_logprobs == pytest.approx(r.target_logprobs, abs=1e-4)  # float32 matmuls
         assert b.output_tokens == r.output_tokens
     assert [len(s.target_tokens) for s in batched[:4]] == [len(i.target) for i in items[:4]]  # one token per digit
+
+
+def test_non_text_tokens_are_specials_and_markers_not_newlines_or_html():
+    """Gemma adds "\\n", runs of newlines and HTML tags as (non-special) tokens: text, allowed;
+    its "<start_of_image>" and "[multimodal]" are markers, banned, as are special tokens."""
+    from types import SimpleNamespace
+
+    from tokenizers import AddedToken
+
+    from scrying.toys import build_tokenizer
+
+    tokenizer = build_tokenizer(4)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
+                          for t in ("\n", "\n\n", "<table>", "</td>", "<start_of_image>", "[multimodal]")])
+    tokenizer.add_tokens([AddedToken("<unused0>", special=True)], special_tokens=True)
+    ids = tokenizer.convert_tokens_to_ids
+    model = SimpleNamespace(tokenizer=tokenizer, cfg=SimpleNamespace(d_vocab=len(tokenizer)))
+    assert non_text_tokens(model) == sorted([0, 1, 2, 3, ids("<start_of_image>"), ids("[multimodal]"), ids("<unused0>")])
