@@ -99,11 +99,12 @@ def test_arithmetic_sequences_labels_and_held_out_pairs():
 
 
 def test_toy_trainer_learns_two_digit_addition(tmp_path):
-    """A 2-layer toy learns 2-digit addition: per-token answer accuracy from chance to > 0.9."""
+    """A 2-layer toy learns 2-digit addition: per-token answer accuracy from chance to > 0.9
+    (0.99 at step 700 measured; 0.82 at step 400)."""
     from scrying.toys import ArithmeticTask
 
     task = ArithmeticTask(op="+", k_digits=2)
     result = train_toy(tmp_path, task, ToyModelConfig(d_model=64, d_mlp=256, n_ctx=16),
-                       TrainConfig(steps=400, batch_size=128, eval_every=200))
+                       TrainConfig(steps=700, batch_size=128, eval_every=350))
     assert result.accuracy > 0.9, result.history
     assert result.history.accuracy.iloc[0] < result.accuracy
