@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from scrying.emergence.metrics import METRICS
 from scrying.emergence.verdict import EmergenceSummary
-from scrying.html_pages import escape, json_for_script
+from scrying.html_pages import escape, write_report_page
 
 
 def figure(
@@ -126,11 +126,8 @@ def write_report(
     )
     plot = pio.to_html(figure(summary, mechanism, references), include_plotlyjs=True, full_html=False)
     reference_table = _reference_table(references) if references is not None and len(references) else ""
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:1.5em}}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px}</style></head><body>"
-        f"<h1>{escape(title)}</h1><p><b>Verdict: {escape(summary.verdict)}</b> over {summary.n_items} items.</p>"
+    body = (
+        f"<p><b>Verdict: {escape(summary.verdict)}</b> over {summary.n_items} items.</p>"
         f"<p>Rule: {escape(summary.rule)}.</p>"
         "<table><tr><th>metric</th><th>kind</th><th>breakthroughness (1 = ramp)</th><th>interval</th>"
         f"<th>linearity R² vs log scale</th><th>jumps</th></tr>{metric_rows}</table>"
@@ -138,10 +135,5 @@ def write_report(
         "needed to see one exact match with 95% probability at that accuracy:</p>"
         "<table><tr><th>model</th><th>scale</th><th>exact match</th><th>predicted p^L</th><th>within</th>"
         f"<th>items needed</th></tr>{model_rows}</table>{reference_table}{plot}"
-        f"<script type='application/json' id='scrying-summary'>{json_for_script(summary.to_json())}</script>"
-        "</body></html>"
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_report_page(path, title, body, summary.to_json())

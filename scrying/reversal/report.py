@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from scrying.html_pages import escape, json_for_script
+from scrying.html_pages import escape, write_report_page
 
 _LABELS = {"exact": "greedy exact match", "top1": "top-1 among candidates"}
 
@@ -93,11 +93,7 @@ def write_report(
         + pio.to_html(lens_figure(lens), include_plotlyjs=False, full_html=False)
     )
     m_heads = "".join(f"<th>{escape(_LABELS[m])} forward</th><th>reverse</th><th>forward − reverse</th>" for m in ("exact", "top1"))
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:1.5em}}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px}</style></head><body>"
-        f"<h1>{escape(title)}</h1>"
+    body = (
         "<p>Per relation: accuracy in each direction with 95% percentile-bootstrap intervals over pairs; "
         "forward minus reverse over the same pairs with its interval and two-sided sign-flip permutation p-value.</p>"
         f"<table><tr><th>relation</th><th>pairs</th>{m_heads}<th>mean log-prob per token fwd / rev</th></tr>{summary_rows}</table>"
@@ -106,10 +102,5 @@ def write_report(
         + f"<h2>Known forward (top-1), not in reverse: {len(gap)} pairs</h2>"
         "<table><tr><th>relation</th><th>forward prompt</th><th>rank</th><th>reverse prompt</th><th>rank</th>"
         f"<th>reverse greedy</th></tr>{gap_rows}</table>{lens_plot}"
-        f"<script type='application/json' id='scrying-summary'>{json_for_script(table.to_dict(orient='records'))}</script>"
-        "</body></html>"
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_report_page(path, title, body, table.to_dict(orient="records"))
