@@ -9,10 +9,12 @@ from typing import Any
 from scrying.errors import InvalidInputError
 
 
-def read_jsonl(path: Path | str, *, what: str) -> list[tuple[Any, str]]:
+def read_jsonl(path: Path | str, *, what: str, bad: list[str] | None = None) -> list[tuple[Any, str]]:
     """``(object, "FILE line N")`` for every non-blank line of ``path``; ``what`` names the kind
     of file in errors ("prompt file", "outputs file"). An unreadable file, a file that is not
-    UTF-8 and a line that is not JSON raise :class:`~scrying.errors.InvalidInputError`."""
+    UTF-8 and a line that is not JSON raise :class:`~scrying.errors.InvalidInputError`; with a
+    ``bad`` list, a line that is not JSON is skipped and its error message appended there
+    instead (batch jobs name the bad line and go on)."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -24,7 +26,12 @@ def read_jsonl(path: Path | str, *, what: str) -> list[tuple[Any, str]]:
     for number, line in enumerate(lines, start=1):
         if line.strip():
             where = f"{path.name} line {number}"
-            out.append((parse_json(line, where), where))
+            try:
+                out.append((parse_json(line, where), where))
+            except InvalidInputError as err:
+                if bad is None:
+                    raise
+                bad.append(str(err))
     return out
 
 

@@ -48,15 +48,27 @@ def _pair_lines() -> list[dict]:
         ({"a": "~~", "b": "w2", "relation": "r", "forward": "{a}", "reverse": "{b} w3"}, "pairs.jsonl line 3: answer ' ~~' tokenizes to no tokens"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_dir, bad, needle, capsys):  # noqa: F811
+def test_a_bad_line_is_named_and_the_rest_scored(tmp_path, tiny_dir, bad, needle, capsys):  # noqa: F811
     lines = _pair_lines()
     pairs = _write(tmp_path / "pairs.jsonl", [*lines[:2], bad, *lines[2:]])
     args = ["reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--distractors", "1", "--out", str(tmp_path / "r.jsonl")]
     assert main(args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("scrying: error:") and needle in err[0], err
-    if "JSON" in needle:  # once as a real process: no traceback, one line
-        assert_one_line_error(run(*args), needle)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scrying: error:")]
+    assert len(err) == 2 and needle in err[0] and err[0].endswith("(skipped)"), err
+    assert "1 bad line(s) skipped, named above; the other 5 pairs were scored" in err[1]
+    scored = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()[1:]]
+    assert [(r["a"], r["b"]) for r in scored] == [(x["a"], x["b"]) for x in lines]
+    # the same good pairs alone give the same numbers
+    clean = _write(tmp_path / "clean.jsonl", lines)
+    assert main([*args[:2], str(clean), *args[3:-1], str(tmp_path / "c.jsonl")]) == 0
+    alone = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()[1:]]
+    assert scored == alone
+
+
+def test_a_file_of_bad_lines_is_one_line_and_exit_2(tmp_path, tiny_dir):  # noqa: F811
+    pairs = _write(tmp_path / "pairs.jsonl", ['{"a": "w1", "b": '])
+    result = run("reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--out", str(tmp_path / "r.jsonl"))
+    assert_one_line_error(result, "pairs.jsonl line 1: not valid JSON")
 
 
 def test_too_many_distractors_is_one_line_and_exit_2(tmp_path, tiny_dir, capsys):  # noqa: F811
@@ -69,7 +81,7 @@ def test_too_many_distractors_is_one_line_and_exit_2(tmp_path, tiny_dir, capsys)
 def test_a_killed_run_resumes_to_the_same_results(tmp_path, tiny_dir, capsys):  # noqa: F811
     pairs = _write(tmp_path / "pairs.jsonl", _pair_lines())
     args = ["reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--distractors", "2", "--n-bootstrap", "50"]
-    assert main([*args, "--out", str(tmp_path / "full.jsonl"), "--html", str(tmp_path / "report.html"), "--lens"]) == 0
+    assert main([*args, "--out", str(tmp_path / "full.jsonl"), "--html", str(tmp_path / "report.html"), "--lens", "--graphs", "1"]) == 0
     out = capsys.readouterr().out
     assert "relation" in out and "exact fwd" in out
     full = (tmp_path / "full.jsonl").read_text().splitlines()
@@ -81,7 +93,21 @@ def test_a_killed_run_resumes_to_the_same_results(tmp_path, tiny_dir, capsys):  
     assert [json.loads(x) for x in resumed] == [json.loads(x) for x in full]
     assert (tmp_path / "full.summary.md").read_text().startswith("| relation |")
     assert (tmp_path / "full.lens.csv").read_text().startswith("index,relation,direction,layer,logprob,rank")
-    assert "Reversal-curse probe" in (tmp_path / "report.html").read_text()
+    patching = (tmp_path / "full.patching.csv").read_text().splitlines()
+    assert patching[0] == "index,relation,direction,layer,p_clean,p_corrupt,p_restored"
+    gap = [json.loads(x) for x in full[1:] if json.loads(x)["forward"]["rank"] == 1 and json.loads(x)["reverse"]["rank"] > 1]
+    assert len(patching) == 1 + len(gap) * 2 * 2  # two blocks, two directions
+    report = (tmp_path / "report.html").read_text()
+    assert "Reversal-curse probe" in report
+    assert gap and "Causal tracing of the subject" in report  # the tiny model knows some pairs one way only
+    # the first such pair's two attribution graphs, written beside the report and linked from it
+    for direction in ("forward", "reverse"):
+        href = f"report_graphs/pair{gap[0]['index']}-{direction}.html"
+        assert f"href='{href}'" in report and (tmp_path / href).is_file()
+        graph = json.loads((tmp_path / href).with_suffix(".json").read_text())
+        answer = gap[0]["b" if direction == "forward" else "a"].split()[0]
+        target = [n for n in graph["nodes"] if n.get("is_target_logit")]
+        assert len(target) == 1 and target[0]["clerp"].startswith(f'Output "{answer}"')
     # other settings are refused
     assert main([*args[:-4], "--distractors", "3", "--out", str(tmp_path / "full.jsonl")]) == 2
     assert "distractors differ" in capsys.readouterr().err

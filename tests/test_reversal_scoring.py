@@ -199,3 +199,14 @@ def test_logit_lens_middle_layer_equals_transformers_hidden_state_decoded(tiny_d
         logprobs = hf.lm_head(hf.model.norm(hidden)).log_softmax(-1)
     row = table[(table.direction == "reverse") & (table.layer == 0)].iloc[0]
     assert row.logprob == pytest.approx(float(logprobs[first]), abs=1e-6)
+
+
+def test_model_scorer_never_chooses_a_banned_token(tiny_dir):
+    model = load_model(str(tiny_dir), LoadConfig(dtype="float64"))
+    prompts = [p.prompt("forward") for p in _tiny_pairs()]
+    free = ModelScorer(model, batch_size=2).greedy(prompts, [2] * len(prompts))
+    first = sorted({row[0] for row in free})
+    banned = ModelScorer(model, batch_size=2, banned=first).greedy(prompts, [2] * len(prompts))
+    for prompt, row in zip(prompts, banned, strict=True):
+        assert row[0] not in first
+        assert row == greedy_one(model, model.to_tokens(prompt)[0].tolist(), 2, banned=first)

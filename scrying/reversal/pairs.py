@@ -71,11 +71,20 @@ def parse_pair(obj: Any, where: str) -> Pair:
     return Pair(obj["a"], obj["b"], obj["relation"], obj["forward"], obj["reverse"], where, extra)
 
 
-def read_pairs(path: Path | str) -> list[Pair]:
-    """Every pair of a JSONL pair file (at least one), every line checked."""
-    pairs = [parse_pair(obj, where) for obj, where in read_jsonl(path, what="pair file")]
+def read_pairs(path: Path | str, *, bad: list[str] | None = None) -> list[Pair]:
+    """Every pair of a JSONL pair file (at least one), every line checked. With a ``bad`` list,
+    a bad line is skipped and its error (naming the file and line) appended there instead."""
+    pairs = []
+    for obj, where in read_jsonl(path, what="pair file", bad=bad):
+        try:
+            pairs.append(parse_pair(obj, where))
+        except InvalidInputError as err:
+            if bad is None:
+                raise
+            bad.append(str(err))
     if not pairs:
-        raise InvalidInputError(f"pair file {str(path)!r} has no pairs (expected JSONL lines with {', '.join(REQUIRED)})")
+        first = f"; {bad[-1]}" if bad else ""
+        raise InvalidInputError(f"pair file {str(path)!r} has no pairs (expected JSONL lines with {', '.join(REQUIRED)}){first}")
     return pairs
 
 

@@ -20,9 +20,10 @@ from scrying.reversal.scoring import ReversalConfig, Scorer, score_pairs
 _FIELDS = {"logprob": float, "mean_logprob": float, "rank": int, "n_candidates": int, "exact": bool}
 
 
-def read_pair_files(paths: list[Path]) -> list[Pair]:
-    """The pairs of every file, in order (each line checked; errors name the file and line)."""
-    return [pair for path in paths for pair in read_pairs(path)]
+def read_pair_files(paths: list[Path], *, bad: list[str] | None = None) -> list[Pair]:
+    """The pairs of every file, in order (each line checked; errors name the file and line; with
+    a ``bad`` list, bad lines are skipped and their errors appended there)."""
+    return [pair for path in paths for pair in read_pairs(path, bad=bad)]
 
 
 def probe_settings(model_spec: str, pair_files: list[Path], config: ReversalConfig, *, model: Model | None = None) -> dict[str, Any]:

@@ -75,9 +75,10 @@ class ModelScorer:
     """A :class:`Scorer` for a hooked model: prompts with BOS, answers without, rows sorted by
     length and scored ``batch_size`` at a time."""
 
-    def __init__(self, model: Model, batch_size: int = 64):
+    def __init__(self, model: Model, batch_size: int = 64, *, banned: list[int] | None = None):
         self.model = model
         self.batch_size = batch_size
+        self.banned = banned  # tokens greedy decoding never chooses (scrying.scoring.non_text_tokens)
 
     def answer_tokens(self, text: str, *, what: str) -> list[int]:
         return continuation_tokens(self.model, text, what=what)
@@ -102,7 +103,8 @@ class ModelScorer:
     def greedy(self, prompts: list[str], n_new: list[int]) -> list[list[int]]:
         rows = [(self._prompt(p), n) for p, n in zip(prompts, n_new, strict=True)]
         return self._batched(rows, [len(p) + n for p, n in rows],
-                             lambda batch: greedy_continuations(self.model, [p for p, _ in batch], [n for _, n in batch]))
+                             lambda batch: greedy_continuations(self.model, [p for p, _ in batch], [n for _, n in batch],
+                                                                 banned=self.banned))
 
     def decode(self, tokens: list[int]) -> str:
         return self.model.tokenizer.decode(tokens)
@@ -134,6 +136,19 @@ def check_inputs(scorer: Scorer, pairs: list[Pair], config: ReversalConfig) -> N
     for pair in pairs:
         for direction in DIRECTIONS:
             scorer.answer_tokens(pair.answer(direction), what=f"{pair.where}: answer" if pair.where else "answer")
+
+
+def unscorable(scorer: Scorer, pairs: list[Pair]) -> dict[int, str]:
+    """Pairs an answer of which tokenizes to nothing, with the error naming it (a batch names
+    these and scores the rest; :func:`check_inputs` refuses them)."""
+    out = {}
+    for i, pair in enumerate(pairs):
+        for direction in DIRECTIONS:
+            try:
+                scorer.answer_tokens(pair.answer(direction), what=f"{pair.where}: answer" if pair.where else "answer")
+            except InvalidInputError as err:
+                out.setdefault(i, str(err))
+    return out
 
 
 @dataclass(frozen=True)
