@@ -1,0 +1,185 @@
+"""Where scrying's transcoder feature graph spends its time, and its peak memory on long prompts.
+
+    .venv/bin/python benchmarks/feature_graph_profile.py --transcoders /tmp/tc-quick \
+        [--profile-lengths 15 256] [--memory-lengths 256 1024] [--max-feature-nodes 200] [--batch-size 16]
+
+**Profile** (one process, model loaded once): ``trace`` (build, scores, pruning, validation) and
+``write_trace`` (JSON + HTML) under cProfile on a prompt of about N tokens, split into phases by
+cumulative time: clean run, logit targets, feature selection (its forward and backward), the edge
+batches' forward passes, backward passes and bookkeeping, scores + pruning, validation, export.
+
+**Memory**: for each length, a fresh process builds the graph (``build_feature_graph``, no
+validation) and reports its peak resident memory (``ru_maxrss``, model load included), the rise
+during the build (sampled every 5 ms) and the build's wall time.
+
+Prompts of N tokens are cut from a fixed English text (BOS included in N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from vs_circuit_tracer import PeakSampler  # noqa: E402
+
+TEXT = (
+    "The city of Dallas lies in the north of Texas, on the Trinity River. It grew as a market for "
+    "cotton and cattle and later for oil, banks and railways. Austin, the capital of the state, is "
+    "about three hours to the south by road. When Mary and John went to the store, John gave a "
+    "drink to Mary, who thanked him and walked home along the river. The museum opened a new wing "
+    "in the spring, with paintings from Spain, France and the Netherlands, and a hall of old maps "
+    "that show how the coast and the rivers were drawn before the railways came. "
+)
+
+
+def prompt_of(model, n_tokens: int) -> str:
+    """A prompt whose tokenization (with BOS) has about ``n_tokens`` tokens."""
+    text = TEXT * (1 + n_tokens * 6 // len(TEXT) + 1)
+    ids = model.to_tokens(text, prepend_bos=False)[0][: n_tokens - 1]
+    return model.tokenizer.decode(ids.tolist())
+
+
+def _settings(args):
+    from scrying.attribution.feature_graph import FeatureGraphConfig
+
+    return FeatureGraphConfig(max_feature_nodes=args.max_feature_nodes, batch_size=args.batch_size)
+
+
+def _load(args):
+    import torch
+
+    from scrying.models import load_model
+    from scrying.transcoders import TranscoderBasis, read_transcoders
+
+    torch.set_num_threads(args.threads)
+    return load_model(args.model), TranscoderBasis(read_transcoders(args.transcoders))
+
+
+def _cum(stats: pstats.Stats, name: str, file_part: str = "", caller: str | None = None) -> float:
+    """Cumulative seconds of functions named ``name`` (in a file containing ``file_part``),
+    only the calls made from ``caller`` when given."""
+    total = 0.0
+    for (file, _, func), (_, _, _, ct, callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if func != name or file_part not in file:
+            continue
+        if caller is None:
+            total += ct
+        else:
+            total += sum(v[3] for (cf, _, cfunc), v in callers.items() if cfunc == caller)
+    return total
+
+
+def profile(args) -> None:
+    from scrying.attribution.trace import TraceConfig, trace, write_trace
+    from scrying.prompts import tokenize
+
+    model, basis = _load(args)
+    config = TraceConfig(features=_settings(args))
+    for n in args.profile_lengths:
+        prompt = prompt_of(model, n)
+        n_pos = tokenize(model, prompt).shape[-1]
+        prof = cProfile.Profile()
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            prof.enable()
+            result = trace(model, prompt, config, basis=basis)
+            write_trace(result, html_path=Path(tmp) / "g.html", json_path=Path(tmp) / "g.json")
+            prof.disable()
+            total = time.perf_counter() - start
+        st = pstats.Stats(prof)
+        build = _cum(st, "build_feature_graph")
+        clean = _cum(st, "clean_run", "replacement")
+        targets = _cum(st, "logit_targets")
+        select = _cum(st, "select_features")
+        fwd = _cum(st, "_wrapped_call_impl", "module.py", caller="build_feature_graph")
+        bwd = _cum(st, "backward", "_tensor.py", caller="build_feature_graph")
+        rows = {
+            "graph build": build,
+            "  clean run": clean,
+            "  logit targets": targets,
+            "  feature selection (1 forward + 1 backward)": select,
+            "  edge batches: forward passes": fwd,
+            "  edge batches: backward passes": bwd,
+            "  edge batches: bookkeeping (gradients x activations, adjacency rows)": build - clean - targets - select - fwd - bwd,
+            "scores (replacement, completeness)": _cum(st, "labelled_scores"),
+            "pruning": _cum(st, "prune", "influence") + _cum(st, "pruned_graph"),
+            "validation": _cum(st, "validate_feature_graph"),
+            "export (JSON + HTML)": _cum(st, "write_trace"),
+        }
+        sys.stdout.write(f"profile, {n_pos} tokens, {args.max_feature_nodes} feature nodes, batch {args.batch_size}: "
+                         f"{total:.1f} s in all (under cProfile)\n")
+        for k, v in rows.items():
+            sys.stdout.write(f"  {k:<72} {v:7.2f} s  {100 * v / total:5.1f}%\n")
+
+
+def memory_child(args) -> None:
+    import torch
+
+    from scrying.attribution.feature_graph import build_feature_graph
+    from scrying.prompts import tokenize
+
+    model, basis = _load(args)
+    prompt = prompt_of(model, args.length)
+    n_pos = tokenize(model, prompt).shape[-1]
+    with PeakSampler() as mem:
+        start = time.perf_counter()
+        graph = build_feature_graph(model, prompt, None, _settings(args), basis=basis)
+        seconds = time.perf_counter() - start
+    del graph
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    sys.stdout.write(json.dumps({
+        "n_pos": n_pos, "seconds": seconds, "rise_bytes": mem.peak - mem.before,
+        "before_bytes": mem.before, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }) + "\n")
+
+
+def memory(args) -> None:
+    for n in args.memory_lengths:
+        cmd = [sys.executable, __file__, "--memory-child", str(n), "--transcoders", str(args.transcoders),
+               "--model", args.model, "--max-feature-nodes", str(args.max_feature_nodes),
+               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+        if result.returncode:
+            sys.stdout.write(f"memory, {n} tokens: failed (exit {result.returncode})\n{result.stderr[-2000:]}\n")
+            continue
+        r = json.loads(result.stdout.strip().splitlines()[-1])
+        sys.stdout.write(
+            f"memory, {r['n_pos']} tokens: peak RSS {r['peak_rss_kb'] / 1e6:.2f} GB (model load included), "
+            f"rise during the graph build {r['rise_bytes'] / 1e9:.2f} GB over {r['before_bytes'] / 1e9:.2f} GB; "
+            f"build {r['seconds']:.1f} s\n"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--transcoders", type=Path, required=True)
+    p.add_argument("--model", default="gemma-3-270m")
+    p.add_argument("--profile-lengths", type=int, nargs="*", default=[15, 256])
+    p.add_argument("--memory-lengths", type=int, nargs="*", default=[256, 1024])
+    p.add_argument("--max-feature-nodes", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--memory-child", type=int, dest="length", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.length is not None:
+        memory_child(args)
+        return
+    if args.profile_lengths:
+        profile(args)
+    if args.memory_lengths:
+        memory(args)
+
+
+if __name__ == "__main__":
+    main()
