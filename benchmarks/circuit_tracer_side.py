@@ -150,9 +150,10 @@ def main() -> None:
     with torch.no_grad():
         logits = model(tokens.unsqueeze(0))[0].float()
 
-    seconds, increments = [], []
+    seconds, cpu_seconds, increments = [], [], []
     for _ in range(args.repeat):
         with PeakSampler() as mem:
+            cpu = time.process_time()
             start = time.perf_counter()
             graph = attribute(
                 tokens,
@@ -163,6 +164,7 @@ def main() -> None:
                 max_feature_nodes=args.max_feature_nodes,
             )
             seconds.append(time.perf_counter() - start)
+            cpu_seconds.append(time.process_time() - cpu)
         increments.append(mem.peak - mem.before)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -184,6 +186,7 @@ def main() -> None:
         json.dumps(
             {
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "attribution_rss_increment_bytes": increments,
                 "load_seconds": load_seconds,
                 "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

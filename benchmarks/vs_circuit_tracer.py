@@ -12,8 +12,9 @@ Each tool runs in its own subprocess (scrying: this file with ``--side scrying``
 ``benchmarks/circuit_tracer_side.py`` under circuit-tracer's venv), so wall time and peak
 resident memory (``ru_maxrss`` of the child: model load included) are its own. Both run on CPU,
 fp32, with the same torch thread count. Time is the graph build alone (``attribute`` vs
-``build_feature_graph``, model loaded, best of ``--repeat``); scrying's validation, pruning and
-export are not in it (``benchmarks/feature_graph_profile.py`` times them). Memory is reported
+``build_feature_graph``, model loaded, best of ``--repeat``), as wall time and as the process's
+CPU time (user + sys over all threads; less sensitive to other jobs on a shared machine, which
+stretch wall time); scrying's validation, pruning and export are not in it (``benchmarks/feature_graph_profile.py`` times them). Memory is reported
 twice: the whole process's peak, and the rise of resident memory during the graph build above
 what the loaded process held (sampled every 5 ms).
 
@@ -140,12 +141,14 @@ def scrying_side(args: argparse.Namespace) -> None:
     tokens = tokenize(model, args.prompt)
     with torch.no_grad():
         logits = model(tokens)[0].float()
-    seconds, increments = [], []
+    seconds, cpu_seconds, increments = [], [], []
     for _ in range(args.repeat):
         with PeakSampler() as mem:
+            cpu = time.process_time()
             start = time.perf_counter()
             graph = build_feature_graph(model, args.prompt, None, config, basis=basis)
             seconds.append(time.perf_counter() - start)
+            cpu_seconds.append(time.process_time() - cpu)
         increments.append(mem.peak - mem.before)
 
     kinds = {"feature": 0, "error": 1, "embedding": 2, "logit": 3}
@@ -166,6 +169,7 @@ def scrying_side(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "attribution_rss_increment_bytes": increments,
                 "load_seconds": load_seconds,
                 "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -185,7 +189,6 @@ def compare(scry: dict, ct: dict) -> dict:
     n_layers = int(scry["meta"]["n_layers"])
     n_pos = int(scry["meta"]["n_pos"])
     keys = scry["keys"].tolist()
-    s_index = {tuple(k): i for i, k in enumerate(keys)}
 
     ct_sel = [tuple(r) for r in ct["selected"].tolist()]
     n_sel = len(ct_sel)
@@ -347,9 +350,11 @@ def report(args: argparse.Namespace, model_dir: Path, scry: dict, ct: dict) -> N
     for name, k in c["by_kind"].items():
         w(f"  {name}: {k['within']}/{k['edges']} within ({k['nonzero']} nonzero), max |diff| {k['max_abs_diff']:.3e}\n")
     st, ct_t = min(sm["seconds"]), min(cm["seconds"])
-    w(f"time (graph build, best of {args.repeat}): scrying {st:.2f} s, circuit-tracer {ct_t:.2f} s, "
-      f"ratio scrying/circuit-tracer {st / ct_t:.2f}  (all runs: scrying {[round(s, 2) for s in sm['seconds']]}, "
-      f"circuit-tracer {[round(s, 2) for s in cm['seconds']]})\n")
+    sc, cc = min(sm["cpu_seconds"]), min(cm["cpu_seconds"])
+    w(f"time (graph build, best of {args.repeat}): wall scrying {st:.2f} s, circuit-tracer {ct_t:.2f} s, ratio "
+      f"scrying/circuit-tracer {st / ct_t:.2f}; CPU (user+sys, all threads) scrying {sc:.2f} s, circuit-tracer "
+      f"{cc:.2f} s, ratio {sc / cc:.2f}  (all runs, wall: scrying {[round(x, 2) for x in sm['seconds']]}, "
+      f"circuit-tracer {[round(x, 2) for x in cm['seconds']]})\n")
     sp, cp = sm["peak_rss_kb"] / 1e6, cm["peak_rss_kb"] / 1e6
     si, ci = max(sm["attribution_rss_increment_bytes"]) / 1e9, max(cm["attribution_rss_increment_bytes"]) / 1e9
     w(f"peak memory (whole process, model load included): scrying {sp:.2f} GB, circuit-tracer {cp:.2f} GB, "

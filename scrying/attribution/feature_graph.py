@@ -22,7 +22,10 @@ Algorithm (circuit-tracer's, Ameisen et al. 2025 §2-3):
 4. **Edges** — for batches of targets (selected features and logits), seed the backward pass
    with each target's value on its own copy of the prompt, with features cut from the gradient,
    and read direct effects = activation x gradient at every source (features, error nodes,
-   embeddings) in one backward per batch.
+   embeddings) in one backward per batch. All feature targets share one forward pass of
+   ``batch_size`` copies, stopped after the last target layer, whose graph every batch's
+   backward pass reuses (circuit-tracer's phase 4); logit targets get their own forward passes,
+   with few enough copies that the vocabulary-wide logits stay small on long prompts.
 5. **Bias terms** — each node's value minus its incoming edges (zero for bias-free models such
    as Llama and Gemma: the frozen model is linear and homogeneous).
 """
@@ -45,6 +48,9 @@ from scrying.metrics import demeaned_logit
 from scrying.prompts import single_token, token_strings, tokenize
 
 logger = logging.getLogger(__name__)
+
+#: At most this many logits (copies x positions x vocabulary) in one forward pass of logit targets.
+_LOGIT_ELEMENTS = 2**27
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,38 +176,59 @@ def build_feature_graph(
     if n_feat:
         selected_mask[feature_index[:, 0], feature_index[:, 1], feature_index[:, 2]] = True
 
-    rows: list[tuple[int, Any]] = [(r, ("feature", features[r])) for r in range(n_feat)]
-    rows += [(n - len(targets) + j, ("logit", t.token_id)) for j, t in enumerate(targets)]
-    batches = [rows[i : i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
-    for batch in tqdm(batches, disable=not config.progress, desc="attribution"):
-        kinds = {kind for _, (kind, _) in batch}
-        # Batches of neuron targets stop after the last target layer: no unembedding needed.
-        stop = None if "logit" in kinds else max(what[0] for _, (_, what) in batch) + 1
-        with attribution_pass(model, clean, len(batch)) as leaves:
-            logits = model(tokens.expand(len(batch), -1), stop_at_layer=stop)
-            seeds = []
-            for b, (_, (kind, what)) in enumerate(batch):
-                if kind == "feature":
-                    ly, p, i = what
-                    seeds.append(leaves.live[ly][b, p, i])
-                else:
-                    seeds.append(demeaned_logit(logits[b, -1], what))
-            seed = torch.stack(seeds)
-            seed.sum().backward()
-        missing = torch.zeros(len(batch), n_pos, width, dtype=dtype)  # layers after a stop
-        grads = torch.stack(
-            [_grad(leaves.features[ly]) if ly in leaves.features else missing for ly in range(n_layers)], dim=1
-        )  # batch layer pos feature
-        contrib = grads * clean.features.unsqueeze(0)
-        residual = _error_effects(leaves, len(batch), n_layers, n_pos, dtype)  # batch layer pos
-        embed = (_grad(leaves.resid0) * clean.resid0.unsqueeze(0)).sum(-1)  # b pos
-        for b, (row, _) in enumerate(batch):
-            if n_feat:
-                adjacency[row, :n_feat] = contrib[b][selected_mask]
-            adjacency[row, n_feat : n_feat + n_err] = ((contrib[b] * ~selected_mask).sum(-1) + residual[b]).flatten()
-            adjacency[row, n_feat + n_err : n_feat + n_err + n_pos] = embed[b]
-            values[row] = seed[b].detach()
-    # select_features returns (layer, pos, index) in sorted order, the order selected_mask flattens.
+    # Columns of each layer's selected features: select_features returns them sorted by
+    # (layer, pos, index), the order in which selected_mask[layer] flattens.
+    per_layer = torch.bincount(feature_index[:, 0], minlength=n_layers) if n_feat else torch.zeros(n_layers, dtype=torch.long)
+    starts = [0, *torch.cumsum(per_layer, 0).tolist()]
+    feature_rows = [(r, ("feature", features[r])) for r in range(n_feat)]
+    logit_rows = [(n - len(targets) + j, ("logit", t.token_id)) for j, t in enumerate(targets)]
+    # Feature targets share one forward pass (stopped after the last target layer), and each
+    # batch of them is one backward pass over it (circuit-tracer's phase 4). Logit targets need
+    # the vocabulary-wide unembedding at every position, so their passes hold at most
+    # _LOGIT_ELEMENTS logits.
+    logit_copies = max(1, min(config.batch_size, _LOGIT_ELEMENTS // (n_pos * int(model.cfg.d_vocab))))
+    groups = [
+        (_chunks(feature_rows, config.batch_size), max((f[0] for f in features), default=-1) + 1),
+        *[([chunk], None) for chunk in _chunks(logit_rows, logit_copies)],
+    ]
+    bar = tqdm(total=len(feature_rows) + len(logit_rows), disable=not config.progress, desc="attribution")
+    for batches, stop in groups:
+        if not batches:
+            continue
+        copies = len(batches[0])
+        with attribution_pass(model, clean, copies) as leaves:
+            logits = model(tokens.expand(copies, -1), stop_at_layer=stop)
+            for k, batch in enumerate(batches):
+                seeds = []
+                for b, (_, (kind, what)) in enumerate(batch):
+                    if kind == "feature":
+                        ly, p, i = what
+                        seeds.append(leaves.live[ly][b, p, i])
+                    else:
+                        seeds.append(demeaned_logit(logits[b, -1], what))
+                seed = torch.stack(seeds)
+                _clear_grads(leaves)
+                seed.sum().backward(retain_graph=k < len(batches) - 1)
+                rows = torch.tensor([row for row, _ in batch])
+                nb = len(batch)
+                for ly in range(n_layers):
+                    leaf = leaves.features.get(ly)
+                    if leaf is not None and leaf.grad is not None:
+                        contrib = leaf.grad[:nb] * clean.features[ly].unsqueeze(0)  # b pos feature
+                        if starts[ly + 1] > starts[ly]:
+                            adjacency[rows[:, None], torch.arange(starts[ly], starts[ly + 1])] = contrib[:, selected_mask[ly]]
+                        lumped = (contrib * ~selected_mask[ly]).sum(-1)  # b pos
+                    else:
+                        lumped = torch.zeros(nb, n_pos, dtype=dtype)
+                    error = leaves.errors.get(ly)
+                    if error is not None and error.grad is not None:
+                        lumped = lumped + (error.grad[:nb] * error.detach()[:nb]).flatten(2).sum(-1).to(dtype)
+                    adjacency[rows, n_feat + ly * n_pos : n_feat + (ly + 1) * n_pos] = lumped
+                embed = (_grad(leaves.resid0)[:nb] * clean.resid0.unsqueeze(0)).sum(-1)  # b pos
+                adjacency[rows, n_feat + n_err : n_feat + n_err + n_pos] = embed
+                values[rows] = seed.detach()
+                bar.update(nb)
+    bar.close()
     bias = values - adjacency.sum(-1)
     bias[n_feat : n - len(targets)] = 0.0  # error and embedding nodes have no inputs
     return Graph(
@@ -224,12 +251,15 @@ def build_feature_graph(
     )
 
 
-def _error_effects(leaves: Leaves, batch: int, n_layers: int, n_pos: int, dtype: torch.dtype) -> torch.Tensor:
-    """Direct effect of the basis's error term at each (layer, position): gradient x value."""
-    out = torch.zeros(batch, n_layers, n_pos, dtype=dtype)
-    for layer, leaf in leaves.errors.items():
-        out[:, layer] = (_grad(leaf) * leaf.detach()).flatten(2).sum(-1).to(dtype)
-    return out
+def _chunks(rows: list[Any], size: int) -> list[list[Any]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def _clear_grads(leaves: Leaves) -> None:
+    """Forget the previous backward pass's gradients (a shared forward is backpropagated again)."""
+    for leaf in [*leaves.features.values(), *leaves.errors.values(), leaves.resid0]:
+        if leaf is not None:
+            leaf.grad = None
 
 
 def _grad(leaf: torch.Tensor) -> torch.Tensor:
