@@ -29,9 +29,13 @@ test-slow: setup
 	$(PY) -m pytest -m slow
 
 # Regenerate the committed gallery's pages, index.html and screenshots from the stored graphs
-# (graphs/gallery/*.json; seconds). RETRACE=1 first retraces every graph with Gemma (slow).
+# (graphs/gallery/*.json; seconds). RETRACE=1 first retraces every graph with Gemma (slow); the
+# transcoder-feature graphs (graphs/gallery-features.jsonl) need TRANSCODERS=DIR, trained by
+# `scrying transcoders train --preset default --out DIR` and labelled (README, Transcoders).
+TRANSCODERS ?=
 gallery: setup browser
-	$(if $(RETRACE),rm -rf graphs/gallery && $(VENV)/bin/scrying trace --prompts graphs/gallery.jsonl --out-dir graphs/gallery --shared-assets)
+	$(if $(RETRACE),rm -f graphs/gallery/index.jsonl && $(VENV)/bin/scrying trace --prompts graphs/gallery.jsonl --out-dir graphs/gallery --shared-assets)
+	$(if $(and $(RETRACE),$(TRANSCODERS)),rm -rf build/gallery-features && $(VENV)/bin/scrying trace --prompts graphs/gallery-features.jsonl --out-dir build/gallery-features --transcoders $(TRANSCODERS) && cp build/gallery-features/*.json graphs/gallery/)
 	$(VENV)/bin/scrying view --gallery graphs/gallery
 	$(PY) graphs/screenshots.py graphs/gallery
 
