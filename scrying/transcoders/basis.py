@@ -15,6 +15,8 @@ where ``x`` is the MLP's input (``feature_input_hook``) and ``features`` the tra
   ``(x @ W_enc.T + b_enc) * mask`` is linear in the residual stream (plus its encoder bias), and
   the error is a constant handed to the builder (``on_error``), which adds it to that layer's
   error nodes. The skip connection stays linear and live.
+* **Weights** are frozen (``requires_grad`` off) when the basis is made: gradients flow to the
+  features, the error terms and the residual stream, never to the transcoder's parameters.
 * **Live** (:meth:`TranscoderBasis.live_state`): the transcoder's own activation, and the error
   recomputed as the MLP's real output minus the reconstruction from the unintervened features,
   so the layer outputs ``mlp(x) + (features' - features) @ W_dec``: the real model with an
@@ -44,6 +46,11 @@ class TranscoderBasis:
     def __init__(self, transcoders: TranscoderSet, *, labels: dict[tuple[int, int], str] | None = None) -> None:
         self.set = transcoders
         self.labels = labels or {}
+        # Graphs never need the weights' gradients; left on, every backward pass of a graph
+        # build would compute (and accumulate) a feature x d_model gradient of W_dec and W_enc
+        # per layer, as costly as the features' own gradients.
+        for tc in transcoders.transcoders:
+            tc.requires_grad_(False)
 
     def _check(self, model: Model) -> None:
         n = model.cfg.n_layers
