@@ -43,11 +43,11 @@ TEXT = (
 )
 
 
-def prompt_of(model, n_tokens: int) -> str:
+def prompt_of(tokenizer, n_tokens: int) -> str:
     """A prompt whose tokenization (with BOS) has about ``n_tokens`` tokens."""
     text = TEXT * (1 + n_tokens * 6 // len(TEXT) + 1)
-    ids = model.to_tokens(text, prepend_bos=False)[0][: n_tokens - 1]
-    return model.tokenizer.decode(ids.tolist())
+    ids = tokenizer.encode(text, add_special_tokens=False)[: n_tokens - 1]
+    return tokenizer.decode(ids)
 
 
 def _settings(args):
@@ -85,9 +85,11 @@ def profile(args) -> None:
     from scrying.prompts import tokenize
 
     model, basis = _load(args)
-    config = TraceConfig(features=_settings(args))
+    from scrying.attribution.validation import ValidationConfig
+
+    config = TraceConfig(features=_settings(args), validation=ValidationConfig(top_k=args.validate_top))
     for n in args.profile_lengths:
-        prompt = prompt_of(model, n)
+        prompt = prompt_of(model.tokenizer, n)
         n_pos = tokenize(model, prompt).shape[-1]
         prof = cProfile.Profile()
         with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +119,8 @@ def profile(args) -> None:
             "validation": _cum(st, "validate_feature_graph"),
             "export (JSON + HTML)": _cum(st, "write_trace"),
         }
-        sys.stdout.write(f"profile, {n_pos} tokens, {args.max_feature_nodes} feature nodes, batch {args.batch_size}: "
+        sys.stdout.write(f"profile, {n_pos} tokens, {args.max_feature_nodes} feature nodes, batch {args.batch_size}, "
+                         f"validation of the top {args.validate_top} nodes: "
                          f"{total:.1f} s in all (under cProfile)\n")
         for k, v in rows.items():
             sys.stdout.write(f"  {k:<72} {v:7.2f} s  {100 * v / total:5.1f}%\n")
@@ -130,7 +133,7 @@ def memory_child(args) -> None:
     from scrying.prompts import tokenize
 
     model, basis = _load(args)
-    prompt = prompt_of(model, args.length)
+    prompt = prompt_of(model.tokenizer, args.length)
     n_pos = tokenize(model, prompt).shape[-1]
     with PeakSampler() as mem:
         start = time.perf_counter()
@@ -170,6 +173,7 @@ def main() -> None:
     p.add_argument("--max-feature-nodes", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--validate-top", type=int, default=50, help="nodes checked by validation in the profile (trace's default)")
     p.add_argument("--memory-child", type=int, dest="length", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.length is not None:

@@ -289,6 +289,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--transcoders", type=Path, required=True, help="transcoder directory (config.yaml + layer_<i>.safetensors)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT)
+    p.add_argument("--prompt-tokens", type=int, help="instead of --prompt: about this many tokens of a fixed English "
+                   "text (benchmarks/feature_graph_profile.py's)")
     p.add_argument("--model", default="gemma-3-270m", help="scrying model spec; circuit-tracer gets its local HF directory")
     p.add_argument("--max-feature-nodes", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)
@@ -309,6 +311,11 @@ def main() -> None:
     model_dir = local_hf_dir(args.model)
     if model_dir is None:
         raise SystemExit(f"{args.model!r} has no local Hugging Face directory for circuit-tracer")
+    if args.prompt_tokens:
+        from feature_graph_profile import prompt_of
+        from transformers import AutoTokenizer
+
+        args.prompt = prompt_of(AutoTokenizer.from_pretrained(str(model_dir)), args.prompt_tokens)
     shared = [
         "--transcoders", str(args.transcoders), "--prompt", args.prompt,
         "--max-feature-nodes", str(args.max_feature_nodes), "--batch-size", str(args.batch_size),
@@ -327,7 +334,8 @@ def main() -> None:
 def report(args: argparse.Namespace, model_dir: Path, scry: dict, ct: dict) -> None:
     sm, cm = scry["meta"], ct["meta"]
     w = sys.stdout.write
-    w(f"prompt {args.prompt!r}: {sm['n_pos']} tokens (BOS included); transcoders {args.transcoders} "
+    shown = args.prompt if len(args.prompt) < 80 else args.prompt[:60] + "..."
+    w(f"prompt {shown!r}: {sm['n_pos']} tokens (BOS included); transcoders {args.transcoders} "
       f"({cm['activation']} in circuit-tracer); model dir {model_dir}\n")
     w(f"settings (both): max_feature_nodes {args.max_feature_nodes}, batch_size {args.batch_size}, "
       f"max_logits {args.max_logits}, logit probability {args.logit_probability}, fp32 CPU, "
