@@ -199,14 +199,7 @@ def build_feature_graph(
         with attribution_pass(model, clean, copies) as leaves:
             logits = model(tokens.expand(copies, -1), stop_at_layer=stop)
             for k, batch in enumerate(batches):
-                seeds = []
-                for b, (_, (kind, what)) in enumerate(batch):
-                    if kind == "feature":
-                        ly, p, i = what
-                        seeds.append(leaves.live[ly][b, p, i])
-                    else:
-                        seeds.append(demeaned_logit(logits[b, -1], what))
-                seed = torch.stack(seeds)
+                seed = _seeds(leaves, logits, batch)
                 _clear_grads(leaves)
                 seed.sum().backward(retain_graph=k < len(batches) - 1)
                 rows = torch.tensor([row for row, _ in batch])
@@ -249,6 +242,26 @@ def build_feature_graph(
             "node_values": values.tolist(),
         },
     )
+
+
+def _seeds(leaves: Leaves, logits: torch.Tensor, batch: list[tuple[int, Any]]) -> torch.Tensor:
+    """Each target's value on its own copy (copy ``b`` for the batch's ``b``-th target).
+
+    One gather per layer of feature targets and one slice of the last position for logit
+    targets: indexing element by element would make each backward pass fill a zero tensor
+    the size of a whole layer's features (or of all the logits) per target.
+    """
+    if batch[0][1][0] == "logit":
+        last = logits[: len(batch), -1]  # b d_vocab
+        return torch.stack([demeaned_logit(last[b], what) for b, (_, (_, what)) in enumerate(batch)])
+    where = torch.tensor([what for _, (_, what) in batch], dtype=torch.long)  # b (layer pos index)
+    copies = torch.arange(len(batch))
+    parts, order = [], []
+    for layer in where[:, 0].unique().tolist():
+        rows = where[:, 0] == layer
+        parts.append(leaves.live[layer][copies[rows], where[rows, 1], where[rows, 2]])
+        order.append(copies[rows])
+    return torch.cat(parts)[torch.cat(order).argsort()]
 
 
 def _chunks(rows: list[Any], size: int) -> list[list[Any]]:
