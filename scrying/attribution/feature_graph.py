@@ -22,10 +22,10 @@ Algorithm (circuit-tracer's, Ameisen et al. 2025 §2-3):
 4. **Edges** — for batches of targets (selected features and logits), seed the backward pass
    with each target's value on its own copy of the prompt, with features cut from the gradient,
    and read direct effects = activation x gradient at every source (features, error nodes,
-   embeddings) in one backward per batch. All feature targets share one forward pass of
-   ``batch_size`` copies, stopped after the last target layer, whose graph every batch's
-   backward pass reuses (circuit-tracer's phase 4); logit targets get their own forward passes,
-   with few enough copies that the vocabulary-wide logits stay small on long prompts.
+   embeddings) in one backward per batch. All targets share one forward pass of ``batch_size``
+   copies up to the last block, whose graph every batch's backward pass reuses (circuit-tracer's
+   phases 1-4); logit targets read the final norm (clean scale) and unembedding at the last
+   position only, so no pass computes the whole vocabulary at every position.
 5. **Bias terms** — each node's value minus its incoming edges (zero for bias-free models such
    as Llama and Gemma: the frozen model is linear and homogeneous).
 """
@@ -41,16 +41,20 @@ from tqdm.auto import tqdm
 
 from scrying.attribution.basis import FeatureBasis, NeuronBasis
 from scrying.attribution.graph import Graph, Node
-from scrying.attribution.replacement import CleanRun, Leaves, attribution_pass, clean_run
+from scrying.attribution.replacement import (
+    CleanRun,
+    Leaves,
+    attribution_pass,
+    clean_run,
+    frozen_logits,
+)
 from scrying.axes import Model
 from scrying.errors import ConfigError
 from scrying.metrics import demeaned_logit
+from scrying.models.adapter import final_resid
 from scrying.prompts import single_token, token_strings, tokenize
 
 logger = logging.getLogger(__name__)
-
-#: At most this many logits (copies x positions x vocabulary) in one forward pass of logit targets.
-_LOGIT_ELEMENTS = 2**27
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,45 +186,37 @@ def build_feature_graph(
     starts = [0, *torch.cumsum(per_layer, 0).tolist()]
     feature_rows = [(r, ("feature", features[r])) for r in range(n_feat)]
     logit_rows = [(n - len(targets) + j, ("logit", t.token_id)) for j, t in enumerate(targets)]
-    # Feature targets share one forward pass (stopped after the last target layer), and each
-    # batch of them is one backward pass over it (circuit-tracer's phase 4). Logit targets need
-    # the vocabulary-wide unembedding at every position, so their passes hold at most
-    # _LOGIT_ELEMENTS logits.
-    logit_copies = max(1, min(config.batch_size, _LOGIT_ELEMENTS // (n_pos * int(model.cfg.d_vocab))))
-    groups = [
-        (_chunks(feature_rows, config.batch_size), max((f[0] for f in features), default=-1) + 1),
-        *[([chunk], None) for chunk in _chunks(logit_rows, logit_copies)],
-    ]
+    # One forward pass for every target (circuit-tracer's phases 1-4): `copies` copies of the
+    # prompt up to the last block, whose graph each batch's backward pass reuses; logits only
+    # at the last position (frozen_logits), never the whole vocabulary at every position.
+    copies = min(config.batch_size, max(n_feat, len(targets)))
+    with attribution_pass(model, clean, copies) as leaves:
+        resid = final_resid(model, tokens.expand(copies, -1))
+    batches = _chunks(logit_rows, config.batch_size) + _chunks(feature_rows, config.batch_size)
     bar = tqdm(total=len(feature_rows) + len(logit_rows), disable=not config.progress, desc="attribution")
-    for batches, stop in groups:
-        if not batches:
-            continue
-        copies = len(batches[0])
-        with attribution_pass(model, clean, copies) as leaves:
-            logits = model(tokens.expand(copies, -1), stop_at_layer=stop)
-            for k, batch in enumerate(batches):
-                seed = _seeds(leaves, logits, batch)
-                _clear_grads(leaves)
-                seed.sum().backward(retain_graph=k < len(batches) - 1)
-                rows = torch.tensor([row for row, _ in batch])
-                nb = len(batch)
-                for ly in range(n_layers):
-                    leaf = leaves.features.get(ly)
-                    if leaf is not None and leaf.grad is not None:
-                        contrib = leaf.grad[:nb] * clean.features[ly].unsqueeze(0)  # b pos feature
-                        if starts[ly + 1] > starts[ly]:
-                            adjacency[rows[:, None], torch.arange(starts[ly], starts[ly + 1])] = contrib[:, selected_mask[ly]]
-                        lumped = (contrib * ~selected_mask[ly]).sum(-1)  # b pos
-                    else:
-                        lumped = torch.zeros(nb, n_pos, dtype=dtype)
-                    error = leaves.errors.get(ly)
-                    if error is not None and error.grad is not None:
-                        lumped = lumped + (error.grad[:nb] * error.detach()[:nb]).flatten(2).sum(-1).to(dtype)
-                    adjacency[rows, n_feat + ly * n_pos : n_feat + (ly + 1) * n_pos] = lumped
-                embed = (_grad(leaves.resid0)[:nb] * clean.resid0.unsqueeze(0)).sum(-1)  # b pos
-                adjacency[rows, n_feat + n_err : n_feat + n_err + n_pos] = embed
-                values[rows] = seed.detach()
-                bar.update(nb)
+    for k, batch in enumerate(batches):
+        seed = _seeds(model, clean, leaves, resid, batch)
+        _clear_grads(leaves)
+        seed.sum().backward(retain_graph=k < len(batches) - 1)
+        rows = torch.tensor([row for row, _ in batch])
+        nb = len(batch)
+        for ly in range(n_layers):
+            leaf = leaves.features.get(ly)
+            if leaf is not None and leaf.grad is not None:
+                contrib = leaf.grad[:nb] * clean.features[ly].unsqueeze(0)  # b pos feature
+                if starts[ly + 1] > starts[ly]:
+                    adjacency[rows[:, None], torch.arange(starts[ly], starts[ly + 1])] = contrib[:, selected_mask[ly]]
+                lumped = (contrib * ~selected_mask[ly]).sum(-1)  # b pos
+            else:
+                lumped = torch.zeros(nb, n_pos, dtype=dtype)
+            error = leaves.errors.get(ly)
+            if error is not None and error.grad is not None:
+                lumped = lumped + (error.grad[:nb] * error.detach()[:nb]).flatten(2).sum(-1).to(dtype)
+            adjacency[rows, n_feat + ly * n_pos : n_feat + (ly + 1) * n_pos] = lumped
+        embed = (_grad(leaves.resid0)[:nb] * clean.resid0.unsqueeze(0)).sum(-1)  # b pos
+        adjacency[rows, n_feat + n_err : n_feat + n_err + n_pos] = embed
+        values[rows] = seed.detach()
+        bar.update(nb)
     bar.close()
     bias = values - adjacency.sum(-1)
     bias[n_feat : n - len(targets)] = 0.0  # error and embedding nodes have no inputs
@@ -244,15 +240,17 @@ def build_feature_graph(
     )
 
 
-def _seeds(leaves: Leaves, logits: torch.Tensor, batch: list[tuple[int, Any]]) -> torch.Tensor:
+def _seeds(
+    model: Model, clean: CleanRun, leaves: Leaves, resid: torch.Tensor, batch: list[tuple[int, Any]]
+) -> torch.Tensor:
     """Each target's value on its own copy (copy ``b`` for the batch's ``b``-th target).
 
-    One gather per layer of feature targets and one slice of the last position for logit
-    targets: indexing element by element would make each backward pass fill a zero tensor
-    the size of a whole layer's features (or of all the logits) per target.
+    Logit targets: the demeaned logit at the last position (:func:`frozen_logits` of the
+    copies' last residual rows). Feature targets: one gather per layer (indexing element by
+    element would make each backward pass fill a zero tensor of a layer's features per target).
     """
     if batch[0][1][0] == "logit":
-        last = logits[: len(batch), -1]  # b d_vocab
+        last = frozen_logits(model, clean, resid[: len(batch), -1])  # b d_vocab
         return torch.stack([demeaned_logit(last[b], what) for b, (_, (_, what)) in enumerate(batch)])
     where = torch.tensor([what for _, (_, what) in batch], dtype=torch.long)  # b (layer pos index)
     copies = torch.arange(len(batch))

@@ -18,6 +18,8 @@ Two ways to run it, both built from hooks on :mod:`scrying.sites` only:
 * :func:`attribution_pass` — one forward over a replicated batch in which each layer's features
   are cut from the gradient (they become leaves), for batched backward passes that read direct
   effects (gradient x activation) at every source at once.
+* :func:`frozen_logits` — the frozen final norm and unembedding at the last position only, for
+  logit targets read from an attribution pass stopped after the last block.
 * :func:`intervention_pass` — a forward with every frozen quantity *replaced* by its clean value
   and every feature clamped to its clean activation except where told otherwise; the reference
   measurement of what an edge predicts.
@@ -36,6 +38,7 @@ from jaxtyping import Bool
 from scrying.attribution.basis import FeatureBasis, NeuronBasis
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError
+from scrying.models.adapter import logits_at
 from scrying.sites import Component, HookFn, Site, check_site, has_site, hooks, recorded
 
 _SCALES = (
@@ -192,6 +195,22 @@ def attribution_pass(
     fwd.append((Site(Component.RESID_PRE, 0), on_resid0))
     with hooks(model, fwd):
         yield leaves
+
+
+def frozen_logits(
+    model: Model, clean: CleanRun, resid: Float[Tensor, "row d_model"]
+) -> Float[Tensor, "row d_vocab"]:
+    """The replacement model's logits at the prompt's last position, from rows of the residual
+    stream after the last block there (e.g. one per copy of an :func:`attribution_pass`, read
+    with :func:`~scrying.models.adapter.final_resid`): the final norm with its clean scale,
+    frozen as :func:`attribution_pass` freezes it, then the unembedding, for these rows only."""
+    scale = clean.frozen[Site(Component.FINAL_SCALE)][:, -1:]  # 1 1 1
+
+    def fn(act: Tensor, hook: Any) -> Tensor:
+        return scale.expand_as(act).to(act.dtype)
+
+    with hooks(model, [(Site(Component.FINAL_SCALE), fn)]):
+        return torch.cat(list(logits_at(model, resid)))
 
 
 @dataclass(frozen=True)
