@@ -5,8 +5,9 @@
 
 **Profile** (one process, model loaded once): ``trace`` (build, scores, pruning, validation) and
 ``write_trace`` (JSON + HTML) under cProfile on a prompt of about N tokens, split into phases by
-cumulative time: clean run, logit targets, feature selection (its forward and backward), the edge
-batches' forward passes, backward passes and bookkeeping, scores + pruning, validation, export.
+cumulative time: clean run, logit targets, feature selection (its forward and backward), the
+shared forward pass of the edges, the logits read at the last position, the backward passes and
+their bookkeeping, scores + pruning, validation, export.
 
 **Memory**: for each length, a fresh process builds the graph (``build_feature_graph``, no
 validation) and reports its peak resident memory (``ru_maxrss``, model load included), the rise
@@ -104,16 +105,18 @@ def profile(args) -> None:
         clean = _cum(st, "clean_run", "replacement")
         targets = _cum(st, "logit_targets")
         select = _cum(st, "select_features")
-        fwd = _cum(st, "_wrapped_call_impl", "module.py", caller="build_feature_graph")
+        fwd = _cum(st, "final_resid", caller="build_feature_graph")
+        logit_reads = _cum(st, "frozen_logits")
         bwd = _cum(st, "backward", "_tensor.py", caller="build_feature_graph")
         rows = {
             "graph build": build,
             "  clean run": clean,
             "  logit targets": targets,
             "  feature selection (1 forward + 1 backward)": select,
-            "  edge batches: forward passes": fwd,
-            "  edge batches: backward passes": bwd,
-            "  edge batches: bookkeeping (gradients x activations, adjacency rows)": build - clean - targets - select - fwd - bwd,
+            "  edges: the shared forward pass (batch copies, up to the last block)": fwd,
+            "  edges: logits at the last position (frozen final norm + unembedding)": logit_reads,
+            "  edges: backward passes (one per batch of targets)": bwd,
+            "  edges: bookkeeping (gradients x activations, adjacency rows)": build - clean - targets - select - fwd - logit_reads - bwd,
             "scores (replacement, completeness)": _cum(st, "labelled_scores"),
             "pruning": _cum(st, "prune", "influence") + _cum(st, "pruned_graph"),
             "validation": _cum(st, "validate_feature_graph"),

@@ -47,11 +47,24 @@ Where the algorithms differ, and what is compared:
 * **Activation.** circuit-tracer's file loader knows ReLU and JumpReLU; the circuit-tracer side
   gives a set whose ``config.yaml`` says TopK (scrying's ``scrying`` block) circuit-tracer's own
   ``TopK`` module, so the activations agree (checked: feature values of common nodes).
+  circuit-tracer's TopK keeps the k largest pre-activations even when negative, scrying's only
+  the positive ones among them, so circuit-tracer may have a few more (negative) active
+  features; they are not among the common nodes' edges unless both select them.
+* **File names.** circuit-tracer resolves a local ``config.yaml``'s file names against the
+  working directory, not the config's folder; the circuit-tracer side makes them absolute.
+  Otherwise our files load with circuit-tracer's own loader unchanged.
 * **Models.** circuit-tracer runs transformer-lens 3.2.1's ``HookedTransformer`` built from the
   Hugging Face directory scrying converted from the GGUF (weights and its tokenizer.json;
   transformers 4.57 converts this GGUF's tokenizer wrongly); scrying runs TransformerLens 4.3's
   ``TransformerBridge`` on the same directory. Different kernels: agreement is to float32
-  rounding, reported as the largest logit difference.
+  rounding, reported as the largest logit difference. circuit-tracer 0.5.0's replacement model
+  shares one rotary table across all layers (``_deduplicate_attention_buffers``), which gives
+  Gemma 3's local layers the global layers' rotary base and moves the logits by ~5 on the Dallas
+  prompt; the circuit-tracer side shares the tables per attention type instead
+  (``circuit_tracer_side.replacement_model_class``), after which the logits agree to 3e-5.
+* **Threads.** On a shared 2-core machine two torch threads per process oversubscribe the cores
+  when another job runs, and OpenMP's spinning then inflates both wall and CPU time erratically;
+  ``--threads 1`` gives steadier ratios there.
 
 Agreement is reported as the largest |difference| over the largest |edge| of the compared set,
 and as the fraction of edges within relative 1e-4 (``|a - b| <= 1e-4 max(|a|, |b|)``, with an
