@@ -111,9 +111,10 @@ def select_features(
     if k >= n_layers * (n_pos - first) * width:
         return [(ly, p, i) for ly in range(n_layers) for p in range(first, n_pos) for i in range(width)]
     with attribution_pass(model, clean, 1, cut=False) as leaves:
-        logits = model(clean.tokens)[0, -1]
-        seed = sum(t.probability * demeaned_logit(logits, t.token_id) for t in targets)
-        seed.backward()
+        resid = final_resid(model, clean.tokens)
+    logits = frozen_logits(model, clean, resid[:, -1])[0]  # the last position only
+    seed = sum(t.probability * demeaned_logit(logits, t.token_id) for t in targets)
+    seed.backward()
     grads = torch.stack([_grad(leaves.features[ly])[0] for ly in range(n_layers)])
     effect = (grads * clean.features).abs()
     if exclude_bos:
