@@ -5,8 +5,14 @@ logit difference on the prompt; (2) edge agreement on the edges both graphs have
 ratio scrying / circuit-tracer of building the graph; (4) the peak-memory ratio.
 
     .venv/bin/python benchmarks/vs_circuit_tracer.py --transcoders /tmp/tc-quick \
-        [--prompt "Fact: the capital of the state containing Dallas is"] [--max-feature-nodes 200]
-        [--batch-size 16] [--repeat 2] [--threads 2] [--ct-python /work/ct-venv/bin/python]
+        [--prompt "Fact: the capital of the state containing Dallas is" | --prompt-tokens 256]
+        [--max-feature-nodes 200] [--batch-size 16] [--repeat 2] [--threads 2]
+        [--ct-python /work/ct-venv/bin/python]
+
+On a machine shared with a long job, start it under ``nice`` and with
+``echo 1000 > /proc/self/oom_score_adj`` in the shell first: circuit-tracer's process peaks at
+~8 GB while it loads, and the kernel's out-of-memory killer otherwise picks the largest process,
+which may be the other job.
 
 Each tool runs in its own subprocess (scrying: this file with ``--side scrying``; circuit-tracer:
 ``benchmarks/circuit_tracer_side.py`` under circuit-tracer's venv), so wall time and peak
@@ -14,8 +20,8 @@ resident memory (``ru_maxrss`` of the child: model load included) are its own. B
 fp32, with the same torch thread count. Time is the graph build alone (``attribute`` vs
 ``build_feature_graph``, model loaded, best of ``--repeat``), as wall time and as the process's
 CPU time (user + sys over all threads; less sensitive to other jobs on a shared machine, which
-stretch wall time); scrying's validation, pruning and export are not in it (``benchmarks/feature_graph_profile.py`` times them). Memory is reported
-twice: the whole process's peak, and the rise of resident memory during the graph build above
+stretch wall time); scrying's validation, pruning and export are not in it
+(``benchmarks/feature_graph_profile.py`` times them). Memory is reported twice: the whole process's peak, and the rise of resident memory during the graph build above
 what the loaded process held (sampled every 5 ms).
 
 Settings that coincide: ``max_feature_nodes``, ``batch_size`` (targets per backward pass),
