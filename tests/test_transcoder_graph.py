@@ -236,3 +236,24 @@ def test_scrying_trace_with_transcoders_writes_a_validated_graph(tmp_path, capsy
     report = graph.metadata["validation"]["reports"]["unpruned graph vs frozen, scale 0"]
     assert report["pearson"] > 0.9999 and report["slope"] == pytest.approx(1.0, abs=1e-6)
     assert "Validation by intervention" in html.read_text()
+
+
+def test_position_zero_errors_join_the_constants_for_transcoders(lossy):
+    """With BOS excluded, a transcoder graph moves position 0's error nodes into the bias terms
+    (the default for inexact bases): the other edges are unchanged, each node's value is still
+    its edges plus its bias, and the bias grew by exactly the removed edges."""
+    model, basis, _ = lossy
+    kept = build_feature_graph(model, PROMPT, config=dataclasses.replace(CONFIG, exclude_bos=True, bos_error_as_bias=False), basis=basis)
+    folded = build_feature_graph(model, PROMPT, config=dataclasses.replace(CONFIG, exclude_bos=True), basis=basis)
+    assert folded.metadata["bos_error_as_bias"] and not kept.metadata["bos_error_as_bias"]
+    assert [n.node_id for n in kept.nodes] == [n.node_id for n in folded.nodes]
+    bos = [folded.index[f"{ly}_-1_0"] for ly in range(model.cfg.n_layers)]
+    assert kept.adjacency[:, bos].abs().sum() > 0 and folded.adjacency[:, bos].abs().sum() == 0
+    other = [i for i in range(len(folded.nodes)) if i not in bos]
+    torch.testing.assert_close(folded.adjacency[:, other], kept.adjacency[:, other], rtol=0, atol=0)
+    values = torch.tensor(folded.metadata["node_values"], dtype=folded.adjacency.dtype)
+    sourced = [i for i, n in enumerate(folded.nodes) if n.kind in ("feature", "logit")]
+    torch.testing.assert_close((folded.adjacency.sum(-1) + folded.bias)[sourced], values[sourced])
+    torch.testing.assert_close(folded.bias - kept.bias, kept.adjacency[:, bos].sum(-1), rtol=1e-9, atol=1e-9)
+    # neurons (an exact basis) keep their position-0 error nodes by default
+    assert not build_neuron_graph(model, PROMPT, config=dataclasses.replace(CONFIG, exclude_bos=True)).metadata["bos_error_as_bias"]

@@ -100,13 +100,13 @@ class TranscoderTrainConfig:
 #: Gemma 3 270M (18 layers, d_model 640), float32. Activations held per chunk: tokens x 18 x 2 x
 #: 640 x 4 bytes (quick 1.5 GB, default 3 GB, large 12 GB).
 #: ``quick``: a smoke-level set, 4 chunks (measured 12 min a chunk on this 2-core machine under a
-#: load average of 7; estimated ~3 min a chunk idle); ``default``: ~590k tokens, estimated under
-#: an hour on two idle cores from FACTS.md's throughput (harvest ~650 tok/s, ~15 min; ~575 Adam
-#: steps of 18 layers, ~35 min), not yet run; ``large``: ~10M tokens and 16k features, for a
-#: machine with a GPU and >= 32 GB of memory.
+#: load average of 7; ~3 min a chunk idle); ``default``: 9 chunks of 32,768 tokens (295k tokens,
+#: 4,096 TopK-32 features per layer): on the idle machine a chunk takes ~3 min (harvest 882
+#: tok/s, 137 s of Adam steps: measured on the first chunk), ~27 min in all; ``large``: ~10M
+#: tokens and 16k features, for a machine with a GPU and >= 32 GB of memory.
 PRESETS: dict[str, TranscoderTrainConfig] = {
     "quick": TranscoderTrainConfig(n_features=2048, k=32, total_tokens=65_536, chunk_tokens=16_384, seq_len=64, eval_tokens=4_096),
-    "default": TranscoderTrainConfig(n_features=4096, k=32, total_tokens=600_000, chunk_tokens=32_768, seq_len=128),
+    "default": TranscoderTrainConfig(n_features=4096, k=32, total_tokens=294_912, chunk_tokens=32_768, seq_len=128),
     "large": TranscoderTrainConfig(n_features=16_384, k=64, total_tokens=10_000_000, chunk_tokens=131_072, seq_len=256, batch_size=4096),
 }
 
