@@ -239,7 +239,7 @@ def test_scrying_trace_with_transcoders_writes_a_validated_graph(tmp_path, capsy
 
 
 def test_position_zero_errors_join_the_constants_for_transcoders(lossy):
-    """With BOS excluded, a transcoder graph moves position 0's error nodes into the bias terms
+    """With BOS excluded, a transcoder graph moves position 0's error and embedding nodes into the bias terms
     (the default for inexact bases): the other edges are unchanged, each node's value is still
     its edges plus its bias, and the bias grew by exactly the removed edges."""
     model, basis, _ = lossy
@@ -248,6 +248,7 @@ def test_position_zero_errors_join_the_constants_for_transcoders(lossy):
     assert folded.metadata["bos_error_as_bias"] and not kept.metadata["bos_error_as_bias"]
     assert [n.node_id for n in kept.nodes] == [n.node_id for n in folded.nodes]
     bos = [folded.index[f"{ly}_-1_0"] for ly in range(model.cfg.n_layers)]
+    bos += [i for i, n in enumerate(folded.nodes) if n.kind == "embedding" and n.pos == 0]
     assert kept.adjacency[:, bos].abs().sum() > 0 and folded.adjacency[:, bos].abs().sum() == 0
     other = [i for i in range(len(folded.nodes)) if i not in bos]
     torch.testing.assert_close(folded.adjacency[:, other], kept.adjacency[:, other], rtol=0, atol=0)

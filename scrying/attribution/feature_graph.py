@@ -29,12 +29,14 @@ Algorithm (circuit-tracer's, Ameisen et al. 2025 §2-3):
 5. **Bias terms** — each node's value minus its incoming edges (zero for bias-free models such
    as Llama and Gemma: the frozen model is linear and homogeneous). A transcoder's decoder bias
    ``b_dec`` is such a constant. Position 0 is one too: its residual stream depends on the first
-   token alone, and with a transcoder basis its error nodes (the whole MLP output there, since
-   no features are kept at position 0) carry thousands of logits that cancel against the
-   ``b_dec`` constants (Gemma 3 270M, Dallas prompt: +9,782 against a target logit of 30.4),
-   which would make influence, pruning and the scores about them alone. For inexact bases
-   (``bos_error_as_bias``, default) position 0's error nodes are therefore moved into the bias
-   terms, with the decoder biases: every node's value is still its edges plus its bias.
+   token alone, and with a transcoder basis its nodes (the error nodes hold the whole MLP
+   output there, since no features are kept at position 0) carry thousands of logits that
+   cancel against the ``b_dec`` constants (Gemma 3 270M, Dallas prompt: +9,782 from its error
+   nodes and +481 from its embedding against a target logit of 30.4), which would make
+   influence, pruning and the scores about them alone (no feature survived pruning). For
+   inexact bases (``bos_error_as_bias``, default) position 0's error and embedding nodes are
+   therefore moved into the bias terms, with the decoder biases: every node's value is still its
+   edges plus its bias.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class FeatureGraphConfig:
     logit_probability: float = 0.95
     batch_size: int = 16
     exclude_bos: bool = True  # no feature nodes at position 0, as circuit-tracer (zero_positions)
-    # With exclude_bos: position 0's error nodes become part of each node's constant (bias) term.
+    # With exclude_bos: position 0's error and embedding nodes become part of each node's constant
+    # (bias) term.
     # None: yes for inexact bases (transcoders), no for exact ones (neurons). See step 5 above.
     bos_error_as_bias: bool | None = None
     progress: bool = False
@@ -231,7 +234,7 @@ def build_feature_graph(
     bar.close()
     fold = config.exclude_bos and (not basis.exact if config.bos_error_as_bias is None else config.bos_error_as_bias)
     if fold:  # position 0 is a constant of the prompt's first token: its errors join the constants
-        adjacency[:, [n_feat + ly * n_pos for ly in range(n_layers)]] = 0.0
+        adjacency[:, [n_feat + ly * n_pos for ly in range(n_layers)] + [n_feat + n_err]] = 0.0
     bias = values - adjacency.sum(-1)
     bias[n_feat : n - len(targets)] = 0.0  # error and embedding nodes have no inputs
     return Graph(
