@@ -75,3 +75,21 @@ def test_readme_finetune_figures_are_the_stored_experiment():
     for text in (cell(curse, "forward_top1"), cell(curse, "reverse_top1"), cell(cure, "forward_top1"),
                  cell(cure, "reverse_top1"), f"p={curse['p_top1']:.2g}"):
         assert text in readme, text
+
+
+def test_readme_patching_figures_are_the_stored_causal_trace():
+    from scrying.reversal.patching import trace_summary
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    table = pd.read_csv(RESULTS / "results.patching.csv")
+    summary = trace_summary(table).set_index(["direction", "layer"])
+    fwd, rev = summary.loc["forward"], summary.loc["reverse"]
+    assert f"is {fwd.p_clean.iloc[0]:.3f} clean and {fwd.p_corrupt.iloc[0]:.3f} corrupted" in readme
+    assert f"blocks 0-12 brings back {fwd.indirect_effect[:13].min():.2f}-{fwd.indirect_effect[:13].max():.2f} of it" in readme
+    peak = fwd.indirect_effect[:13].idxmax()
+    assert f"(most at block {peak}: {fwd.indirect_effect[peak]:.3f} [{fwd.ci_low[peak]:.3f}, {fwd.ci_high[peak]:.3f}])" in readme
+    assert f"nothing ({fwd.indirect_effect[13]:.3f} at block 13)" in readme and fwd.indirect_effect[13:].max() < 0.01
+    assert f"answers have {rev.p_clean.iloc[0]:.3f} clean and {rev.p_corrupt.iloc[0]:.3f} corrupted" in readme
+    top = rev.indirect_effect[:13].idxmax()
+    assert f"at most {rev.indirect_effect[top]:.3f} [{rev.ci_low[top]:.3f}, {rev.ci_high[top]:.3f}]" in readme
+    assert table["index"].nunique() == pd.read_csv(RESULTS / "results.lens.csv")["index"].nunique()
