@@ -104,7 +104,8 @@ def profile(args) -> None:
             total = time.perf_counter() - start
         st = pstats.Stats(prof)
         build = _cum(st, "build_feature_graph")
-        clean = _cum(st, "clean_run", "replacement", caller="build_feature_graph")
+        # clean_run is wrapped by torch.no_grad(): its caller in the build is the wrapper.
+        clean = _cum(st, "decorate_context", "_contextlib", caller="build_feature_graph")
         targets = _cum(st, "logit_targets")
         select = _cum(st, "select_features")
         fwd = _cum(st, "final_resid", caller="build_feature_graph")
