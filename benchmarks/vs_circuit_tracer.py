@@ -322,6 +322,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2, help="graph builds per side; the fastest is compared")
     p.add_argument("--ct-python", default=DEFAULT_CT_PYTHON, help="python of circuit-tracer's venv")
+    p.add_argument("--keep", type=Path, help="keep both sides' raw outputs (safetensors + JSON) in this directory")
     p.add_argument("--side", choices=["scrying"], help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -346,7 +347,7 @@ def main() -> None:
         "--threads", str(args.threads), "--repeat", str(args.repeat),
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+        out = args.keep or Path(tmp)
         _run([sys.executable, __file__, "--side", "scrying", "--model", args.model, "--out", str(out), *shared], "scrying")
         _run([args.ct_python, str(HERE / "circuit_tracer_side.py"), "--model-dir", str(model_dir), "--out", str(out), *shared],
              "circuit-tracer")
