@@ -47,7 +47,10 @@ Where the algorithms differ, and what is compared:
   error alone (unselected features are dropped from the graph); scrying's lumps the unselected
   features with it, so nothing is dropped. Error-node edges are not compared.
 * **Position 0.** circuit-tracer zeroes features *and* the error vector at position 0 (its MLP
-  output still flows forward, detached); scrying keeps them in position 0's error node. Edges
+  output still flows forward, detached); scrying keeps them in position 0's error node. scrying's
+  default for transcoder graphs moves position 0's error and embedding nodes into the bias
+  terms (``bos_error_as_bias``); the benchmark turns that off so the embedding edges of
+  position 0 are compared too. Edges
   from other sources do not pass through position 0's MLP in either (all MLP outputs are cut),
   so they are unaffected.
 * **Activation.** circuit-tracer's file loader knows ReLU and JumpReLU; the circuit-tracer side
@@ -156,6 +159,7 @@ def scrying_side(args: argparse.Namespace) -> None:
         logit_probability=args.logit_probability,
         batch_size=args.batch_size,
         exclude_bos=True,
+        bos_error_as_bias=False,  # keep position 0's error and embedding nodes, as circuit-tracer does
     )
     tokens = tokenize(model, args.prompt)
     with torch.no_grad():
@@ -363,7 +367,8 @@ def report(args: argparse.Namespace, model_dir: Path, scry: dict, ct: dict) -> N
       f"({cm['activation']} in circuit-tracer); model dir {model_dir}\n")
     w(f"settings (both): max_feature_nodes {args.max_feature_nodes}, batch_size {args.batch_size}, "
       f"max_logits {args.max_logits}, logit probability {args.logit_probability}, fp32 CPU, "
-      f"{sm['threads']}/{cm['threads']} threads, no features at position 0; scrying validation off\n")
+      f"{sm['threads']}/{cm['threads']} threads, no features at position 0 (scrying keeps its embedding node, "
+      "bos_error_as_bias off); scrying validation off\n")
     same_tokens = scry["tokens"].tolist() == ct["tokens"].tolist()
     w(f"same model: tokens {'identical' if same_tokens else 'DIFFER'}; "
       f"max |logit difference| {float((scry['logits'] - ct['logits']).abs().max()):.3e} "
