@@ -51,6 +51,17 @@ def test_attribution_notebook_claims():
     assert float(row.split()[-1]) > 0.99  # the slope column, last in the summary table
 
 
+def test_attribution_notebook_feature_claims():
+    """"it is weaker than with neurons": the stored table's frozen-vs-real column."""
+    cells = _cells("01_attribution_graphs.ipynb")
+    table = _text(_cell_with(cells, "TRANSCODERS = Path"))
+    neurons = re.search(r"^neurons\s+(.*)$", table.split("Spearman (frozen vs real")[1], flags=re.M).group(1).split()
+    features = re.search(r"^transcoder features\s+(.*)$", table.split("Spearman (frozen vs real")[1], flags=re.M).group(1).split()
+    assert float(features[-1]) < float(neurons[-1]), table
+    markdown = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    assert "65-86% of the MLP-output variance" in markdown
+
+
 def test_head_ablation_notebook_claims():
     cells = _cells("02_head_ablation.ipynb")
     markdown = "\n".join(c.source for c in cells if c.cell_type == "markdown")
