@@ -24,11 +24,16 @@ def test_gallery_has_every_prompt_and_reads_back():
     # journal reader accepts with that same header
     journal = Journal(ROOT / "gallery" / "index.jsonl", header["settings"], key=lambda r: r["id"])
     assert [line.fields["id"] for line in lines] == [row["id"] for row in records] == list(journal.done)
-    for line in lines:
+    # the transcoder-feature graphs (traced with TRANSCODERS=DIR, their journal kept in build/)
+    features = read_prompt_file(ROOT / "gallery-features.jsonl", fields=BATCH_FIELDS)
+    for line in features:
+        graph = Graph.read_json(ROOT / "gallery" / f"{line.fields['id']}.json")
+        assert graph.metadata["basis"] == "transcoders" and graph.level == "transcoders"
+    for line in lines + features:
         name = line.fields["id"]
         graph = Graph.read_json(ROOT / "gallery" / f"{name}.json")
         assert graph.prompt == line.prompt
-        assert graph.level == line.fields.get("level", "neurons")
+        assert graph.level == line.fields.get("level", "transcoders" if line in features else "neurons")
         assert bool(graph.metadata.get("split_qkv", False)) == line.fields.get("split_qkv", False)
         page = (ROOT / "gallery" / f"{name}.html").read_text()
         sources = re.findall(r"<script[^>]*src=['\"]([^'\"]+)['\"]", page)
@@ -37,6 +42,6 @@ def test_gallery_has_every_prompt_and_reads_back():
         assert page == render_page(data, PageConfig(shared_assets=True)), f"{name}.html is stale: make gallery"
         assert (ROOT / "gallery" / f"{name}.png").stat().st_size > 10_000
     index = (ROOT / "gallery" / "index.html").read_text()
-    assert re.findall(r"href='([^']+)'", index) == [f"{name}.html" for name in sorted(line.fields['id'] for line in lines)]
+    assert re.findall(r"href='([^']+)'", index) == [f"{name}.html" for name in sorted(line.fields["id"] for line in lines + features)]
     for name in ("scrying-viewer.js", "scrying-viewer.css"):  # the shared copies are the package's
         assert (ROOT / "gallery" / name).read_text() == asset(name.removeprefix("scrying-"))
