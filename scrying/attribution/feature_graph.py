@@ -31,11 +31,11 @@ Algorithm (circuit-tracer's, Ameisen et al. 2025 §2-3):
    ``b_dec`` is such a constant. Position 0 is one too: its residual stream depends on the first
    token alone, and with a transcoder basis its nodes (the error nodes hold the whole MLP
    output there, since no features are kept at position 0) carry thousands of logits that
-   cancel against the ``b_dec`` constants (Gemma 3 270M, Dallas prompt: +9,782 from its error
+   cancel against the transcoders' bias constants, ``b_enc`` and ``b_dec`` (Gemma 3 270M, Dallas prompt: +9,782 from its error
    nodes and +481 from its embedding against a target logit of 30.4), which would make
    influence, pruning and the scores about them alone (no feature survived pruning). For
    inexact bases (``bos_error_as_bias``, default) position 0's error and embedding nodes are
-   therefore moved into the bias terms, with the decoder biases: every node's value is still its
+   therefore moved into the bias terms, with the transcoders' biases: every node's value is still its
    edges plus its bias.
 """
 

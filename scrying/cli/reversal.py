@@ -15,7 +15,7 @@ from scrying.reversal.probe import probe_journal, probe_settings, read_pair_file
 from scrying.reversal.relations import packaged_relation_files
 from scrying.reversal.report import write_report
 from scrying.reversal.scoring import ModelScorer, ReversalConfig, unscorable
-from scrying.reversal.summary import markdown_table, summarize, text_table
+from scrying.reversal.summary import known_one_way, markdown_table, summarize, text_table
 from scrying.scoring import continuation_tokens, non_text_tokens
 from scrying.stats import BootstrapConfig
 
@@ -57,7 +57,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     table.to_csv(f"{stem}.summary.csv", index=False)
     Path(f"{stem}.summary.md").write_text(markdown_table(table), encoding="utf-8")
     written = [str(args.out), f"{stem}.summary.csv", f"{stem}.summary.md"]
-    gap = [i for i, r in enumerate(records) if r["forward"]["rank"] == 1 and r["reverse"]["rank"] > 1]
+    gap = known_one_way(records)
     lens = patching = None
     if args.lens:
         from scrying.reversal.lens import lens_table

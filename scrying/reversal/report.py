@@ -13,6 +13,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from scrying.html_pages import escape, write_report_page
+from scrying.reversal.summary import known_one_way
 
 _LABELS = {"exact": "greedy exact match", "top1": "top-1 among candidates"}
 
@@ -96,7 +97,7 @@ def write_report(
         + f"<td>{r.forward_mean_logprob:.2f} / {r.reverse_mean_logprob:.2f}</td></tr>"
         for _, r in table.iterrows()
     )
-    gap = [r for r in records if r["forward"]["rank"] == 1 and r["reverse"]["rank"] > 1]
+    gap = [records[i] for i in known_one_way(records)]
     gap_rows = "".join(
         f"<tr><td>{escape(r['relation'])}</td><td>{escape(r['forward']['prompt'])} <b>{escape(r['b'])}</b></td>"
         f"<td>{r['forward']['rank']}/{r['forward']['n_candidates']}</td>"
@@ -113,14 +114,16 @@ def write_report(
     )
     patching_plot = ""
     if patching is not None and not patching.empty:
-        from scrying.reversal.patching import trace_summary
+        from scrying.reversal.patching import CausalTraceConfig, trace_summary
 
         summary = trace_summary(patching)
+        noise = CausalTraceConfig()  # the settings `scrying reversal --lens` traces with
         clean = summary.groupby("direction")[["p_clean", "p_corrupt"]].first()
         means = "; ".join(f"{d}: clean {r.p_clean:.3f}, corrupted {r.p_corrupt:.3f}" for d, r in clean.iterrows())
         patching_plot = (
             f"<h2>Causal tracing of the subject over these pairs ({patching['index'].nunique()} pairs)</h2><p>The subject's "
-            "token embeddings get Gaussian noise (3 standard deviations of the subject embeddings, 10 draws); the "
+            f"token embeddings get Gaussian noise ({noise.noise:g} standard deviations of the subject embeddings, "
+            f"{noise.samples} draws); the "
             "residual stream entering one block at the subject's last token is then set back to its clean value. "
             "Plotted: how much that restores the probability of the answer's first token, averaged over pairs "
             f"with 95% bootstrap intervals (Meng et al. 2022). Mean answer probability {escape(means)}.</p>"

@@ -24,6 +24,12 @@ from scrying.stats import BootstrapConfig, interval, paired_difference
 MEASURES = ("exact", "top1", "mean_logprob")
 
 
+def known_one_way(records: list[dict[str, Any]]) -> list[int]:
+    """Positions of the records known forward (top-1 among candidates) and not in reverse: the
+    pairs the lens, causal tracing, graphs and the report look at."""
+    return [i for i, r in enumerate(records) if r["forward"]["rank"] == 1 and r["reverse"]["rank"] > 1]
+
+
 def _values(records: list[dict[str, Any]], direction: str, measure: str) -> list[float]:
     part = [r[direction] for r in records]
     if measure == "top1":
