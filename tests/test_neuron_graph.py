@@ -76,7 +76,7 @@ def test_conservation_against_the_forward_pass(tiny_graph):
             value = clean.features[node.layer, node.pos, node.feature]
             bias = bias_layers[node.layer][node.pos, node.feature]
         elif node.kind == "logit":
-            value = clean.logits[-1, node.feature] - clean.logits[-1].mean()
+            value = clean.last_logits[node.feature] - clean.last_logits.mean()
             bias = bias_logits[node.feature] - bias_logits.mean()
         else:
             continue
@@ -96,7 +96,7 @@ def test_conservation_fails_on_a_corrupted_edge(tiny_graph):
     clean = clean_run(model, tokenize(model, PROMPT))
     logit = next(i for i, n in enumerate(graph.nodes) if n.kind == "logit")
     node = graph.nodes[logit]
-    value = float(clean.logits[-1, node.feature] - clean.logits[-1].mean())
+    value = float(clean.last_logits[node.feature] - clean.last_logits.mean())
     corrupted = graph.adjacency[logit].clone()
     corrupted[int(corrupted.abs().argmax())] *= 1.5
     assert float(graph.adjacency[logit].sum() + graph.bias[logit]) == pytest.approx(value, rel=1e-5, abs=1e-8)

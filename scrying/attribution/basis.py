@@ -15,7 +15,15 @@ The graph builder (:mod:`scrying.attribution.feature_graph`) and the local repla
   adds to that layer's error nodes;
 * how a feature is named (:meth:`~FeatureBasis.label`) and typed in the JSON (``feature_type``);
 * its state with its own freezing lifted (:meth:`~FeatureBasis.live_state`), so validation can
-  unfreeze the basis alone and see what the frozen nonlinearity costs.
+  unfreeze the basis alone and see what the frozen nonlinearity costs;
+* for the frozen attribution pass, which features can be nonzero at all
+  (:meth:`~FeatureBasis.active_features`, an :class:`ActiveSet` per layer: every neuron; a
+  transcoder's features active on the prompt) and hooks that hand only those to
+  ``on_active(layer, acts)`` as a compact ``[batch n_active]`` tensor
+  (:meth:`~FeatureBasis.attribution_hooks`). A sparse basis then never does dense work per
+  batch copy: its backward passes contract gradients with the active decoder rows alone, as
+  circuit-tracer does. :func:`dense_attribution_hooks` derives them from ``feature_hooks`` for a
+  dense basis.
 
 :class:`NeuronBasis` is the exact basis: the features are the MLP's neurons (``mlp.hook_post``),
 which reconstruct the MLP output exactly (no error term). A transcoder basis plugs in here.
@@ -24,17 +32,75 @@ which reconstruct the MLP output exactly (no error term). A transcoder basis plu
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from scrying.axes import Float, Model, Tensor
+from scrying.axes import Float, Int, Model, Tensor
+from scrying.errors import InvalidInputError
 from scrying.sites import Component, HookFn, Site, has_site
 
 #: ``on_features(layer, activations)`` -> the tensor that flows on in place of the activations.
 OnFeatures = Callable[[int, Tensor], Tensor]
 #: ``on_error(layer, error)`` -> the tensor that flows on in place of the error term.
 OnError = Callable[[int, Tensor], Tensor]
+#: ``on_active(layer, acts)`` -> the compact ``[batch n_active]`` tensor that flows on instead.
+OnActive = Callable[[int, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ActiveSet:
+    """The features of one layer that the frozen model can move, in a compact order.
+
+    ``coords`` None: every feature at every position, row-major (compact index
+    ``pos * width + index``). Otherwise ``coords[k] = (pos, index)`` of compact entry ``k``,
+    sorted row-major (as :func:`torch.nonzero` of a ``[pos feature]`` mask lists them).
+    """
+
+    n_pos: int
+    width: int
+    coords: Int[Tensor, "n 2"] | None = None
+
+    def __len__(self) -> int:
+        return self.n_pos * self.width if self.coords is None else int(self.coords.shape[0])
+
+    @property
+    def pos(self) -> Int[Tensor, " n"]:
+        """The position of every compact entry."""
+        if self.coords is None:
+            return torch.arange(self.n_pos).repeat_interleave(self.width)
+        return self.coords[:, 0]
+
+    def compact(self, dense: Float[Tensor, "*batch pos feature"]) -> Float[Tensor, "*batch n"]:
+        """The active entries of a dense ``[... pos feature]`` tensor."""
+        if self.coords is None:
+            return dense.flatten(-2)
+        return dense[..., self.coords[:, 0], self.coords[:, 1]]
+
+    def lookup(self, pos: Int[Tensor, " m"], index: Int[Tensor, " m"]) -> Int[Tensor, " m"]:
+        """Compact indices of features ``(pos, index)``; every one must be active."""
+        key = pos * self.width + index
+        if self.coords is None:
+            return key
+        keys = self.coords[:, 0] * self.width + self.coords[:, 1]
+        found = torch.searchsorted(keys, key).clamp(max=max(len(keys) - 1, 0))
+        if len(keys) == 0 or not bool((keys[found] == key).all()):
+            raise InvalidInputError("a feature asked for is not active on this prompt (its activation is 0)")
+        return found
+
+    def coords_of(self, k: Int[Tensor, " m"]) -> tuple[Int[Tensor, " m"], Int[Tensor, " m"]]:
+        """``(pos, index)`` of compact entries ``k``."""
+        if self.coords is None:
+            return k // self.width, k % self.width
+        return self.coords[k, 0], self.coords[k, 1]
+
+    def position_sums(self, values: Float[Tensor, "batch n"]) -> Float[Tensor, "batch pos"]:
+        """Sum of the compact entries at each position."""
+        if self.coords is None:
+            return values.reshape(values.shape[0], self.n_pos, self.width).sum(-1)
+        out = values.new_zeros(values.shape[0], self.n_pos)
+        return out.index_add_(1, self.coords[:, 0], values)
 
 
 @runtime_checkable
@@ -60,6 +126,38 @@ class FeatureBasis(Protocol):
     def label(self, layer: int, index: int) -> str: ...
 
     def live_state(self, state: dict[str, Any]) -> dict[str, Any]: ...
+
+    def active_features(
+        self, features: Float[Tensor, "layer pos feature"], state: dict[str, Any]
+    ) -> list[ActiveSet]: ...
+
+    def attribution_hooks(
+        self,
+        model: Model,
+        features: Float[Tensor, "layer pos feature"],
+        state: dict[str, Any],
+        active: list[ActiveSet],
+        on_active: OnActive,
+        on_error: OnError,
+    ) -> list[tuple[Site, HookFn]]: ...
+
+
+def dense_attribution_hooks(
+    basis: FeatureBasis, model: Model, state: dict[str, Any], on_active: OnActive, on_error: OnError
+) -> list[tuple[Site, HookFn]]:
+    """A dense basis's attribution hooks: its ``feature_hooks``, with each layer's features
+    flattened to the compact order of a full :class:`ActiveSet` and back."""
+
+    def on_features(layer: int, act: Tensor) -> Tensor:
+        return on_active(layer, act.flatten(-2)).view(act.shape)
+
+    return basis.feature_hooks(model, state, on_features, on_error)
+
+
+def dense_active(features: Float[Tensor, "layer pos feature"]) -> list[ActiveSet]:
+    """Every feature of every layer (a dense basis's active sets)."""
+    n_layers, n_pos, width = features.shape
+    return [ActiveSet(n_pos, width) for _ in range(n_layers)]
 
 
 def is_gated(model: Model) -> bool:
@@ -120,6 +218,23 @@ class NeuronBasis:
         """The state with the basis's own freezing lifted: no clean slope, so a non-gated neuron
         is its real ``act(pre)`` again (gated MLPs: the caller stops replacing the gate)."""
         return {k: v for k, v in state.items() if k != "slope"}
+
+    def active_features(
+        self, features: Float[Tensor, "layer pos feature"], state: dict[str, Any]
+    ) -> list[ActiveSet]:
+        """Every neuron (a gated MLP's frozen gate is rarely exactly 0; dense costs nothing extra)."""
+        return dense_active(features)
+
+    def attribution_hooks(
+        self,
+        model: Model,
+        features: Float[Tensor, "layer pos feature"],
+        state: dict[str, Any],
+        active: list[ActiveSet],
+        on_active: OnActive,
+        on_error: OnError,
+    ) -> list[tuple[Site, HookFn]]:
+        return dense_attribution_hooks(self, model, state, on_active, on_error)
 
 
 def _capture(layer: int, store: dict[int, Tensor]) -> HookFn:

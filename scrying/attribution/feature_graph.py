@@ -24,8 +24,11 @@ Algorithm (circuit-tracer's, Ameisen et al. 2025 §2-3):
    and read direct effects = activation x gradient at every source (features, error nodes,
    embeddings) in one backward per batch. All targets share one forward pass of ``batch_size``
    copies up to the last block, whose graph every batch's backward pass reuses (circuit-tracer's
-   phases 1-4); logit targets read the final norm (clean scale) and unembedding at the last
-   position only, so no pass computes the whole vocabulary at every position.
+   phases 1-4); logit targets read the final norm (clean scale) at the last position and only
+   their own columns of the unembedding with its mean row (the demeaned logit), so no pass
+   reads the whole vocabulary. Features are tracked in the compact order of the basis's
+   :class:`~scrying.attribution.basis.ActiveSet`: a transcoder's active features only, whose
+   gradients are contracted with their decoder rows alone.
 5. **Bias terms** — each node's value minus its incoming edges (zero for bias-free models such
    as Llama and Gemma: the frozen model is linear and homogeneous). A transcoder's decoder bias
    ``b_dec`` is such a constant. Position 0 is one too: its residual stream depends on the first
@@ -55,11 +58,10 @@ from scrying.attribution.replacement import (
     Leaves,
     attribution_pass,
     clean_run,
-    frozen_logits,
+    frozen_demeaned_logits,
 )
 from scrying.axes import Model
 from scrying.errors import ConfigError
-from scrying.metrics import demeaned_logit
 from scrying.models.adapter import final_resid
 from scrying.prompts import single_token, token_strings, tokenize
 
@@ -101,7 +103,7 @@ class LogitTarget:
 
 def logit_targets(model: Model, clean: CleanRun, target: str | None, config: FeatureGraphConfig) -> list[LogitTarget]:
     """The requested (or top-1) token first, then likely tokens up to the probability mass."""
-    probs = clean.logits[-1].double().softmax(-1)
+    probs = clean.last_logits.double().softmax(-1)
     order = probs.argsort(descending=True).tolist()
     first = single_token(model, target, what="target token") if target is not None else order[0]
     chosen = [first]
@@ -118,24 +120,31 @@ def logit_targets(model: Model, clean: CleanRun, target: str | None, config: Fea
 def select_features(
     model: Model, clean: CleanRun, targets: list[LogitTarget], k: int, *, exclude_bos: bool = True
 ) -> list[tuple[int, int, int]]:
-    """The ``k`` features with the largest total effect on the weighted logit targets."""
-    n_layers, n_pos, width = clean.features.shape
-    first = 1 if exclude_bos else 0
-    if k >= n_layers * (n_pos - first) * width:
-        return [(ly, p, i) for ly in range(n_layers) for p in range(first, n_pos) for i in range(width)]
+    """The ``k`` features with the largest total effect on the weighted logit targets, among
+    those the frozen model can move (a sparse basis's active features), sorted by
+    ``(layer, pos, index)``."""
     with attribution_pass(model, clean, 1, cut=False) as leaves:
         resid = final_resid(model, clean.tokens)
-    logits = frozen_logits(model, clean, resid[:, -1])[0]  # the last position only
-    seed = sum(t.probability * demeaned_logit(logits, t.token_id) for t in targets)
+    columns = torch.tensor([[t.token_id for t in targets]])
+    logits = frozen_demeaned_logits(model, clean, resid[:, -1], columns)[0]  # the last position only
+    seed = (logits * torch.tensor([t.probability for t in targets], dtype=logits.dtype)).sum()
     seed.backward()
-    grads = torch.stack([_grad(leaves.features[ly])[0] for ly in range(n_layers)])
-    effect = (grads * clean.features).abs()
-    if exclude_bos:
-        effect[:, 0] = -1.0
-    top = effect.flatten().topk(k).indices
-    layer, rest = top // (n_pos * width), top % (n_pos * width)
-    picked = sorted(zip(layer.tolist(), (rest // width).tolist(), (rest % width).tolist(), strict=True))
-    return picked
+    effects = []
+    for ly, active in enumerate(leaves.active):
+        effect = (_grad(leaves.features[ly])[0] * active.compact(clean.features[ly])).abs()
+        if exclude_bos:
+            effect[active.pos == 0] = -1.0
+        effects.append(effect)
+    effect = torch.cat(effects)
+    eligible = int((effect >= 0).sum())
+    top = effect.topk(min(k, eligible)).indices
+    offsets = torch.tensor([0, *torch.cumsum(torch.tensor([len(a) for a in leaves.active]), 0).tolist()])
+    layer = torch.searchsorted(offsets, top, right=True) - 1
+    picked = []
+    for ly in layer.unique().tolist():
+        pos, index = leaves.active[ly].coords_of(top[layer == ly] - offsets[ly])
+        picked += [(ly, p, i) for p, i in zip(pos.tolist(), index.tolist(), strict=True)]
+    return sorted(picked)
 
 
 def build_neuron_graph(
@@ -190,22 +199,24 @@ def build_feature_graph(
     values = torch.zeros(n, dtype=dtype)
 
     feature_index = torch.tensor(features, dtype=torch.long).reshape(-1, 3)
-    selected_mask = torch.zeros(n_layers, n_pos, width, dtype=torch.bool)
-    if n_feat:
-        selected_mask[feature_index[:, 0], feature_index[:, 1], feature_index[:, 2]] = True
-
     # Columns of each layer's selected features: select_features returns them sorted by
-    # (layer, pos, index), the order in which selected_mask[layer] flattens.
+    # (layer, pos, index), the compact order of every ActiveSet.
     per_layer = torch.bincount(feature_index[:, 0], minlength=n_layers) if n_feat else torch.zeros(n_layers, dtype=torch.long)
     starts = [0, *torch.cumsum(per_layer, 0).tolist()]
     feature_rows = [(r, ("feature", features[r])) for r in range(n_feat)]
     logit_rows = [(n - len(targets) + j, ("logit", t.token_id)) for j, t in enumerate(targets)]
     # One forward pass for every target (circuit-tracer's phases 1-4): `copies` copies of the
     # prompt up to the last block, whose graph each batch's backward pass reuses; logits only
-    # at the last position (frozen_logits), never the whole vocabulary at every position.
+    # at the last position and only the targets' columns (frozen_demeaned_logits).
     copies = min(config.batch_size, max(n_feat, len(targets)))
     with attribution_pass(model, clean, copies) as leaves:
         resid = final_resid(model, tokens.expand(copies, -1))
+    # Per layer: the clean activations in compact order, and the selected features' entries.
+    clean_active = [a.compact(clean.features[ly]) for ly, a in enumerate(leaves.active)]
+    selected = [
+        leaves.active[ly].lookup(feature_index[starts[ly] : starts[ly + 1], 1], feature_index[starts[ly] : starts[ly + 1], 2])
+        for ly in range(n_layers)
+    ]
     batches = _chunks(logit_rows, config.batch_size) + _chunks(feature_rows, config.batch_size)
     bar = tqdm(total=len(feature_rows) + len(logit_rows), disable=not config.progress, desc="attribution")
     for k, batch in enumerate(batches):
@@ -217,10 +228,11 @@ def build_feature_graph(
         for ly in range(n_layers):
             leaf = leaves.features.get(ly)
             if leaf is not None and leaf.grad is not None:
-                contrib = leaf.grad[:nb] * clean.features[ly].unsqueeze(0)  # b pos feature
+                contrib = leaf.grad[:nb] * clean_active[ly]  # b n_active
                 if starts[ly + 1] > starts[ly]:
-                    adjacency[rows[:, None], torch.arange(starts[ly], starts[ly + 1])] = contrib[:, selected_mask[ly]]
-                lumped = (contrib * ~selected_mask[ly]).sum(-1)  # b pos
+                    adjacency[rows[:, None], torch.arange(starts[ly], starts[ly + 1])] = contrib[:, selected[ly]]
+                    contrib = contrib.index_fill(1, selected[ly], 0.0)
+                lumped = leaves.active[ly].position_sums(contrib)  # b pos
             else:
                 lumped = torch.zeros(nb, n_pos, dtype=dtype)
             error = leaves.errors.get(ly)
@@ -263,19 +275,20 @@ def _seeds(
 ) -> torch.Tensor:
     """Each target's value on its own copy (copy ``b`` for the batch's ``b``-th target).
 
-    Logit targets: the demeaned logit at the last position (:func:`frozen_logits` of the
+    Logit targets: the demeaned logit at the last position (:func:`frozen_demeaned_logits` of the
     copies' last residual rows). Feature targets: one gather per layer (indexing element by
     element would make each backward pass fill a zero tensor of a layer's features per target).
     """
     if batch[0][1][0] == "logit":
-        last = frozen_logits(model, clean, resid[: len(batch), -1])  # b d_vocab
-        return torch.stack([demeaned_logit(last[b], what) for b, (_, (_, what)) in enumerate(batch)])
+        columns = torch.tensor([[what] for _, (_, what) in batch])  # b 1
+        return frozen_demeaned_logits(model, clean, resid[: len(batch), -1], columns)[:, 0]
     where = torch.tensor([what for _, (_, what) in batch], dtype=torch.long)  # b (layer pos index)
     copies = torch.arange(len(batch))
     parts, order = [], []
     for layer in where[:, 0].unique().tolist():
         rows = where[:, 0] == layer
-        parts.append(leaves.live[layer][copies[rows], where[rows, 1], where[rows, 2]])
+        entries = leaves.active[layer].lookup(where[rows, 1], where[rows, 2])
+        parts.append(leaves.live[layer][copies[rows], entries])
         order.append(copies[rows])
     return torch.cat(parts)[torch.cat(order).argsort()]
 

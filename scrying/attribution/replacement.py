@@ -18,8 +18,9 @@ Two ways to run it, both built from hooks on :mod:`scrying.sites` only:
 * :func:`attribution_pass` — one forward over a replicated batch in which each layer's features
   are cut from the gradient (they become leaves), for batched backward passes that read direct
   effects (gradient x activation) at every source at once.
-* :func:`frozen_logits` — the frozen final norm and unembedding at the last position only, for
-  logit targets read from an attribution pass stopped after the last block.
+* :func:`frozen_demeaned_logits` — the frozen final norm and the target columns of the
+  unembedding at the last position only, for logit targets read from an attribution pass
+  stopped after the last block.
 * :func:`intervention_pass` — a forward with every frozen quantity *replaced* by its clean value
   and every feature clamped to its clean activation except where told otherwise; the reference
   measurement of what an edge predicts.
@@ -35,10 +36,10 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Bool
 
-from scrying.attribution.basis import FeatureBasis, NeuronBasis
+from scrying.attribution.basis import ActiveSet, FeatureBasis, NeuronBasis, dense_active, dense_attribution_hooks
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError
-from scrying.models.adapter import logits_at
+from scrying.models.adapter import demeaned_logit_columns, final_resid, logits_at
 from scrying.sites import Component, HookFn, Site, check_site, has_site, hooks, recorded
 
 _SCALES = (
@@ -98,7 +99,7 @@ class CleanRun:
     frozen: dict[Site, Tensor]
     features: Float[Tensor, "layer pos feature"]
     resid0: Float[Tensor, "pos d_model"]
-    logits: Float[Tensor, "pos d_vocab"]
+    last_logits: Float[Tensor, " d_vocab"]  # at the last position only (1 GB for all at 1,024 tokens)
     basis: FeatureBasis
     state: dict[str, Any] = field(default_factory=dict)  # the basis's own clean quantities
 
@@ -110,14 +111,16 @@ def clean_run(model: Model, tokens: Int[Tensor, "1 pos"], basis: FeatureBasis | 
     frozen = frozen_sites(model, basis)
     sites = list(dict.fromkeys(frozen + basis.record_sites(model) + [Site(Component.RESID_PRE, 0)]))
     with recorded(model, sites, clone=True) as store:
-        logits = model(tokens)
+        resid = final_resid(model, tokens)
+        last_logits = next(logits_at(model, resid[0, -1:]))[0]
+        model.ln_final(resid)  # last, so the final norm's scale is recorded at every position
     features, state = basis.clean_state(model, store)
     return CleanRun(
         tokens=tokens,
         frozen={s: store[s] for s in frozen},
         features=features,
         resid0=store[Site(Component.RESID_PRE, 0)][0],
-        logits=logits[0].detach(),
+        last_logits=last_logits.detach(),
         basis=basis,
         state=state,
     )
@@ -125,12 +128,25 @@ def clean_run(model: Model, tokens: Int[Tensor, "1 pos"], basis: FeatureBasis | 
 
 @dataclass
 class Leaves:
-    """Tensors created during an attribution pass: read ``.grad`` after ``backward``."""
+    """Tensors created during an attribution pass: read ``.grad`` after ``backward``.
 
-    features: dict[int, Tensor] = field(default_factory=dict)  # layer -> [batch pos feature] leaf
+    Features are compact (``[batch n_active]``, in the order of ``active[layer]``): the features
+    the frozen model can move, every one for a dense basis, the active ones for a sparse one.
+    """
+
+    active: list[ActiveSet] = field(default_factory=list)  # layer -> which features, in order
+    features: dict[int, Tensor] = field(default_factory=dict)  # layer -> [batch n_active] leaf
     live: dict[int, Tensor] = field(default_factory=dict)  # attached features, for target values
     errors: dict[int, Tensor] = field(default_factory=dict)  # layer -> the basis's error term, a leaf
     resid0: Tensor | None = None  # [batch pos d_model] leaf
+
+    def gradient(self, layer: int, pos: int, index: int) -> float:
+        """The first copy's gradient at feature ``(layer, pos, index)`` (0 where none reached it)."""
+        grad = self.features[layer].grad
+        if grad is None:
+            return 0.0
+        k = self.active[layer].lookup(torch.tensor([pos]), torch.tensor([index]))
+        return float(grad[0, k[0]])
 
 
 def _freeze_hooks(
@@ -157,15 +173,18 @@ def attribution_pass(
     """Hooks for a batched forward of ``clean.tokens`` repeated ``batch`` times.
 
     Inside the block, run ``model(tokens.expand(batch, -1))``; feature activations (``live``,
-    attached to their inputs) can serve as backward seeds, while the copies that flow onward are
-    leaves (``features``) whose gradients are the direct effects per unit activation. The
-    basis's error terms (constants of the replacement model) flow on as leaves (``errors``).
+    attached to their inputs, compact: see :class:`Leaves`) can serve as backward seeds, while
+    the copies that flow onward are leaves (``features``) whose gradients are the direct effects
+    per unit activation. The basis's error terms (constants of the replacement model) flow on as
+    leaves (``errors``). Frozen, the basis's own attribution hooks run (a sparse basis tracks its
+    active features only); unfrozen, every feature is tracked through its ``feature_hooks``.
 
     With ``cut=False`` the onward copies stay attached (``act + zero leaf``), so leaf gradients
     are *total* effects through later features too. With ``frozen=False`` nothing is frozen:
     the real model's gradients (for an activation x gradient baseline).
     """
-    leaves = Leaves()
+    basis = clean.basis
+    leaves = Leaves(active=basis.active_features(clean.features, clean.state) if frozen else dense_active(clean.features))
 
     def on_features(layer: int, act: Tensor) -> Tensor:
         leaves.live[layer] = act
@@ -189,28 +208,30 @@ def attribution_pass(
 
     if frozen:
         fwd = _freeze_hooks(model, clean, batch)
-        fwd += clean.basis.feature_hooks(model, clean.state, on_features, on_error)
+        fwd += basis.attribution_hooks(model, clean.features, clean.state, leaves.active, on_features, on_error)
     else:
-        fwd = clean.basis.feature_hooks(model, clean.basis.live_state(clean.state), on_features, on_error)
+        fwd = dense_attribution_hooks(basis, model, basis.live_state(clean.state), on_features, on_error)
     fwd.append((Site(Component.RESID_PRE, 0), on_resid0))
     with hooks(model, fwd):
         yield leaves
 
 
-def frozen_logits(
-    model: Model, clean: CleanRun, resid: Float[Tensor, "row d_model"]
-) -> Float[Tensor, "row d_vocab"]:
-    """The replacement model's logits at the prompt's last position, from rows of the residual
-    stream after the last block there (e.g. one per copy of an :func:`attribution_pass`, read
-    with :func:`~scrying.models.adapter.final_resid`): the final norm with its clean scale,
-    frozen as :func:`attribution_pass` freezes it, then the unembedding, for these rows only."""
+def frozen_demeaned_logits(
+    model: Model, clean: CleanRun, resid: Float[Tensor, "row d_model"], columns: Int[Tensor, "row col"]
+) -> Float[Tensor, "row col"]:
+    """The replacement model's demeaned logits (logit minus the vocabulary mean) of tokens
+    ``columns[i]`` at the prompt's last position, from rows of the residual stream after the
+    last block there (e.g. one per copy of an :func:`attribution_pass`, read with
+    :func:`~scrying.models.adapter.final_resid`): the final norm with its clean scale, frozen as
+    :func:`attribution_pass` freezes it, then only those columns and the unembedding's mean row
+    (:func:`~scrying.models.adapter.demeaned_logit_columns`), never the whole vocabulary."""
     scale = clean.frozen[Site(Component.FINAL_SCALE)][:, -1:]  # 1 1 1
 
     def fn(act: Tensor, hook: Any) -> Tensor:
         return scale.expand_as(act).to(act.dtype)
 
     with hooks(model, [(Site(Component.FINAL_SCALE), fn)]):
-        return torch.cat(list(logits_at(model, resid)))
+        return demeaned_logit_columns(model, resid, columns)
 
 
 @dataclass(frozen=True)

@@ -249,4 +249,4 @@ def _real_gradient(model: Model, clean: CleanRun, nodes: list[Node], token_id: i
     with attribution_pass(model, clean, 1, cut=False, frozen=False) as leaves:
         logits = model(clean.tokens)
         demeaned_logit(logits[0, -1], token_id).backward()
-    return torch.tensor([float(leaves.features[n.layer].grad[0, n.pos, n.feature]) for n in nodes], dtype=torch.float64)
+    return torch.tensor([leaves.gradient(n.layer, n.pos, n.feature) for n in nodes], dtype=torch.float64)

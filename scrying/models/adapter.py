@@ -27,12 +27,14 @@ Phases of :func:`final_resid`, the pass the batched sweep repeats for every abla
    positions of the last block's output are never read.
 3. **Read** logits only where a metric needs them: final norm and unembedding applied to the
    selected rows, in chunks (:func:`logits_at`), or, when the metric needs only a few tokens'
-   logits (logit difference), just those columns of the unembedding (:func:`logit_columns`).
+   logits (logit difference), just those columns of the unembedding (:func:`logit_columns`;
+  :func:`demeaned_logit_columns` for logits minus their mean over the vocabulary).
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -168,6 +170,44 @@ def logit_columns(
     if cap > 0:
         logits = cap * torch.tanh(logits / cap)
     return logits
+
+
+def demeaned_logit_columns(
+    model: Model, resid: Float[Tensor, "read d_model"], columns: Int[Tensor, "read col"]
+) -> Float[Tensor, "read col"]:
+    """``logit[columns[i]] - mean(logits)`` at residual row ``i``, without the whole vocabulary:
+    the mean logit is the final-normed row times the unembedding's mean row (plus the mean bias),
+    so only the asked columns and one mean row are read (a 262k-token unembedding is 671 MB;
+    reading it dominates a pass over a few rows). Refused under a final logit softcap, where
+    the mean of the logits is not the logit of the mean row."""
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
+    if cap > 0:
+        raise InvalidInputError(f"demeaned logit columns need an uncapped unembedding; this model caps logits at {cap:g}")
+    unembed = model.unembed.original_component
+    normed = model.ln_final(resid.unsqueeze(0))[0]
+    mean_row, mean_bias = _unembedding_mean(unembed)
+    weight = unembed.weight[columns] - mean_row  # read col d_model
+    logits = einops.einsum(normed.to(weight.dtype), weight, "read d, read col d -> read col")
+    bias = getattr(unembed, "bias", None)
+    if bias is not None:
+        logits = logits + (bias[columns] - mean_bias)
+    return logits
+
+
+_MEANS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[int, int, torch.Tensor, torch.Tensor | None]] = weakref.WeakKeyDictionary()
+
+
+def _unembedding_mean(unembed: torch.nn.Module) -> tuple[Float[Tensor, " d_model"], Float[Tensor, ""] | None]:
+    """The unembedding's mean row and mean bias, cached per module (while its weight tensor and
+    that tensor's version are the same)."""
+    weight = unembed.weight
+    bias = getattr(unembed, "bias", None)
+    cached = _MEANS.get(unembed)
+    if cached is None or cached[:2] != (id(weight), weight._version):
+        with torch.no_grad():
+            cached = (id(weight), weight._version, weight.mean(0), bias.mean() if bias is not None else None)
+        _MEANS[unembed] = cached
+    return cached[2], cached[3]
 
 
 def output_weight(model: Model, layer: int) -> Float[Tensor, "head d_head d_model"]:

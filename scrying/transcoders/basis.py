@@ -15,6 +15,10 @@ where ``x`` is the MLP's input (``feature_input_hook``) and ``features`` the tra
   ``(x @ W_enc.T + b_enc) * mask`` is linear in the residual stream (plus its encoder bias), and
   the error is a constant handed to the builder (``on_error``), which adds it to that layer's
   error nodes. The skip connection stays linear and live.
+* **Attribution pass** (:meth:`TranscoderBasis.attribution_hooks`): with the mask frozen, only
+  the features active on the prompt can move, and only they are computed, per batch copy, from
+  the active encoder and decoder rows (:mod:`scrying.transcoders.active`); no pass over every
+  feature happens per copy, forward or backward.
 * **Weights** are frozen (``requires_grad`` off) when the basis is made: gradients flow to the
   features, the error terms and the residual stream, never to the transcoder's parameters.
 * **Live** (:meth:`TranscoderBasis.live_state`): the transcoder's own activation, and the error
@@ -30,9 +34,11 @@ from typing import Any
 
 import torch
 
+from scrying.attribution.basis import ActiveSet
 from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError
 from scrying.sites import HookFn, Site
+from scrying.transcoders.active import decode_active, encode_active
 from scrying.transcoders.files import TranscoderSet
 
 
@@ -124,6 +130,57 @@ class TranscoderBasis:
             else:  # live: the real MLP output minus the unintervened reconstruction
                 err = act - tc.decode(feats, x)
             return tc.decode(on_features(layer, feats), x) + on_error(layer, err)
+
+        return fn
+
+    def active_features(
+        self, features: Float[Tensor, "layer pos feature"], state: dict[str, Any]
+    ) -> list[ActiveSet]:
+        """The features whose frozen mask is on, per layer (row-major ``(pos, index)``)."""
+        _, n_pos, width = features.shape
+        return [ActiveSet(n_pos, width, torch.nonzero(mask)) for mask in state["mask"]]
+
+    def attribution_hooks(
+        self,
+        model: Model,
+        features: Float[Tensor, "layer pos feature"],
+        state: dict[str, Any],
+        active: list[ActiveSet],
+        on_active: Callable[[int, Tensor], Tensor],
+        on_error: Callable[[int, Tensor], Tensor],
+    ) -> list[tuple[Site, HookFn]]:
+        """The frozen layer, active features only: ``decode_active(on_active(encode_active(x)))
+        + b_dec + x @ W_skip.T + error``; equal to :meth:`feature_hooks`' output with the frozen
+        mask, since every other feature is 0 there."""
+        inputs: dict[int, Tensor] = {}
+        out: list[tuple[Site, HookFn]] = []
+        for layer in range(model.cfg.n_layers):
+            out.append((self.set.input_site(layer), _capture(layer, inputs)))
+            out.append((self.set.output_site(layer), self._active(layer, state, active[layer], inputs, on_active, on_error)))
+        return out
+
+    def _active(
+        self,
+        layer: int,
+        state: dict[str, Any],
+        active: ActiveSet,
+        inputs: dict[int, Tensor],
+        on_active: Callable[[int, Tensor], Tensor],
+        on_error: Callable[[int, Tensor], Tensor],
+    ) -> HookFn:
+        tc = self.set.transcoders[layer]
+        assert active.coords is not None
+        pos, index = active.coords[:, 0], active.coords[:, 1]
+        error: Tensor = state["error"][layer]
+
+        def fn(act: Tensor, hook: Any) -> Tensor:
+            x = inputs.pop(layer)
+            tc.to(x.dtype)
+            acts = on_active(layer, encode_active(x, pos, index, tc.W_enc, tc.b_enc))
+            out = decode_active(acts, pos, index, tc.W_dec, x.shape[1]) + tc.b_dec
+            if tc.W_skip is not None:
+                out = out + x @ tc.W_skip.T
+            return out + on_error(layer, error.expand(act.shape[0], -1, -1).to(act.dtype))
 
         return fn
 
