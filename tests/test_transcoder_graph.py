@@ -100,12 +100,12 @@ def calibrated(model, tset: TranscoderSet) -> TranscoderSet:
     """Decoders rescaled so each layer's reconstruction has the MLP output's size on the prompt
     (the tiny Gemma's MLP outputs are ~1e-4 and its post-norm scales ~1e4: a reconstruction
     10^4 times too large would amplify float rounding into visible disagreement)."""
-    sites = [Site(Component.MLP_IN, ly) for ly in range(model.cfg.n_layers)]
-    sites += [Site(Component.MLP_RESULT, ly) for ly in range(model.cfg.n_layers)]
+    sites = [tset.input_site(ly) for ly in range(model.cfg.n_layers)]
+    sites += [tset.output_site(ly) for ly in range(model.cfg.n_layers)]
     with recorded(model, sites) as store:
         model(tokenize(model, PROMPT))
     for ly, tc in enumerate(tset.transcoders):
-        x, y = store[Site(Component.MLP_IN, ly)], store[Site(Component.MLP_RESULT, ly)]
+        x, y = store[tset.input_site(ly)], store[tset.output_site(ly)]
         ratio = y.pow(2).mean().sqrt() / tc(x).pow(2).mean().sqrt()
         with torch.no_grad():
             for p in (tc.W_dec, tc.b_dec, tc.W_skip):
@@ -218,6 +218,35 @@ def test_lossy_feature_edges_equal_interventions_in_the_frozen_model(lossy):
         predicted = graph.adjacency[t, sources]
         assert torch.allclose(predicted, measured, rtol=1e-4, atol=1e-10)
         assert predicted.abs().max() > 1e-4  # not vacuous
+
+
+@pytest.mark.parametrize(
+    ("input_hook", "output_hook"),
+    [("hook_resid_mid", "mlp.hook_out"), ("mlp.hook_in", "hook_mlp_out"), ("hook_resid_mid", "hook_mlp_out")],
+)
+def test_every_hook_layout_gives_edges_equal_to_interventions(tmp_path, input_hook, output_hook):
+    """circuit-tracer's other hook names: reading the residual stream before the pre-norm, and
+    writing after Gemma's MLP post-norm. With the output at ``mlp.hook_out`` the attribution pass
+    skips the real MLP (its output is replaced whole); after the post-norm it runs it. Either
+    way, feature edges to the logits equal interventions in the frozen model."""
+    model = tiny("gemma3", tmp_path)
+    tset = random_set(model.cfg.d_model, model.cfg.n_layers, seed=4)
+    tset = calibrated(model, TranscoderSet(tset.transcoders, "random", input_hook, output_hook))
+    basis = TranscoderBasis(tset)
+    graph = build_feature_graph(model, PROMPT, config=CONFIG, basis=basis)
+    clean = clean_run(model, tokenize(model, PROMPT), basis)
+    sources = [s for s, n in enumerate(graph.nodes) if n.kind == "feature" and n.activation]
+    interventions = [Intervention()] + [
+        Intervention(features={(graph.nodes[s].layer, graph.nodes[s].pos, graph.nodes[s].feature): 0.0}) for s in sources
+    ]
+    logits = intervention_pass(model, clean, interventions)[0][:, -1]
+    checked = 0
+    for t, target in enumerate(graph.nodes):
+        if target.kind == "logit":
+            values = logits[:, target.feature] - logits.mean(-1)
+            assert torch.allclose(graph.adjacency[t, sources], values[0] - values[1:], rtol=1e-4, atol=1e-10)
+            checked += int(graph.adjacency[t, sources].abs().max() > 1e-4)
+    assert checked  # not vacuous
 
 
 def test_scrying_trace_with_transcoders_writes_a_validated_graph(tmp_path, capsys):

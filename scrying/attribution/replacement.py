@@ -36,7 +36,13 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Bool
 
-from scrying.attribution.basis import ActiveSet, FeatureBasis, NeuronBasis, dense_active, dense_attribution_hooks
+from scrying.attribution.basis import (
+    ActiveSet,
+    FeatureBasis,
+    NeuronBasis,
+    dense_active,
+    dense_attribution_hooks,
+)
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError
 from scrying.models.adapter import demeaned_logit_columns, final_resid, logits_at

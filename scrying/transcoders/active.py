@@ -15,7 +15,8 @@ position's active rows are laid out side by side (padded to the most any positio
 for TopK), so the work is one batched matrix product over positions, done a chunk of positions
 at a time: a long prompt never materializes a ``[batch n_active d_model]`` tensor (1 GB at
 1,024 tokens and batch 16). Each function is a :class:`torch.autograd.Function` whose backward
-pass is the other one.
+pass is the other one. :class:`ActiveRows` holds one weight's active rows and their layout; a
+short prompt's padded rows are kept (built once per attribution pass, not once per backward).
 """
 
 from __future__ import annotations
@@ -28,108 +29,93 @@ from scrying.axes import Float, Int, Tensor
 
 #: Elements of the gathered weight rows per chunk of positions (32 MB in float32).
 CHUNK_ELEMENTS = 1 << 23
+#: Padded rows up to this many elements (8 MB in float32) are built once and kept.
+KEEP_ELEMENTS = 1 << 21
 
 
-def _layout(pos: Int[Tensor, " n"], n_pos: int) -> tuple[Int[Tensor, " n"], int]:
-    """Each entry's slot among its position's entries (``pos`` sorted), and the most per position."""
-    counts = torch.bincount(pos, minlength=n_pos)
-    first = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(len(pos)) - first[pos]
-    return slot, int(counts.max()) if len(pos) else 0
+class ActiveRows:
+    """Rows ``weight[index[k]]`` of the active entries ``k`` (at positions ``pos[k]``, sorted),
+    laid out per position: ``[pos slot d_model]``, zero where a position has fewer entries."""
 
+    def __init__(self, weight: Float[Tensor, "n_features d_model"], pos: Int[Tensor, " n"], index: Int[Tensor, " n"], n_pos: int) -> None:
+        self.weight, self.pos, self.index, self.n_pos = weight.detach(), pos, index, n_pos
+        counts = torch.bincount(pos, minlength=n_pos)
+        self.slot = torch.arange(len(pos)) - (torch.cumsum(counts, 0) - counts)[pos]
+        self.width = int(counts.max()) if len(pos) else 0
+        d_model = weight.shape[-1]
+        self.step = max(1, CHUNK_ELEMENTS // max(1, self.width * d_model))
+        self._kept: dict[torch.dtype, Tensor] = {}
+        self._keep = n_pos * self.width * d_model <= KEEP_ELEMENTS
 
-def _padded_weights(
-    weight: Float[Tensor, "n_features d_model"], pos: Tensor, slot: Tensor, index: Tensor, lo: int, hi: int, width: int
-) -> tuple[Float[Tensor, "chunk slot d_model"], Tensor]:
-    """Rows ``weight[index[k]]`` of the entries at positions ``lo..hi-1``, laid out ``[pos slot]``
-    (zero where a position has fewer entries), and which entries those are."""
-    inside = (pos >= lo) & (pos < hi)
-    padded = weight.new_zeros(hi - lo, width, weight.shape[-1])
-    padded[pos[inside] - lo, slot[inside]] = weight[index[inside]]
-    return padded, inside
+    def _padded(self, lo: int, hi: int, dtype: torch.dtype) -> tuple[Float[Tensor, "chunk slot d_model"], Tensor]:
+        """The padded rows of positions ``lo..hi-1``, and which entries are there."""
+        inside = (self.pos >= lo) & (self.pos < hi)
+        if self._keep:
+            if dtype not in self._kept:
+                self._kept[dtype] = self._build(0, self.n_pos, torch.ones_like(inside), dtype)
+            return self._kept[dtype][lo:hi], inside
+        return self._build(lo, hi, inside, dtype), inside
 
+    def _build(self, lo: int, hi: int, inside: Tensor, dtype: torch.dtype) -> Tensor:
+        padded = self.weight.new_zeros(hi - lo, self.width, self.weight.shape[-1], dtype=dtype)
+        padded[self.pos[inside] - lo, self.slot[inside]] = self.weight[self.index[inside]].to(dtype)
+        return padded
 
-def _positions(n_pos: int, width: int, d_model: int) -> range:
-    step = max(1, CHUNK_ELEMENTS // max(1, width * d_model))
-    return range(0, n_pos, step)
+    def dot(self, rows: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch n"]:
+        """``out[b, k] = rows[b, pos[k]] · weight[index[k]]``: per position one batched product
+        ``[batch d_model] @ [d_model slot]``."""
+        out = rows.new_empty(rows.shape[0], len(self.pos))
+        for lo in range(0, self.n_pos, self.step):
+            hi = min(lo + self.step, self.n_pos)
+            padded, inside = self._padded(lo, hi, rows.dtype)
+            dots = torch.bmm(rows[:, lo:hi].transpose(0, 1), padded.transpose(1, 2))  # chunk batch slot
+            out[:, inside] = dots[self.pos[inside] - lo, :, self.slot[inside]].T
+        return out
 
-
-def _gather_dot(
-    rows: Float[Tensor, "batch pos d_model"], pos: Int[Tensor, " n"], weight: Float[Tensor, "n_features d_model"], index: Int[Tensor, " n"]
-) -> Float[Tensor, "batch n"]:
-    """``out[b, k] = rows[b, pos[k]] · weight[index[k]]``: one batched product per position
-    (``[batch d_model] @ [d_model slot]``) over the position's padded rows."""
-    n_pos = rows.shape[1]
-    slot, width = _layout(pos, n_pos)
-    out = rows.new_empty(rows.shape[0], len(pos))
-    step = _positions(n_pos, width, rows.shape[-1]).step
-    for lo in range(0, n_pos, step):
-        hi = min(lo + step, n_pos)
-        padded, inside = _padded_weights(weight.to(rows.dtype), pos, slot, index, lo, hi, width)
-        dots = torch.bmm(rows[:, lo:hi].transpose(0, 1), padded.transpose(1, 2))  # chunk batch slot
-        out[:, inside] = dots[pos[inside] - lo, :, slot[inside]].T
-    return out
-
-
-def _scatter_rows(
-    values: Float[Tensor, "batch n"], pos: Int[Tensor, " n"], weight: Float[Tensor, "n_features d_model"], index: Int[Tensor, " n"], n_pos: int
-) -> Float[Tensor, "batch pos d_model"]:
-    """``out[b, p] = sum over k with pos[k] = p of values[b, k] weight[index[k]]``: one batched
-    product per position (``[batch slot] @ [slot d_model]``)."""
-    slot, width = _layout(pos, n_pos)
-    out = values.new_zeros(values.shape[0], n_pos, weight.shape[-1])
-    step = _positions(n_pos, width, weight.shape[-1]).step
-    for lo in range(0, n_pos, step):
-        hi = min(lo + step, n_pos)
-        padded, inside = _padded_weights(weight.to(values.dtype), pos, slot, index, lo, hi, width)
-        coeffs = values.new_zeros(hi - lo, values.shape[0], width)
-        coeffs[pos[inside] - lo, :, slot[inside]] = values[:, inside].T
-        out[:, lo:hi] = torch.bmm(coeffs, padded).transpose(0, 1)
-    return out
+    def scatter(self, values: Float[Tensor, "batch n"]) -> Float[Tensor, "batch pos d_model"]:
+        """``out[b, p] = sum over k with pos[k] = p of values[b, k] weight[index[k]]``: per
+        position one batched product ``[batch slot] @ [slot d_model]``."""
+        out = values.new_zeros(values.shape[0], self.n_pos, self.weight.shape[-1])
+        for lo in range(0, self.n_pos, self.step):
+            hi = min(lo + self.step, self.n_pos)
+            padded, inside = self._padded(lo, hi, values.dtype)
+            coeffs = values.new_zeros(hi - lo, values.shape[0], self.width)
+            coeffs[self.pos[inside] - lo, :, self.slot[inside]] = values[:, inside].T
+            out[:, lo:hi] = torch.bmm(coeffs, padded).transpose(0, 1)
+        return out
 
 
 class _Encode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, pos: Tensor, index: Tensor, W_enc: Tensor) -> Tensor:
-        ctx.save_for_backward(pos, index, W_enc)
-        ctx.n_pos = x.shape[1]
-        return _gather_dot(x, pos, W_enc, index)
+    def forward(ctx: Any, x: Tensor, rows: ActiveRows) -> Tensor:
+        ctx.rows = rows
+        return rows.dot(x)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
-        pos, index, W_enc = ctx.saved_tensors
-        return _scatter_rows(grad, pos, W_enc, index, ctx.n_pos), None, None, None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return ctx.rows.scatter(grad), None
 
 
 class _Decode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, acts: Tensor, pos: Tensor, index: Tensor, W_dec: Tensor, n_pos: int) -> Tensor:
-        ctx.save_for_backward(pos, index, W_dec)
-        return _scatter_rows(acts, pos, W_dec, index, n_pos)
+    def forward(ctx: Any, acts: Tensor, rows: ActiveRows) -> Tensor:
+        ctx.rows = rows
+        return rows.scatter(acts)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None]:
-        pos, index, W_dec = ctx.saved_tensors
-        return _gather_dot(grad, pos, W_dec, index), None, None, None, None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return ctx.rows.dot(grad), None
 
 
 def encode_active(
-    x: Float[Tensor, "batch pos d_model"],
-    pos: Int[Tensor, " n"],
-    index: Int[Tensor, " n"],
-    W_enc: Float[Tensor, "n_features d_model"],
-    b_enc: Float[Tensor, " n_features"],
+    x: Float[Tensor, "batch pos d_model"], rows: ActiveRows, b_enc: Float[Tensor, " n_features"]
 ) -> Float[Tensor, "batch n"]:
-    """Pre-activations of the active features (their values, the mask being 1 there)."""
-    return _Encode.apply(x, pos, index, W_enc.detach()) + b_enc.detach()[index].to(x.dtype)
+    """Pre-activations of the active features (their values, the mask being 1 there);
+    ``rows`` holds the encoder's active rows (``W_enc``)."""
+    return _Encode.apply(x, rows) + b_enc.detach()[rows.index].to(x.dtype)
 
 
-def decode_active(
-    acts: Float[Tensor, "batch n"],
-    pos: Int[Tensor, " n"],
-    index: Int[Tensor, " n"],
-    W_dec: Float[Tensor, "n_features d_model"],
-    n_pos: int,
-) -> Float[Tensor, "batch pos d_model"]:
-    """The active features' decoder output (no ``b_dec``, no skip), per position."""
-    return _Decode.apply(acts, pos, index, W_dec.detach(), n_pos)
+def decode_active(acts: Float[Tensor, "batch n"], rows: ActiveRows) -> Float[Tensor, "batch pos d_model"]:
+    """The active features' decoder output (no ``b_dec``, no skip), per position; ``rows``
+    holds the decoder's active rows (``W_dec``)."""
+    return _Decode.apply(acts, rows)

@@ -37,8 +37,8 @@ import torch
 from scrying.attribution.basis import ActiveSet
 from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError
-from scrying.sites import HookFn, Site
-from scrying.transcoders.active import decode_active, encode_active
+from scrying.sites import Component, HookFn, Site
+from scrying.transcoders.active import ActiveRows, decode_active, encode_active
 from scrying.transcoders.files import TranscoderSet
 
 
@@ -154,8 +154,14 @@ class TranscoderBasis:
         mask, since every other feature is 0 there."""
         inputs: dict[int, Tensor] = {}
         out: list[tuple[Site, HookFn]] = []
+        skip = self.set.output_site(0).component == Component.MLP_RESULT
         for layer in range(model.cfg.n_layers):
-            out.append((self.set.input_site(layer), _capture(layer, inputs)))
+            if skip and self.set.input_site(layer).component == Component.MLP_IN:
+                out.append((self.set.input_site(layer), _capture(layer, inputs, empty=True)))
+            else:
+                out.append((self.set.input_site(layer), _capture(layer, inputs)))
+                if skip:
+                    out.append((Site(Component.MLP_IN, layer), _empty))
             out.append((self.set.output_site(layer), self._active(layer, state, active[layer], inputs, on_active, on_error)))
         return out
 
@@ -176,8 +182,9 @@ class TranscoderBasis:
         def fn(act: Tensor, hook: Any) -> Tensor:
             x = inputs.pop(layer)
             tc.to(x.dtype)
-            acts = on_active(layer, encode_active(x, pos, index, tc.W_enc, tc.b_enc))
-            out = decode_active(acts, pos, index, tc.W_dec, x.shape[1]) + tc.b_dec
+            n_pos = x.shape[1]
+            acts = on_active(layer, encode_active(x, ActiveRows(tc.W_enc, pos, index, n_pos), tc.b_enc))
+            out = decode_active(acts, ActiveRows(tc.W_dec, pos, index, n_pos)) + tc.b_dec
             if tc.W_skip is not None:
                 out = out + x @ tc.W_skip.T
             return out + on_error(layer, error.expand(act.shape[0], -1, -1).to(act.dtype))
@@ -192,8 +199,15 @@ class TranscoderBasis:
         return {k: v for k, v in state.items() if k not in ("mask", "error")}
 
 
-def _capture(layer: int, store: dict[int, Tensor]) -> HookFn:
-    def fn(act: Tensor, hook: Any) -> None:
+def _capture(layer: int, store: dict[int, Tensor], *, empty: bool = False) -> HookFn:
+    def fn(act: Tensor, hook: Any) -> Tensor | None:
         store[layer] = act
+        return _empty(act, hook) if empty else None
 
     return fn
+
+
+def _empty(act: Tensor, hook: Any) -> Tensor:
+    """The MLP's input with no positions: the MLP's output is replaced whole at its output hook
+    (``mlp.hook_out``), so the real MLP (two thirds of a forward pass's work) is skipped."""
+    return act[:, :0]
