@@ -29,8 +29,10 @@ from scrying.axes import Float, Int, Tensor
 
 #: Elements of the gathered weight rows per chunk of positions (32 MB in float32).
 CHUNK_ELEMENTS = 1 << 23
-#: Padded rows up to this many elements (8 MB in float32) are built once and kept.
-KEEP_ELEMENTS = 1 << 21
+#: Padded rows up to this many elements (32 MB in float32: 256 tokens of TopK-32 with d_model
+#: 640) are built once per attribution pass and kept; longer prompts rebuild them in every pass
+#: over the layer (memory before time).
+KEEP_ELEMENTS = 1 << 23
 
 
 class ActiveRows:
@@ -42,7 +44,10 @@ class ActiveRows:
         counts = torch.bincount(pos, minlength=n_pos)
         self.slot = torch.arange(len(pos)) - (torch.cumsum(counts, 0) - counts)[pos]
         self.width = int(counts.max()) if len(pos) else 0
-        d_model = weight.shape[-1]
+        n_features, d_model = weight.shape
+        # Each (position, slot)'s feature; empty slots point at an extra zero row.
+        self.layout = torch.full((n_pos, self.width), n_features, dtype=torch.long)
+        self.layout[pos, self.slot] = index
         self.step = max(1, CHUNK_ELEMENTS // max(1, self.width * d_model))
         self._kept: dict[torch.dtype, Tensor] = {}
         self._keep = n_pos * self.width * d_model <= KEEP_ELEMENTS
@@ -52,14 +57,13 @@ class ActiveRows:
         inside = (self.pos >= lo) & (self.pos < hi)
         if self._keep:
             if dtype not in self._kept:
-                self._kept[dtype] = self._build(0, self.n_pos, torch.ones_like(inside), dtype)
+                self._kept[dtype] = self._build(0, self.n_pos, dtype)
             return self._kept[dtype][lo:hi], inside
-        return self._build(lo, hi, inside, dtype), inside
+        return self._build(lo, hi, dtype), inside
 
-    def _build(self, lo: int, hi: int, inside: Tensor, dtype: torch.dtype) -> Tensor:
-        padded = self.weight.new_zeros(hi - lo, self.width, self.weight.shape[-1], dtype=dtype)
-        padded[self.pos[inside] - lo, self.slot[inside]] = self.weight[self.index[inside]].to(dtype)
-        return padded
+    def _build(self, lo: int, hi: int, dtype: torch.dtype) -> Tensor:
+        weight = torch.cat([self.weight.to(dtype), self.weight.new_zeros(1, self.weight.shape[-1], dtype=dtype)])
+        return weight[self.layout[lo:hi]]
 
     def dot(self, rows: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch n"]:
         """``out[b, k] = rows[b, pos[k]] · weight[index[k]]``: per position one batched product
