@@ -237,7 +237,7 @@ def build_feature_graph(
                 lumped = torch.zeros(nb, n_pos, dtype=dtype)
             error = leaves.errors.get(ly)
             if error is not None and error.grad is not None:
-                lumped = lumped + (error.grad[:nb] * error.detach()[:nb]).flatten(2).sum(-1).to(dtype)
+                lumped = lumped + error.grad[:nb, :, 0].to(dtype)  # the error term's direct effect
             adjacency[rows, n_feat + ly * n_pos : n_feat + (ly + 1) * n_pos] = lumped
         embed = (_grad(leaves.resid0)[:nb] * clean.resid0.unsqueeze(0)).sum(-1)  # b pos
         adjacency[rows, n_feat + n_err : n_feat + n_err + n_pos] = embed

@@ -43,6 +43,11 @@ from scrying.attribution.basis import (
     dense_active,
     dense_attribution_hooks,
 )
+from scrying.attribution.frozen_attention import (
+    attention_sites,
+    frozen_attention_hooks,
+    z_is_pattern_times_values,
+)
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError
 from scrying.models.adapter import demeaned_logit_columns, final_resid, logits_at
@@ -108,6 +113,9 @@ class CleanRun:
     last_logits: Float[Tensor, " d_vocab"]  # at the last position only (1 GB for all at 1,024 tokens)
     basis: FeatureBasis
     state: dict[str, Any] = field(default_factory=dict)  # the basis's own clean quantities
+    # hook_z is pattern @ values here (checked on this run): attribution passes may then apply
+    # the frozen patterns at hook_z, without a pattern copy per batch row (frozen_attention).
+    z_from_pattern: bool = False
 
 
 @torch.no_grad()
@@ -115,7 +123,7 @@ def clean_run(model: Model, tokens: Int[Tensor, "1 pos"], basis: FeatureBasis | 
     """Run the prompt once and keep what the replacement model needs (default basis: neurons)."""
     basis = basis or NeuronBasis()
     frozen = frozen_sites(model, basis)
-    sites = list(dict.fromkeys(frozen + basis.record_sites(model) + [Site(Component.RESID_PRE, 0)]))
+    sites = list(dict.fromkeys(frozen + basis.record_sites(model) + [Site(Component.RESID_PRE, 0)] + attention_sites(model)))
     with recorded(model, sites, clone=True) as store:
         resid = final_resid(model, tokens)
         last_logits = next(logits_at(model, resid[0, -1:]))[0]
@@ -129,6 +137,7 @@ def clean_run(model: Model, tokens: Int[Tensor, "1 pos"], basis: FeatureBasis | 
         last_logits=last_logits.detach(),
         basis=basis,
         state=state,
+        z_from_pattern=z_is_pattern_times_values(model, store),
     )
 
 
@@ -143,7 +152,9 @@ class Leaves:
     active: list[ActiveSet] = field(default_factory=list)  # layer -> which features, in order
     features: dict[int, Tensor] = field(default_factory=dict)  # layer -> [batch n_active] leaf
     live: dict[int, Tensor] = field(default_factory=dict)  # attached features, for target values
-    errors: dict[int, Tensor] = field(default_factory=dict)  # layer -> the basis's error term, a leaf
+    # layer -> [batch pos 1] zero leaf scaling the basis's error term: its gradient is the error
+    # term's direct effect at each position
+    errors: dict[int, Tensor] = field(default_factory=dict)
     resid0: Tensor | None = None  # [batch pos d_model] leaf
 
     def gradient(self, layer: int, pos: int, index: int) -> float:
@@ -181,9 +192,12 @@ def attribution_pass(
     Inside the block, run ``model(tokens.expand(batch, -1))``; feature activations (``live``,
     attached to their inputs, compact: see :class:`Leaves`) can serve as backward seeds, while
     the copies that flow onward are leaves (``features``) whose gradients are the direct effects
-    per unit activation. The basis's error terms (constants of the replacement model) flow on as
-    leaves (``errors``). Frozen, the basis's own attribution hooks run (a sparse basis tracks its
-    active features only); unfrozen, every feature is tracked through its ``feature_hooks``.
+    per unit activation. The basis's error terms (constants of the replacement model) flow on
+    scaled by ``1 + tap`` (``errors``: zero leaves whose gradients are the terms' direct
+    effects). Frozen, the basis's own attribution hooks run (a sparse basis tracks its active
+    features only) and, where ``hook_z`` is pattern times values, the frozen patterns are applied
+    there (:mod:`scrying.attribution.frozen_attention`); unfrozen, every feature is tracked
+    through its ``feature_hooks``.
 
     With ``cut=False`` the onward copies stay attached (``act + zero leaf``), so leaf gradients
     are *total* effects through later features too. With ``frozen=False`` nothing is frozen:
@@ -203,16 +217,24 @@ def attribution_pass(
         return act + zero
 
     def on_error(layer: int, error: Tensor) -> Tensor:
-        leaf = error.detach().clone().requires_grad_(True)
-        leaves.errors[layer] = leaf
-        return leaf
+        # error * (1 + tap), tap a zero leaf with one entry per (copy, position): the same value,
+        # and tap's gradient is the error term's direct effect, sum over d of error x gradient,
+        # without a [batch pos d_model] copy of the error or of its gradient per layer.
+        tap = torch.zeros(*error.shape[:-1], 1, dtype=error.dtype, requires_grad=True)
+        leaves.errors[layer] = tap
+        return error.detach() * (1 + tap)
 
     def on_resid0(act: Tensor, hook: Any) -> Tensor:
         leaf = act.detach().requires_grad_(True)
         leaves.resid0 = leaf
         return leaf
 
-    if frozen:
+    if frozen and clean.z_from_pattern:  # the patterns applied at hook_z, stored once
+        fwd = _freeze_hooks(model, clean, batch, frozenset({"patterns"}))
+        patterns = {layer: clean.frozen[Site(Component.PATTERN, layer)] for layer in range(model.cfg.n_layers)}
+        fwd += frozen_attention_hooks(model, patterns)
+        fwd += basis.attribution_hooks(model, clean.features, clean.state, leaves.active, on_features, on_error)
+    elif frozen:
         fwd = _freeze_hooks(model, clean, batch)
         fwd += basis.attribution_hooks(model, clean.features, clean.state, leaves.active, on_features, on_error)
     else:

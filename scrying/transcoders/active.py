@@ -29,17 +29,20 @@ from scrying.axes import Float, Int, Tensor
 
 #: Elements of the gathered weight rows per chunk of positions (32 MB in float32).
 CHUNK_ELEMENTS = 1 << 23
-#: Padded rows up to this many elements (32 MB in float32: 256 tokens of TopK-32 with d_model
+#: Padded rows up to this many elements (8 MB in float32: 100 tokens of TopK-32 with d_model
 #: 640) are built once per attribution pass and kept; longer prompts rebuild them in every pass
-#: over the layer (memory before time).
-KEEP_ELEMENTS = 1 << 23
+#: over the layer (memory before time: kept at 256 tokens they would take 377 MB for 18 layers).
+KEEP_ELEMENTS = 1 << 21
 
 
 class ActiveRows:
     """Rows ``weight[index[k]]`` of the active entries ``k`` (at positions ``pos[k]``, sorted),
-    laid out per position: ``[pos slot d_model]``, zero where a position has fewer entries."""
+    laid out per position: ``[pos slot d_model]``, zero where a position has fewer entries.
+    ``keep``: keep the laid-out rows between calls (up to ``KEEP_ELEMENTS``)."""
 
-    def __init__(self, weight: Float[Tensor, "n_features d_model"], pos: Int[Tensor, " n"], index: Int[Tensor, " n"], n_pos: int) -> None:
+    def __init__(
+        self, weight: Float[Tensor, "n_features d_model"], pos: Int[Tensor, " n"], index: Int[Tensor, " n"], n_pos: int, *, keep: bool = True
+    ) -> None:
         self.weight, self.pos, self.index, self.n_pos = weight.detach(), pos, index, n_pos
         counts = torch.bincount(pos, minlength=n_pos)
         self.slot = torch.arange(len(pos)) - (torch.cumsum(counts, 0) - counts)[pos]
@@ -50,7 +53,7 @@ class ActiveRows:
         self.layout[pos, self.slot] = index
         self.step = max(1, CHUNK_ELEMENTS // max(1, self.width * d_model))
         self._kept: dict[torch.dtype, Tensor] = {}
-        self._keep = n_pos * self.width * d_model <= KEEP_ELEMENTS
+        self._keep = keep and n_pos * self.width * d_model <= KEEP_ELEMENTS
 
     def _padded(self, lo: int, hi: int, dtype: torch.dtype) -> tuple[Float[Tensor, "chunk slot d_model"], Tensor]:
         """The padded rows of positions ``lo..hi-1``, and which entries are there."""
