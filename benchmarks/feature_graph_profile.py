@@ -109,7 +109,7 @@ def profile(args) -> None:
         targets = _cum(st, "logit_targets")
         select = _cum(st, "select_features")
         fwd = _cum(st, "final_resid", caller="build_feature_graph")
-        logit_reads = _cum(st, "frozen_logits")
+        logit_reads = _cum(st, "frozen_demeaned_logits")
         bwd = _cum(st, "backward", "_tensor.py", caller="build_feature_graph")
         rows = {
             "graph build": build,
@@ -117,7 +117,7 @@ def profile(args) -> None:
             "  logit targets": targets,
             "  feature selection (1 forward + 1 backward)": select,
             "  edges: the shared forward pass (batch copies, up to the last block)": fwd,
-            "  edges: logits at the last position (frozen final norm + unembedding)": logit_reads,
+            "  edges: logit targets at the last position (frozen final norm, their unembedding columns)": logit_reads,
             "  edges: backward passes (one per batch of targets)": bwd,
             "  edges: the rest (bookkeeping; build minus the above, approximate)": build - clean - targets - select - fwd - logit_reads - bwd,
             "scores (replacement, completeness)": _cum(st, "labelled_scores"),

@@ -298,3 +298,18 @@ def test_position_zero_errors_join_the_constants_for_transcoders(lossy):
     torch.testing.assert_close(folded.bias - kept.bias, kept.adjacency[:, bos].sum(-1), rtol=1e-9, atol=1e-9)
     # neurons (an exact basis) keep their position-0 error nodes by default
     assert not build_neuron_graph(model, PROMPT, config=dataclasses.replace(CONFIG, exclude_bos=True)).metadata["bos_error_as_bias"]
+
+
+def test_intervention_pass_last_only_is_the_last_position(lossy):
+    """Validation reads the last position alone: the same logits as the whole pass there, frozen
+    or unfrozen (the final norm's frozen scale applied as in the full pass)."""
+    model, basis, graph = lossy
+    clean = clean_run(model, tokenize(model, PROMPT), basis)
+    ly, p, i = next((n.layer, n.pos, n.feature) for n in graph.nodes if n.kind == "feature" and n.activation)
+    rows = [Intervention(), Intervention(features={(ly, p, i): 0.0})]
+    for unfrozen in (frozenset(), frozenset({"norms"}), frozenset({"errors", "patterns", "norms", "basis"})):
+        full = intervention_pass(model, clean, rows, unfrozen=unfrozen)[0]
+        last = intervention_pass(model, clean, rows, unfrozen=unfrozen, last_only=True)[0]
+        assert last.shape == (2, 1, full.shape[-1])
+        assert torch.allclose(last[:, 0], full[:, -1], rtol=0, atol=1e-9)
+        assert (full[0, -1] - full[1, -1]).abs().max() > 1e-6  # the intervention moved the last position

@@ -280,7 +280,8 @@ def intervention_pass(
     free_layer: int | None = None,
     live: Bool[Tensor, "layer pos feature"] | None = None,
     unfrozen: frozenset[Unfreeze] = frozenset(),
-) -> tuple[Float[Tensor, "batch pos d_vocab"], Float[Tensor, "batch layer pos feature"]]:
+    last_only: bool = False,
+) -> tuple[Float[Tensor, "batch read d_vocab"], Float[Tensor, "batch layer pos feature"]]:
     """Run the frozen model once per intervention (batched), every feature clamped to its clean
     activation except the ones an intervention sets.
 
@@ -288,7 +289,8 @@ def intervention_pass(
     instead of clamped, so a target feature there shows the effect. ``unfrozen`` lifts kinds of
     freezing (:data:`Unfreeze`; ``"errors"``: every feature live); with all four the pass is the
     real model with the interventions. Returns logits and every layer's live (pre-clamp) feature
-    activations, per intervention.
+    activations, per intervention; ``last_only``: logits at the last position alone
+    (``[batch 1 d_vocab]``; the unembedding at every position is most of a long prompt's pass).
     """
     batch = len(interventions)
     computed: dict[int, Tensor] = {}
@@ -319,5 +321,9 @@ def intervention_pass(
     fwd += _freeze_hooks(model, clean, batch, frozenset(unfrozen))
     fwd += clean.basis.feature_hooks(model, state, on_features, lambda _, e: e)
     with hooks(model, fwd):
-        logits = model(clean.tokens.expand(batch, -1))
+        if last_only:
+            resid = final_resid(model, clean.tokens.expand(batch, -1))
+            logits = model.unembed(model.ln_final(resid)[:, -1:])  # the norm at every position, as frozen
+        else:
+            logits = model(clean.tokens.expand(batch, -1))
     return logits, torch.stack([computed[layer] for layer in range(model.cfg.n_layers)], dim=1)

@@ -238,7 +238,7 @@ def _measure(
     ]
     values = []
     for start in range(0, len(rows), chunk):
-        logits, _ = intervention_pass(model, clean, rows[start : start + chunk], live=live, unfrozen=unfrozen)
+        logits, _ = intervention_pass(model, clean, rows[start : start + chunk], live=live, unfrozen=unfrozen, last_only=True)
         values.append(demeaned_logit(logits[:, -1].double(), token_id))
     out = torch.cat(values)
     return (out[1:] - out[0]).cpu()

@@ -90,7 +90,7 @@ class TranscoderBasis:
             mask = tc.mask(pre)
             feats = pre * mask
             features.append(feats)
-            masks.append(mask)
+            masks.append(mask.bool())  # 1 byte a feature: 4,096 x 1,024 x 18 is 75 MB, not 302
             errors.append(y - tc.decode(feats, x))
         return torch.stack(features), {"mask": torch.stack(masks), "error": torch.stack(errors)}
 
