@@ -104,7 +104,8 @@ class LogitTarget:
 def logit_targets(model: Model, clean: CleanRun, target: str | None, config: FeatureGraphConfig) -> list[LogitTarget]:
     """The requested (or top-1) token first, then likely tokens up to the probability mass."""
     probs = clean.last_logits.double().softmax(-1)
-    order = probs.argsort(descending=True).tolist()
+    # The max_logits + 1 most likely: enough for max_logits - 1 tokens other than the first.
+    order = probs.topk(min(config.max_logits + 1, probs.shape[-1])).indices.tolist()
     first = single_token(model, target, what="target token") if target is not None else order[0]
     chosen = [first]
     mass = float(probs[first])

@@ -47,10 +47,13 @@ class ActiveRows:
         counts = torch.bincount(pos, minlength=n_pos)
         self.slot = torch.arange(len(pos)) - (torch.cumsum(counts, 0) - counts)[pos]
         self.width = int(counts.max()) if len(pos) else 0
-        n_features, d_model = weight.shape
-        # Each (position, slot)'s feature; empty slots point at an extra zero row.
-        self.layout = torch.full((n_pos, self.width), n_features, dtype=torch.long)
+        d_model = weight.shape[-1]
+        # Each (position, slot)'s feature; empty slots read row 0 and are zeroed (``empty``).
+        self.layout = torch.zeros((n_pos, self.width), dtype=torch.long)
         self.layout[pos, self.slot] = index
+        self.empty = torch.ones((n_pos, self.width, 1), dtype=torch.bool)
+        self.empty[pos, self.slot] = False
+        self._any_empty = bool(self.empty.any())
         self.step = max(1, CHUNK_ELEMENTS // max(1, self.width * d_model))
         self._kept: dict[torch.dtype, Tensor] = {}
         self._keep = keep and n_pos * self.width * d_model <= KEEP_ELEMENTS
@@ -65,8 +68,8 @@ class ActiveRows:
         return self._build(lo, hi, dtype), inside
 
     def _build(self, lo: int, hi: int, dtype: torch.dtype) -> Tensor:
-        weight = torch.cat([self.weight.to(dtype), self.weight.new_zeros(1, self.weight.shape[-1], dtype=dtype)])
-        return weight[self.layout[lo:hi]]
+        padded = self.weight[self.layout[lo:hi]].to(dtype)
+        return padded.masked_fill_(self.empty[lo:hi], 0.0) if self._any_empty else padded
 
     def dot(self, rows: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch n"]:
         """``out[b, k] = rows[b, pos[k]] · weight[index[k]]``: per position one batched product

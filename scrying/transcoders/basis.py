@@ -183,8 +183,7 @@ class TranscoderBasis:
             x = inputs.pop(layer)
             tc.to(x.dtype)
             n_pos = x.shape[1]
-            # The encoder's rows serve the forward pass and target seeds; the decoder's every backward pass.
-            acts = on_active(layer, encode_active(x, ActiveRows(tc.W_enc, pos, index, n_pos, keep=False), tc.b_enc))
+            acts = on_active(layer, encode_active(x, ActiveRows(tc.W_enc, pos, index, n_pos), tc.b_enc))
             out = decode_active(acts, ActiveRows(tc.W_dec, pos, index, n_pos)) + tc.b_dec
             if tc.W_skip is not None:
                 out = out + x @ tc.W_skip.T
