@@ -68,3 +68,32 @@ def test_dallas_feature_page_opens_on_error_nodes():
     assert errors == claimed
     labels = {(x.layer, x.feature): x.label for x in g.nodes if x.kind == "feature"}
     assert "+South +North" in labels[(11, 2768)] and "+Southern +South" in labels[(11, 147)]
+
+
+COMPARISON = ROOT / "results" / "transcoders" / "vs_circuit_tracer"
+ROWS = {"dallas-quick": "11 tokens, `quick`", "dallas-default": "11 tokens, `default`", "256-default": "256 tokens, `default`"}
+
+
+def _comparison_row(text: str) -> str:
+    """The README table row of one stored benchmark output: its time and peak-memory figures."""
+    import re
+
+    time = re.search(r"wall scrying ([\d.]+) s, circuit-tracer ([\d.]+) s, ratio scrying/circuit-tracer ([\d.]+)", text)
+    memory = re.search(r"peak memory \(whole process, model load included\): scrying ([\d.]+) GB, circuit-tracer ([\d.]+) GB, ratio ([\d.]+)", text)
+    assert time and memory, "a stored benchmark output lacks its time or memory line"
+    t, m = time.groups(), memory.groups()
+    return f"| {t[0]} s / {t[1]} s = **{t[2]}x** | {m[0]} GB / {m[1]} GB = **{m[2]}x** |"
+
+
+def test_circuit_tracer_comparison_is_the_stored_benchmark_output():
+    """Each row of the README's comparison table is its stored output, and every edge compared
+    agreed to relative 1e-4 but the one the README names."""
+    import re
+
+    readme = _readme()
+    for name, label in ROWS.items():
+        text = (COMPARISON / f"{name}.txt").read_text(encoding="utf-8")
+        assert f"| {label} {_comparison_row(text)}" in readme, name
+        within, total = map(int, re.search(r"edge agreement .*?: (\d+)/(\d+) within relative 0.0001", text).groups())
+        assert within == total or (name == "dallas-default" and total - within == 1), name
+        assert f"{total:,}" in readme
