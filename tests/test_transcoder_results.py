@@ -71,7 +71,12 @@ def test_dallas_feature_page_opens_on_error_nodes():
 
 
 COMPARISON = ROOT / "results" / "transcoders" / "vs_circuit_tracer"
-ROWS = {"dallas-quick": "11 tokens, `quick`", "dallas-default": "11 tokens, `default`", "256-default": "256 tokens, `default`"}
+ROWS = {
+    "dallas-quick": "11 tokens, `quick`",
+    "dallas-default": "11 tokens, `default`",
+    "256-default": "256 tokens, `default`",
+    "1024-default": "1,024 tokens, `default`",
+}
 
 
 def _comparison_row(text: str) -> str:
