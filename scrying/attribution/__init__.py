@@ -1,6 +1,6 @@
 """Attribution graphs: how a model reached one answer, at neuron or component granularity."""
 
-from scrying.attribution.basis import FeatureBasis, NeuronBasis
+from scrying.attribution.basis import ActiveSet, FeatureBasis, NeuronBasis
 from scrying.attribution.feature_graph import (
     FeatureGraphConfig,
     build_feature_graph,
@@ -9,6 +9,7 @@ from scrying.attribution.feature_graph import (
 from scrying.attribution.graph import Graph, Node
 
 __all__ = [
+    "ActiveSet",
     "FeatureBasis",
     "FeatureGraphConfig",
     "Graph",

@@ -50,7 +50,7 @@ from scrying.attribution.frozen_attention import (
 )
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError
-from scrying.models.adapter import demeaned_logit_columns, final_resid, logits_at
+from scrying.models.adapter import demeaned_logit_columns, final_resid, last_position_logits
 from scrying.sites import Component, HookFn, Site, check_site, has_site, hooks, recorded
 
 _SCALES = (
@@ -125,9 +125,7 @@ def clean_run(model: Model, tokens: Int[Tensor, "1 pos"], basis: FeatureBasis | 
     frozen = frozen_sites(model, basis)
     sites = list(dict.fromkeys(frozen + basis.record_sites(model) + [Site(Component.RESID_PRE, 0)] + attention_sites(model)))
     with recorded(model, sites, clone=True) as store:
-        resid = final_resid(model, tokens)
-        last_logits = next(logits_at(model, resid[0, -1:]))[0]
-        model.ln_final(resid)  # last, so the final norm's scale is recorded at every position
+        last_logits = last_position_logits(model, final_resid(model, tokens))[0, 0]
     features, state = basis.clean_state(model, store)
     return CleanRun(
         tokens=tokens,
@@ -322,8 +320,7 @@ def intervention_pass(
     fwd += clean.basis.feature_hooks(model, state, on_features, lambda _, e: e)
     with hooks(model, fwd):
         if last_only:
-            resid = final_resid(model, clean.tokens.expand(batch, -1))
-            logits = model.unembed(model.ln_final(resid)[:, -1:])  # the norm at every position, as frozen
+            logits = last_position_logits(model, final_resid(model, clean.tokens.expand(batch, -1)))
         else:
             logits = model(clean.tokens.expand(batch, -1))
     return logits, torch.stack([computed[layer] for layer in range(model.cfg.n_layers)], dim=1)

@@ -154,6 +154,17 @@ def logits_at(
         yield logits
 
 
+def last_position_logits(model: Model, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch 1 d_vocab"]:
+    """Logits at the last position from the residual stream after the last block: the final
+    norm over every position (so hooks on its scale see the whole prompt, as in a full forward
+    pass), the unembedding (and any final softcap) at the last position only."""
+    logits = model.unembed(model.ln_final(resid)[:, -1:])
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
+    if cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return logits
+
+
 def logit_columns(
     model: Model, resid: Float[Tensor, "read d_model"], columns: Int[Tensor, "read col"]
 ) -> Float[Tensor, "read col"]:

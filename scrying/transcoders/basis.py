@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from scrying.attribution.basis import ActiveSet
+from scrying.attribution import ActiveSet
 from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError
 from scrying.sites import Component, HookFn, Site
