@@ -68,6 +68,8 @@ def test_logit_diff_reads_two_unembedding_columns(toy_model, method):
         resid = final_resid(toy_model, prompts.tokens)[:, last]
         columns = torch.stack([prompts.correct, prompts.incorrect], dim=1)
         assert torch.allclose(logit_columns(toy_model, resid, columns), logits.gather(1, columns), atol=1e-5)
+        demeaned = logits.gather(1, columns) - logits.mean(-1, keepdim=True)  # the whole vocabulary's mean
+        assert torch.allclose(logit_columns(toy_model, resid, columns, demean=True), demeaned, atol=1e-5)
     config = AblationConfig(metric="logit-diff", method=method, batch_size=10)
     batched = head_sweep(toy_model, prompts, config)
     looped = head_sweep_loop(toy_model, prompts, config)

@@ -50,7 +50,7 @@ from scrying.attribution.frozen_attention import (
 )
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError
-from scrying.models.adapter import demeaned_logit_columns, final_resid, last_position_logits
+from scrying.models.adapter import final_resid, last_position_logits, logit_columns
 from scrying.sites import Component, HookFn, Site, check_site, has_site, hooks, recorded
 
 _SCALES = (
@@ -250,14 +250,14 @@ def frozen_demeaned_logits(
     last block there (e.g. one per copy of an :func:`attribution_pass`, read with
     :func:`~scrying.models.adapter.final_resid`): the final norm with its clean scale, frozen as
     :func:`attribution_pass` freezes it, then only those columns and the unembedding's mean row
-    (:func:`~scrying.models.adapter.demeaned_logit_columns`), never the whole vocabulary."""
+    (:func:`~scrying.models.adapter.logit_columns` with ``demean``), never the whole vocabulary."""
     scale = clean.frozen[Site(Component.FINAL_SCALE)][:, -1:]  # 1 1 1
 
     def fn(act: Tensor, hook: Any) -> Tensor:
         return scale.expand_as(act).to(act.dtype)
 
     with hooks(model, [(Site(Component.FINAL_SCALE), fn)]):
-        return demeaned_logit_columns(model, resid, columns)
+        return logit_columns(model, resid, columns, demean=True)
 
 
 @dataclass(frozen=True)

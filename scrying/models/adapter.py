@@ -27,8 +27,8 @@ Phases of :func:`final_resid`, the pass the batched sweep repeats for every abla
    positions of the last block's output are never read.
 3. **Read** logits only where a metric needs them: final norm and unembedding applied to the
    selected rows, in chunks (:func:`logits_at`), or, when the metric needs only a few tokens'
-   logits (logit difference), just those columns of the unembedding (:func:`logit_columns`;
-  :func:`demeaned_logit_columns` for logits minus their mean over the vocabulary).
+   logits (logit difference), just those columns of the unembedding (:func:`logit_columns`, also
+  minus the mean logit over the vocabulary).
 """
 
 from __future__ import annotations
@@ -166,42 +166,33 @@ def last_position_logits(model: Model, resid: Float[Tensor, "batch pos d_model"]
 
 
 def logit_columns(
-    model: Model, resid: Float[Tensor, "read d_model"], columns: Int[Tensor, "read col"]
+    model: Model, resid: Float[Tensor, "read d_model"], columns: Int[Tensor, "read col"], *, demean: bool = False
 ) -> Float[Tensor, "read col"]:
     """Logits of the tokens ``columns[i]`` at residual row ``i``: final norm, then only those
-    rows of the unembedding (the same weights the model's own unembedding applies)."""
-    unembed = model.unembed.original_component
-    normed = model.ln_final(resid.unsqueeze(0))[0]
-    weight = unembed.weight[columns]  # read col d_model
-    logits = einops.einsum(normed.to(weight.dtype), weight, "read d, read col d -> read col")
-    bias = getattr(unembed, "bias", None)
-    if bias is not None:
-        logits = logits + bias[columns]
-    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
-    if cap > 0:
-        logits = cap * torch.tanh(logits / cap)
-    return logits
+    rows of the unembedding (the same weights the model's own unembedding applies).
 
-
-def demeaned_logit_columns(
-    model: Model, resid: Float[Tensor, "read d_model"], columns: Int[Tensor, "read col"]
-) -> Float[Tensor, "read col"]:
-    """``logit[columns[i]] - mean(logits)`` at residual row ``i``, without the whole vocabulary:
-    the mean logit is the final-normed row times the unembedding's mean row (plus the mean bias),
-    so only the asked columns and one mean row are read (a 262k-token unembedding is 671 MB;
-    reading it dominates a pass over a few rows). Refused under a final logit softcap, where
-    the mean of the logits is not the logit of the mean row."""
+    ``demean``: each logit minus the mean logit over the vocabulary, still without the whole
+    vocabulary: the mean logit is the normed row times the unembedding's mean row (plus the mean
+    bias), so only the asked columns and one mean row are read (a 262k-token unembedding is
+    671 MB; reading it dominates a pass over a few rows). Refused under a final logit softcap,
+    where the mean of the logits is not the logit of the mean row."""
     cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
-    if cap > 0:
+    if demean and cap > 0:
         raise InvalidInputError(f"demeaned logit columns need an uncapped unembedding; this model caps logits at {cap:g}")
     unembed = model.unembed.original_component
     normed = model.ln_final(resid.unsqueeze(0))[0]
-    mean_row, mean_bias = _unembedding_mean(unembed)
-    weight = unembed.weight[columns] - mean_row  # read col d_model
-    logits = einops.einsum(normed.to(weight.dtype), weight, "read d, read col d -> read col")
+    weight = unembed.weight[columns]  # read col d_model
     bias = getattr(unembed, "bias", None)
+    bias = bias[columns] if bias is not None else None
+    if demean:
+        mean_row, mean_bias = _unembedding_mean(unembed)
+        weight = weight - mean_row
+        bias = bias - mean_bias if bias is not None else None
+    logits = einops.einsum(normed.to(weight.dtype), weight, "read d, read col d -> read col")
     if bias is not None:
-        logits = logits + (bias[columns] - mean_bias)
+        logits = logits + bias
+    if cap > 0:
+        logits = cap * torch.tanh(logits / cap)
     return logits
 
 
