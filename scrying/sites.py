@@ -221,6 +221,16 @@ def hooks(
         yield model
 
 
+def capture(key: Any, store: dict[Any, Any]) -> HookFn:
+    """A hook that keeps the activation (attached, not a copy) in ``store[key]`` and changes
+    nothing: for hooks that read another site's live value later in the same pass."""
+
+    def fn(act: Any, hook: Any) -> None:
+        store[key] = act
+
+    return fn
+
+
 @contextlib.contextmanager
 def recorded(model: Model, sites: Iterable[Site], *, clone: bool = False) -> Iterator[dict[Site, Any]]:
     """Record the activation at each site (detached; ``clone`` when a later in-place hook may

@@ -39,7 +39,7 @@ import torch
 
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import InvalidInputError
-from scrying.sites import Component, HookFn, Site, has_site
+from scrying.sites import Component, HookFn, Site, capture, has_site
 
 #: ``on_features(layer, activations)`` -> the tensor that flows on in place of the activations.
 OnFeatures = Callable[[int, Tensor], Tensor]
@@ -207,7 +207,7 @@ class NeuronBasis:
         out: list[tuple[Site, HookFn]] = []
         for layer in range(model.cfg.n_layers):
             if slope is not None:
-                out.append((Site(Component.MLP_PRE, layer), _capture(layer, pre_live)))
+                out.append((Site(Component.MLP_PRE, layer), capture(layer, pre_live)))
             out.append((Site(Component.MLP_POST, layer), _neurons(layer, slope, pre_live, on_features)))
         return out
 
@@ -235,13 +235,6 @@ class NeuronBasis:
         on_error: OnError,
     ) -> list[tuple[Site, HookFn]]:
         return dense_attribution_hooks(self, model, state, on_active, on_error)
-
-
-def _capture(layer: int, store: dict[int, Tensor]) -> HookFn:
-    def fn(act: Tensor, hook: Any) -> None:
-        store[layer] = act
-
-    return fn
 
 
 def _neurons(layer: int, slope: Tensor | None, pre_live: dict[int, Tensor], on_features: OnFeatures) -> HookFn:

@@ -24,7 +24,7 @@ import einops
 import torch
 
 from scrying.axes import Float, Model, Tensor
-from scrying.sites import Component, HookFn, Site, has_site
+from scrying.sites import Component, HookFn, Site, capture, has_site
 
 
 def pattern_times_values(
@@ -67,16 +67,9 @@ def frozen_attention_hooks(model: Model, patterns: dict[int, Tensor]) -> list[tu
     values: dict[int, Tensor] = {}
     out: list[tuple[Site, HookFn]] = []
     for layer in range(model.cfg.n_layers):
-        out.append((Site(Component.V, layer), _capture(layer, values)))
+        out.append((Site(Component.V, layer), capture(layer, values)))
         out.append((Site(Component.Z, layer), _output(layer, patterns[layer], values)))
     return out
-
-
-def _capture(layer: int, store: dict[int, Tensor]) -> HookFn:
-    def fn(act: Tensor, hook: Any) -> None:
-        store[layer] = act
-
-    return fn
 
 
 def _output(layer: int, pattern: Tensor, values: dict[int, Tensor]) -> HookFn:

@@ -37,7 +37,7 @@ import torch
 from scrying.attribution import ActiveSet
 from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError
-from scrying.sites import Component, HookFn, Site
+from scrying.sites import Component, HookFn, Site, capture
 from scrying.transcoders.active import ActiveRows, decode_active, encode_active
 from scrying.transcoders.files import TranscoderSet
 
@@ -104,7 +104,7 @@ class TranscoderBasis:
         inputs: dict[int, Tensor] = {}
         out: list[tuple[Site, HookFn]] = []
         for layer in range(model.cfg.n_layers):
-            out.append((self.set.input_site(layer), _capture(layer, inputs)))
+            out.append((self.set.input_site(layer), capture(layer, inputs)))
             out.append((self.set.output_site(layer), self._replace(layer, state, inputs, on_features, on_error)))
         return out
 
@@ -157,9 +157,9 @@ class TranscoderBasis:
         skip = self.set.output_site(0).component == Component.MLP_RESULT
         for layer in range(model.cfg.n_layers):
             if skip and self.set.input_site(layer).component == Component.MLP_IN:
-                out.append((self.set.input_site(layer), _capture(layer, inputs, empty=True)))
+                out.append((self.set.input_site(layer), _capture_and_empty(layer, inputs)))
             else:
-                out.append((self.set.input_site(layer), _capture(layer, inputs)))
+                out.append((self.set.input_site(layer), capture(layer, inputs)))
                 if skip:
                     out.append((Site(Component.MLP_IN, layer), _empty))
             out.append((self.set.output_site(layer), self._active(layer, state, active[layer], inputs, on_active, on_error)))
@@ -199,10 +199,13 @@ class TranscoderBasis:
         return {k: v for k, v in state.items() if k not in ("mask", "error")}
 
 
-def _capture(layer: int, store: dict[int, Tensor], *, empty: bool = False) -> HookFn:
-    def fn(act: Tensor, hook: Any) -> Tensor | None:
-        store[layer] = act
-        return _empty(act, hook) if empty else None
+def _capture_and_empty(layer: int, store: dict[int, Tensor]) -> HookFn:
+    """:func:`~scrying.sites.capture` at the MLP's input, which then flows on empty (:func:`_empty`)."""
+    keep = capture(layer, store)
+
+    def fn(act: Tensor, hook: Any) -> Tensor:
+        keep(act, hook)
+        return _empty(act, hook)
 
     return fn
 
