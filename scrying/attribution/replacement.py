@@ -50,7 +50,7 @@ from scrying.attribution.frozen_attention import (
 )
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError
-from scrying.models.adapter import final_resid, last_position_logits, logit_columns
+from scrying.models.adapter import final_resid, final_softcap, last_position_logits, logit_columns
 from scrying.sites import Component, HookFn, Site, check_site, has_site, hooks, recorded
 
 _SCALES = (
@@ -79,8 +79,8 @@ def frozen_sites(model: Model, basis: FeatureBasis) -> list[Site]:
     graph silently inexact, so it raises :class:`~scrying.errors.SiteError`. A final logit
     softcap (``cfg.output_logits_soft_cap``, Gemma 2) cannot be frozen by a hook and is refused.
     """
-    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
-    if cap > 0:
+    cap = final_softcap(model)
+    if cap:
         raise ConfigError(
             f"the model applies a final logit softcap ({cap:g}), which the local replacement model "
             "cannot freeze; attribution graphs would not be exact"

@@ -141,28 +141,31 @@ def final_resid(
     raise RuntimeError("the model finished without reaching its last block")  # pragma: no cover
 
 
+def final_softcap(model: Model) -> float:
+    """The final logit softcap (``cfg.output_logits_soft_cap``, Gemma 2); 0 where there is none."""
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
+    return cap if cap > 0 else 0.0
+
+
+def _softcapped(model: Model, logits: Tensor) -> Tensor:
+    cap = final_softcap(model)
+    return cap * torch.tanh(logits / cap) if cap else logits
+
+
 def logits_at(
     model: Model, resid: Float[Tensor, "read d_model"], *, chunk: int = 256
 ) -> Iterator[Float[Tensor, "chunk d_vocab"]]:
     """Final norm + unembedding of selected residual rows, ``chunk`` rows at a time."""
-    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
     for start in range(0, resid.shape[0], chunk):
         rows = resid[start : start + chunk]
-        logits = model.unembed(model.ln_final(rows.unsqueeze(0)))[0]
-        if cap > 0:
-            logits = cap * torch.tanh(logits / cap)
-        yield logits
+        yield _softcapped(model, model.unembed(model.ln_final(rows.unsqueeze(0)))[0])
 
 
 def last_position_logits(model: Model, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch 1 d_vocab"]:
     """Logits at the last position from the residual stream after the last block: the final
     norm over every position (so hooks on its scale see the whole prompt, as in a full forward
     pass), the unembedding (and any final softcap) at the last position only."""
-    logits = model.unembed(model.ln_final(resid)[:, -1:])
-    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
-    if cap > 0:
-        logits = cap * torch.tanh(logits / cap)
-    return logits
+    return _softcapped(model, model.unembed(model.ln_final(resid)[:, -1:]))
 
 
 def logit_columns(
@@ -176,9 +179,10 @@ def logit_columns(
     bias), so only the asked columns and one mean row are read (a 262k-token unembedding is
     671 MB; reading it dominates a pass over a few rows). Refused under a final logit softcap,
     where the mean of the logits is not the logit of the mean row."""
-    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
-    if demean and cap > 0:
-        raise InvalidInputError(f"demeaned logit columns need an uncapped unembedding; this model caps logits at {cap:g}")
+    if demean and final_softcap(model):
+        raise InvalidInputError(
+            f"demeaned logit columns need an uncapped unembedding; this model caps logits at {final_softcap(model):g}"
+        )
     unembed = model.unembed.original_component
     normed = model.ln_final(resid.unsqueeze(0))[0]
     weight = unembed.weight[columns]  # read col d_model
@@ -191,9 +195,7 @@ def logit_columns(
     logits = einops.einsum(normed.to(weight.dtype), weight, "read d, read col d -> read col")
     if bias is not None:
         logits = logits + bias
-    if cap > 0:
-        logits = cap * torch.tanh(logits / cap)
-    return logits
+    return _softcapped(model, logits)
 
 
 _MEANS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[int, int, torch.Tensor, torch.Tensor | None]] = weakref.WeakKeyDictionary()
