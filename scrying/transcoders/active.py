@@ -37,12 +37,10 @@ KEEP_ELEMENTS = 1 << 21
 
 class ActiveRows:
     """Rows ``weight[index[k]]`` of the active entries ``k`` (at positions ``pos[k]``, sorted),
-    laid out per position: ``[pos slot d_model]``, zero where a position has fewer entries.
-    ``keep``: keep the laid-out rows between calls (up to ``KEEP_ELEMENTS``)."""
+    laid out per position: ``[pos slot d_model]``, zero where a position has fewer entries;
+    kept between calls up to ``KEEP_ELEMENTS``."""
 
-    def __init__(
-        self, weight: Float[Tensor, "n_features d_model"], pos: Int[Tensor, " n"], index: Int[Tensor, " n"], n_pos: int, *, keep: bool = True
-    ) -> None:
+    def __init__(self, weight: Float[Tensor, "n_features d_model"], pos: Int[Tensor, " n"], index: Int[Tensor, " n"], n_pos: int) -> None:
         self.weight, self.pos, self.index, self.n_pos = weight.detach(), pos, index, n_pos
         counts = torch.bincount(pos, minlength=n_pos)
         self.slot = torch.arange(len(pos)) - (torch.cumsum(counts, 0) - counts)[pos]
@@ -56,7 +54,7 @@ class ActiveRows:
         self._any_empty = bool(self.empty.any())
         self.step = max(1, CHUNK_ELEMENTS // max(1, self.width * d_model))
         self._kept: dict[torch.dtype, Tensor] = {}
-        self._keep = keep and n_pos * self.width * d_model <= KEEP_ELEMENTS
+        self._keep = n_pos * self.width * d_model <= KEEP_ELEMENTS
 
     def _padded(self, lo: int, hi: int, dtype: torch.dtype) -> tuple[Float[Tensor, "chunk slot d_model"], Tensor]:
         """The padded rows of positions ``lo..hi-1``, and which entries are there."""
