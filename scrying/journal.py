@@ -6,7 +6,9 @@ every later line is one finished item's record, appended and flushed as soon as 
 
 Phases of opening a journal (:class:`Journal`):
 
-1. **New** (no file, or an empty one left by a run killed before its header): write the header.
+1. **New** (no file, or an empty one left by a run killed before its header): nothing is written
+   yet. The header is written with the first record (:meth:`Journal.append`), so a run refused or
+   failed before its first result leaves no file that would block the corrected rerun.
 2. **Existing**: read the header; other settings are refused with an error naming the keys that
    differ (results are never mixed); read the records, each checked by the caller's ``check``
    and keyed by its ``key``. A torn last line (the process was killed while writing it) is
@@ -79,21 +81,40 @@ class Journal:
         self._check = check
         self._what = what
         self.done: dict[Hashable, Record] = {}
-        if self.path.exists() and self.path.read_text(encoding="utf-8").strip():
-            self._read()
-        else:  # new, or created by a run killed before it wrote the header
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._write_lines([{"settings": settings}], mode="w")
+        self._started = False  # header on disk
+        text = self._text()
+        if text.strip():
+            self._read(text)
+            self._started = True
 
-    def _read(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+    def _text(self) -> str:
+        if not self.path.exists():
+            return ""
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise InvalidInputError(f"{self.path} is not a {self._what} journal (not UTF-8 text: {err.reason})") from err
+        except OSError as err:
+            raise InvalidInputError(f"cannot read {self.path}: {err.strerror or err}") from err
+
+    def resume_note(self, total: int, unit: str) -> int:
+        """Log ``Resuming: N of M UNIT already done (PATH)`` when the journal holds finished
+        items, as every resumed batch says; returns N."""
+        if self.done:
+            logger.warning("Resuming: %d of %d %s already done (%s)", len(self.done), total, unit, self.path)
+        return len(self.done)
+
+    def _read(self, text: str) -> None:
+        lines = text.splitlines()
         try:
             header = json.loads(lines[0])["settings"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            if not isinstance(header, dict):
+                raise TypeError("settings is not an object")
+        except (json.JSONDecodeError, KeyError, TypeError, IndexError, RecursionError) as err:
             raise InvalidInputError(f"{self.path}: line 1 is not a {self._what} header (expected {{\"settings\": ...}})") from err
         if header != self.settings:
-            keys = set(header or {}) | set(self.settings)
-            changed = sorted(k for k in keys if (header or {}).get(k) != self.settings.get(k))
+            keys = set(header) | set(self.settings)
+            changed = sorted(k for k in keys if header.get(k) != self.settings.get(k))
             raise InvalidInputError(
                 f"{self.path} holds a {self._what} with other settings ({', '.join(changed)} differ); "
                 "delete it or write elsewhere"
@@ -107,7 +128,7 @@ class Journal:
                 if self._check is not None:
                     self._check(record)
                 item = self._key(record)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as err:
                 if number == len(lines):  # torn by an interrupted write: redo that item
                     logger.warning("%s: dropping an incomplete last line", self.path)
                     break
@@ -124,6 +145,13 @@ class Journal:
             handle.flush()
 
     def append(self, record: Record) -> None:
-        """Write one finished item's record (flushed before returning)."""
+        """Write one finished item's record (flushed before returning); the first one brings
+        the settings header with it."""
+        if not self._started:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write_lines([{"settings": self.settings}, record], mode="w")
+            self._started = True
+            self.done[self._key(record)] = record
+            return
         self._write_lines([record], mode="a")
         self.done[self._key(record)] = record

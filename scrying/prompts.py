@@ -14,7 +14,9 @@ from scrying.errors import PromptError
 
 def check_text(prompt: object, *, what: str = "prompt") -> str:
     """``prompt`` itself if it is a non-empty string (checked before any model is loaded)."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not isinstance(prompt, str):
+        raise PromptError(f"{what} must be text (a string), got {type(prompt).__name__} {str(prompt)[:40]!r}")
+    if not prompt.strip():
         raise PromptError(f"{what} is empty; expected some text")
     return prompt
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from scrying.models import LoadConfig, default_cache_dir, load_model
-from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, train_toy
+from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, cached_toy
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -25,13 +25,13 @@ def cache_config() -> LoadConfig:
 
 
 @pytest.fixture(scope="session")
-def toy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def toy_dir() -> Path:
     """A 2-layer Llama-style toy trained on random-period repeats: a previous-token head in
-    layer 0 feeds induction heads in layer 1 (seeded; ~20 s on an idle machine)."""
-    out = tmp_path_factory.mktemp("toy-induction")
-    result = train_toy(out, TOY_TASK, ToyModelConfig(), TrainConfig(steps=300, eval_every=100, seed=0))
+    layer 0 feeds induction heads in layer 1 (seeded; ~20 s on an idle machine, then cached by
+    its settings' digest: :func:`scrying.toys.cached_toy`)."""
+    result = cached_toy(cache_config().cache_dir, TOY_TASK, ToyModelConfig(), TrainConfig(steps=300, eval_every=100, seed=0))
     assert result.accuracy > 0.9, result.history
-    return out
+    return result.out_dir
 
 
 @pytest.fixture(scope="session")

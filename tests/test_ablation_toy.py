@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,21 +19,21 @@ from scrying.ablation import (
 from scrying.ablation.replace import ablate_mask, clean_z, replacement_z
 from scrying.models import load_model
 from scrying.sites import Component, Site, hooks
-from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, train_toy
+from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, cached_toy
+from tests.conftest import cache_config
 
 
 @pytest.fixture(scope="module")
-def induction_toy(tmp_path_factory: pytest.TempPathFactory):
+def induction_toy():
     """Like the shared ``toy_model`` (same random-period task, 300 steps, seed 0) but with 2 heads
     per layer, so the circuit is concentrated: with 4 heads the previous-token role is spread over
     layer-0 heads 1-3 and the induction role over layer-1 heads 1-3, whose ablation effects are
     within each other's intervals. Here layer 0 has one previous-token head and layer 1 two
-    induction heads. ~20 s on an idle machine."""
-    out: Path = tmp_path_factory.mktemp("induction-toy-2-heads")
+    induction heads. ~20 s on an idle machine, then cached."""
     task = RepeatedSequenceTask(n_content=64, half_len=20)
-    result = train_toy(out, task, ToyModelConfig(n_heads=2), TrainConfig(steps=300, eval_every=100, seed=0))
+    result = cached_toy(cache_config().cache_dir, task, ToyModelConfig(n_heads=2), TrainConfig(steps=300, eval_every=100, seed=0))
     assert result.accuracy > 0.9, result.history
-    return load_model(str(out))
+    return load_model(str(result.out_dir))
 
 
 @pytest.mark.parametrize("method", ["zero", "mean", "resample"])

@@ -63,5 +63,37 @@ def test_header_missing_or_empty_file(tmp_path):
     with pytest.raises(InvalidInputError, match="line 1 is not a test run header"):
         _open(path)
     path.write_text("")  # a run killed before it wrote its header starts afresh
-    assert _open(path).done == {}
-    assert json.loads(path.read_text().splitlines()[0]) == {"settings": SETTINGS}
+    journal = _open(path)
+    assert journal.done == {}
+    journal.append({"id": "a", "value": 1})
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"settings": SETTINGS}, {"id": "a", "value": 1}]
+
+
+def test_nothing_is_written_before_the_first_record(tmp_path):
+    """A run refused or failed before its first result leaves no journal, so the corrected
+    rerun (other settings) is not refused."""
+    path = tmp_path / "sub" / "run.jsonl"
+    _open(path)  # opened, then the run fails before any record
+    assert not path.exists() and not path.parent.exists()
+    corrected = _open(path, {"model": "toy", "seed": 1})
+    corrected.append({"id": "a", "value": 1})
+    assert json.loads(path.read_text().splitlines()[0]) == {"settings": {"model": "toy", "seed": 1}}
+
+
+def test_resume_note_counts_what_is_done(tmp_path, caplog):
+    path = tmp_path / "run.jsonl"
+    journal = _open(path)
+    assert journal.resume_note(5, "items") == 0 and "Resuming" not in caplog.text
+    journal.append({"id": "a", "value": 1})
+    journal.append({"id": "b", "value": 2})
+    with caplog.at_level("WARNING", logger="scrying.journal"):
+        assert _open(path).resume_note(5, "items") == 2
+    assert f"Resuming: 2 of 5 items already done ({path})" in caplog.text
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00bad", b"[1, 2]\n", b'{"settings": [1]}\n', b"[" * 100000])
+def test_foreign_bytes_are_refused_by_name(tmp_path, content):
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(InvalidInputError, match="run.jsonl"):
+        _open(path)

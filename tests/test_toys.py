@@ -1,5 +1,7 @@
+import dataclasses
 import json
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -108,3 +110,26 @@ def test_toy_trainer_learns_two_digit_addition(tmp_path):
                        TrainConfig(steps=700, batch_size=128, eval_every=350))
     assert result.accuracy > 0.9, result.history
     assert result.history.accuracy.iloc[0] < result.accuracy
+
+
+def test_cached_toy_trains_once_per_settings(tmp_path, monkeypatch):
+    """The cache key covers every setting: the same settings reuse the folder without training,
+    other settings get their own; a half-trained folder is never taken for a finished one."""
+    from scrying.toys import cache, cached_toy
+
+    task, model_cfg = RepeatedSequenceTask(half_len=4), ToyModelConfig(d_model=32)
+    cfg = TrainConfig(steps=3, eval_every=3, eval_batch=4)
+    first = cached_toy(tmp_path, task, model_cfg, cfg)
+    (tmp_path / "toys" / "RepeatedSequenceTask-0000.partial").mkdir()  # a killed run's leftovers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(cache, "train_toy", refuse)
+    again = cached_toy(tmp_path, task, model_cfg, cfg)
+    assert again.out_dir == first.out_dir and again.accuracy == first.accuracy
+    with pytest.raises(AssertionError, match="trained again"):
+        cached_toy(tmp_path, task, model_cfg, dataclasses.replace(cfg, seed=1))
+    (first.out_dir / "scrying-toy.json").write_text("{}")  # not this toy's settings: retrained
+    with pytest.raises(AssertionError, match="trained again"):
+        cached_toy(tmp_path, task, model_cfg, cfg)

@@ -12,6 +12,7 @@ from scrying.transcoders import (
     Transcoder,
     TranscoderSet,
     TranscoderSpec,
+    check_transcoders,
     read_transcoders,
     write_transcoders,
 )
@@ -57,6 +58,7 @@ def test_a_hand_made_circuit_tracer_directory_is_read(tmp_path):
                "activation_function.threshold": thr}, str(new / "layer_0.safetensors"))
     (new / "config.yaml").write_text(yaml.safe_dump({"model_name": "m", "model_kind": "transcoder_set",
         "feature_input_hook": "mlp.hook_in", "feature_output_hook": "mlp.hook_out", "transcoders": ["layer_0.safetensors"]}))
+    check_transcoders(new)  # both of circuit-tracer's layouts pass the pre-flight
     tset = read_transcoders(new)
     assert tset.transcoders[0].spec == TranscoderSpec(d_model=d, n_features=f, activation="jumprelu", skip=True)
     assert torch.allclose(tset.transcoders[0](x), want, atol=1e-5)
@@ -67,6 +69,7 @@ def test_a_hand_made_circuit_tracer_directory_is_read(tmp_path):
                "threshold": thr}, str(old / "l0.safetensors"))
     (old / "config.yaml").write_text(yaml.safe_dump({"model_name": "m", "feature_input_hook": "mlp.hook_in",
         "feature_output_hook": "mlp.hook_out", "transcoders": [{"id": "a", "layer": 0, "filepath": str(old / "l0.safetensors")}]}))
+    check_transcoders(old)
     assert torch.allclose(read_transcoders(old).transcoders[0](x), want, atol=1e-5)
 
 
@@ -77,6 +80,8 @@ def test_bad_directories_are_refused(tmp_path):
         "feature_output_hook": "mlp.hook_out", "transcoders": ["hf://org/repo/layer_0.safetensors"]}))
     with pytest.raises(InvalidInputError, match="hub address"):
         read_transcoders(tmp_path)
+    with pytest.raises(InvalidInputError, match="hub address"):
+        check_transcoders(tmp_path)
     save_file({"W_enc": torch.zeros(3, 2), "W_dec": torch.zeros(5, 2), "b_enc": torch.zeros(3), "b_dec": torch.zeros(2)},
               str(tmp_path / "layer_0.safetensors"))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"feature_input_hook": "mlp.hook_in",

@@ -64,8 +64,7 @@ def resume_sweep(
     the result holds the journal's earlier heads too."""
     heads = check_heads(model, all_heads(model) if heads is None else heads)
     todo = [h for h in heads if h not in journal.done]
-    if len(todo) < len(heads):
-        logger.warning("resuming: %d of %d heads already in %s", len(heads) - len(todo), len(heads), journal.path)
+    journal.resume_note(len(heads), "heads")
 
     def save(head: Head, effects: Float[Tensor, " prompt"]) -> None:
         journal.append({"layer": head[0], "head": head[1], "effects": [float(v) for v in effects.double().tolist()]})

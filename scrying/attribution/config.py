@@ -10,6 +10,7 @@ from scrying.attribution.influence import PruneConfig
 from scrying.attribution.validation import ValidationConfig
 from scrying.circuits.config import SelectionConfig
 from scrying.errors import ConfigError
+from scrying.prompts import check_text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +29,10 @@ class TraceConfig:
     def __post_init__(self) -> None:
         if self.level not in ("neurons", "components"):
             raise ConfigError(f"TraceConfig.level must be 'neurons' or 'components', got {self.level!r}")
+        if self.target is not None:
+            check_text(self.target, what="TraceConfig.target")
+        if self.corrupt is not None:
+            check_text(self.corrupt, what="TraceConfig.corrupt (the corrupted prompt)")
         if self.corrupt is not None and self.level != "components":
             raise ConfigError("TraceConfig.corrupt applies to level 'components' only")
         if self.split_qkv and self.level != "components":

@@ -33,10 +33,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import re
+import reprlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import networkx as nx
 import pandas as pd
@@ -277,36 +279,118 @@ class Graph:
 
     @classmethod
     def read_json(cls, path: str | Path) -> Graph:
-        """Read a graph written by :meth:`write_json` (exactly: ids, weights, attributes)."""
+        """Read a graph written by :meth:`write_json` (exactly: ids, weights, attributes). Any
+        other file (unreadable, not UTF-8 JSON, a field missing or of another type) is an
+        :class:`InvalidInputError` naming the file and the field."""
+        name = repr(str(path))
+        data = _read_json_file(path, name)
         try:
-            data = json.loads(Path(path).read_text())
-            extra = data["scrying"]
-            meta = data["metadata"]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-            raise InvalidInputError(f"{str(path)!r} is not a scrying graph JSON file: {err}") from err
-        version = extra.get("schema_version") if isinstance(extra, dict) else None
-        if version != SCHEMA_VERSION:
-            raise InvalidInputError(
-                f"{str(path)!r} has scrying schema_version {version}; expected {SCHEMA_VERSION} (write it again)"
+            _check_fields(data, "the file", _GRAPH_FIELDS, required=("metadata", "links", "scrying"))
+            extra, meta = data["scrying"], data["metadata"]
+            version = extra.get("schema_version")
+            if version != SCHEMA_VERSION:
+                found = reprlib.repr(version)
+                raise InvalidInputError(f"scrying schema_version is {found}; expected {SCHEMA_VERSION} (write it again)")
+            _check_fields(extra, "scrying", _OWN_FIELDS, required=("model", "level", "nodes", "prompt_tokens", "metadata"))
+            _check_fields(meta, "metadata", {"prompt": _STRING}, required=("prompt",))
+            nodes = [_read_node(n, f"scrying.nodes[{i}]") for i, n in enumerate(extra["nodes"])]
+            bias = extra.get("bias")
+            if bias is not None and len(bias) != len(nodes):
+                raise InvalidInputError(f"scrying: 'bias' has {len(bias)} values for {len(nodes)} nodes")
+            dtype = _DTYPES[extra.get("dtype", "float64")]
+            graph = cls(
+                prompt=meta["prompt"],
+                prompt_tokens=list(extra["prompt_tokens"]),
+                model_name=extra["model"],
+                level=extra["level"],
+                nodes=nodes,
+                adjacency=torch.zeros(len(nodes), len(nodes), dtype=dtype),
+                bias=None if bias is None else torch.tensor([float(b) for b in bias], dtype=dtype),
+                metadata=extra["metadata"],
             )
-        nodes = [Node(**n) for n in extra["nodes"]]
-        prompt_tokens = list(extra["prompt_tokens"])
-        dtype = getattr(torch, extra.get("dtype", "float64"))
-        graph = cls(
-            prompt=meta["prompt"],
-            prompt_tokens=prompt_tokens,
-            model_name=extra["model"],
-            level=extra["level"],
-            nodes=nodes,
-            adjacency=torch.zeros(len(nodes), len(nodes), dtype=dtype),
-            bias=None if extra["bias"] is None else torch.tensor(extra["bias"], dtype=dtype),
-            metadata=extra["metadata"],
-        )
-        index = {node_id: i for i, node_id in enumerate(graph.schema_ids())}
-        for link in data["links"]:
             try:
-                target, source = index[link["target"]], index[link["source"]]
-            except KeyError as err:
-                raise InvalidInputError(f"{str(path)!r}: link {link} names no node") from err
-            graph.adjacency[target, source] = link["weight"]
+                ids = graph.schema_ids()
+            except (RecursionError, MemoryError) as err:  # ast.literal_eval of a logit node's label
+                raise InvalidInputError("a logit node's 'label' is too deeply nested to read its token") from err
+            index = {node_id: i for i, node_id in enumerate(ids)}
+            if len(index) != len(ids):
+                raise InvalidInputError("two scrying nodes have the same circuit-tracer node_id")
+            for i, link in enumerate(data["links"]):
+                _check_fields(link, f"link {i}", _LINK_FIELDS, required=tuple(_LINK_FIELDS))
+                if link["target"] not in index or link["source"] not in index:
+                    ends = f"{reprlib.repr(link['source'])} -> {reprlib.repr(link['target'])}"
+                    raise InvalidInputError(f"link {i} ({ends}) names no node")
+                graph.adjacency[index[link["target"]], index[link["source"]]] = float(link["weight"])
+        except InvalidInputError as err:
+            raise InvalidInputError(f"{name}: {err}") from err
         return graph
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number that a float can hold (not ``bool``)."""
+    try:
+        return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    except OverflowError:  # an integer past float's range
+        return False
+
+
+# What each field of the file must be (for Graph.read_json): a test and its words.
+_STRING = (lambda v: isinstance(v, str), "a string")
+_OBJECT = (lambda v: isinstance(v, dict), "an object")
+_LIST = (lambda v: isinstance(v, list), "a list")
+_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
+_NUMBER = (lambda v: v is None or _is_number(v), "a finite number or null")
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
+_GRAPH_FIELDS = {"metadata": _OBJECT, "links": _LIST, "scrying": _OBJECT}
+_OWN_FIELDS = {
+    "model": _STRING, "level": _STRING, "nodes": _LIST, "metadata": _OBJECT,
+    "prompt_tokens": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of strings"),
+    "bias": (lambda v: v is None or isinstance(v, list) and all(map(_is_number, v)), "finite numbers or null"),
+    "dtype": (lambda v: isinstance(v, str) and v in _DTYPES, f"one of {sorted(_DTYPES)}"),
+}
+_LINK_FIELDS = {"source": _STRING, "target": _STRING, "weight": (_is_number, "a finite number")}
+_NODE_FIELDS = {
+    "node_id": _STRING, "kind": (lambda v: v in get_args(NodeKind), f"one of {list(get_args(NodeKind))}"),
+    "layer": _INT, "pos": _INT, "feature": _INT, "label": _STRING, "details": _STRING,
+    "activation": _NUMBER, "influence": _NUMBER, "token_prob": _NUMBER,
+    "is_target": (lambda v: isinstance(v, bool), "true or false"),
+    "column": (lambda v: v is None or _INT[0](v), "an integer or null"),
+}
+
+
+def _check_fields(obj: Any, where: str, fields: dict[str, tuple[Any, str]], required: tuple[str, ...]) -> None:
+    if not isinstance(obj, dict):
+        raise InvalidInputError(f"{where} must be an object, got {type(obj).__name__}")
+    for key in required:
+        if key not in obj:
+            raise InvalidInputError(f"{where}: {key!r} is missing")
+    for key, (test, expected) in fields.items():
+        if key in obj and not test(obj[key]):
+            raise InvalidInputError(f"{where}: {key!r} must be {expected}, got {reprlib.repr(obj[key])}")
+
+
+def _read_node(data: Any, where: str) -> Node:
+    """A :class:`Node` from its ``asdict`` (floats that JSON wrote as integers made floats again)."""
+    _check_fields(data, where, _NODE_FIELDS, required=("node_id", "kind", "layer", "pos"))
+    unknown = sorted(set(data) - set(_NODE_FIELDS))
+    if unknown:
+        raise InvalidInputError(f"{where}: no node has the field {unknown[0]!r}")
+    floats = {k: float(data[k]) for k in ("activation", "influence", "token_prob") if data.get(k) is not None}
+    return Node(**{**data, **floats})
+
+
+def _read_json_file(path: str | Path, name: str) -> Any:
+    """The JSON value of ``path``; an unreadable file, or one not UTF-8 JSON, is an
+    :class:`InvalidInputError` naming it (``name``)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise InvalidInputError(f"{name} cannot be read: {err}") from err
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(f"{name} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start})") from err
+    except RecursionError as err:
+        raise InvalidInputError(f"{name} is not a scrying graph JSON file: it nests too deeply") from err
+    except ValueError as err:  # JSONDecodeError, an integer past Python's digit limit
+        raise InvalidInputError(f"{name} is not a scrying graph JSON file: {err}") from err

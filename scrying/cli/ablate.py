@@ -16,6 +16,7 @@ from scrying.ablation import (
 )
 from scrying.ablation.resume import resume_sweep, sweep_journal, sweep_settings
 from scrying.cli.common import add_model_args, model_from_args
+from scrying.preflight import check_distinct, check_output_file
 
 
 def journal_path(out: Path) -> Path:
@@ -24,6 +25,7 @@ def journal_path(out: Path) -> Path:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    """The prompt file, the options and the output paths are checked before the model loads."""
     config = AblationConfig(
         metric=args.metric,
         method=args.method,
@@ -34,6 +36,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     )
     bootstrap = BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed)
     records = read_prompt_file(args.prompts, need_answers=args.metric == "logit-diff")
+    outputs = {"--out": args.out, "--out (effects)": journal_path(args.out) if args.out else None, "--html": args.html}
+    for option, path in outputs.items():
+        if path is not None:
+            check_output_file(path, option=option)
+    check_distinct(outputs)
     model = model_from_args(args)
     prompts = prompt_set(model, records)
     if args.out:  # per-prompt effects saved head by head: an interrupted run resumes

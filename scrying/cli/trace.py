@@ -20,6 +20,7 @@ from scrying.circuits.config import SelectionConfig
 from scrying.cli.common import add_model_args, model_from_args
 from scrying.errors import InvalidInputError
 from scrying.journal import Journal, file_digest, model_identity
+from scrying.preflight import check_distinct, check_output_dir, check_output_file
 from scrying.prompt_sets import PromptRecord, read_prompt_file
 from scrying.prompts import check_text
 
@@ -96,19 +97,34 @@ def _basis(args: argparse.Namespace) -> FeatureBasis | None:
     return TranscoderBasis(read_transcoders(args.transcoders), labels=read_labels(args.transcoders))
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Options that belong to the other mode, or to the other level."""
+    batch = args.prompts is not None
+    if batch and args.prompt is not None:
+        raise InvalidInputError("give a PROMPT or --prompts FILE.jsonl, not both")
+    if not batch and args.prompt is None:
+        raise InvalidInputError("give a PROMPT or --prompts FILE.jsonl")
+    for option, value in (("--out", args.out), ("--json", args.json)) if batch else (("--out-dir", args.out_dir),):
+        if value is not None:
+            raise InvalidInputError(f"{option} is for {'one PROMPT' if batch else 'batch mode (--prompts)'}; "
+                                    f"{'use --out-dir' if batch else 'use --out and --json'}")
+    if args.transcoders is not None and args.level == "components":
+        raise InvalidInputError("--transcoders is for --level neurons (component graphs have no features)")
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
+    """Every input and output is checked, and the transcoders read, before the model loads."""
+    _check_options(args)
     if args.prompts is not None:
         return _batch(args)
-    if args.prompt is None:
-        raise InvalidInputError("give a PROMPT or --prompts FILE.jsonl")
     check_text(args.prompt)
-    if args.corrupt is not None:
-        check_text(args.corrupt, what="corrupt prompt")
     config = _config(args)
+    html_path = check_output_file(args.out or Path("graphs") / "trace.html", option="--out")
+    json_path = check_output_file(args.json or html_path.with_suffix(".json"), option="--json")
+    check_distinct({"--out": html_path, "--json": json_path})
+    basis = _basis(args)
     model = model_from_args(args)
-    result = trace(model, args.prompt, config, model_name=args.model, basis=_basis(args))
-    html_path = args.out or Path("graphs") / "trace.html"
-    json_path = args.json or html_path.with_suffix(".json")
+    result = trace(model, args.prompt, config, model_name=args.model, basis=basis)
     for path in write_trace(result, html_path=html_path, json_path=json_path):
         sys.stdout.write(f"wrote {path}\n")
     sys.stdout.write(f"{len(result.pruned.nodes)} nodes after pruning (of {len(result.graph.nodes)})\n")
@@ -124,26 +140,36 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_config(args: argparse.Namespace, record: PromptRecord) -> TraceConfig:
+    if record.get("level") not in (None, "neurons", "components"):
+        raise InvalidInputError(f"{record.where}: 'level' must be 'neurons' or 'components', got {record.get('level')!r}")
+    try:
+        config = _config(
+            args,
+            prompt_target=record.get("target"),
+            corrupt=record.get("corrupt"),
+            level=record.get("level"),
+            split_qkv=record.get("split_qkv"),
+        )
+    except InvalidInputError as err:
+        raise type(err)(f"{record.where}: {err}") from err
+    if args.transcoders is not None and config.level == "components":
+        raise InvalidInputError(f"{record.where}: level 'components' cannot use --transcoders")
+    return config
+
+
 def _batch(args: argparse.Namespace) -> int:
     records = read_prompts(args.prompts)
-    out_dir = args.out_dir or Path("graphs") / args.prompts.stem
-    out_dir.mkdir(parents=True, exist_ok=True)
+    configs = [_record_config(args, record) for record in records]  # every line's options, before the model
+    out_dir = check_output_dir(args.out_dir or Path("graphs") / args.prompts.stem, option="--out-dir")
+    basis = _basis(args)
     model = model_from_args(args)
     index = Journal(out_dir / "index.jsonl", batch_settings(args, model), key=lambda r: str(r["id"]), what="trace batch")
     todo = [(n, r) for n, r in enumerate(records) if _id(r, n) not in index.done]
-    basis = _basis(args)
-    if len(todo) < len(records):
-        logger.warning("resuming: %d of %d prompts already traced in %s", len(records) - len(todo), len(records), out_dir)
+    index.resume_note(len(records), "prompts")
     for number, record in tqdm(todo, desc="trace", disable=not todo):
         try:
-            config = _config(
-                args,
-                prompt_target=record.get("target"),
-                corrupt=record.get("corrupt"),
-                level=record.get("level"),
-                split_qkv=record.get("split_qkv"),
-            )
-            result = trace(model, record.prompt, config, model_name=args.model, basis=basis)
+            result = trace(model, record.prompt, configs[number], model_name=args.model, basis=basis)
         except InvalidInputError as err:
             raise type(err)(f"{record.where}: {err}") from err
         stem = out_dir / _id(record, number)

@@ -15,9 +15,10 @@ from scrying.attribution import Graph
 from scrying.cli.common import add_model_args, model_from_args
 from scrying.errors import InvalidInputError
 from scrying.models import default_cache_dir
-from scrying.prompts import tokenize
+from scrying.preflight import check_output_dir, check_output_file
+from scrying.prompts import check_text, tokenize
 from scrying.transcoders import label_features, read_transcoders, write_labels
-from scrying.transcoders.corpus import build_default_corpus, read_texts
+from scrying.transcoders.corpus import build_default_corpus, check_text_files, read_texts
 from scrying.transcoders.intervene import FeatureEdit, compare_top_tokens, intervened_logits
 from scrying.transcoders.quality import quality_report
 from scrying.transcoders.train import PRESETS, token_windows, train_transcoders
@@ -28,7 +29,11 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 
 def _corpus_paths(args: argparse.Namespace) -> list[Path]:
-    return list(args.text) if args.text else [build_default_corpus(_cache_dir(args))]
+    """``--text`` files, each checked (readable UTF-8 text), or the default corpus (built once)."""
+    if args.text:
+        check_text_files(list(args.text))
+        return list(args.text)
+    return [build_default_corpus(_cache_dir(args))]
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
@@ -40,6 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = PRESETS[args.preset]
     changes = {k: v for k, v in (("total_tokens", args.tokens), ("n_features", args.features), ("seed", args.seed)) if v is not None}
     config = dataclasses.replace(config, **changes)
+    check_output_dir(args.out, option="--out")
     paths = _corpus_paths(args)
     model = model_from_args(args)
     result = train_transcoders(model, lambda: read_texts(paths), args.out, config, model_name=args.model, progress=True)
@@ -49,9 +55,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    tset = read_transcoders(args.transcoders)
     paths = _corpus_paths(args)
     model = model_from_args(args)
-    tset = read_transcoders(args.transcoders)
     windows = [w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)]
     report = quality_report(model, tset, torch.stack(windows))
     sys.stdout.write(report.to_string(index=False) + "\n")
@@ -72,9 +78,12 @@ def cmd_label(args: argparse.Namespace) -> int:
         features += [(n.layer, n.feature) for n in graph.nodes if n.kind == "feature"]
     if not features:
         raise InvalidInputError("give --features LAYER:INDEX ... or --graph GRAPH.json")
+    tset = read_transcoders(args.transcoders)
+    for layer, index in features:
+        tset.check_feature(layer, index)
+    check_output_file(Path(args.transcoders) / "labels.json", option="TRANSCODERS (labels.json)")
     paths = _corpus_paths(args)
     model = model_from_args(args)
-    tset = read_transcoders(args.transcoders)
     windows = [w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)]
     labels = label_features(model, tset, sorted(set(features)), torch.stack(windows))
     path = write_labels(args.transcoders, labels)
@@ -107,8 +116,11 @@ def _edits(args: argparse.Namespace) -> list[FeatureEdit]:
 
 def cmd_intervene(args: argparse.Namespace) -> int:
     edits = _edits(args)
-    model = model_from_args(args)
+    check_text(args.prompt)
     tset = read_transcoders(args.transcoders)
+    for edit in edits:
+        tset.check_feature(edit.layer, edit.index)
+    model = model_from_args(args)
     tokens = tokenize(model, args.prompt)
     with torch.no_grad():
         clean = model(tokens)

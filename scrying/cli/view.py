@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from scrying.errors import InvalidInputError
+from scrying.preflight import check_distinct, check_input_dir, check_output_file
 from scrying.viewer import (
     PageConfig,
     read_graph_json,
@@ -25,6 +26,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     if args.gallery is not None:
         if args.graphs or args.state or args.out or args.with_state:
             raise InvalidInputError("--gallery DIR renders every graph JSON in DIR; give no GRAPH, --out, --state or --with-state")
+        check_input_dir(args.gallery, option="--gallery")
         written = render_gallery(args.gallery, config=PageConfig(
             node_threshold=args.node_threshold, edge_threshold=args.edge_threshold, shared_assets=True))
         sys.stdout.write(f"{len(written) - 1} pages and {written[-1]} written\n")
@@ -32,15 +34,18 @@ def cmd_view(args: argparse.Namespace) -> int:
     if len(args.graphs) != 1:
         raise InvalidInputError("give one GRAPH.json (or --gallery DIR)")
     graph_path = args.graphs[0]
+    if args.with_state is not None and args.state is None:
+        raise InvalidInputError("--with-state needs --state STATE.json")
+    out = check_output_file(args.out or graph_path.with_suffix(".html"), option="--out")
+    if args.with_state is not None:
+        check_output_file(args.with_state, option="--with-state")
+        check_distinct({"--with-state": args.with_state, "--out": out})
     data = read_graph_json(graph_path)
     state = read_state(args.state) if args.state else None
-    if args.with_state is not None:
-        if state is None:
-            raise InvalidInputError("--with-state needs --state STATE.json")
+    if args.with_state is not None and state is not None:
         args.with_state.parent.mkdir(parents=True, exist_ok=True)
         args.with_state.write_text(json.dumps(with_state(data, state), allow_nan=False), encoding="utf-8")
         sys.stdout.write(f"wrote {args.with_state}\n")
-    out = args.out or graph_path.with_suffix(".html")
     write_page(data, out, config, state=state)
     sys.stdout.write(f"wrote {out}\n")
     return 0

@@ -68,8 +68,15 @@ def _check_counts(task: str, **counts: int) -> None:
             raise InvalidInputError(f"{task}: {name} must be a positive integer, got {value!r}")
 
 
+#: The most digits an arithmetic operand may have (a prompt of two 64-digit numbers is already
+#: far past what any model here answers; more only costs time).
+MAX_DIGITS = 64
+
+
 def _arithmetic(task: str, symbol: str, k_digits: int, n_items: int, seed: int) -> list[Item]:
     _check_counts(task, k_digits=k_digits, n_items=n_items)
+    if k_digits > MAX_DIGITS:
+        raise InvalidInputError(f"{task}: K (digits per operand) must be at most {MAX_DIGITS}, got {k_digits}")
     low, high = _operand_range(k_digits)
     rng = random.Random(f"{task}:{k_digits}:{seed}")
     items = []

@@ -111,9 +111,10 @@ def _boot(resolved: ResolvedSpec, hf_dir: Path | None, config: LoadConfig) -> An
     dtype = _DTYPES[config.dtype]
     if hf_dir is None:
         return _boot_hub(resolved.location, config, revision=resolved.revision)
+    check_safetensors_dir(hf_dir, resolved.spec)
     try:
         hf_model = AutoModelForCausalLM.from_pretrained(
-            str(hf_dir), dtype=dtype, attn_implementation="eager", local_files_only=True
+            str(hf_dir), dtype=dtype, attn_implementation="eager", local_files_only=True, use_safetensors=True
         ).eval()
         tokenizer = AutoTokenizer.from_pretrained(str(hf_dir), local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
@@ -122,6 +123,19 @@ def _boot(resolved: ResolvedSpec, hf_dir: Path | None, config: LoadConfig) -> An
         str(hf_dir), hf_model=hf_model, tokenizer=tokenizer, device=config.device, dtype=dtype
     )
     return _finish(bridge, config)
+
+
+def check_safetensors_dir(hf_dir: Path, spec: str) -> None:
+    """Refuse a local directory whose weights are not in safetensors files: scrying never
+    unpickles (``pytorch_model.bin`` and other pickles could run code when read)."""
+    if any(hf_dir.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in hf_dir.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt"})
+    found = f"it holds {', '.join(pickles)}, which would have to be unpickled" if pickles else "it holds no weights file"
+    raise ModelLoadError(
+        f"model {spec!r}: {str(hf_dir)!r} has no *.safetensors weights; {found}. scrying reads safetensors "
+        "only: convert the weights where you trust them (model.save_pretrained(dir, safe_serialization=True))"
+    )
 
 
 def _finish(bridge: Any, config: LoadConfig) -> Any:

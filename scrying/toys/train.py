@@ -1,7 +1,8 @@
 """A small, seeded trainer for toy transformers (Hugging Face Llama or GPT-2 configs).
 
 Phases: build the tokenizer and a randomly initialised model from the seed; train with AdamW on
-batches from the task's own seeded generator; evaluate on a fixed held-out batch; save
+batches from the task's own seeded generator (:func:`train_steps`, the one optimisation loop
+every trainer here runs); evaluate on a fixed held-out batch; save
 ``config.json`` + ``model.safetensors`` + tokenizer at every checkpoint (``checkpoints/step-N``)
 and at the end (``out_dir`` itself), so ``scrying.load_model(out_dir)`` loads the result.
 Training history is appended to ``history.jsonl`` as it goes.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -183,23 +185,24 @@ def train_toy(
     rows: list[dict] = []
     checkpoints: list[Path] = []
     start = time.perf_counter()
-    for step in tqdm(range(1, train_cfg.steps + 1), disable=not progress, desc="train"):
+
+    def batch_loss(step: int) -> torch.Tensor:
         tokens, labels = task.training_batch(train_cfg.batch_size, train_gen)
-        loss = model(input_ids=tokens, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        return model(input_ids=tokens, labels=labels).loss
+
+    def after_step(step: int, loss: float) -> None:
         if step % train_cfg.eval_every == 0 or step == train_cfg.steps:
             acc = _evaluate(model, eval_tokens, eval_mask)
-            row = {"step": step, "loss": loss.item(), "accuracy": acc, "seconds": time.perf_counter() - start}
+            row = {"step": step, "loss": loss, "accuracy": acc, "seconds": time.perf_counter() - start}
             rows.append(row)
             with history_path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             logger.info("step %d loss %.4f accuracy %.3f", step, row["loss"], acc)
         if train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0:
             checkpoints.append(_save(model, tokenizer, out / "checkpoints" / f"step-{step:06d}"))
+
+    train_steps(model, batch_loss, optimizer, steps=train_cfg.steps, schedule=schedule, clip_norm=1.0,
+                after_step=after_step, progress=progress, desc="train")
     model.eval()
     _save(model, tokenizer, out)
     meta = {"task": asdict(task), "model": asdict(model_cfg), "train": asdict(train_cfg)}
@@ -211,6 +214,38 @@ def train_toy(
         checkpoints=tuple(checkpoints),
         seconds=time.perf_counter() - start,
     )
+
+
+def train_steps(
+    model: torch.nn.Module,
+    batch_loss: Callable[[int], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps: int,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
+    clip_norm: float | None = None,
+    after_step: Callable[[int, float], None] | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> list[float]:
+    """The optimisation loop of every trainer (toys, the reversal experiments): for step
+    ``1..steps``, the scalar loss of ``batch_loss(step)`` (which draws its own batch), zeroed
+    gradients, backward, gradients clipped to norm ``clip_norm`` (when given), an optimizer step,
+    a schedule step (when given), then ``after_step(step, loss)``. Returns every step's loss."""
+    losses = []
+    for step in tqdm(range(1, steps + 1), disable=not progress, desc=desc):
+        loss = batch_loss(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        losses.append(loss.item())
+        if after_step is not None:
+            after_step(step, losses[-1])
+    return losses
 
 
 @torch.no_grad()

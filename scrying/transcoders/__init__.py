@@ -1,6 +1,8 @@
 """Transcoders: sparse per-layer replacements of the MLPs, their files, training and graphs."""
 
 from scrying.transcoders.basis import TranscoderBasis
+from scrying.transcoders.corpus import check_text_files
+from scrying.transcoders.file_checks import check_transcoders
 from scrying.transcoders.files import TranscoderSet, read_transcoders, write_transcoders
 from scrying.transcoders.labels import (
     FeatureLabel,
@@ -18,6 +20,8 @@ __all__ = [
     "TranscoderBasis",
     "TranscoderSet",
     "TranscoderSpec",
+    "check_text_files",
+    "check_transcoders",
     "label_features",
     "read_labels",
     "read_transcoders",

@@ -15,7 +15,9 @@ it as ``activation_function.threshold``; both names are read). Also read: circui
 older config (``transcoders`` as a list of ``{id, layer, filepath}``) and its older orientation
 (``W_enc`` d_model x feature, ``W_dec`` d_model x feature), told apart by the bias shapes.
 Without a ``scrying`` block the activation is JumpReLU when a threshold is stored, else ReLU.
-``hf://`` paths are refused (no network here): download the files and point at them.
+``hf://`` paths are refused (no network here): download the files and point at them. Files a
+config names must lie inside its directory (symlinks resolved). What a valid directory is lives
+in :mod:`scrying.transcoders.file_checks`, whose ``check_transcoders`` is the cheap pre-flight.
 """
 
 from __future__ import annotations
@@ -25,17 +27,20 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from scrying.errors import InvalidInputError
-from scrying.sites import Component, Site
-from scrying.transcoders.transcoder import Transcoder, TranscoderSpec
-
-SCHEMA_VERSION = 1
-
-#: circuit-tracer's hook names (TransformerLens spelling) -> the sites they mean here.
-INPUT_HOOKS: dict[str, Component] = {"mlp.hook_in": Component.MLP_IN, "hook_resid_mid": Component.RESID_MID}
-OUTPUT_HOOKS: dict[str, Component] = {"mlp.hook_out": Component.MLP_RESULT, "hook_mlp_out": Component.MLP_OUT}
+from scrying.sites import Site
+from scrying.transcoders.file_checks import (
+    INPUT_HOOKS,
+    OUTPUT_HOOKS,
+    SCHEMA_VERSION,
+    LayerFile,
+    inspect_transcoders,
+    one_line,
+)
+from scrying.transcoders.transcoder import Transcoder
 
 
 @dataclass
@@ -59,6 +64,11 @@ class TranscoderSet:
     @property
     def n_features(self) -> int:
         return self.transcoders[0].spec.n_features
+
+    def check_feature(self, layer: int, index: int) -> None:
+        """Raise :class:`InvalidInputError` unless feature ``index`` of ``layer`` exists here."""
+        if not (0 <= layer < len(self.transcoders) and 0 <= index < self.n_features):
+            raise InvalidInputError(f"feature {layer}:{index} is not in a set of {len(self.transcoders)} layers x {self.n_features}")
 
     def input_site(self, layer: int) -> Site:
         return Site(INPUT_HOOKS[self.input_hook], layer)
@@ -98,68 +108,33 @@ def write_transcoders(tset: TranscoderSet, directory: str | Path) -> Path:
 
 
 def read_transcoders(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> TranscoderSet:
-    """Read a transcoder directory (see the module docstring for the layouts read)."""
-    root = Path(directory)
-    path = root / "config.yaml" if root.is_dir() else root
-    if not path.is_file():
-        raise InvalidInputError(f"no transcoder config at {path} (expected a directory with config.yaml)")
-    config = yaml.safe_load(path.read_text()) or {}
-    for key in ("feature_input_hook", "feature_output_hook", "transcoders"):
-        if key not in config:
-            raise InvalidInputError(f"{path}: missing key {key!r}")
-    files = _layer_files(config["transcoders"], path)
-    block = config.get("scrying") or {}
-    if block and block.get("schema_version") != SCHEMA_VERSION:
-        raise InvalidInputError(f"{path}: scrying.schema_version {block.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    transcoders = []
-    for layer, file in enumerate(files):
-        tensors = _normalised(load_file(str(file)), file)
-        activation = block.get("activation") or ("jumprelu" if "threshold" in tensors else "relu")
-        d_model, n_features = tensors["b_dec"].shape[0], tensors["b_enc"].shape[0]
-        spec = TranscoderSpec(d_model=d_model, n_features=n_features, activation=activation, k=block.get("k"), skip="W_skip" in tensors)
-        try:
-            transcoders.append(Transcoder(spec, dtype=dtype).load_tensors(tensors))
-        except InvalidInputError as err:
-            raise InvalidInputError(f"{file} (layer {layer}): {err}") from err
-    return TranscoderSet(
-        transcoders, str(config.get("model_name") or ""), config["feature_input_hook"], config["feature_output_hook"]
-    )
+    """Read a transcoder directory (see the module docstring for the layouts read).
+
+    Checks the directory first with :func:`~scrying.transcoders.file_checks.check_transcoders`'s
+    phases (config, paths inside the directory, headers), then reads the weights and refuses
+    non-finite ones (NaN anywhere, or inf outside the JumpReLU threshold) in ``dtype``. Only
+    ``InvalidInputError`` is raised, naming the file and layer."""
+    layout = inspect_transcoders(directory)
+    return TranscoderSet([_load(lf, dtype) for lf in layout.layers], layout.model_name, layout.input_hook, layout.output_hook)
 
 
-def _layer_files(entries: list, config_path: Path) -> list[Path]:
-    if not isinstance(entries, list) or not entries:
-        raise InvalidInputError(f"{config_path}: 'transcoders' must be a non-empty list")
-    if all(isinstance(e, dict) for e in entries):  # circuit-tracer's older {id, layer, filepath}
-        by_layer = {int(e["layer"]): e["filepath"] for e in entries}
-        if sorted(by_layer) != list(range(len(by_layer))):
-            raise InvalidInputError(f"{config_path}: layers {sorted(by_layer)}, expected 0..{len(by_layer) - 1}")
-        entries = [by_layer[i] for i in range(len(by_layer))]
-    paths = []
-    for entry in entries:
-        if not isinstance(entry, str):
-            raise InvalidInputError(f"{config_path}: a transcoder entry must be a path, got {entry!r}")
-        if entry.startswith("hf://"):
-            raise InvalidInputError(f"{config_path}: {entry!r} is a hub address; download it and give the local path")
-        file = Path(entry) if Path(entry).is_absolute() else config_path.parent / entry
-        if not file.is_file():
-            raise InvalidInputError(f"{config_path}: transcoder file {file} does not exist")
-        paths.append(file)
-    return paths
-
-
-def _normalised(tensors: dict[str, torch.Tensor], file: Path) -> dict[str, torch.Tensor]:
-    """Our names and orientation (``W_enc``/``W_dec`` feature x d_model, ``threshold``)."""
-    out = dict(tensors)
-    if "activation_function.threshold" in out:
-        out["threshold"] = out.pop("activation_function.threshold")
-    for key in ("W_enc", "W_dec", "b_enc", "b_dec"):
-        if key not in out:
-            raise InvalidInputError(f"{file}: missing tensor {key!r} (has {sorted(tensors)})")
-    n_features, d_model = out["b_enc"].shape[0], out["b_dec"].shape[0]
-    for key in ("W_enc", "W_dec"):
-        shape = tuple(out[key].shape)
-        if shape == (d_model, n_features) and d_model != n_features:
-            out[key] = out[key].T.contiguous()
-        elif shape != (n_features, d_model):
-            raise InvalidInputError(f"{file}: {key} has shape {shape}, expected ({n_features}, {d_model})")
-    return out
+def _load(layer: LayerFile, dtype: torch.dtype) -> Transcoder:
+    """One layer's weights, in our names and orientation (``W_enc``/``W_dec`` feature x d_model)."""
+    where = f"{layer.path} (layer {layer.layer})"
+    try:
+        with safe_open(str(layer.path), framework="pt") as handle:
+            tensors = {name: handle.get_tensor(stored) for name, stored in layer.stored.items()}
+    except Exception as err:  # SafetensorError, OSError, ... whatever the bytes
+        raise InvalidInputError(f"{where}: the tensors cannot be read ({one_line(err)})") from err
+    for name in layer.transposed:
+        tensors[name] = tensors[name].T.contiguous()
+    try:
+        tc = Transcoder(layer.spec, dtype=dtype).load_tensors(tensors)
+    except InvalidInputError as err:  # the file changed since its header was checked
+        raise InvalidInputError(f"{where}: {err}") from err
+    for name, value in tc.tensors().items():
+        bad = value.isnan() if name == "threshold" else ~value.isfinite()
+        if bool(bad.any()):
+            what = "NaN values" if name == "threshold" else "non-finite values (NaN or inf)"
+            raise InvalidInputError(f"{where}: tensor {layer.stored[name]!r} has {int(bad.sum())} {what} in {dtype}; expected numbers")
+    return tc

@@ -66,8 +66,7 @@ def intervened_logits(
     """The real model's logits with ``edits`` applied (see the module docstring)."""
     n_pos = tokens.shape[-1]
     for e in edits:
-        if not (0 <= e.layer < len(tset.transcoders) and 0 <= e.index < tset.n_features):
-            raise InvalidInputError(f"feature {e.layer}:{e.index} is not in a set of {len(tset.transcoders)} layers x {tset.n_features}")
+        tset.check_feature(e.layer, e.index)
         if e.pos is not None and not 0 <= e.pos < n_pos:
             raise InvalidInputError(f"position {e.pos} is outside the prompt's {n_pos} tokens")
     inputs: dict[int, Tensor] = {}

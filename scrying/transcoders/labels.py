@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 from scrying.axes import Int, Model, Tensor
-from scrying.errors import ConfigError, InvalidInputError
+from scrying.errors import ConfigError
 from scrying.models.adapter import final_resid, mlp_output_logits
 from scrying.sites import recorded
+from scrying.transcoders.file_checks import LABELS_SCHEMA_VERSION as SCHEMA_VERSION
+from scrying.transcoders.file_checks import labels_path, read_label_file
 from scrying.transcoders.files import TranscoderSet
-
-SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,8 +65,7 @@ def label_features(
     if not features:
         return {}
     for layer, index in features:
-        if not (0 <= layer < len(tset.transcoders) and 0 <= index < tset.n_features):
-            raise InvalidInputError(f"feature ({layer}, {index}) is not in a set of {len(tset.transcoders)} layers x {tset.n_features}")
+        tset.check_feature(layer, index)
     layers = sorted({ly for ly, _ in features})
     wanted = {ly: torch.tensor([i for lx, i in features if lx == ly]) for ly in layers}
     best = {ly: (torch.full((0, len(wanted[ly])), -1.0, dtype=torch.float64), torch.zeros(0, len(wanted[ly]), dtype=torch.long)) for ly in layers}
@@ -112,25 +111,17 @@ def label_features(
 
 
 def write_labels(directory: str | Path, labels: dict[tuple[int, int], FeatureLabel]) -> Path:
-    """Merge ``labels`` into ``directory/labels.json``; returns its path."""
-    path = Path(directory) / "labels.json"
-    data = json.loads(path.read_text()) if path.is_file() else {"schema_version": SCHEMA_VERSION, "features": {}}
+    """Merge ``labels`` into ``labels.json`` beside the transcoders; returns its path."""
+    path = labels_path(directory)
+    features = {f"{layer}:{index}": value for (layer, index), value in read_label_file(path).items()}
     for (layer, index), label in labels.items():
-        data["features"][f"{layer}:{index}"] = asdict(label)
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=1))
+        features[f"{layer}:{index}"] = asdict(label)
+    data = {"schema_version": SCHEMA_VERSION, "features": features}
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
 
 
 def read_labels(directory: str | Path) -> dict[tuple[int, int], str]:
-    """``(layer, index) -> label`` from ``directory/labels.json`` (empty when there is none)."""
-    path = Path(directory) / "labels.json"
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise InvalidInputError(f"{path}: schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    out = {}
-    for key, value in data["features"].items():
-        layer, index = key.split(":")
-        out[int(layer), int(index)] = value["label"]
-    return out
+    """``(layer, index) -> label`` from ``labels.json`` beside the transcoders (empty when there
+    is none); a malformed file is an ``InvalidInputError`` naming it and the key."""
+    return {key: value["label"] for key, value in read_label_file(labels_path(directory)).items()}

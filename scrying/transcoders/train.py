@@ -220,7 +220,7 @@ def train_transcoders(
         transcoders = [Transcoder(spec, dtype=dtype).load_tensors(_prefixed(tensors, f"L{ly}.")) for ly in range(n_layers)]
         optimizer = _optimizer(transcoders, config)
         optimizer.load_state_dict(_optimizer_state(optimizer, tensors))
-        logger.warning("resuming transcoder training at chunk %d of %d", done, config.n_chunks)
+        logger.warning("Resuming: %d of %d chunks already done (%s)", done, config.n_chunks, out_dir)
 
     trained = 0
     bar = tqdm(total=config.n_chunks, initial=done, desc="transcoders", disable=not progress)

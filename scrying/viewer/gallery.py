@@ -4,7 +4,6 @@ rendered from the stored graphs; nothing reruns a model."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from scrying.errors import InvalidInputError
 from scrying.html_pages import escape
 from scrying.viewer.page import PageConfig, asset, check_graph_json, write_page
+from scrying.viewer.schema import read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,10 @@ class GalleryEntry:
 
 
 def read_graph_json(path: str | Path) -> dict[str, Any]:
-    """A graph JSON file, its shape checked (:func:`~scrying.viewer.page.check_graph_json`)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise InvalidInputError(f"{str(path)!r} is not a readable JSON file: {err}") from err
+    """A graph JSON file (:func:`~scrying.viewer.schema.read_json_file`), its fields checked
+    (:func:`~scrying.viewer.page.check_graph_json`); anything else is an
+    :class:`~scrying.errors.InvalidInputError` naming the file."""
+    data = read_json_file(path)
     try:
         check_graph_json(data)
     except InvalidInputError as err:
@@ -46,6 +45,7 @@ def read_graph_json(path: str | Path) -> dict[str, Any]:
 
 
 def entry(name: str, data: dict[str, Any]) -> GalleryEntry:
+    """The index's row of graph JSON ``data`` (checked by :func:`read_graph_json`)."""
     own = data.get("scrying") or {}
     meta = own.get("metadata") or {}
     logits = [(n, (own.get("nodes") or [{}] * len(data["nodes"]))[i]) for i, n in enumerate(data["nodes"]) if n.get("feature_type") == "logit"]
@@ -56,13 +56,18 @@ def entry(name: str, data: dict[str, Any]) -> GalleryEntry:
         name=name,
         prompt=data["metadata"].get("prompt", ""),
         target=", ".join(_token(node, mine) for node, mine in targets),
-        probability=targets[0][0].get("token_prob") if len(targets) == 1 else None,
+        probability=_float(targets[0][0].get("token_prob")) if len(targets) == 1 else None,
         level=own.get("level", ""),
         nodes=len(data["nodes"]),
         edges=len(data["links"]),
-        scores=meta.get("scores") or {},
-        spearman=headline.get("spearman"),
+        scores={k: _float(v) for k, v in (meta.get("scores") or {}).items()},
+        spearman=_float(headline.get("spearman")),
     )
+
+
+def _float(value: int | float | None) -> float | None:
+    """A JSON number as the entry's ``float`` (JSON writes 1.0 as 1)."""
+    return None if value is None else float(value)
 
 
 def _token(node: dict[str, Any], mine: dict[str, Any]) -> str:

@@ -2,9 +2,10 @@
 that opens offline and is read in the browser (assets/viewer.js: click, hover, pruning sliders,
 subgraph and supernodes, state in the URL fragment).
 
-Phases: check the graph JSON's shape (every link names a node) -> take the page's defaults
-(thresholds, a saved :class:`~scrying.viewer.state.ViewState`) -> write the head (prompt, outputs
-and their probabilities), the graph's place, the scores and the validation (escaped HTML, see
+Phases: check the graph JSON's fields (every link names a node, every field read has its type:
+:mod:`~scrying.viewer.schema`) -> take the page's defaults (thresholds, a saved
+:class:`~scrying.viewer.state.ViewState`) -> write the head (prompt, outputs and their
+probabilities), the graph's place, the scores and the validation (escaped HTML, see
 :mod:`~scrying.viewer.report`) -> embed the graph as script-safe JSON and the viewer's script and
 style, inline or (``shared_assets``) as two files beside the page.
 """
@@ -12,17 +13,16 @@ style, inline or (``shared_assets``) as two files beside the page.
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from scrying.errors import ConfigError, InvalidInputError
+from scrying.errors import ConfigError
 from scrying.html_pages import escape, json_for_script
 from scrying.viewer.report import scores_html, validation_html
+from scrying.viewer.schema import check_graph, check_validation
 from scrying.viewer.state import ViewState
 
 logger = logging.getLogger(__name__)
@@ -58,26 +58,13 @@ def asset(name: str) -> str:
 
 
 def check_graph_json(data: Any) -> None:
-    """Raise :class:`InvalidInputError` unless ``data`` has nodes with unique ids, links between
-    them with finite weights, and metadata with the prompt."""
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), t) for k, t in (("nodes", list), ("links", list), ("metadata", dict))):
-        raise InvalidInputError("a graph JSON needs 'nodes' and 'links' lists and a 'metadata' object")
-    ids = [n.get("node_id") for n in data["nodes"] if isinstance(n, dict)]
-    if len(ids) != len(data["nodes"]) or len(set(ids)) != len(ids):
-        raise InvalidInputError("every node needs a unique 'node_id'")
-    known = set(ids)
-    for link in data["links"]:
-        if not isinstance(link, dict) or link.get("source") not in known or link.get("target") not in known:
-            raise InvalidInputError(f"link {str(link)[:120]} names no node of the graph")
-        if not isinstance(link.get("weight"), int | float) or not math.isfinite(link["weight"]):
-            raise InvalidInputError(f"link {str(link)[:120]} has no finite weight")
-    try:
-        json.dumps(data, allow_nan=False)
-    except ValueError as err:  # the browser's JSON.parse refuses NaN and Infinity
-        raise InvalidInputError(f"a graph JSON may hold no NaN or Infinity: {err}") from err
-    own = data.get("scrying")
-    if own is not None and len(own.get("nodes", [])) != len(ids):
-        raise InvalidInputError("the 'scrying' nodes do not match the graph's nodes one to one")
+    """Raise :class:`InvalidInputError`, naming the field, unless ``data`` is a graph JSON the page
+    can show: nodes with unique string ids, links between them with finite weights, metadata,
+    and every field the page, the gallery and the report read of the right type
+    (:func:`scrying.viewer.schema.check_graph`), and ``qParams`` a view state."""
+    check_graph(data)
+    if data.get("qParams"):
+        ViewState.from_qparams(data["qParams"])
 
 
 def _is_components(data: dict[str, Any]) -> bool:
@@ -119,7 +106,8 @@ def _embedded(data: dict[str, Any]) -> dict[str, Any]:
     """The graph as the page embeds it: everything but the validation (shown as HTML)."""
     out = copy.copy(data)
     if isinstance(data.get("scrying"), dict):
-        out["scrying"] = {**data["scrying"], "metadata": {k: v for k, v in data["scrying"].get("metadata", {}).items() if k != "validation"}}
+        meta = data["scrying"].get("metadata") or {}
+        out["scrying"] = {**data["scrying"], "metadata": {k: v for k, v in meta.items() if k != "validation"}}
     return out
 
 
@@ -135,6 +123,8 @@ def render_page(
     the graph (``scrying.metadata.validation``), ``summary`` adds rows to the facts table."""
     config = config or PageConfig()
     check_graph_json(data)
+    if validation:
+        check_validation(validation, "validation")
     own = data.get("scrying") or {}
     meta = own.get("metadata") or {}
     defaults = DEFAULT_THRESHOLDS["components" if _is_components(data) else "features"]

@@ -2,16 +2,17 @@
 with one sentence saying what it means, and the predicted-vs-measured scatter drawn as SVG.
 
 Input is what the graph JSON stores (``scrying.metadata``: ``scores``, ``validation`` as
-:meth:`scrying.attribution.validation.GraphValidation.to_dict` writes it). Every string is
-escaped; numbers are formatted here.
+:meth:`scrying.attribution.validation.GraphValidation.to_dict` writes it), its fields checked by
+:mod:`~scrying.viewer.schema` before it comes here. Every string is escaped; numbers are
+formatted here.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from scrying.html_pages import escape
+from scrying.viewer.schema import is_number
 
 #: What each score or correlation means, one sentence each.
 MEANINGS = {
@@ -47,7 +48,7 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def scores_html(scores: dict[str, float | None], facts: dict[str, Any]) -> str:
+def scores_html(scores: dict[str, int | float | None], facts: dict[str, Any]) -> str:
     """The graph's facts and scores, each score with its meaning."""
     items = "".join(
         f"<dt>{escape(name.replace('_', ' '))}: {_fmt(value)}</dt><dd>{escape(MEANINGS.get(name, ''))}</dd>"
@@ -60,7 +61,7 @@ def scores_html(scores: dict[str, float | None], facts: dict[str, Any]) -> str:
     )
 
 
-def _estimate(value: float | None, ci: list[float | None] | None) -> str:
+def _estimate(value: int | float | None, ci: list[int | float | None] | None) -> str:
     if value is None:
         return "undefined"
     low, high = ci or (None, None)
@@ -72,8 +73,7 @@ def scatter_svg(rows: list[dict[str, Any]], *, size: int = 300) -> str:
     points = [
         (float(r["predicted"]), float(r["measured"]))
         for r in rows
-        if isinstance(r.get("predicted"), int | float) and isinstance(r.get("measured"), int | float)
-        and math.isfinite(r["predicted"]) and math.isfinite(r["measured"])
+        if is_number(r.get("predicted")) and is_number(r.get("measured"))
     ]
     if not points:
         return "<p>No interventions to plot.</p>"

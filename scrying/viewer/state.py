@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from scrying.errors import ConfigError, InvalidInputError
+from scrying.viewer.schema import is_number, read_json_file, show
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,35 +61,36 @@ class ViewState:
         return out
 
     @classmethod
-    def from_qparams(cls, q: dict[str, Any]) -> ViewState:
+    def from_qparams(cls, q: Any) -> ViewState:
         """Read a ``qParams`` dict as circuit-tracer's viewer does: ``pinnedIds`` a list or a
-        comma-separated string, ``supernodes`` a list or its JSON text."""
+        comma-separated string, ``supernodes`` a list or its JSON text; anything else is an
+        :class:`InvalidInputError` naming the field."""
         if not isinstance(q, dict):
             raise InvalidInputError(f"qParams must be a JSON object, got {type(q).__name__}")
-        pinned = q.get("pinnedIds") or []
-        if isinstance(pinned, str):
-            pinned = [p for p in pinned.split(",") if p]
-        groups = q.get("supernodes") or []
-        if isinstance(groups, str):
+        pinned = q.get("pinnedIds")
+        if pinned is None or isinstance(pinned, str):
+            pinned = [p for p in (pinned or "").split(",") if p]
+        groups = q.get("supernodes")
+        if groups is None or isinstance(groups, str):
             try:
-                groups = json.loads(groups)
-            except json.JSONDecodeError as err:
-                raise InvalidInputError(f"qParams supernodes is not JSON: {groups[:80]!r}") from err
+                groups = json.loads(groups) if groups else []
+            except (ValueError, RecursionError) as err:
+                raise InvalidInputError(f"qParams supernodes is not JSON: {show(groups)}") from err
         if not isinstance(pinned, list) or not all(isinstance(p, str) for p in pinned):
-            raise InvalidInputError(f"qParams pinnedIds must be node ids, got {pinned!r}")
+            raise InvalidInputError(f"qParams pinnedIds must be node ids, got {show(pinned)}")
         if not isinstance(groups, list) or not all(
             isinstance(g, list) and len(g) >= 2 and all(isinstance(m, str) for m in g) for g in groups
         ):
-            raise InvalidInputError(f"qParams supernodes must be [name, node_id, ...] lists, got {groups!r}")
+            raise InvalidInputError(f"qParams supernodes must be [name, node_id, ...] lists, got {show(groups)}")
         known = {"pinnedIds", "supernodes", "clickedId", "linkType", "sg_pos", "pruningThreshold", "edgeThreshold"}
         return cls(
             pinned_ids=tuple(pinned),
             supernodes=tuple((g[0], tuple(g[1:])) for g in groups),
-            clicked_id=str(q.get("clickedId") or ""),
+            clicked_id=_text(q.get("clickedId"), "clickedId", ""),
             node_threshold=_number(q.get("pruningThreshold"), "pruningThreshold"),
             edge_threshold=_number(q.get("edgeThreshold"), "edgeThreshold"),
-            link_type=str(q.get("linkType") or "both"),
-            sg_pos=str(q.get("sg_pos") or ""),
+            link_type=_text(q.get("linkType"), "linkType", "both"),
+            sg_pos=_text(q.get("sg_pos"), "sg_pos", ""),
             extra={k: v for k, v in q.items() if k not in known},
         )
 
@@ -115,24 +117,37 @@ class ViewState:
 
 
 def _number(value: Any, name: str) -> float | None:
+    """A threshold: a number, or its text as a URL carries it; ``None`` or ``""`` if unset."""
     if value is None or value == "":
         return None
-    try:
-        return float(value)
-    except (TypeError, ValueError) as err:
-        raise InvalidInputError(f"qParams {name} must be a number, got {value!r}") from err
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError as err:
+            raise InvalidInputError(f"qParams {name} must be a number, got {show(value)}") from err
+    if not is_number(value):
+        raise InvalidInputError(f"qParams {name} must be a number, got {show(value)}")
+    return float(value)
+
+
+def _text(value: Any, name: str, default: str) -> str:
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise InvalidInputError(f"qParams {name} must be a string, got {show(value)}")
+    return value
 
 
 def read_state(path: str | Path) -> ViewState:
     """A state exported by the page (``{"qParams": {...}}``), a graph JSON (its ``qParams``) or
-    a bare ``qParams`` object."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise InvalidInputError(f"{str(path)!r} is not a readable JSON file: {err}") from err
-    if isinstance(data, dict) and isinstance(data.get("qParams"), dict):
+    a bare ``qParams`` object; anything else is an :class:`InvalidInputError` naming the file."""
+    data = read_json_file(path)
+    if isinstance(data, dict) and "qParams" in data:
         data = data["qParams"]
-    return ViewState.from_qparams(data)
+    try:
+        return ViewState.from_qparams(data)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"{str(path)!r}: {err}") from err
 
 
 def with_state(graph_json: dict[str, Any], state: ViewState) -> dict[str, Any]:
