@@ -180,6 +180,17 @@ def _fold(tc: Transcoder, s_in: float, s_out: float) -> Transcoder:
     return out.load_tensors(t)
 
 
+@dataclass
+class _Progress:
+    """What a run carries from chunk to chunk, and what a checkpoint restores."""
+
+    done: int = 0
+    history: list[dict] = field(default_factory=list)
+    scales: list[tuple[float, float]] = field(default_factory=list)
+    transcoders: list[Transcoder] = field(default_factory=list)
+    optimizer: torch.optim.Optimizer | None = None
+
+
 def train_transcoders(
     model: Model,
     texts: Callable[[], Iterable[str]],
@@ -194,71 +205,90 @@ def train_transcoders(
 
     ``texts`` returns a fresh iterable of the corpus's documents each time it is called (a
     resumed run reads the stream again up to where it stopped). ``on_chunk(i)`` is called after
-    chunk ``i`` is checkpointed (tests interrupt there).
+    chunk ``i`` is checkpointed (tests interrupt there). Phases: see the module docstring.
     """
     config = config or TranscoderTrainConfig()
     out = Path(out_dir)
-    ckpt = out / "checkpoint"
     dtype = getattr(torch, config.dtype)
     n_layers, d_model = model.cfg.n_layers, model.cfg.d_model
     spec = TranscoderSpec(d_model=d_model, n_features=config.n_features, activation=config.activation, k=config.k, skip=config.skip)
     settings = {"config": asdict(config), "model_name": model_name, "n_layers": n_layers, "d_model": d_model}
-
     stream = token_windows(model, texts(), config.seq_len)
-    eval_windows = [w for _, w in zip(range(config.n_eval_windows), stream, strict=False)]
-    if len(eval_windows) < config.n_eval_windows:
-        raise InvalidInputError(f"the corpus holds {len(eval_windows)} windows of {config.seq_len} tokens, fewer than the {config.n_eval_windows} held out for evaluation")
-
-    state = _load_checkpoint(ckpt, settings)
-    done = state["chunks_done"] if state else 0
-    history: list[dict] = state["history"] if state else []
-    transcoders: list[Transcoder] = []
-    optimizer: torch.optim.Optimizer | None = None
-    scales: list[tuple[float, float]] = [tuple(s) for s in state["scales"]] if state else []
-    if state:
-        tensors = load_file(str(ckpt / "state.safetensors"))
-        transcoders = [Transcoder(spec, dtype=dtype).load_tensors(_prefixed(tensors, f"L{ly}.")) for ly in range(n_layers)]
-        optimizer = _optimizer(transcoders, config)
-        optimizer.load_state_dict(_optimizer_state(optimizer, tensors))
-        logger.warning("Resuming: %d of %d chunks already done (%s)", done, config.n_chunks, out_dir)
-
+    eval_windows = _held_out(stream, config)
+    state = _resume(out / "checkpoint", settings, spec, dtype, n_layers, config)
     trained = 0
-    bar = tqdm(total=config.n_chunks, initial=done, desc="transcoders", disable=not progress)
+    bar = tqdm(total=config.n_chunks, initial=state.done, desc="transcoders", disable=not progress)
     for chunk in range(config.n_chunks):
         windows = [w for _, w in zip(range(config.windows_per_chunk), stream, strict=False)]
         if len(windows) < config.windows_per_chunk:
             raise InvalidInputError(f"the corpus ran out at chunk {chunk} of {config.n_chunks} ({config.total_tokens} tokens asked); give more text or fewer tokens")
-        if chunk < done:
+        if chunk < state.done:
             continue
-        started = time.perf_counter()
-        x, y = _harvest_chunk(model, windows, config, dtype)
-        harvested = time.perf_counter()
-        if not scales:
-            scales = [(_rms(x[ly]), _rms(y[ly])) for ly in range(n_layers)]
-        s_in = torch.tensor([s[0] for s in scales], dtype=dtype)[:, None, None]
-        s_out = torch.tensor([s[1] for s in scales], dtype=dtype)[:, None, None]
-        x, y = x / s_in, y / s_out
-        if not transcoders:
-            transcoders = [_init(spec, config.seed * 1000 + ly, dtype, y[ly].mean(0)) for ly in range(n_layers)]
-            optimizer = _optimizer(transcoders, config)
-        losses = _train_chunk(transcoders, optimizer, x, y, config, chunk)
-        logger.info(
-            "chunk %d/%d: harvest %.0f tok/s, training %.1f s, mean normalised MSE %.3f",
-            chunk + 1, config.n_chunks, x.shape[1] / (harvested - started), time.perf_counter() - harvested, sum(losses) / len(losses),
-        )
-        history.append({"chunk": chunk, "mse": losses})
-        _save_checkpoint(ckpt, settings, transcoders, optimizer, scales, chunk + 1, history)
+        _train_on(model, windows, state, spec, config, dtype, chunk)
+        _save_checkpoint(out / "checkpoint", settings, state.transcoders, state.optimizer, state.scales, chunk + 1, state.history)
         trained += 1
         bar.update(1)
         if on_chunk is not None:
             on_chunk(chunk)
     bar.close()
+    return _write_and_report(model, state, eval_windows, out, model_name, config, trained)
 
-    tset = TranscoderSet([_fold(tc, *scales[ly]) for ly, tc in enumerate(transcoders)], model_name)
+
+def _held_out(stream: Iterator[Tensor], config: TranscoderTrainConfig) -> list[Tensor]:
+    """Phase 1: the first windows of the stream, kept for the report."""
+    eval_windows = [w for _, w in zip(range(config.n_eval_windows), stream, strict=False)]
+    if len(eval_windows) < config.n_eval_windows:
+        raise InvalidInputError(f"the corpus holds {len(eval_windows)} windows of {config.seq_len} tokens, fewer than the {config.n_eval_windows} held out for evaluation")
+    return eval_windows
+
+
+def _resume(ckpt: Path, settings: dict, spec: TranscoderSpec, dtype: torch.dtype, n_layers: int, config: TranscoderTrainConfig) -> _Progress:
+    """Phase 5, read back: the checkpoint's progress, or a fresh start."""
+    saved = _load_checkpoint(ckpt, settings)
+    if not saved:
+        return _Progress()
+    tensors = load_file(str(ckpt / "state.safetensors"))
+    transcoders = [Transcoder(spec, dtype=dtype).load_tensors(_prefixed(tensors, f"L{ly}.")) for ly in range(n_layers)]
+    optimizer = _optimizer(transcoders, config)
+    optimizer.load_state_dict(_optimizer_state(optimizer, tensors))
+    logger.warning("Resuming: %d of %d chunks already done (%s)", saved["chunks_done"], config.n_chunks, ckpt.parent)
+    return _Progress(saved["chunks_done"], saved["history"], [tuple(s) for s in saved["scales"]], transcoders, optimizer)
+
+
+def _train_on(
+    model: Model, windows: list[Tensor], state: _Progress, spec: TranscoderSpec, config: TranscoderTrainConfig, dtype: torch.dtype, chunk: int
+) -> None:
+    """Phases 2-4 for one chunk: harvest, normalise (scales fixed by the first chunk), train."""
+    started = time.perf_counter()
+    x, y = _harvest_chunk(model, windows, config, dtype)
+    harvested = time.perf_counter()
+    n_layers = x.shape[0]
+    if not state.scales:
+        state.scales = [(_rms(x[ly]), _rms(y[ly])) for ly in range(n_layers)]
+    s_in = torch.tensor([s[0] for s in state.scales], dtype=dtype)[:, None, None]
+    s_out = torch.tensor([s[1] for s in state.scales], dtype=dtype)[:, None, None]
+    x, y = x / s_in, y / s_out
+    if not state.transcoders:
+        state.transcoders = [_init(spec, config.seed * 1000 + ly, dtype, y[ly].mean(0)) for ly in range(n_layers)]
+        state.optimizer = _optimizer(state.transcoders, config)
+    assert state.optimizer is not None  # set together with the transcoders
+    losses = _train_chunk(state.transcoders, state.optimizer, x, y, config, chunk)
+    logger.info(
+        "chunk %d/%d: harvest %.0f tok/s, training %.1f s, mean normalised MSE %.3f",
+        chunk + 1, config.n_chunks, x.shape[1] / (harvested - started), time.perf_counter() - harvested, sum(losses) / len(losses),
+    )
+    state.history.append({"chunk": chunk, "mse": losses})
+
+
+def _write_and_report(
+    model: Model, state: _Progress, eval_windows: list[Tensor], out: Path, model_name: str, config: TranscoderTrainConfig, trained: int
+) -> TrainResult:
+    """Phase 6: fold the scales into the weights, write the set and its quality report."""
+    tset = TranscoderSet([_fold(tc, *state.scales[ly]) for ly, tc in enumerate(state.transcoders)], model_name)
     write_transcoders(tset, out)
     report = quality_report(model, tset, torch.stack(eval_windows), batch=config.harvest_batch)
     report.to_csv(out / "report.csv", index=False)
-    return TrainResult(tset, report, trained, out, history)
+    return TrainResult(tset, report, trained, out, state.history)
 
 
 def _rms(t: Tensor) -> float:
