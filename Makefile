@@ -23,7 +23,7 @@ demo: setup
 	$(VENV)/bin/scrying trace "$(PROMPT)" --out graphs/ioi.html
 
 test: setup browser
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 test-slow: setup
 	$(PY) -m pytest -m slow

