@@ -6,7 +6,7 @@ Phases of :func:`head_sweep`:
    the clean metric per prompt; the replacement ``z`` of every head (:mod:`.replace`).
 2. **Per layer L**: replicate the clean ``resid_pre[L]`` once per ablated head of L
    (``(replica batch)``), resume the forward at block L with replica r's head ablated by a
-   hook on ``z`` of L, stop after the last block (:func:`~scrying.ablation.forward.final_resid`),
+   hook on ``z`` of L, stop after the last block (:func:`~scrying.models.adapter.final_resid`),
    whose MLP runs at the read positions only.
    Blocks before L are not run again. Rows are processed ``batch_size`` at a time.
 3. **Read** the metric at the read positions only (no full-vocabulary logits elsewhere), and

@@ -13,12 +13,12 @@ With these frozen, every feature activation and every logit is a linear, homogen
 the embeddings, of the earlier features' activations and of the (constant) error terms, so
 direct effects are exact.
 
-Two ways to run it, both built from hooks on :mod:`scrying.sites` only:
+Two ways to run it and one reader of its logits, all built from hooks on :mod:`scrying.sites` only:
 
 * :func:`attribution_pass` — one forward over a replicated batch in which each layer's features
   are cut from the gradient (they become leaves), for batched backward passes that read direct
   effects (gradient x activation) at every source at once.
-* :func:`frozen_demeaned_logits` — the frozen final norm and the target columns of the
+* :func:`frozen_demeaned_logits` (the reader) — the frozen final norm and the target columns of the
   unembedding at the last position only, for logit targets read from an attribution pass
   stopped after the last block.
 * :func:`intervention_pass` — a forward with every frozen quantity *replaced* by its clean value
