@@ -110,7 +110,7 @@ class Journal:
             header = json.loads(lines[0])["settings"]
             if not isinstance(header, dict):
                 raise TypeError("settings is not an object")
-        except (json.JSONDecodeError, KeyError, TypeError, IndexError, RecursionError) as err:
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as err:  # ValueError: JSON syntax, huge ints
             raise InvalidInputError(f"{self.path}: line 1 is not a {self._what} header (expected {{\"settings\": ...}})") from err
         if header != self.settings:
             keys = set(header) | set(self.settings)

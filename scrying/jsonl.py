@@ -19,7 +19,7 @@ def read_jsonl(path: Path | str, *, what: str, bad: list[str] | None = None) -> 
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
-        raise InvalidInputError(f"cannot read {what} {str(path)!r}: {err.strerror}") from err
+        raise InvalidInputError(f"cannot read {what} {str(path)!r}: {err.strerror or err}") from err
     except UnicodeDecodeError as err:
         raise InvalidInputError(f"{what} {str(path)!r} is not UTF-8 text ({err.reason})") from err
     out = []
@@ -35,8 +35,27 @@ def read_jsonl(path: Path | str, *, what: str, bad: list[str] | None = None) -> 
     return out
 
 
+def read_json(path: Path | str, *, what: str) -> Any:
+    """The one JSON value in the file at ``path``; ``what`` names the kind of file in errors.
+    Unreadable, not UTF-8 or not JSON: an :class:`~scrying.errors.InvalidInputError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise InvalidInputError(f"cannot read {what} {str(path)!r}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(f"{what} {str(path)!r} is not UTF-8 text ({err.reason})") from err
+    return parse_json(text, f"{what} {path.name}")
+
+
 def parse_json(line: str, where: str) -> Any:
+    """One JSON value; anything ``json`` refuses (syntax, nesting too deep for the parser, an
+    integer past Python's digit limit) is an :class:`~scrying.errors.InvalidInputError`."""
     try:
         return json.loads(line)
     except json.JSONDecodeError as err:
         raise InvalidInputError(f"{where}: not valid JSON ({err.msg})") from err
+    except RecursionError as err:
+        raise InvalidInputError(f"{where}: not valid JSON (nested too deeply)") from err
+    except ValueError as err:  # e.g. an integer of more digits than int() converts
+        raise InvalidInputError(f"{where}: not valid JSON ({err})") from err

@@ -14,7 +14,6 @@ value`` (one row per metric that the record allows).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,7 @@ def parse_output(obj: Any, where: str) -> OutputRecord:
         if key not in obj:
             raise InvalidInputError(f"{where}: missing {key!r}")
     scale = obj["scale"]
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0:
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e308:  # also NaN, inf, huge ints
         raise InvalidInputError(f"{where}: 'scale' must be a positive number, got {scale!r}")
     for key in ("model", "target", "output"):
         if not isinstance(obj[key], str):

@@ -14,7 +14,6 @@ a killed study continues with the next model; (3) return every model's records i
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from scrying.emergence.scoring import ScoredItem, ScoringConfig, score_items
 from scrying.emergence.tasks import Item
 from scrying.errors import InvalidInputError
 from scrying.journal import Journal, file_digest, model_fingerprint
+from scrying.jsonl import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,7 @@ def read_family(path: Path | str, *, minimum: int = 2, what: str = "an emergence
     """The members of a family file (errors name the file and the entry); ``what`` needs at
     least ``minimum`` of them."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InvalidInputError(f"cannot read family file {str(path)!r}: {err.strerror}") from err
-    except json.JSONDecodeError as err:
-        raise InvalidInputError(f"family file {path.name}: not valid JSON ({err.msg})") from err
+    data = read_json(path, what="family file")
     if not isinstance(data, list):
         raise InvalidInputError(f"family file {path.name}: expected a JSON list of {{\"model\": ..., \"scale\": ...}}")
     members = []
@@ -58,9 +53,12 @@ def read_family(path: Path | str, *, minimum: int = 2, what: str = "an emergence
         if not isinstance(entry, dict) or not isinstance(entry.get("model"), str) or not entry["model"].strip():
             raise InvalidInputError(f"{where}: expected an object with a non-empty string 'model'")
         scale = entry.get("scale")
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e308:  # also NaN, inf and ints past float
             raise InvalidInputError(f"{where}: 'scale' must be a positive number, got {scale!r}")
-        members.append(Member(entry["model"], float(scale), str(entry.get("label", entry["model"]))))
+        label = entry.get("label", entry["model"])
+        if not isinstance(label, str):
+            raise InvalidInputError(f"{where}: 'label' must be a string, got {label!r}")
+        members.append(Member(entry["model"], float(scale), label))
     scales = [m.scale for m in members]
     if len(members) < minimum:
         raise InvalidInputError(f"family file {path.name}: {what} needs at least {minimum} models, got {len(members)}")
