@@ -87,7 +87,7 @@ def test_corrupt_journal_line_is_named(tmp_path):
 def test_a_changed_model_at_the_same_path_is_refused(toy_model, prompts_file, tmp_path):
     config = AblationConfig()
     before = sweep_settings("same/path", prompts_file, config, 3, model=toy_model)
-    sweep_journal(tmp_path / "j.jsonl", before)
+    sweep_journal(tmp_path / "j.jsonl", before).append({"layer": 0, "head": 0, "effects": [0.0, 0.0, 0.0]})
     param = next(toy_model.parameters())
     saved = param.detach().clone()
     with torch.no_grad():

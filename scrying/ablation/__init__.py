@@ -2,7 +2,7 @@
 
 Map: :mod:`.config` (what to ablate and measure), :mod:`.replace` (zero / mean / resample
 values and the ``z`` hook), :mod:`.reads` (where the metric is read), :mod:`.sweep` (batched
-sweep, the reference loop, the effect table), :mod:`.resume` (resumable sweeps),
+sweep, the reference loop, the effect table), :mod:`.resume` (resumable sweeps), :mod:`.run` (the ``scrying ablate`` job),
 :mod:`.gradient` (attribution patching, Michel et al. head-mask gradients), :mod:`.detect`
 (previous-token / duplicate-token / induction heads), :mod:`.head_pruning` (pruning curve),
 :mod:`.plots` (plotly figures). Shared layer: prompt sets (:mod:`scrying.prompt_sets`),

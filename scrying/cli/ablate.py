@@ -6,66 +6,37 @@ import argparse
 import sys
 from pathlib import Path
 
-from scrying.ablation import (
-    AblationConfig,
-    BootstrapConfig,
-    effect_heatmap,
-    head_sweep,
-    prompt_set,
-    read_prompt_file,
-)
-from scrying.ablation.resume import resume_sweep, sweep_journal, sweep_settings
-from scrying.cli.common import add_model_args, model_from_args
-from scrying.preflight import check_distinct, check_output_file
-
-
-def journal_path(out: Path) -> Path:
-    """``results.csv`` -> ``results.effects.jsonl`` (the resumable per-prompt record)."""
-    return out.with_name(out.stem + ".effects.jsonl")
+from scrying.ablation import AblationConfig, BootstrapConfig
+from scrying.ablation.run import AblationJob, run_ablation
+from scrying.cli.common import add_model_args, load_config
+from scrying.models import load_model
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    """The prompt file, the options and the output paths are checked before the model loads."""
-    config = AblationConfig(
-        metric=args.metric,
-        method=args.method,
-        positions=args.positions,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=True,
+    """Arguments to an :class:`~scrying.ablation.run.AblationJob`; the library checks it before
+    the model loads (:func:`~scrying.ablation.run.run_ablation`)."""
+    job = AblationJob(
+        prompts=args.prompts,
+        model=str(args.model),
+        ablation=AblationConfig(
+            metric=args.metric, method=args.method, positions=args.positions, batch_size=args.batch_size,
+            seed=args.seed, progress=True,
+        ),
+        bootstrap=BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed),
+        out=args.out,
+        html=args.html,
     )
-    bootstrap = BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed)
-    records = read_prompt_file(args.prompts, need_answers=args.metric == "logit-diff")
-    outputs = {"--out": args.out, "--out (effects)": journal_path(args.out) if args.out else None, "--html": args.html}
-    for option, path in outputs.items():
-        if path is not None:
-            check_output_file(path, option=option)
-    check_distinct(outputs)
-    model = model_from_args(args)
-    prompts = prompt_set(model, records)
-    if args.out:  # per-prompt effects saved head by head: an interrupted run resumes
-        path = journal_path(args.out)
-        settings = sweep_settings(str(args.model), args.prompts, config, prompts.n_prompts, model=model)
-        result = resume_sweep(model, prompts, config, sweep_journal(path, settings))
-        sys.stdout.write(f"per-prompt effects in {path}\n")
-    else:
-        result = head_sweep(model, prompts, config)
-    table = result.table(bootstrap)
+    run = run_ablation(job, lambda spec: load_model(spec, load_config(args)))
+    table = run.table
     ranked = table.reindex(table.effect.abs().sort_values(ascending=False).index)
     sys.stdout.write(
-        f"{len(records)} prompts, clean {args.metric} {table.clean_metric.iloc[0]:.4f}; "
+        f"{run.n_prompts} prompts, clean {args.metric} {table.clean_metric.iloc[0]:.4f}; "
         f"heads with the largest effect ({args.method} ablation):\n"
     )
     cols = ["layer", "head", "effect", "ci_low", "ci_high"]
     sys.stdout.write(ranked[cols].head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
-        sys.stdout.write(f"wrote {args.out}\n")
-    if args.html:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        effect_heatmap(table).write_html(args.html, include_plotlyjs=True)
-        sys.stdout.write(f"wrote {args.html}\n")
+    for path in run.written:
+        sys.stdout.write(f"{'per-prompt effects in' if path == job.journal else 'wrote'} {path}\n")
     return 0
 
 
