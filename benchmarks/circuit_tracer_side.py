@@ -16,43 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import threading
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-class PeakSampler:
-    """Peak resident memory (bytes) of this process while the block runs, sampled every 5 ms."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self.before = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.005)
-
-    def __enter__(self) -> PeakSampler:
-        self.before = self.peak = self.rss()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import PeakSampler, peak_rss_kb  # noqa: E402  (standard library only)
 
 
 def replacement_model_class():
@@ -189,7 +160,7 @@ def main() -> None:
                 "cpu_seconds": cpu_seconds,
                 "attribution_rss_increment_bytes": increments,
                 "load_seconds": load_seconds,
-                "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "peak_rss_kb": peak_rss_kb(),
                 "n_active_features": int(active.shape[0]),
                 "threads": torch.get_num_threads(),
                 "n_layers": int(model.cfg.n_layers),

@@ -13,7 +13,8 @@ their bookkeeping, scores + pruning, validation, export.
 validation) and reports its peak resident memory (``ru_maxrss``, model load included), the rise
 during the build (sampled every 5 ms) and the build's wall time.
 
-Prompts of N tokens are cut from a fixed English text (BOS included in N).
+Prompts of N tokens are cut from a fixed English text (BOS included in N;
+``benchmarks/measure.py``, with the memory sampler).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import cProfile
 import json
 import os
 import pstats
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,23 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from vs_circuit_tracer import PeakSampler  # noqa: E402
-
-TEXT = (
-    "The city of Dallas lies in the north of Texas, on the Trinity River. It grew as a market for "
-    "cotton and cattle and later for oil, banks and railways. Austin, the capital of the state, is "
-    "about three hours to the south by road. When Mary and John went to the store, John gave a "
-    "drink to Mary, who thanked him and walked home along the river. The museum opened a new wing "
-    "in the spring, with paintings from Spain, France and the Netherlands, and a hall of old maps "
-    "that show how the coast and the rivers were drawn before the railways came. "
-)
-
-
-def prompt_of(tokenizer, n_tokens: int) -> str:
-    """A prompt whose tokenization (with BOS) has about ``n_tokens`` tokens."""
-    text = TEXT * (1 + n_tokens * 6 // len(TEXT) + 1)
-    ids = tokenizer.encode(text, add_special_tokens=False)[: n_tokens - 1]
-    return tokenizer.decode(ids)
+from measure import PeakSampler, peak_rss_kb, prompt_of  # noqa: E402
 
 
 def _settings(args):
@@ -149,7 +133,7 @@ def memory_child(args) -> None:
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     sys.stdout.write(json.dumps({
         "n_pos": n_pos, "seconds": seconds, "rise_bytes": mem.peak - mem.before,
-        "before_bytes": mem.before, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "before_bytes": mem.before, "peak_rss_kb": peak_rss_kb(),
     }) + "\n")
 
 

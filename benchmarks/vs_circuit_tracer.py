@@ -91,55 +91,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from measure import PeakSampler, peak_rss_kb, prompt_of  # noqa: E402
+
 DEFAULT_PROMPT = "Fact: the capital of the state containing Dallas is"
 DEFAULT_CT_PYTHON = "/work/ct-venv/bin/python"
 RTOL = 1e-4
 
 
-class PeakSampler:
-    """Peak resident memory (bytes) of this process while the block runs, sampled every 5 ms."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self.before = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.005)
-
-    def __enter__(self) -> PeakSampler:
-        self.before = self.peak = self.rss()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
-
-
 # --------------------------------------------------------------------------- scrying's side
 def scrying_side(args: argparse.Namespace) -> None:
     """Build scrying's feature graph (no validation) and write what the comparison needs."""
-    import resource
-
     import torch
     from safetensors.torch import save_file
 
@@ -195,7 +164,7 @@ def scrying_side(args: argparse.Namespace) -> None:
                 "cpu_seconds": cpu_seconds,
                 "attribution_rss_increment_bytes": increments,
                 "load_seconds": load_seconds,
-                "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "peak_rss_kb": peak_rss_kb(),
                 "threads": torch.get_num_threads(),
                 "n_layers": int(model.cfg.n_layers),
                 "n_pos": int(tokens.shape[-1]),
@@ -317,7 +286,7 @@ def main() -> None:
     p.add_argument("--transcoders", type=Path, required=True, help="transcoder directory (config.yaml + layer_<i>.safetensors)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT)
     p.add_argument("--prompt-tokens", type=int, help="instead of --prompt: about this many tokens of a fixed English "
-                   "text (benchmarks/feature_graph_profile.py's)")
+                   "text (benchmarks/measure.py's)")
     p.add_argument("--model", default="gemma-3-270m", help="scrying model spec; circuit-tracer gets its local HF directory")
     p.add_argument("--max-feature-nodes", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)
@@ -340,7 +309,6 @@ def main() -> None:
     if model_dir is None:
         raise SystemExit(f"{args.model!r} has no local Hugging Face directory for circuit-tracer")
     if args.prompt_tokens:
-        from feature_graph_profile import prompt_of
         from transformers import AutoTokenizer
 
         args.prompt = prompt_of(AutoTokenizer.from_pretrained(str(model_dir)), args.prompt_tokens)

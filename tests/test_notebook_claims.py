@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -69,3 +70,87 @@ def test_head_ablation_notebook_claims():
     assert "` Mary` (correct) vs ` John`" in markdown
     printed = _text(_cell_with(cells, "records = ioi_records()"))
     assert "When Mary and John went to the store, John gave a drink to -> ' Mary' vs ' John'" in printed, printed
+
+
+# --------------------------------------------------------------------------- regenerated
+# The checks above compare prose with stored output; these recompute the stored figures on the
+# default model (the notebooks' own model: its forward passes are cheap) and compare them with
+# an independent computation and with what is stored.
+IOI = "When Mary and John went to the store, John gave a drink to"
+TWO_HOP = "Fact: the capital of the state containing Dallas is"
+
+
+def _stored_top(text: str) -> list[tuple[int, float]]:
+    """``(id, prob)`` rows of a printed ``predict(...).top`` table."""
+    return [(int(i), float(p)) for i, p in re.findall(r"^\d+\s+\S*\s+(\d+)\s+([\d.]+)\s", text, flags=re.M)]
+
+
+def _last_logits(model, prompt: str):
+    import torch
+
+    from scrying.prompts import tokenize
+
+    with torch.no_grad():
+        return model(tokenize(model, prompt))[0, -1].double()
+
+
+def test_attribution_notebook_predictions_regenerate(gemma):
+    """predict()'s top tokens of both prompts, recomputed: equal to a softmax of the model's
+    last logits done here, and to the stored tables (ids in order, probabilities to 1e-4); the
+    two-hop answer is not Austin, the IOI answer is Mary."""
+    from scrying.predict import PredictConfig, predict
+    from scrying.prompts import single_token
+
+    cells = _cells("01_attribution_graphs.ipynb")
+    top = {}
+    for prompt, needle in ((IOI, "predict(model, ioi"), (TWO_HOP, "print(predict(model, two_hop")):
+        probs = _last_logits(gemma, prompt).softmax(-1)
+        fresh = predict(gemma, prompt, PredictConfig(top_k=5)).top
+        assert fresh["id"].tolist() == probs.topk(5).indices.tolist(), prompt
+        assert fresh["prob"].tolist() == pytest.approx(probs.topk(5).values.tolist(), abs=1e-4)  # float32 softmax
+        stored = _stored_top(_text(_cell_with(cells, needle)).split("targets")[0])
+        assert [i for i, _ in stored] == fresh["id"].tolist(), prompt
+        assert [p for _, p in stored] == pytest.approx(fresh["prob"].tolist(), abs=1e-4)
+        top[prompt] = fresh["id"].tolist()
+    assert single_token(gemma, " Austin") not in top[TWO_HOP]
+    assert top[IOI][0] == single_token(gemma, " Mary")
+
+
+def test_attribution_notebook_conservation_regenerates(gemma):
+    """The printed conservation line, recomputed: the target's value is its demeaned logit from
+    the model's forward pass (not the graph's stored value), equal to the stored value; the
+    graph's incoming edges alone add up to it (Gemma has no bias terms)."""
+    from scrying.attribution import FeatureGraphConfig, build_neuron_graph
+
+    line = _text(_cell_with(_cells("01_attribution_graphs.ipynb"), "sum of incoming edges"))
+    stored_value = float(re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", line)[0])
+    logits = _last_logits(gemma, IOI)
+    graph = build_neuron_graph(gemma, IOI, config=FeatureGraphConfig(max_feature_nodes=8, max_logits=1))
+    target = next(i for i, n in enumerate(graph.nodes) if n.is_target)
+    value = float(logits[graph.nodes[target].feature] - logits.mean())
+    assert value == pytest.approx(stored_value, abs=1e-3)
+    assert float(graph.adjacency[target].sum()) == pytest.approx(value, abs=1e-3)
+
+
+def test_head_ablation_notebook_clean_figure_regenerates(gemma):
+    """The first IOI record as printed, and the printed clean logit difference (the mean over the
+    notebook's 32 prompts of logit(correct) - logit(incorrect)), recomputed prompt by prompt."""
+    import torch
+
+    from scrying.prompt_sets import ioi_records
+    from scrying.prompts import single_token, tokenize_batch
+
+    cells = _cells("02_head_ablation.ipynb")
+    records = ioi_records()[:32]
+    first = records[0]
+    assert f"{first.prompt} -> {first.correct!r} vs {first.incorrect!r}" in _text(_cell_with(cells, "records = ioi_records()"))
+    printed = _text(_cell_with(cells, "sweep = head_sweep("))
+    stored = float(re.search(r"clean logit difference (-?[\d.]+)", printed).group(1))
+    with torch.no_grad():  # the 32 prompts have one token length: one batch
+        logits = gemma(tokenize_batch(gemma, [r.prompt for r in records]))[:, -1].double()
+    correct = torch.tensor([single_token(gemma, r.correct) for r in records])
+    incorrect = torch.tensor([single_token(gemma, r.incorrect) for r in records])
+    rows = torch.arange(len(records))
+    diffs = logits[rows, correct] - logits[rows, incorrect]
+    assert diffs[0] > 0  # " Mary" (correct) over " John"
+    assert float(diffs.mean()) == pytest.approx(stored, abs=2e-3)

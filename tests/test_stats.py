@@ -3,13 +3,15 @@ correlations, resamples drawn and scored one by one, and an exact sign-flip test
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 from scipy import stats as sps
 
 from scrying.errors import ConfigError, InvalidInputError
-from scrying.stats import BootstrapConfig, interval, paired_difference, pearson, spearman
+from scrying.stats import BootstrapConfig, paired_difference, pearson, spearman
 
 
 def _data(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -49,14 +51,31 @@ def test_correlation_interval_narrows_with_more_items():
 
 def test_paired_difference_exact_sign_flip_p_value():
     """Five pairs, every difference positive: of the 2^5 sign flips, 2 are as extreme (all + or
-    all -), so the exact two-sided p-value is 2/32."""
+    all -), so the exact two-sided p-value is 2/32. The interval is recomputed from the seeded
+    resamples, each averaged by numpy, and their percentiles."""
     a = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    b = a - np.array([0.5, 0.7, 0.2, 0.9, 0.4])
-    test = paired_difference(a, b)
+    d = np.array([0.5, 0.7, 0.2, 0.9, 0.4])
+    config = BootstrapConfig(n_resamples=500, seed=7)
+    test = paired_difference(a, a - d, config)
     assert test.p_value == pytest.approx(2 / 32, abs=1e-12)
     assert test.difference.value == pytest.approx(0.54)
-    low, high = interval(torch.tensor(a - b), BootstrapConfig())
-    assert (test.difference.ci_low, test.difference.ci_high) == pytest.approx((float(low), float(high)))
+    index = torch.randint(5, (500, 5), generator=torch.Generator().manual_seed(7)).numpy()
+    means = np.array([d[i].mean() for i in index])
+    low, high = np.percentile(means, [2.5, 97.5])
+    assert (test.difference.ci_low, test.difference.ci_high) == pytest.approx((low, high), abs=1e-12)
+    assert test.difference.n == 5 and test.difference.confidence == 0.95
+
+
+def test_paired_difference_p_value_enumerates_every_sign_flip():
+    """Mixed signs, eight pairs: the two-sided p-value is the share of the 2^8 sign flips whose
+    mean difference is at least as far from 0 as the observed one, counted by hand."""
+    d = np.array([0.9, -0.3, 0.4, 1.1, -0.2, 0.6, 0.05, 0.7])
+    b = np.linspace(-1, 1, 8)
+    observed = abs(d.mean())
+    flips = np.array(list(itertools.product([1.0, -1.0], repeat=8)))
+    extreme = int((np.abs((flips * d).mean(1)) >= observed - 1e-12).sum())
+    assert 2 < extreme < 256 // 2
+    assert paired_difference(b + d, b).p_value == pytest.approx(extreme / 256, abs=1e-12)
 
 
 def test_paired_difference_sees_a_shift_and_not_noise():

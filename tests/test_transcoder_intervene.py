@@ -8,7 +8,7 @@ import torch
 from scrying.attribution.replacement import Intervention, clean_run, intervention_pass
 from scrying.cli.main import main
 from scrying.prompts import tokenize
-from scrying.sites import Component, Site, hooks
+from scrying.sites import Component, Site, hooks, recorded
 from scrying.transcoders import TranscoderBasis, write_transcoders
 from scrying.transcoders.intervene import FeatureEdit, intervened_logits
 from tests.test_transcoder_graph import PROMPT, calibrated, random_set
@@ -54,9 +54,36 @@ def test_steer_adds_the_decoder_row_everywhere_but_bos(setup):
         want = model(tokens)
     got = intervened_logits(model, tset, tokens, [FeatureEdit(layer=2, index=5, mode="steer", value=1.5)])
     assert torch.allclose(got, want, atol=1e-9)
-    same = intervened_logits(model, tset, tokens, [FeatureEdit(layer=2, index=5, mode="scale", value=1.0)])
-    with torch.no_grad():
-        assert torch.allclose(same, model(tokens), atol=1e-9)
+
+
+@pytest.mark.parametrize("factor", [0.0, 2.5, -1.0])
+def test_scale_adds_the_scaled_activation_times_the_decoder_row(setup, factor):
+    """``scale`` by s at every position but BOS = adding ``(s - 1) a_p W_dec[i]`` to the MLP
+    output at each position p, with ``a_p = relu(x_p . W_enc[i] + b_enc[i])`` computed here from
+    the recorded MLP input (one edit at one layer: its input is the clean one)."""
+    model, tset, _ = setup
+    tokens = tokenize(model, PROMPT)
+    layer = 1
+    tc = tset.transcoders[layer]
+    with torch.no_grad(), recorded(model, [Site(Component.MLP_IN, layer)]) as store:
+        clean = model(tokens)
+    x = store[Site(Component.MLP_IN, layer)][0].double()  # pos d_model
+    acts = torch.relu(x @ tc.W_enc.detach().T + tc.b_enc.detach())  # pos feature
+    index = int((acts[1:] > 0).sum(0).argmax())  # the feature active at the most positions past BOS
+    a = acts[:, index]
+    assert int((a[1:] > 0).sum()) >= 2
+    row = tc.W_dec[index].detach()
+
+    def add(act, hook):
+        act = act.clone()
+        act[0, 1:] += ((factor - 1) * a[1:, None] * row).to(act.dtype)
+        return act
+
+    with torch.no_grad(), hooks(model, [(Site(Component.MLP_RESULT, layer), add)]):
+        want = model(tokens)
+    got = intervened_logits(model, tset, tokens, [FeatureEdit(layer=layer, index=index, mode="scale", value=factor)])
+    assert (want - clean).abs().max() > 1e-6 * clean.abs().max()  # the edit moves the logits
+    assert torch.allclose(got, want, atol=1e-9, rtol=1e-7)
 
 
 def test_scrying_intervene_prints_the_top_tokens(setup, capsys):

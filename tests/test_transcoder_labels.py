@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from scrying.models.adapter import mlp_output_logits
-from scrying.sites import Component, Site, hooks, recorded
+from scrying.sites import Component, Site, has_site, hooks, recorded
 from scrying.transcoders import (
     TranscoderBasis,
     label_features,
@@ -46,24 +46,65 @@ def test_decoder_token_direction_is_the_frozen_logit_change(arch, tmp_path):
     assert torch.allclose(measured, c * predicted, atol=1e-6 * float(measured.abs().max()))
 
 
-def test_labels_find_the_top_contexts_and_reach_the_graph(tmp_path):
-    model = tiny("gpt2", tmp_path)
+def direct_logit_change(model, layer: int, v: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """What ``v`` written at ``layer``'s MLP output (last position) does to the last logits along
+    the direct path alone, measured in the model with its norm scales frozen: the change it makes
+    to the residual stream after the block (through the MLP post-norm, where there is one), added
+    again just before the final norm."""
+    post = [s for s in [Site(Component.LN2_POST_SCALE, layer)] if has_site(model, s)]  # Gemma's MLP post-norm
+    final = Site(Component.FINAL_SCALE)
+    resid = Site(Component.RESID_POST, layer)
+    with torch.no_grad(), recorded(model, [final, resid, *post], clone=True) as clean:
+        base = model(tokens)[0, -1]
+
+    def frozen(site):
+        return (site, lambda act, hook: clean[site])
+
+    def at_last(delta):
+        def fn(act, hook):
+            act = act.clone()
+            act[:, -1] += delta.to(act.dtype)
+            return act
+
+        return fn
+
+    with torch.no_grad(), hooks(model, [*map(frozen, post), (Site(Component.MLP_RESULT, layer), at_last(v))]), recorded(model, [resid]) as moved:
+        model(tokens)
+    delta = (moved[resid] - clean[resid])[0]
+    d = delta[-1]
+    # the edit stays at its position (a hooked norm scale recomputes the norm: float rounding)
+    assert delta[:-1].abs().max() < 1e-6 * d.abs().max()
+    with torch.no_grad(), hooks(model, [frozen(final), (Site(Component.FINAL_IN), at_last(d))]):
+        return model(tokens)[0, -1] - base
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gemma3"])
+def test_labels_find_the_top_contexts_and_reach_the_graph(arch, tmp_path):
+    """Contexts: the largest ``relu(x . W_enc[i] + b_enc[i])`` over the windows' MLP inputs past
+    BOS, computed here. Promoted and suppressed tokens: the largest and smallest direct logit
+    changes the decoder row makes in the frozen model (:func:`direct_logit_change`), measured, not
+    read from the function the labelling uses."""
+    model = tiny(arch, tmp_path)
     tset = random_set(model.cfg.d_model, model.cfg.n_layers, seed=7, skip=False)
     windows = torch.randint(3, 20, (12, 10), generator=torch.Generator().manual_seed(1))
     windows[:, 0] = 1
     features = [(0, 2), (2, 5), (1, 0)]
     labels = label_features(model, tset, features, windows)
-    with recorded(model, [tset.input_site(ly) for ly in range(3)]) as store:
+    with torch.no_grad(), recorded(model, [Site(Component.MLP_IN, ly) for ly in range(3)]) as store:
         model(windows)
+    decode = model.tokenizer.decode
     for ly, i in features:
-        acts = tset.transcoders[ly].encode(store[tset.input_site(ly)])[:, 1:, i]
+        tc = tset.transcoders[ly]
+        x = store[Site(Component.MLP_IN, ly)].double()
+        acts = torch.relu(x @ tc.W_enc.detach()[i] + tc.b_enc.detach()[i])[:, 1:]  # window pos
         top = acts.flatten().topk(5).values
         got = [a for a, _ in labels[ly, i].contexts]
-        assert got == pytest.approx(top[top > 0].tolist(), rel=1e-9)
+        assert len(got) >= 2 and got == pytest.approx(top[top > 0].tolist(), rel=1e-9)
         w, p = divmod(int(acts.flatten().argmax()), acts.shape[1])
-        assert labels[ly, i].contexts[0][1].endswith(model.tokenizer.decode([int(windows[w, p + 1])]))
-        logits = mlp_output_logits(model, ly, tset.transcoders[ly].W_dec[i][None])[0]
-        assert labels[ly, i].promoted[0] == model.tokenizer.decode([int(logits.argmax())])
+        assert labels[ly, i].contexts[0][1].endswith(decode([int(windows[w, p + 1])]))
+        change = direct_logit_change(model, ly, tc.W_dec.detach()[i], windows[:1])
+        assert labels[ly, i].promoted == [decode([t]) for t in change.topk(5).indices.tolist()]
+        assert labels[ly, i].suppressed == [decode([t]) for t in (-change).topk(5).indices.tolist()]
     directory = write_transcoders(tset, tmp_path / "tc")
     write_labels(directory, labels)
     stored = read_labels(directory)

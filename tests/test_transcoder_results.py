@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from scrying.attribution import Graph
 from scrying.attribution.influence import PruneConfig, prune
@@ -102,3 +103,74 @@ def test_circuit_tracer_comparison_is_the_stored_benchmark_output():
         within, total = map(int, re.search(r"edge agreement .*?: (\d+)/(\d+) within relative 0.0001", text).groups())
         assert within == total or (name == "dallas-default" and total - within == 1), name
         assert f"{total:,}" in readme
+
+
+# --------------------------------------------------------------------------- regenerated
+# The checks above compare the README with stored files. The stored files come from Gemma and the
+# default transcoders (377 MB, not in the repository); what follows recomputes the same kinds of
+# figure on a tiny model, by the code that wrote them, against an independent computation, and
+# checks the stored files against their own arithmetic.
+
+
+def test_quality_report_equals_an_independent_computation(tmp_path):
+    """Every column of ``quality_report`` (the code behind report.csv) on a tiny GPT-2 with a
+    random ReLU set, windows in three batches (the last one short): the MLP's input and output
+    read here at every position past BOS, the reconstruction ``relu(x W_enc^T + b_enc) W_dec +
+    b_dec + x W_skip^T`` written out, FVU against the variance about the mean (GPT-2's MLP outputs
+    have a mean far from 0), L0, the share of features never active (some are made dead)."""
+    import torch
+
+    from scrying.sites import Component, Site, recorded
+    from scrying.transcoders.quality import quality_report
+    from tests.test_transcoder_graph import random_set
+    from tests.tiny_models import tiny
+
+    model = tiny("gpt2", tmp_path)
+    tset = random_set(model.cfg.d_model, model.cfg.n_layers, seed=11)
+    windows = torch.randint(3, 20, (20, 9), generator=torch.Generator().manual_seed(2))
+    windows[:, 0] = 1
+    n = model.cfg.n_layers
+    with torch.no_grad(), recorded(model, [Site(c, ly) for ly in range(n) for c in (Component.MLP_IN, Component.MLP_RESULT)]) as store:
+        model(windows)
+    with torch.no_grad():
+        for ly, tc in enumerate(tset.transcoders):
+            tc.b_enc[:5] = -100.0  # five dead features per layer
+            x = store[Site(Component.MLP_IN, ly)][:, 1:].reshape(-1, model.cfg.d_model).double()
+            for f in range(5, 10):  # five that fire on one row each, wherever it falls in the batches
+                first, second = (x @ tc.W_enc[f].detach()).topk(2).values
+                tc.b_enc[f] = -(first + second) / 2
+    report = quality_report(model, tset, windows, batch=8)
+    assert list(report.layer) == list(range(n))
+    for ly, tc in enumerate(tset.transcoders):
+        w = {k: v.detach().double() for k, v in tc.tensors().items()}
+        x = store[Site(Component.MLP_IN, ly)][:, 1:].reshape(-1, model.cfg.d_model).double()
+        y = store[Site(Component.MLP_RESULT, ly)][:, 1:].reshape(-1, model.cfg.d_model).double()
+        acts = torch.relu(x @ w["W_enc"].T + w["b_enc"])
+        y_hat = acts @ w["W_dec"] + w["b_dec"] + x @ w["W_skip"].T
+        centred = (y - y.mean(0)).pow(2).sum()
+        assert y.shape[0] * y.mean(0).pow(2).sum() > 0.05 * centred  # the mean matters
+        fvu = float((y - y_hat).pow(2).sum() / centred)
+        row = report.iloc[ly]
+        assert row.fvu == pytest.approx(fvu, rel=1e-9)
+        assert row.variance_explained == pytest.approx(1 - fvu, rel=1e-9)
+        assert row.l0 == pytest.approx(float((acts > 0).sum(-1).double().mean()), rel=1e-12)
+        dead = float((acts > 0).any(0).logical_not().double().mean())
+        assert row.dead_fraction == pytest.approx(dead, abs=1e-12) and dead >= 5 / tc.spec.n_features
+        assert ((acts[:, 5:10] > 0).sum(0) == 1).all()
+        assert row.rows == 20 * 8
+
+
+def test_stored_results_agree_with_their_own_arithmetic():
+    """report.csv's variance explained is 1 - FVU in every row; each stored comparison's ratios
+    are its two times and memories divided, to the printed rounding."""
+    import re
+
+    report = pd.read_csv(RESULTS / "report.csv")
+    assert (report.variance_explained - (1 - report.fvu)).abs().max() < 1e-9
+    assert report.layer.tolist() == list(range(18)) and (report.dead_fraction.between(0, 1)).all()
+    for name in ROWS:
+        text = (COMPARISON / f"{name}.txt").read_text(encoding="utf-8")
+        a, b, ratio = map(float, re.search(r"wall scrying ([\d.]+) s, circuit-tracer ([\d.]+) s, ratio scrying/circuit-tracer ([\d.]+)", text).groups())
+        assert ratio == pytest.approx(a / b, abs=0.006 + 0.01 * a / b), name
+        a, b, ratio = map(float, re.search(r"peak memory \(whole process, model load included\): scrying ([\d.]+) GB, circuit-tracer ([\d.]+) GB, ratio ([\d.]+)", text).groups())
+        assert ratio == pytest.approx(a / b, abs=0.006 + 0.01 * a / b), name
