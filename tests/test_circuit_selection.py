@@ -56,13 +56,13 @@ REVIVED = CHAIN | {"embed->a0.h1", "a0.h1->a1.h1", "a1.h1->m1", "m1->logits"}
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        (SelectionConfig(top_n=7), CHAIN),  # A..G selected: D, E, F, G are dead
-        (SelectionConfig(top_n=8), REVIVED),  # H selected too: only F (out of m0) is dead
-        (SelectionConfig(top_n=9), REVIVED | {"embed->m0", "m0->m1"}),
-        (SelectionConfig(top_n=2), set()),  # D, E: neither reaches logits
-        (SelectionConfig(threshold=3.0), CHAIN),
-        (SelectionConfig(threshold=0.5), REVIVED),  # |score| >= threshold, as EAP-IG
-        (SelectionConfig(threshold=0.0), None),  # every edge of the graph
+        (SelectionConfig(top_edges=7), CHAIN),  # A..G selected: D, E, F, G are dead
+        (SelectionConfig(top_edges=8), REVIVED),  # H selected too: only F (out of m0) is dead
+        (SelectionConfig(top_edges=9), REVIVED | {"embed->m0", "m0->m1"}),
+        (SelectionConfig(top_edges=2), set()),  # D, E: neither reaches logits
+        (SelectionConfig(min_abs_score=3.0), CHAIN),
+        (SelectionConfig(min_abs_score=0.5), REVIVED),  # |score| >= min_abs_score, as EAP-IG
+        (SelectionConfig(min_abs_score=0.0), None),  # every edge of the graph
     ],
 )
 def test_hand_worked_unsplit(config, expected):
@@ -89,7 +89,7 @@ def test_hand_worked_split_head_lives_through_any_of_q_k_v():
             "a0.h1->a1.h1<q>": 0.1,  # not selected
         },
     )
-    kept = select_edges(nodes, scores, SelectionConfig(top_n=7))
+    kept = select_edges(nodes, scores, SelectionConfig(top_edges=7))
     assert kept_names(nodes, kept) == {
         "embed->a0.h0<v>",
         "a0.h0->a1.h0<k>",
@@ -104,12 +104,12 @@ def reference(
     """Select by sorting the edge list; then, until stable, keep the edges whose source is
     reachable from embed and whose receiver's node reaches logits (networkx, node level)."""
     size = {e: abs(float(scores[e])) for e in nodes.edges}
-    if config.top_n is not None:
+    if config.top_edges is not None:
         kept = set(
-            sorted(nodes.edges, key=lambda e: -size[e])[: config.top_n]
+            sorted(nodes.edges, key=lambda e: -size[e])[: config.top_edges]
         )  # stable: ties in edge order
     else:
-        kept = {e for e in nodes.edges if size[e] >= config.threshold}
+        kept = {e for e in nodes.edges if size[e] >= config.min_abs_score}
 
     def node(v: int) -> str:
         return nodes.receivers[v].split("<")[0]
@@ -140,10 +140,10 @@ def test_equals_networkx_reference_on_random_scores():
         scores = (raw * 10).round() / 10 * nodes.edge_mask
         n_edges = len(nodes.edges)
         if trial % 4 < 2:
-            config = SelectionConfig(top_n=int(torch.randint(0, n_edges + 1, (1,), generator=g)))
+            config = SelectionConfig(top_edges=int(torch.randint(0, n_edges + 1, (1,), generator=g)))
         else:
             config = SelectionConfig(
-                threshold=float(
+                min_abs_score=float(
                     scores.abs().flatten()[torch.randint(0, scores.numel(), (1,), generator=g)]
                 )
             )
@@ -151,9 +151,9 @@ def test_equals_networkx_reference_on_random_scores():
         expected = reference(nodes, scores, config)
         assert {tuple(e) for e in torch.nonzero(kept).tolist()} == expected, (trial, nodes, config)
         selected = (
-            int((scores.abs() >= config.threshold).logical_and(nodes.edge_mask).sum())
-            if config.top_n is None
-            else config.top_n
+            int((scores.abs() >= config.min_abs_score).logical_and(nodes.edge_mask).sum())
+            if config.top_edges is None
+            else config.top_edges
         )
         sizes.append((len(expected), selected))
     # Not vacuous: pruning removes some selected edges and keeps others in many cases.
@@ -161,21 +161,21 @@ def test_equals_networkx_reference_on_random_scores():
 
 
 def test_bad_configs_and_inputs_name_the_field():
-    for kwargs in ({}, {"top_n": 3, "threshold": 0.1}):
-        with pytest.raises(ConfigError, match="top_n and threshold"):
+    for kwargs in ({}, {"top_edges": 3, "min_abs_score": 0.1}):
+        with pytest.raises(ConfigError, match="top_edges and min_abs_score"):
             SelectionConfig(**kwargs)
-    with pytest.raises(ConfigError, match="top_n"):
-        SelectionConfig(top_n=-1)
+    with pytest.raises(ConfigError, match="top_edges"):
+        SelectionConfig(top_edges=-1)
     for bad in (-0.1, float("nan"), float("inf")):
-        with pytest.raises(ConfigError, match="threshold"):
-            SelectionConfig(threshold=bad)
+        with pytest.raises(ConfigError, match="min_abs_score"):
+            SelectionConfig(min_abs_score=bad)
     nodes = ComponentNodes(n_layers=1, n_heads=1)
     scores = torch.ones(len(nodes.sources), len(nodes.receivers))
-    with pytest.raises(InvalidInputError, match="top_n"):
-        select_edges(nodes, scores, SelectionConfig(top_n=len(nodes.edges) + 1))
+    with pytest.raises(InvalidInputError, match="top_edges"):
+        select_edges(nodes, scores, SelectionConfig(top_edges=len(nodes.edges) + 1))
     with pytest.raises(InvalidInputError, match="split"):
         select_edges(
-            ComponentNodes(n_layers=1, n_heads=1, split_qkv=True), scores, SelectionConfig(top_n=1)
+            ComponentNodes(n_layers=1, n_heads=1, split_qkv=True), scores, SelectionConfig(top_edges=1)
         )
 
 
@@ -219,7 +219,7 @@ def test_faithfulness_curve_runs_from_corrupt_to_clean_with_pruned_counts(toy_mo
         circuit.edges["source"], circuit.edges["target"], circuit.edges["score"], strict=True
     ):
         scores[nodes.sources.index(s), nodes.receivers.index(t)] = score
-    expected = [len(reference(nodes, scores, SelectionConfig(top_n=k))) for k in table["edges"]]
+    expected = [len(reference(nodes, scores, SelectionConfig(top_edges=k))) for k in table["edges"]]
     assert table["kept"].tolist() == expected
     assert (table["kept"] < table["edges"]).any()  # pruning did something on this curve
     assert list(fig.data[0].x) == table["kept"].tolist()
@@ -231,7 +231,7 @@ def test_recovered_matches_patching_against_the_runs_own_metrics(toy_model, smal
     clean, metric, circuit = small_circuit
     nodes = ComponentNodes.of(toy_model, split_qkv=circuit.config.split_qkv)
     scores = score_matrix(nodes, circuit.edges)
-    kept = select_edges(nodes, scores, SelectionConfig(top_n=len(nodes.edges) // 4))
+    kept = select_edges(nodes, scores, SelectionConfig(top_edges=len(nodes.edges) // 4))
     assert 0 < int(kept.sum()) < len(nodes.edges)
     m_circuit = float(
         patch_edges(toy_model, clean, circuit.pair, metric, (nodes.edge_mask & ~kept)[None], nodes)[

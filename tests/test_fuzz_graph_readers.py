@@ -273,7 +273,7 @@ def test_files_that_are_not_json_are_refused_by_every_reader(work, content):
     (("scrying", "bias"), [0.0], "'bias' has 1 values for 15 nodes"),
     (("scrying", "bias", 0), "x", "scrying: 'bias' must be finite numbers or null"),
     (("links", 0, "weight"), "1", "link 0: 'weight' must be a finite number"),
-    (("scrying", "nodes", 14, "label"), "Output " + "-" * 100_000 + "1 (p=0.5)", "too deeply nested"),
+    (("scrying", "nodes", 14, "token"), 5, "scrying.nodes[14]: 'token' must be a string or null, got 5"),
 ])
 def test_graph_read_json_names_the_field(work, where, value, message):
     path = work / "bad.json"
@@ -281,6 +281,16 @@ def test_graph_read_json_names_the_field(work, where, value, message):
     with pytest.raises(InvalidInputError) as err:
         Graph.read_json(path)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_label_is_text_and_never_parsed(work):
+    """A logit node's label is read back as it is, whatever it holds: the node's token is its own
+    field (restored from the stored targets), never parsed out of the label."""
+    label = "Output " + "-" * 100_000 + "1 (p=0.5)"  # once too deeply nested for literal_eval
+    path = work / "label.json"
+    path.write_text(json.dumps(_edit(BASES[1], ("scrying", "nodes", 14, "label"), label)))
+    node = Graph.read_json(path).nodes[14]
+    assert node.kind == "logit" and node.label == label and node.token is None  # two logits, one target
 
 
 @pytest.mark.parametrize(("q", "message"), [

@@ -11,13 +11,16 @@ jsNodeId ``L_{vocab}-{pos}``, clerp ``Output "{token}" (p=...)``).
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from scrying.attribution.components import _node
+from scrying.attribution.components import graph_node
 from scrying.attribution.export import _positions
 from scrying.attribution.graph import SCHEMA_VERSION, Graph, Node, cantor_pair
+from scrying.attribution.nodes import LogitTarget
+from scrying.circuits.nodes import ComponentNode
 from scrying.errors import InvalidInputError
 
 PROMPT = "The capital"
@@ -81,7 +84,7 @@ def tiny_graph(prompt: str = PROMPT, target: str = " Texas", **metadata) -> Grap
         Node("E_5_1", "embedding", -1, 1, 5, "'The' @1", None, 0.9),
         Node("1_824_2", "feature", 1, 2, 824, "L1 neuron 824", 1.5, 0.4),
         Node("0_-1_2", "error", 0, 2, -1, "L0 other neurons @2", None, 0.6),
-        Node(f"{N_LAYERS + 1}_42_2", "logit", N_LAYERS, 2, 42, f"Output {target!r} (p=0.250)", None, 1.0, 0.25, True),
+        Node(f"{N_LAYERS + 1}_42_2", "logit", N_LAYERS, 2, 42, f"Output {target!r} (p=0.250)", None, 1.0, 0.25, True, token=target),
     ]
     adjacency = torch.zeros(4, 4, dtype=torch.float64)
     adjacency[1, 0], adjacency[1, 2], adjacency[3, 1], adjacency[3, 0] = 0.5, -0.25, 2.0, 0.125
@@ -92,8 +95,11 @@ def tiny_graph(prompt: str = PROMPT, target: str = " Texas", **metadata) -> Grap
 
 def component_graph() -> Graph:
     n_heads = 4
-    names = ["embed", "a0.h1", "a0.h3", "m0", "a1.h0", "m1", "logits"]
-    nodes = [_node(name, N_LAYERS, n_heads, 42, 0.25, "Output ' Texas' (p=0.250)") for name in names]
+    typed = [
+        ComponentNode("embed"), ComponentNode("head", 0, 1), ComponentNode("head", 0, 3), ComponentNode("mlp", 0),
+        ComponentNode("head", 1, 0), ComponentNode("mlp", 1), ComponentNode("logits"),
+    ]
+    nodes = [graph_node(node, N_LAYERS, n_heads, LogitTarget(42, " Texas", 0.25)) for node in typed]
     n = len(nodes)
     adjacency = torch.zeros(n, n, dtype=torch.float64)
     for target in range(1, n):
@@ -192,3 +198,63 @@ def test_component_nodes_sit_at_the_last_token():
     # scrying's layout column survives, and the figure still lays heads out by it
     coords = _positions(graph)
     assert [coords[n.node_id][0] for n in graph.nodes] == [2.0, 1.0, 3.0, 4.0, 0.0, 4.0, 2.0]
+
+
+GALLERY = Path(__file__).resolve().parents[1] / "graphs" / "gallery"
+
+
+def test_committed_gallery_reads_from_typed_records_and_rewrites_byte_identical(tmp_path):
+    """Every committed graph reads back from its typed node records (the logits' tokens from the
+    stored targets, no label parsed) and writes the very same bytes: the file format is
+    unchanged."""
+    paths = sorted(GALLERY.glob("*.json"))
+    assert len(paths) >= 8
+    for path in paths:
+        graph = Graph.read_json(path)
+        assert graph.write_json(tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+        logits = [n for n in graph.nodes if n.kind == "logit"]
+        assert [n.token for n in logits] == graph.metadata["targets"], path.name
+        assert all(n.token is None for n in graph.nodes if n.kind != "logit")
+        heads = [n for n in graph.nodes if n.kind == "component" and n.feature >= 0]
+        assert all(n.column == n.feature and n.node_id == f"A{n.layer}.{n.feature}" for n in heads), path.name
+
+
+def test_logit_token_is_a_field_never_read_from_the_label(tmp_path):
+    graph = tiny_graph()
+    graph.nodes[-1].label = "the answer"  # a label that names no token
+    assert graph.to_json_dict()["nodes"][-1]["clerp"] == 'Output " Texas" (p=0.250)'
+    back = Graph.read_json(graph.write_json(tmp_path / "g.json"))
+    assert back.nodes[-1].token == " Texas" and back.nodes[-1].label == "the answer"
+    # a token other than the stored target's is stored with its node, and read back
+    graph.nodes[-1].token = " Austin"
+    records = graph.to_json_dict()["scrying"]["nodes"]
+    assert records[-1]["token"] == " Austin" and all("token" not in r for r in records[:-1])
+    assert Graph.read_json(graph.write_json(tmp_path / "h.json")).nodes == graph.nodes
+    assert tiny_graph().to_json_dict()["scrying"]["nodes"][-1].keys() == records[0].keys()  # the target's: omitted
+
+
+def test_nodes_at_a_position_have_circuit_tracer_ids():
+    """The node constructors write a positioned node's id as circuit-tracer spells it (the
+    hand-written reference above), from typed fields alone."""
+    from scrying.attribution.nodes import embedding_node, error_node, feature_node, logit_node
+
+    nodes = [
+        embedding_node(1, 5, "The"),
+        feature_node(1, 2, 824, "L1 neuron 824", 1.5),
+        error_node(0, 2, "neurons"),
+        logit_node(N_LAYERS, 2, LogitTarget(42, " Texas", 0.25), is_target=True),
+    ]
+    assert [n.node_id for n in nodes] == [n["node_id"] for n in EXPECTED["nodes"]]
+    assert [(n.label, n.token) for n in nodes] == [
+        ("'The' @1", None), ("L1 neuron 824", None), ("L0 other neurons @2", None), ("Output ' Texas' (p=0.250)", " Texas")
+    ]
+
+
+def test_no_module_parses_a_node_identity_back():
+    """Ids, labels and EAP-IG names are written from typed fields and never parsed: no
+    ``literal_eval``, no regex, no split on a receiver's ``<`` in the graph and circuit code."""
+    root = Path(__file__).resolve().parents[1] / "scrying"
+    for path in sorted([*(root / "attribution").glob("*.py"), *(root / "circuits").glob("*.py")]):
+        text = path.read_text()
+        for banned in ("literal_eval", "re.compile", "re.match", 'split("<")', ".split(\"_\")", "_LOGIT_LABEL"):
+            assert banned not in text, (path.name, banned)

@@ -167,7 +167,7 @@ def test_component_circuit_is_top_n_with_dead_nodes_pruned(toy_dir, toy_model, t
     metric = LogitDiff(correct=(target,), incorrect=(incorrect,))
     scored = find_circuit(toy_model, tokens, bad, metric, EAPConfig(method="eap-ig", baseline="corrupt"))
     nodes = ComponentNodes.of(toy_model)
-    kept = select_edges(nodes, score_matrix(nodes, scored.edges), SelectionConfig(top_n=20))
+    kept = select_edges(nodes, score_matrix(nodes, scored.edges), SelectionConfig(top_edges=20))
     n_layers = toy_model.cfg.n_layers
 
     def node_id(name: str) -> str:

@@ -313,3 +313,29 @@ def test_intervention_pass_last_only_is_the_last_position(lossy):
         assert last.shape == (2, 1, full.shape[-1])
         assert torch.allclose(last[:, 0], full[:, -1], rtol=0, atol=1e-9)
         assert (full[0, -1] - full[1, -1]).abs().max() > 1e-6  # the intervention moved the last position
+
+
+def test_graphs_leave_the_callers_transcoders_as_they_were(tmp_path):
+    """Building and validating a graph (frozen, intervention and real-gradient passes) changes
+    nothing of the caller's transcoders: their ``requires_grad`` flags, their dtype (float32 here,
+    in a float64 model: activations are cast at the transcoder's boundary) and their weights, and
+    no gradient reaches them. The float32 set's graph is its float64 copy's, to float32 rounding."""
+    import copy
+
+    from scrying.attribution.validation import ValidationConfig, validate_feature_graph
+
+    model = tiny("gpt2", tmp_path)
+    wide = calibrated(model, random_set(model.cfg.d_model, model.cfg.n_layers, seed=6))
+    narrow = TranscoderSet([copy.deepcopy(tc).to(torch.float32) for tc in wide.transcoders], "random")
+    before = [{name: p.detach().clone() for name, p in tc.named_parameters()} for tc in narrow.transcoders]
+    basis = TranscoderBasis(narrow)
+    graph = build_feature_graph(model, PROMPT, config=CONFIG, basis=basis)
+    validate_feature_graph(model, graph, graph, ValidationConfig(top_k=4), basis=basis)
+    for tc, weights in zip(narrow.transcoders, before, strict=True):
+        for name, p in tc.named_parameters():
+            assert p.requires_grad and p.dtype == torch.float32 and p.grad is None, name
+            assert torch.equal(p, weights[name]), name
+    reference = build_feature_graph(model, PROMPT, config=CONFIG, basis=TranscoderBasis(wide))
+    assert graph.adjacency.dtype == torch.float64 and [n.node_id for n in graph.nodes] == [n.node_id for n in reference.nodes]
+    scale = float(reference.adjacency.abs().max())
+    assert (graph.adjacency - reference.adjacency).abs().max() < 1e-4 * scale and scale > 1e-3

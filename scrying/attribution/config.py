@@ -22,7 +22,7 @@ class TraceConfig:
     corrupt: str | None = None  # components level: corrupted prompt (default: the mean-input baseline)
     split_qkv: bool = False  # components level: score each head's q, k and v inputs separately
     features: FeatureGraphConfig = field(default_factory=FeatureGraphConfig)  # neurons level
-    circuit: SelectionConfig = field(default_factory=lambda: SelectionConfig(top_n=100))  # components level
+    circuit: SelectionConfig = field(default_factory=lambda: SelectionConfig(top_edges=100))  # components level
     prune: PruneConfig = field(default_factory=PruneConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 

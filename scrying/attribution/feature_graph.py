@@ -46,13 +46,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
 from scrying.attribution.basis import FeatureBasis, NeuronBasis
-from scrying.attribution.graph import Graph, Node
+from scrying.attribution.graph import Graph
+from scrying.attribution.nodes import (
+    LogitTarget,
+    Node,
+    embedding_node,
+    error_node,
+    feature_node,
+    logit_node,
+)
 from scrying.attribution.replacement import (
     CleanRun,
     Leaves,
@@ -60,7 +68,7 @@ from scrying.attribution.replacement import (
     clean_run,
     frozen_demeaned_logits,
 )
-from scrying.axes import Model
+from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError
 from scrying.models.adapter import final_resid
 from scrying.prompts import single_token, token_strings, tokenize
@@ -92,13 +100,6 @@ class FeatureGraphConfig:
             raise ConfigError(f"FeatureGraphConfig.logit_probability must be in (0, 1], got {self.logit_probability}")
         if self.batch_size < 1:
             raise ConfigError(f"FeatureGraphConfig.batch_size must be >= 1, got {self.batch_size}")
-
-
-@dataclass(frozen=True)
-class LogitTarget:
-    token_id: int
-    token: str
-    probability: float
 
 
 def logit_targets(model: Model, clean: CleanRun, target: str | None, config: FeatureGraphConfig) -> list[LogitTarget]:
@@ -169,93 +170,26 @@ def build_feature_graph(
     basis: FeatureBasis,
     model_name: str = "",
 ) -> Graph:
-    """The attribution graph of ``prompt`` towards ``target`` (default: top-1) in ``basis``."""
+    """The attribution graph of ``prompt`` towards ``target`` (default: top-1) in ``basis``
+    (phases 1-5 of the module docstring)."""
     config = config or FeatureGraphConfig()
     tokens = tokenize(model, prompt)
     clean = clean_run(model, tokens, basis)
     targets = logit_targets(model, clean, target, config)
     features = select_features(model, clean, targets, config.max_feature_nodes, exclude_bos=config.exclude_bos)
-    n_layers, n_pos, width = clean.features.shape
     strings = token_strings(model, tokens[0])
-
-    nodes: list[Node] = []
-    for ly, p, i in features:
-        nodes.append(Node(f"{ly}_{i}_{p}", "feature", ly, p, i, basis.label(ly, i), float(clean.features[ly, p, i])))
-    for ly in range(n_layers):
-        for p in range(n_pos):
-            nodes.append(Node(f"{ly}_-1_{p}", "error", ly, p, -1, f"L{ly} other {basis.name} @{p}"))
-    for p, token_id in enumerate(tokens[0].tolist()):
-        nodes.append(Node(f"E_{token_id}_{p}", "embedding", -1, p, token_id, f"{strings[p]!r} @{p}"))
-    for t in targets:
-        nodes.append(
-            Node(
-                f"{n_layers + 1}_{t.token_id}_{n_pos - 1}", "logit", n_layers, n_pos - 1, t.token_id,
-                f"Output {t.token!r} (p={t.probability:.3f})", None, None, t.probability, t is targets[0],
-            )
-        )
-    n_feat, n_err = len(features), n_layers * n_pos
-    n = len(nodes)
-    dtype = clean.features.dtype
-    adjacency = torch.zeros(n, n, dtype=dtype)
-    values = torch.zeros(n, dtype=dtype)
-
-    feature_index = torch.tensor(features, dtype=torch.long).reshape(-1, 3)
-    # Columns of each layer's selected features: select_features returns them sorted by
-    # (layer, pos, index), the compact order of every ActiveSet.
-    per_layer = torch.bincount(feature_index[:, 0], minlength=n_layers) if n_feat else torch.zeros(n_layers, dtype=torch.long)
-    starts = [0, *torch.cumsum(per_layer, 0).tolist()]
-    feature_rows = [(r, ("feature", features[r])) for r in range(n_feat)]
-    logit_rows = [(n - len(targets) + j, ("logit", t.token_id)) for j, t in enumerate(targets)]
-    # One forward pass for every target (circuit-tracer's phases 1-4): `copies` copies of the
-    # prompt up to the last block, whose graph each batch's backward pass reuses; logits only
-    # at the last position and only the targets' columns (frozen_demeaned_logits).
-    copies = min(config.batch_size, max(n_feat, len(targets)))
-    with attribution_pass(model, clean, copies) as leaves:
-        resid = final_resid(model, tokens.expand(copies, -1))
-    # Per layer: the clean activations in compact order, and the selected features' entries.
-    clean_active = [a.compact(clean.features[ly]) for ly, a in enumerate(leaves.active)]
-    selected = [
-        leaves.active[ly].lookup(feature_index[starts[ly] : starts[ly + 1], 1], feature_index[starts[ly] : starts[ly + 1], 2])
-        for ly in range(n_layers)
-    ]
-    batches = _chunks(logit_rows, config.batch_size) + _chunks(feature_rows, config.batch_size)
-    bar = tqdm(total=len(feature_rows) + len(logit_rows), disable=not config.progress, desc="attribution")
-    for k, batch in enumerate(batches):
-        seed = _seeds(model, clean, leaves, resid, batch)
-        _clear_grads(leaves)
-        seed.sum().backward(retain_graph=k < len(batches) - 1)
-        rows = torch.tensor([row for row, _ in batch])
-        nb = len(batch)
-        for ly in range(n_layers):
-            leaf = leaves.features.get(ly)
-            if leaf is not None and leaf.grad is not None:
-                contrib = leaf.grad[:nb] * clean_active[ly]  # b n_active
-                if starts[ly + 1] > starts[ly]:
-                    adjacency[rows[:, None], torch.arange(starts[ly], starts[ly + 1])] = contrib[:, selected[ly]]
-                    contrib = contrib.index_fill(1, selected[ly], 0.0)
-                lumped = leaves.active[ly].position_sums(contrib)  # b pos
-            else:
-                lumped = torch.zeros(nb, n_pos, dtype=dtype)
-            error = leaves.errors.get(ly)
-            if error is not None and error.grad is not None:
-                lumped = lumped + error.grad[:nb, :, 0].to(dtype)  # the error term's direct effect
-            adjacency[rows, n_feat + ly * n_pos : n_feat + (ly + 1) * n_pos] = lumped
-        embed = (_grad(leaves.resid0)[:nb] * clean.resid0.unsqueeze(0)).sum(-1)  # b pos
-        adjacency[rows, n_feat + n_err : n_feat + n_err + n_pos] = embed
-        values[rows] = seed.detach()
-        bar.update(nb)
-    bar.close()
+    layout = Layout(len(features), *clean.features.shape[:2], len(targets))
+    adjacency, values = direct_effects(model, clean, features, targets, layout, config)
     fold = config.exclude_bos and (not basis.exact if config.bos_error_as_bias is None else config.bos_error_as_bias)
     if fold:  # position 0 is a constant of the prompt's first token: its errors join the constants
-        adjacency[:, [n_feat + ly * n_pos for ly in range(n_layers)] + [n_feat + n_err]] = 0.0
-    bias = values - adjacency.sum(-1)
-    bias[n_feat : n - len(targets)] = 0.0  # error and embedding nodes have no inputs
+        adjacency[:, [layout.errors(ly).start for ly in range(layout.n_layers)] + [layout.embeddings.start]] = 0.0
+    bias = bias_terms(adjacency, values, layout)
     return Graph(
         prompt=prompt,
         prompt_tokens=strings,
         model_name=model_name,
         level=basis.name,
-        nodes=nodes,
+        nodes=graph_nodes(clean, features, targets, basis, strings),
         adjacency=adjacency,
         bias=bias,
         metadata={
@@ -264,11 +198,145 @@ def build_feature_graph(
             "basis": basis.name,
             "exact_basis": basis.exact,
             "feature_type": basis.feature_type,
-            "n_features_total": n_layers * n_pos * width,
+            "n_features_total": int(clean.features.numel()),
             "node_values": values.tolist(),
             "bos_error_as_bias": fold,
         },
     )
+
+
+class Layout(NamedTuple):
+    """Where each kind of node sits in the graph's order: the ``n_feat`` selected features,
+    then one error node per (layer, position), one embedding per position, the logits."""
+
+    n_feat: int
+    n_layers: int
+    n_pos: int
+    n_logits: int
+
+    @property
+    def n_err(self) -> int:
+        return self.n_layers * self.n_pos
+
+    @property
+    def n(self) -> int:
+        return self.n_feat + self.n_err + self.n_pos + self.n_logits
+
+    def errors(self, layer: int) -> slice:
+        """The error nodes of ``layer``, one per position."""
+        return slice(self.n_feat + layer * self.n_pos, self.n_feat + (layer + 1) * self.n_pos)
+
+    @property
+    def embeddings(self) -> slice:
+        return slice(self.n_feat + self.n_err, self.n_feat + self.n_err + self.n_pos)
+
+
+def graph_nodes(
+    clean: CleanRun, features: list[tuple[int, int, int]], targets: list[LogitTarget], basis: FeatureBasis, strings: list[str]
+) -> list[Node]:
+    """The nodes in :class:`Layout`'s order (the logits at the last position, the first one the
+    target)."""
+    n_layers, n_pos, _ = clean.features.shape
+    nodes = [feature_node(ly, p, i, basis.label(ly, i), float(clean.features[ly, p, i])) for ly, p, i in features]
+    nodes += [error_node(ly, p, basis.name) for ly in range(n_layers) for p in range(n_pos)]
+    nodes += [embedding_node(p, token_id, strings[p]) for p, token_id in enumerate(clean.tokens[0].tolist())]
+    nodes += [logit_node(n_layers, n_pos - 1, t, is_target=j == 0) for j, t in enumerate(targets)]
+    return nodes
+
+
+class _Sources(NamedTuple):
+    """What an attribution pass's gradients are read against: per layer, the clean activations
+    in the compact order of its :class:`~scrying.attribution.basis.ActiveSet` (``clean_active``),
+    the compact entries of the layer's selected features (``selected``), and their first node
+    (``starts``, one more entry at the end)."""
+
+    clean_active: list[Tensor]
+    selected: list[Tensor]
+    starts: list[int]
+
+
+def direct_effects(
+    model: Model,
+    clean: CleanRun,
+    features: list[tuple[int, int, int]],
+    targets: list[LogitTarget],
+    layout: Layout,
+    config: FeatureGraphConfig,
+) -> tuple[Float[Tensor, "node node"], Float[Tensor, " node"]]:
+    """Phase 4: every edge, and each target's value (its seed), in batches of targets.
+
+    One forward pass for every target (circuit-tracer's phases 1-4): ``copies`` copies of the
+    prompt up to the last block, whose graph each batch's backward pass reuses; logits only at
+    the last position and only the targets' columns (:func:`frozen_demeaned_logits`).
+    """
+    dtype = clean.features.dtype
+    adjacency = torch.zeros(layout.n, layout.n, dtype=dtype)
+    values = torch.zeros(layout.n, dtype=dtype)
+    feature_rows = [(r, ("feature", features[r])) for r in range(layout.n_feat)]
+    logit_rows = [(layout.n - len(targets) + j, ("logit", t.token_id)) for j, t in enumerate(targets)]
+    copies = min(config.batch_size, max(layout.n_feat, len(targets)))
+    with attribution_pass(model, clean, copies) as leaves:
+        resid = final_resid(model, clean.tokens.expand(copies, -1))
+    sources = _sources(clean, leaves, features, layout.n_layers)
+    batches = _chunks(logit_rows, config.batch_size) + _chunks(feature_rows, config.batch_size)
+    bar = tqdm(total=len(feature_rows) + len(logit_rows), disable=not config.progress, desc="attribution")
+    for k, batch in enumerate(batches):
+        seed = _seeds(model, clean, leaves, resid, batch)
+        _clear_grads(leaves)
+        seed.sum().backward(retain_graph=k < len(batches) - 1)
+        rows = torch.tensor([row for row, _ in batch])
+        adjacency[rows] = _batch_effects(clean, leaves, sources, layout, len(batch))
+        values[rows] = seed.detach()
+        bar.update(len(batch))
+    bar.close()
+    return adjacency, values
+
+
+def _sources(clean: CleanRun, leaves: Leaves, features: list[tuple[int, int, int]], n_layers: int) -> _Sources:
+    """The :class:`_Sources` of an attribution pass. ``features`` are sorted by
+    ``(layer, pos, index)`` (:func:`select_features`), the compact order of every ActiveSet."""
+    index: Int[Tensor, "feat 3"] = torch.tensor(features, dtype=torch.long).reshape(-1, 3)
+    per_layer = torch.bincount(index[:, 0], minlength=n_layers) if len(features) else torch.zeros(n_layers, dtype=torch.long)
+    starts = [0, *torch.cumsum(per_layer, 0).tolist()]
+    clean_active = [a.compact(clean.features[ly]) for ly, a in enumerate(leaves.active)]
+    selected = [
+        leaves.active[ly].lookup(index[starts[ly] : starts[ly + 1], 1], index[starts[ly] : starts[ly + 1], 2])
+        for ly in range(n_layers)
+    ]
+    return _Sources(clean_active, selected, starts)
+
+
+def _batch_effects(clean: CleanRun, leaves: Leaves, sources: _Sources, layout: Layout, nb: int) -> Float[Tensor, "batch node"]:
+    """The direct effects on a batch's ``nb`` targets (read after its backward pass) of every
+    source: activation x gradient at the selected features; at the error nodes, the unselected
+    features' effects summed per position plus the basis's error term; at the embeddings."""
+    dtype = clean.features.dtype
+    out = torch.zeros(nb, layout.n, dtype=dtype)
+    starts = sources.starts
+    for ly in range(layout.n_layers):
+        leaf = leaves.features.get(ly)
+        if leaf is not None and leaf.grad is not None:
+            contrib = leaf.grad[:nb] * sources.clean_active[ly]  # b n_active
+            if starts[ly + 1] > starts[ly]:
+                out[:, starts[ly] : starts[ly + 1]] = contrib[:, sources.selected[ly]]
+                contrib = contrib.index_fill(1, sources.selected[ly], 0.0)
+            lumped = leaves.active[ly].position_sums(contrib)  # b pos
+        else:
+            lumped = torch.zeros(nb, layout.n_pos, dtype=dtype)
+        error = leaves.errors.get(ly)
+        if error is not None and error.grad is not None:
+            lumped = lumped + error.grad[:nb, :, 0].to(dtype)  # the error term's direct effect
+        out[:, layout.errors(ly)] = lumped
+    out[:, layout.embeddings] = (_grad(leaves.resid0)[:nb] * clean.resid0.unsqueeze(0)).sum(-1)  # b pos
+    return out
+
+
+def bias_terms(adjacency: Float[Tensor, "node node"], values: Float[Tensor, " node"], layout: Layout) -> Float[Tensor, " node"]:
+    """Phase 5: each node's value minus its incoming edges (0 for error and embedding nodes,
+    which have no inputs)."""
+    bias = values - adjacency.sum(-1)
+    bias[layout.n_feat : layout.n - layout.n_logits] = 0.0
+    return bias
 
 
 def _seeds(

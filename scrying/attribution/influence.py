@@ -11,9 +11,14 @@ Phases (circuit-tracer ``graph.py``; Ameisen et al. 2025 §"Pruning" and Appendi
 4. **Edge pruning** on the node-pruned matrix: edge score = normalised weight x influence of its
    target (plus the target's logit weight); keep ``edge_threshold`` (0.98) of cumulative score;
    then drop feature/error nodes left without outgoing edges, and features without incoming ones,
-   until stable. ``top_n`` additionally caps the feature nodes kept.
+   until stable (:func:`scrying.circuits.dead_nodes.prune_dead_nodes`, the fixed point component
+   circuits end with too). ``max_feature_nodes`` additionally caps the feature nodes kept.
 5. **Scores**: replacement = token influence / (token + error influence); completeness =
    influence-weighted fraction of each node's input that does not come from error nodes.
+
+``node_threshold`` and ``edge_threshold`` are cumulative fractions of influence (circuit-tracer's
+names and meaning), not the count and absolute score of component-circuit selection
+(:class:`~scrying.circuits.config.SelectionConfig`: ``top_edges``, ``min_abs_score``).
 """
 
 from __future__ import annotations
@@ -24,22 +29,27 @@ import torch
 
 from scrying.attribution.graph import Graph
 from scrying.axes import Bool, Float, Tensor
+from scrying.circuits.dead_nodes import prune_dead_nodes
 from scrying.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
 class PruneConfig:
+    """How much of the influence pruning keeps: ``node_threshold`` and ``edge_threshold``,
+    cumulative fractions (phases 3-4), and at most ``max_feature_nodes`` feature/component
+    nodes (``None``: no cap)."""
+
     node_threshold: float = 0.8
     edge_threshold: float = 0.98
-    top_n: int | None = None  # at most this many feature/component nodes
+    max_feature_nodes: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("node_threshold", "edge_threshold"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"PruneConfig.{name} must be in [0, 1], got {value}")
-        if self.top_n is not None and self.top_n < 1:
-            raise ConfigError(f"PruneConfig.top_n must be >= 1, got {self.top_n}")
+        if self.max_feature_nodes is not None and self.max_feature_nodes < 1:
+            raise ConfigError(f"PruneConfig.max_feature_nodes must be >= 1, got {self.max_feature_nodes}")
 
 
 def normalize_rows(matrix: Float[Tensor, "node node"]) -> Float[Tensor, "node node"]:
@@ -81,40 +91,50 @@ class PruneResult:
 
 
 def prune(graph: Graph, config: PruneConfig | None = None) -> PruneResult:
-    """Masks of the nodes and edges that carry most of the influence on the logits."""
+    """Masks of the nodes and edges that carry most of the influence on the logits (phases 3-4)."""
     config = config or PruneConfig()
     kinds = [n.kind for n in graph.nodes]
-    always = torch.tensor([k in ("embedding", "logit") for k in kinds])
-    inner = torch.tensor([k in ("feature", "error", "component") for k in kinds])
-    has_inputs = torch.tensor([k in ("feature", "component") for k in kinds])
-    weights = graph.logit_weights()
     scores = node_influence(graph)
+    node_mask = node_pruning(kinds, scores, config)
+    edge_mask = edge_pruning(graph, node_mask, config)
+    live = prune_dead_nodes(
+        edge_mask,
+        node_mask,
+        needs_input=torch.tensor([k in ("feature", "component") for k in kinds]),
+        needs_output=torch.tensor([k in ("feature", "error", "component") for k in kinds]),
+    )
+    order = scores.argsort(descending=True)
+    cumulative = torch.zeros_like(scores)
+    total = scores.sum()
+    cumulative[order] = scores[order].cumsum(0) / (total if total > 0 else 1)
+    return PruneResult(live.alive, live.edges, scores, cumulative)
+
+
+def node_pruning(kinds: list[str], scores: Float[Tensor, " node"], config: PruneConfig) -> Bool[Tensor, " node"]:
+    """Phase 3: the nodes holding ``node_threshold`` of the cumulative influence ``scores``
+    (embeddings and logits always), at most ``max_feature_nodes`` of them features/components."""
+    always = torch.tensor([k in ("embedding", "logit") for k in kinds])
+    has_inputs = torch.tensor([k in ("feature", "component") for k in kinds])
     node_mask = (scores >= _threshold(scores, config.node_threshold)) | always
-    if config.top_n is not None:
+    if config.max_feature_nodes is not None:
         ranked = torch.where(has_inputs & node_mask, scores, torch.tensor(-1.0, dtype=scores.dtype))
-        keep = ranked.argsort(descending=True)[: config.top_n]
+        keep = ranked.argsort(descending=True)[: config.max_feature_nodes]
         capped = torch.zeros_like(node_mask)
         capped[keep] = True
         node_mask &= capped | ~has_inputs
+    return node_mask
+
+
+def edge_pruning(graph: Graph, node_mask: Bool[Tensor, " node"], config: PruneConfig) -> Bool[Tensor, "node node"]:
+    """Phase 4's edges: on the matrix of the kept nodes, the edges holding ``edge_threshold`` of
+    the cumulative edge score (dead nodes not yet pruned)."""
+    weights = graph.logit_weights()
     pruned = graph.adjacency.clone()
     pruned[~node_mask] = 0
     pruned[:, ~node_mask] = 0
     normalized = normalize_rows(pruned)
     edge_scores = normalized * (influence(normalized, weights) + weights)[:, None]
-    edge_mask = (edge_scores >= _threshold(edge_scores[edge_scores > 0], config.edge_threshold)) & (pruned != 0)
-    while True:
-        before = node_mask.clone()
-        edge_mask[~node_mask] = False
-        edge_mask[:, ~node_mask] = False
-        node_mask &= ~inner | edge_mask.any(0)  # inner nodes need an outgoing edge
-        node_mask &= ~has_inputs | edge_mask.any(1)  # features need an incoming edge
-        if torch.equal(before, node_mask):
-            break
-    order = scores.argsort(descending=True)
-    cumulative = torch.zeros_like(scores)
-    total = scores.sum()
-    cumulative[order] = scores[order].cumsum(0) / (total if total > 0 else 1)
-    return PruneResult(node_mask, edge_mask, scores, cumulative)
+    return (edge_scores >= _threshold(edge_scores[edge_scores > 0], config.edge_threshold)) & (pruned != 0)
 
 
 def pruned_graph(graph: Graph, result: PruneResult) -> Graph:

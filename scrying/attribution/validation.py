@@ -125,32 +125,18 @@ def validate_feature_graph(
     *,
     basis: FeatureBasis | None = None,
 ) -> GraphValidation:
-    """Intervene on the graph's most influential features (see the module docstring);
+    """Intervene on the graph's most influential features (phases 1-6 of the module docstring);
     ``basis``: the one the graph was built in (default: neurons)."""
     config = config or ValidationConfig()
     influence = node_influence(graph)
-    features = [i for i, n in enumerate(graph.nodes) if n.kind == "feature" and n.activation]
-    if len(features) < 2:
-        raise InvalidInputError(f"graph has {len(features)} active feature nodes; validation needs at least 2")
-    chosen = [graph.nodes[i] for i in sorted(features, key=lambda i: -float(influence[i]))[: config.top_k]]
+    chosen = _pick(graph, influence, config.top_k)
     target = _target(graph)
     ids = [n.node_id for n in chosen]
-    scales = config.scales
-    from_pruned = predicted_changes(pruned, ids, target.node_id, scales)
-    from_full = predicted_changes(graph, ids, target.node_id, scales)
-
-    basis = _basis_of(graph, basis)
-    clean = clean_run(model, tokenize(model, graph.prompt), basis)
-    live = torch.zeros_like(clean.features, dtype=torch.bool)
-    for node in (n for n in graph.nodes if n.kind == "feature"):
-        live[node.layer, node.pos, node.feature] = True
-    first = scales[0]
-    measured: dict[tuple[str, float], torch.Tensor] = {}
-    for name, unfrozen in STAGES:
-        for scale in scales if name in (STAGES[0][0], STAGES[-1][0]) else (first,):
-            measured[name, scale] = _measure(model, clean, chosen, target.feature, scale, live, unfrozen, config.chunk)
+    from_pruned = predicted_changes(pruned, ids, target.node_id, config.scales)
+    from_full = predicted_changes(graph, ids, target.node_id, config.scales)
+    clean = clean_run(model, tokenize(model, graph.prompt), _basis_of(graph, basis))
+    measured = _measure_stages(model, clean, graph, chosen, target, config)
     gradient = _real_gradient(model, clean, chosen, target.feature)
-
     base = pd.DataFrame(
         {
             "node_id": ids,
@@ -161,54 +147,98 @@ def validate_feature_graph(
     )
     what = f"change of the demeaned logit of {target.label}"
     reports: dict[str, ValidationReport] = {}
-    frozen, real = STAGES[0][0], STAGES[-1][0]
-    for j, scale in enumerate(scales):
-        table = base.assign(
-            predicted=from_pruned[:, j].numpy(),
-            unpruned_graph=from_full[:, j].numpy(),
-            pruning_loss=(from_full[:, j] - from_pruned[:, j]).numpy(),
-            measured=measured[frozen, scale].numpy(),
-            real=measured[real, scale].numpy(),
-        )
-        reports[f"graph vs frozen, scale {scale:g}"] = compare(
-            table, target=what, settings={"scale": scale},
-            method="predicted: signed path sums through the pruned graph's edges; measured: the "
-            "intervention in the frozen local replacement model the graph was built in "
-            "(unselected features clamped: they are its error nodes). That model is linear, so both "
-            "sides scale with (scale - 1) and every scale gives the same correlations",
-        )
-        reports[f"unpruned graph vs frozen, scale {scale:g}"] = compare(
-            table.drop(columns=["predicted"]).rename(columns={"unpruned_graph": "predicted"}),
-            target=what, settings={"scale": scale},
-            method="predicted: signed path sums through every edge of the unpruned graph; measured: "
-            "the same frozen-model intervention (agreement to rounding expected: a gap is a bug)",
-        )
-        reports[f"frozen vs real, scale {scale:g}"] = compare(
-            base.assign(predicted=measured[frozen, scale].numpy(), measured=measured[real, scale].numpy()),
-            target=what, settings={"scale": scale},
-            method="predicted: the intervention's effect in the frozen replacement model; measured: "
-            "the same intervention in the real model (nothing frozen)",
-        )
-        reports[f"graph vs real, scale {scale:g}"] = compare(
-            table.drop(columns=["measured"]).rename(columns={"real": "measured"}), target=what,
-            settings={"scale": scale},
-            method="predicted: signed path sums through the pruned graph's edges; measured: the "
-            "intervention in the real model",
-        )
-        reports[f"activation x gradient vs real, scale {scale:g}"] = compare(
-            base.assign(predicted=(scale - 1.0) * base["activation"].to_numpy() * gradient.numpy(), measured=measured[real, scale].numpy()),
-            target=what, settings={"scale": scale},
-            method="predicted: (scale - 1) x activation x gradient in the real model (the cheap "
-            "baseline, no graph); measured: the intervention in the real model",
-        )
-    for name, _ in STAGES[1:-1]:
-        reports[f"graph vs {name}, scale {first:g}"] = compare(
-            base.assign(predicted=from_pruned[:, 0].numpy(), measured=measured[name, first].numpy()),
+    for j, scale in enumerate(config.scales):
+        reports |= _scale_reports(base, from_pruned[:, j], from_full[:, j], measured, gradient, scale, what)
+    reports |= _stage_reports(base, from_pruned[:, 0], measured, config.scales[0], what)
+    return GraphValidation(reports, headline=f"graph vs frozen, scale {config.scales[0]:g}")
+
+
+def _pick(graph: Graph, influence: torch.Tensor, top_k: int) -> list[Node]:
+    """Phase 1: the ``top_k`` active feature nodes with the most influence on the logits."""
+    features = [i for i, n in enumerate(graph.nodes) if n.kind == "feature" and n.activation]
+    if len(features) < 2:
+        raise InvalidInputError(f"graph has {len(features)} active feature nodes; validation needs at least 2")
+    return [graph.nodes[i] for i in sorted(features, key=lambda i: -float(influence[i]))[:top_k]]
+
+
+def _measure_stages(
+    model: Model, clean: CleanRun, graph: Graph, chosen: list[Node], target: Node, config: ValidationConfig
+) -> dict[tuple[str, float], torch.Tensor]:
+    """Phases 3-4: the target's change for each chosen node, by ``(stage, scale)``: every scale
+    in the frozen model (the graph's features live) and in the real model, the first scale at
+    every stage between."""
+    live = torch.zeros_like(clean.features, dtype=torch.bool)
+    for node in (n for n in graph.nodes if n.kind == "feature"):
+        live[node.layer, node.pos, node.feature] = True
+    first = config.scales[0]
+    measured: dict[tuple[str, float], torch.Tensor] = {}
+    for name, unfrozen in STAGES:
+        for scale in config.scales if name in (STAGES[0][0], STAGES[-1][0]) else (first,):
+            measured[name, scale] = _measure(model, clean, chosen, target.feature, scale, live, unfrozen, config.chunk)
+    return measured
+
+
+#: What each comparison of :func:`_scale_reports` measures, by its name's start.
+_METHODS = {
+    "graph vs frozen": "predicted: signed path sums through the pruned graph's edges; measured: the "
+    "intervention in the frozen local replacement model the graph was built in "
+    "(unselected features clamped: they are its error nodes). That model is linear, so both "
+    "sides scale with (scale - 1) and every scale gives the same correlations",
+    "unpruned graph vs frozen": "predicted: signed path sums through every edge of the unpruned graph; measured: "
+    "the same frozen-model intervention (agreement to rounding expected: a gap is a bug)",
+    "frozen vs real": "predicted: the intervention's effect in the frozen replacement model; measured: "
+    "the same intervention in the real model (nothing frozen)",
+    "graph vs real": "predicted: signed path sums through the pruned graph's edges; measured: the "
+    "intervention in the real model",
+    "activation x gradient vs real": "predicted: (scale - 1) x activation x gradient in the real model (the cheap "
+    "baseline, no graph); measured: the intervention in the real model",
+}
+
+
+def _scale_reports(
+    base: pd.DataFrame,
+    from_pruned: torch.Tensor,
+    from_full: torch.Tensor,
+    measured: dict[tuple[str, float], torch.Tensor],
+    gradient: torch.Tensor,
+    scale: float,
+    what: str,
+) -> dict[str, ValidationReport]:
+    """Phase 6 at one scale: the graphs against the frozen and the real model, the frozen
+    against the real model, and the activation x gradient baseline against the real model."""
+    frozen, real = measured[STAGES[0][0], scale].numpy(), measured[STAGES[-1][0], scale].numpy()
+    table = base.assign(
+        predicted=from_pruned.numpy(), unpruned_graph=from_full.numpy(),
+        pruning_loss=(from_full - from_pruned).numpy(), measured=frozen, real=real,
+    )
+    tables = {
+        "graph vs frozen": table,
+        "unpruned graph vs frozen": table.drop(columns=["predicted"]).rename(columns={"unpruned_graph": "predicted"}),
+        "frozen vs real": base.assign(predicted=frozen, measured=real),
+        "graph vs real": table.drop(columns=["measured"]).rename(columns={"real": "measured"}),
+        "activation x gradient vs real": base.assign(
+            predicted=(scale - 1.0) * base["activation"].to_numpy() * gradient.numpy(), measured=real
+        ),
+    }
+    return {
+        f"{name}, scale {scale:g}": compare(rows, target=what, settings={"scale": scale}, method=_METHODS[name])
+        for name, rows in tables.items()
+    }
+
+
+def _stage_reports(
+    base: pd.DataFrame, from_pruned: torch.Tensor, measured: dict[tuple[str, float], torch.Tensor], first: float, what: str
+) -> dict[str, ValidationReport]:
+    """Phase 6 at the first scale: the pruned graph against each partly unfrozen model."""
+    return {
+        f"graph vs {name}, scale {first:g}": compare(
+            base.assign(predicted=from_pruned.numpy(), measured=measured[name, first].numpy()),
             target=what, settings={"scale": first},
             method=f"predicted: signed path sums through the pruned graph's edges; measured: the "
             f"intervention in the frozen model with, cumulatively, {name.removeprefix('+ ')}",
         )
-    return GraphValidation(reports, headline=f"graph vs frozen, scale {first:g}")
+        for name, _ in STAGES[1:-1]
+    }
 
 
 def _basis_of(graph: Graph, given: FeatureBasis | None = None) -> FeatureBasis:

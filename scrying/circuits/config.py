@@ -87,19 +87,21 @@ class FaithfulnessConfig:
 @dataclass(frozen=True, kw_only=True)
 class SelectionConfig:
     """Which edges a circuit keeps before dead-node pruning (:mod:`scrying.circuits.selection`):
-    the ``top_n`` edges by ``|score|``, or every edge with ``|score| >= threshold``. Exactly one
-    of the two is set."""
+    the ``top_edges`` edges by ``|score|``, or every edge with ``|score| >= min_abs_score``.
+    Exactly one of the two is set. (A count of edges and an absolute score: not the cumulative
+    fractions ``node_threshold`` / ``edge_threshold`` of feature-graph pruning,
+    :class:`~scrying.attribution.influence.PruneConfig`.)"""
 
-    top_n: int | None = None
-    threshold: float | None = None
+    top_edges: int | None = None
+    min_abs_score: float | None = None
 
     def __post_init__(self) -> None:
-        if (self.top_n is None) == (self.threshold is None):
+        if (self.top_edges is None) == (self.min_abs_score is None):
             raise ConfigError(
-                "SelectionConfig needs exactly one of top_n and threshold, "
-                f"got top_n={self.top_n!r}, threshold={self.threshold!r}"
+                "SelectionConfig needs exactly one of top_edges and min_abs_score, "
+                f"got top_edges={self.top_edges!r}, min_abs_score={self.min_abs_score!r}"
             )
-        if self.top_n is not None and (isinstance(self.top_n, bool) or self.top_n < 0):
-            raise ConfigError(f"SelectionConfig.top_n must be an integer >= 0, got {self.top_n!r}")
-        if self.threshold is not None and not (0.0 <= self.threshold < float("inf")):
-            raise ConfigError(f"SelectionConfig.threshold must be finite and >= 0, got {self.threshold!r}")
+        if self.top_edges is not None and (isinstance(self.top_edges, bool) or self.top_edges < 0):
+            raise ConfigError(f"SelectionConfig.top_edges must be an integer >= 0, got {self.top_edges!r}")
+        if self.min_abs_score is not None and not (0.0 <= self.min_abs_score < float("inf")):
+            raise ConfigError(f"SelectionConfig.min_abs_score must be finite and >= 0, got {self.min_abs_score!r}")

@@ -96,7 +96,7 @@ def faithfulness_curve(
     scores = score_matrix(nodes, circuit.edges)
     n_edges = len(nodes.edges)
     ks = edge_counts(n_edges, config)
-    kept = torch.stack([select_edges(nodes, scores, SelectionConfig(top_n=k)) for k in ks])
+    kept = torch.stack([select_edges(nodes, scores, SelectionConfig(top_edges=k)) for k in ks])
     patch = PatchConfig(chunk=config.chunk, progress=config.progress)
     values, fraction = _patched(model, clean, circuit, metric, nodes, kept, patch)
     sizes = kept.sum(dim=(1, 2)).tolist()

@@ -24,8 +24,9 @@ Node outputs ``a_u`` (what u adds to the residual stream):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Literal
 
 import einops
 import torch
@@ -33,6 +34,43 @@ from jaxtyping import Bool
 
 from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError
+
+NodeType = Literal["embed", "head", "mlp", "logits"]
+Part = Literal["", "q", "k", "v"]
+
+
+@dataclass(frozen=True)
+class ComponentNode:
+    """A node (or a receiver) of the component graph by its typed fields: ``kind``, ``layer``
+    and ``head`` (-1 where none), and for a split head's receiver its input ``part``. Its
+    :attr:`name` (Hanna et al.'s spelling) is written from them here and never read back."""
+
+    kind: NodeType
+    layer: int = -1
+    head: int = -1
+    part: Part = ""
+
+    @property
+    def name(self) -> str:
+        if self.kind == "head":
+            return f"a{self.layer}.h{self.head}{self.part_tag}"
+        if self.kind == "mlp":
+            return f"m{self.layer}"
+        return self.kind
+
+    @property
+    def part_tag(self) -> str:
+        """``"<q>"``, ``"<k>"`` or ``"<v>"`` for a split head's receiver, else ``""``."""
+        return f"<{self.part}>" if self.part else ""
+
+    @property
+    def node(self) -> ComponentNode:
+        """The node this receiver is an input of (itself, for a node)."""
+        return replace(self, part="")
+
+
+EMBED = ComponentNode("embed")
+LOGITS = ComponentNode("logits")
 
 
 @dataclass(frozen=True)
@@ -49,7 +87,7 @@ class ComponentNodes:
 
 
     @property
-    def parts(self) -> tuple[str, ...]:
+    def parts(self) -> tuple[Part, ...]:
         """The inputs of a head that are receivers: ``("q", "k", "v")`` split, else one."""
         return ("q", "k", "v") if self.split_qkv else ("",)
 
@@ -64,26 +102,41 @@ class ComponentNodes:
 
     # Sources: embed, then per layer its heads and its MLP.
     @cached_property
-    def sources(self) -> tuple[str, ...]:
-        names = ["embed"]
+    def source_nodes(self) -> tuple[ComponentNode, ...]:
+        nodes = [EMBED]
         for layer in range(self.n_layers):
-            names += [f"a{layer}.h{h}" for h in range(self.n_heads)] + [f"m{layer}"]
-        return tuple(names)
+            nodes += [ComponentNode("head", layer, h) for h in range(self.n_heads)] + [ComponentNode("mlp", layer)]
+        return tuple(nodes)
 
     # Receivers: per layer its heads (or their q, k, v inputs) and its MLP, then logits.
     @cached_property
-    def receivers(self) -> tuple[str, ...]:
-        names: list[str] = []
+    def receiver_nodes(self) -> tuple[ComponentNode, ...]:
+        nodes: list[ComponentNode] = []
         for layer in range(self.n_layers):
             for h in range(self.n_heads):
-                names += [f"a{layer}.h{h}<{p}>" if p else f"a{layer}.h{h}" for p in self.parts]
-            names.append(f"m{layer}")
-        return (*names, "logits")
+                nodes += [ComponentNode("head", layer, h, p) for p in self.parts]
+            nodes.append(ComponentNode("mlp", layer))
+        return (*nodes, LOGITS)
+
+    @property
+    def nodes(self) -> tuple[ComponentNode, ...]:
+        """All nodes: embed, heads and MLPs in order, logits."""
+        return (*self.source_nodes, LOGITS)
+
+    @cached_property
+    def sources(self) -> tuple[str, ...]:
+        """The sources' names."""
+        return tuple(n.name for n in self.source_nodes)
+
+    @cached_property
+    def receivers(self) -> tuple[str, ...]:
+        """The receivers' names."""
+        return tuple(n.name for n in self.receiver_nodes)
 
     @property
     def names(self) -> tuple[str, ...]:
         """All node names: embed, heads and MLPs in order, logits."""
-        return (*self.sources, "logits")
+        return (*self.sources, LOGITS.name)
 
     def head_source(self, layer: int, head: int) -> int:
         return 1 + layer * (self.n_heads + 1) + head

@@ -41,9 +41,9 @@ def _config(
         corrupt=corrupt if corrupt is not None else args.corrupt,
         split_qkv=split_qkv if split_qkv is not None else args.split_qkv,
         features=FeatureGraphConfig(max_feature_nodes=args.max_features, batch_size=args.batch_size, progress=args.verbose),
-        prune=PruneConfig(node_threshold=args.node_threshold, edge_threshold=args.edge_threshold, top_n=args.top_n),
+        prune=PruneConfig(node_threshold=args.node_threshold, edge_threshold=args.edge_threshold, max_feature_nodes=args.top_n),
         validation=ValidationConfig(top_k=args.validate_top),
-        circuit=SelectionConfig(top_n=args.top_edges),
+        circuit=SelectionConfig(top_edges=args.top_edges),
     )
 
 

@@ -19,8 +19,13 @@ where ``x`` is the MLP's input (``feature_input_hook``) and ``features`` the tra
   the features active on the prompt can move, and only they are computed, per batch copy, from
   the active encoder and decoder rows (:mod:`scrying.transcoders.active`); no pass over every
   feature happens per copy, forward or backward.
-* **Weights** are frozen (``requires_grad`` off) when the basis is made: gradients flow to the
-  features, the error terms and the residual stream, never to the transcoder's parameters.
+* **Weights** are read through :meth:`~scrying.transcoders.transcoder.Transcoder.detached` views
+  (the same memory, not copies): gradients flow to the features, the error terms
+  and the residual stream, never to the transcoder's parameters, and the caller's transcoders
+  (weights, dtype, ``requires_grad``) are left as they are.
+* **Dtype**: each transcoder computes in its own dtype; the residual stream is cast to it on the
+  way in, features, outputs and errors back to the model's on the way out (the convention of
+  :mod:`scrying.transcoders.transcoder`, as quality, labels and interventions use it).
 * **Live** (:meth:`TranscoderBasis.live_state`): the transcoder's own activation, and the error
   recomputed as the MLP's real output minus the reconstruction from the unintervened features,
   so the layer outputs ``mlp(x) + (features' - features) @ W_dec``: the real model with an
@@ -40,6 +45,7 @@ from scrying.errors import InvalidInputError
 from scrying.sites import Component, HookFn, Site, capture
 from scrying.transcoders.active import ActiveRows, decode_active, encode_active
 from scrying.transcoders.files import TranscoderSet
+from scrying.transcoders.transcoder import Transcoder
 
 
 class TranscoderBasis:
@@ -52,11 +58,13 @@ class TranscoderBasis:
     def __init__(self, transcoders: TranscoderSet, *, labels: dict[tuple[int, int], str] | None = None) -> None:
         self.set = transcoders
         self.labels = labels or {}
-        # Graphs never need the weights' gradients; left on, every backward pass of a graph
-        # build would compute (and accumulate) a feature x d_model gradient of W_dec and W_enc
-        # per layer, as costly as the features' own gradients.
-        for tc in transcoders.transcoders:
-            tc.requires_grad_(False)
+
+    def _weights(self, layer: int) -> Transcoder:
+        """``layer``'s transcoder as the basis reads it: a detached view of the caller's (graphs
+        never need the weights' gradients; read through the caller's parameters, every backward
+        pass of a graph build would compute, and accumulate into them, a feature x d_model
+        gradient of W_dec and W_enc per layer, as costly as the features' own gradients)."""
+        return self.set.transcoders[layer].detached()
 
     def _check(self, model: Model) -> None:
         n = model.cfg.n_layers
@@ -82,16 +90,16 @@ class TranscoderBasis:
         self, model: Model, store: dict[Site, Tensor]
     ) -> tuple[Float[Tensor, "layer pos feature"], dict[str, Any]]:
         features, masks, errors = [], [], []
-        for layer, tc in enumerate(self.set.transcoders):
+        for layer in range(len(self.set.transcoders)):
+            tc = self._weights(layer)
             x = store[self.set.input_site(layer)][0]
             y = store[self.set.output_site(layer)][0]
-            tc = tc.to(x.dtype)
-            pre = tc.pre_activations(x)
+            pre = tc.pre_activations(x)  # in the transcoder's dtype
             mask = tc.mask(pre)
             feats = pre * mask
-            features.append(feats)
+            features.append(feats.to(x.dtype))
             masks.append(mask.bool())  # 1 byte a feature: 4,096 x 1,024 x 18 is 75 MB, not 302
-            errors.append(y - tc.decode(feats, x))
+            errors.append(y - tc.decode(feats, x).to(y.dtype))
         return torch.stack(features), {"mask": torch.stack(masks), "error": torch.stack(errors)}
 
     def feature_hooks(
@@ -116,20 +124,19 @@ class TranscoderBasis:
         on_features: Callable[[int, Tensor], Tensor],
         on_error: Callable[[int, Tensor], Tensor],
     ) -> HookFn:
-        tc = self.set.transcoders[layer]
+        tc = self._weights(layer)
         mask: Tensor | None = state.get("mask")
         error: Tensor | None = state.get("error")
 
         def fn(act: Tensor, hook: Any) -> Tensor:
             x = inputs.pop(layer)
-            tc.to(x.dtype)
-            pre = tc.pre_activations(x)
+            pre = tc.pre_activations(x)  # in the transcoder's dtype
             feats = pre * (mask[layer].to(pre.dtype) if mask is not None else tc.mask(pre))
             if error is not None:
                 err = error[layer].expand(act.shape[0], -1, -1).to(act.dtype)
             else:  # live: the real MLP output minus the unintervened reconstruction
-                err = act - tc.decode(feats, x)
-            return tc.decode(on_features(layer, feats), x) + on_error(layer, err)
+                err = act - tc.decode(feats, x).to(act.dtype)
+            return tc.decode(on_features(layer, feats.to(act.dtype)), x).to(act.dtype) + on_error(layer, err)
 
         return fn
 
@@ -174,20 +181,20 @@ class TranscoderBasis:
         on_active: Callable[[int, Tensor], Tensor],
         on_error: Callable[[int, Tensor], Tensor],
     ) -> HookFn:
-        tc = self.set.transcoders[layer]
+        tc = self._weights(layer)
         assert active.coords is not None
         pos, index = active.coords[:, 0], active.coords[:, 1]
         error: Tensor = state["error"][layer]
 
         def fn(act: Tensor, hook: Any) -> Tensor:
-            x = inputs.pop(layer)
-            tc.to(x.dtype)
+            x = inputs.pop(layer).to(tc.dtype)
             n_pos = x.shape[1]
-            acts = on_active(layer, encode_active(x, ActiveRows(tc.W_enc, pos, index, n_pos), tc.b_enc))
+            acts = encode_active(x, ActiveRows(tc.W_enc, pos, index, n_pos), tc.b_enc)
+            acts = on_active(layer, acts.to(act.dtype)).to(tc.dtype)
             out = decode_active(acts, ActiveRows(tc.W_dec, pos, index, n_pos)) + tc.b_dec
             if tc.W_skip is not None:
                 out = out + x @ tc.W_skip.T
-            return out + on_error(layer, error.expand(act.shape[0], -1, -1).to(act.dtype))
+            return out.to(act.dtype) + on_error(layer, error.expand(act.shape[0], -1, -1).to(act.dtype))
 
         return fn
 

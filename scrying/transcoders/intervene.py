@@ -47,7 +47,7 @@ def _hook(tset: TranscoderSet, layer: int, edits: list[FeatureEdit], inputs: dic
 
     def fn(act: Tensor, hook: Any) -> Tensor:
         x = inputs.pop(layer)
-        feats = tc.encode(x.to(tc.W_enc.dtype))
+        feats = tc.encode(x.to(tc.dtype))  # in the transcoder's dtype; the change back in the model's
         out = act.clone()
         for e in edits:
             where = slice(1, None) if e.pos is None else slice(e.pos, e.pos + 1)

@@ -76,7 +76,7 @@ def label_features(
             final_resid(model, rows)
         for ly in layers:
             tc = tset.transcoders[ly]
-            x = store[tset.input_site(ly)].to(tc.W_enc.dtype)
+            x = store[tset.input_site(ly)].to(tc.dtype)
             acts = tc.encode(x)[..., wanted[ly]].double()  # batch seq wanted
             acts[:, 0] = -1.0  # BOS, as in training
             flat = acts.flatten(0, 1)

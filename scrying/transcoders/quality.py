@@ -32,7 +32,7 @@ def quality_report(model: Model, tset: TranscoderSet, windows: Int[Tensor, "batc
         with recorded(model, sites) as store:
             final_resid(model, windows[start : start + batch])
         for ly, tc in enumerate(tset.transcoders):
-            x = store[tset.input_site(ly)][:, 1:].flatten(0, 1).to(tc.W_enc.dtype)
+            x = store[tset.input_site(ly)][:, 1:].flatten(0, 1).to(tc.dtype)
             y = store[tset.output_site(ly)][:, 1:].flatten(0, 1).double()
             feats = tc.encode(x)
             err[ly] += (tc.decode(feats, x).double() - y).pow(2).sum()

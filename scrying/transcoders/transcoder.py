@@ -11,6 +11,12 @@ Shapes follow circuit-tracer's ``SingleLayerTranscoder`` (and its safetensors fi
 * ``threshold`` ``feature`` (JumpReLU only).
 
 ``features = act(x @ W_enc.T + b_enc)`` and ``output = features @ W_dec + b_dec + x @ W_skip.T``.
+
+**Dtype convention** (every user: the attribution basis, quality, labels, interventions): a
+transcoder computes in its own :attr:`Transcoder.dtype`; activations are cast to it on the way in
+and results back to the caller's dtype on the way out. Nothing casts, freezes or otherwise
+changes a caller's transcoder; code that must not compute the weights' gradients reads
+:meth:`Transcoder.detached`, a view of the same weights.
 Every activation here is the pre-activation times a 0/1 mask (ReLU: ``pre > 0``; JumpReLU:
 ``pre > threshold``; TopK: the ``k`` largest pre-activations that are also positive), which is
 what lets the attribution basis freeze the mask and keep each feature linear in its input.
@@ -65,6 +71,23 @@ class Transcoder(torch.nn.Module):
         self.b_dec = torch.nn.Parameter(torch.zeros(d, dtype=dtype))
         self.W_skip = torch.nn.Parameter(torch.zeros(d, d, dtype=dtype)) if spec.skip else None
         self.threshold = torch.nn.Parameter(torch.zeros(f, dtype=dtype)) if spec.activation == "jumprelu" else None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype it computes in (its weights')."""
+        return self.W_enc.dtype
+
+    def detached(self) -> Transcoder:
+        """A transcoder on the same weights (the same memory, not a copy), detached from
+        autograd: what reads it never computes the weights' gradients, and this transcoder (its
+        weights, dtype and ``requires_grad`` flags) is left as it is."""
+        out = Transcoder.__new__(Transcoder)
+        torch.nn.Module.__init__(out)
+        out.spec = self.spec
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "W_skip", "threshold"):
+            weight = getattr(self, name)
+            setattr(out, name, None if weight is None else torch.nn.Parameter(weight.detach(), requires_grad=False))
+        return out
 
     def tensors(self) -> dict[str, Tensor]:
         """The weights by circuit-tracer's names (``threshold`` and ``W_skip`` where present)."""
