@@ -5,6 +5,10 @@ Shared by the instruments that ask "how likely is this answer, and what does the
 never attends to the later pad tokens, so no attention mask or shifted position ids are needed
 (left padding would need both).
 
+* :func:`length_batches` — the one batching rule: rows sorted by length (ties keep their order)
+  and cut into batches, so a batch pads its rows to nearly the same length; right padding
+  changes nothing a row reads, so the rule decides cost, never values.
+  :func:`batched_logprobs` and :func:`batched_greedy` apply it and return rows in input order.
 * :func:`continuation_logprobs` — each row ``prompt + continuation`` in one forward; the
   log-probability of continuation token ``j`` is
   ``log softmax(logits[len(prompt) + j - 1])[token j]`` (:func:`scrying.metrics.target_logprob`).
@@ -27,6 +31,8 @@ costs more than the rest of the model).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import torch
 
@@ -35,6 +41,7 @@ from scrying.errors import PromptError
 from scrying.metrics import target_logprob
 from scrying.models.adapter import final_resid, logits_at, model_device
 from scrying.prompt_sets import pad_id, pad_right
+from scrying.sites import HookFn, Site
 
 
 def continuation_tokens(model: Model, text: str, *, what: str) -> list[int]:
@@ -47,11 +54,82 @@ def continuation_tokens(model: Model, text: str, *, what: str) -> list[int]:
 
 
 def logits_where(
-    model: Model, tokens: Int[Tensor, "batch pos"], read: Bool[Tensor, "batch pos"]
+    model: Model,
+    inputs: Int[Tensor, "batch pos"] | Float[Tensor, "batch pos d_model"],
+    read: Bool[Tensor, "batch pos"],
+    *,
+    forward: Mapping[Site, HookFn] | None = None,
 ) -> Float[Tensor, "read d_vocab"]:
-    """The model's logits at the ``read`` positions (row-major order), exact there."""
-    resid: Float[Tensor, "batch pos d_model"] = final_resid(model, tokens, read=read)
+    """The model's logits at the ``read`` positions (row-major order), exact there: from tokens,
+    or from the residual stream entering block 0; ``forward`` hooks run on the way."""
+    resid: Float[Tensor, "batch pos d_model"] = final_resid(model, inputs, forward=forward, read=read)
     return torch.cat(list(logits_at(model, resid[read])))
+
+
+_T = TypeVar("_T")
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """The one batching rule of the scoring instruments: row indices sorted by length (ties in
+    their order), cut into batches of ``batch_size``.
+
+    >>> length_batches([5, 2, 9, 2, 4], 2)
+    [[1, 3], [4, 0], [2]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def _in_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    run: Callable[[list[int]], list[_T]],
+    after_batch: Callable[[], object] | None,
+) -> list[_T]:
+    out: list[_T | None] = [None] * len(lengths)
+    for batch in length_batches(lengths, batch_size):
+        for i, value in zip(batch, run(batch), strict=True):
+            out[i] = value
+        if after_batch is not None:
+            after_batch()
+    return out  # type: ignore[return-value]  # every index is in one batch
+
+
+def batched_logprobs(
+    model: Model,
+    prompts: list[list[int]],
+    continuations: list[list[int]],
+    *,
+    batch_size: int,
+    after_batch: Callable[[], object] | None = None,
+) -> list[list[float]]:
+    """:func:`continuation_logprobs` of every row, ``batch_size`` rows per forward by
+    :func:`length_batches` (length: prompt plus continuation); rows in input order."""
+    lengths = [len(p) + len(c) for p, c in zip(prompts, continuations, strict=True)]
+    return _in_batches(
+        lengths, batch_size,
+        lambda batch: continuation_logprobs(model, [prompts[i] for i in batch], [continuations[i] for i in batch]),
+        after_batch,
+    )
+
+
+def batched_greedy(
+    model: Model,
+    prompts: list[list[int]],
+    n_new: list[int],
+    *,
+    batch_size: int,
+    banned: list[int] | None = None,
+    after_batch: Callable[[], object] | None = None,
+) -> list[list[int]]:
+    """:func:`greedy_continuations` of every row, ``batch_size`` rows per batch by
+    :func:`length_batches` (length: prompt plus new tokens); rows in input order."""
+    lengths = [len(p) + n for p, n in zip(prompts, n_new, strict=True)]
+    return _in_batches(
+        lengths, batch_size,
+        lambda batch: greedy_continuations(model, [prompts[i] for i in batch], [n_new[i] for i in batch], banned=banned),
+        after_batch,
+    )
 
 
 @torch.no_grad()

@@ -45,6 +45,65 @@ def test_batched_equals_item_by_item(model, config):
     assert len({len(s.target_tokens) for s in batched}) > 2
 
 
+def _in_item_order(model, items: list[Item], config: ScoringConfig) -> list[tuple[list[float], dict | None, list[int]]]:
+    """What emergence computed before the batching rule was shared with reversal: sequences cut
+    into batches in item order (target, then choices), prompts likewise."""
+    from scrying.emergence.scoring import _tokenize_item
+    from scrying.scoring import continuation_logprobs
+
+    tokenized = [_tokenize_item(model, item, config) for item in items]
+    keys = [(i, c) for i, t in enumerate(tokenized) for c in [None, *[c for c in (t.choices or {}) if c != items[i].target]]]
+    forced: dict = {}
+    for start in range(0, len(keys), config.batch_size):
+        batch = keys[start : start + config.batch_size]
+        conts = [tokenized[i].target if c is None else tokenized[i].choices[c] for i, c in batch]
+        forced.update(zip(batch, continuation_logprobs(model, [tokenized[i].prompt for i, _ in batch], conts), strict=True))
+    outputs: list[list[int]] = []
+    for start in range(0, len(items), config.batch_size):
+        part = tokenized[start : start + config.batch_size]
+        outputs += greedy_continuations(model, [t.prompt for t in part], [t.n_new for t in part], banned=non_text_tokens(model))
+    out = []
+    for i, (item, t) in enumerate(zip(items, tokenized, strict=True)):
+        choices = None
+        if t.choices:
+            choices = {c: sum(forced[(i, None if c == item.target else c)]) for c in t.choices}
+        out.append((forced[(i, None)], choices, outputs[i]))
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [2, 3])
+def test_the_shared_batching_rule_changes_padding_not_values(model, batch_size):
+    """Batching by length (:func:`scrying.scoring.length_batches`, the rule reversal used and
+    emergence now shares) against the in-order batches emergence used before: the same greedy
+    tokens, and log-probabilities equal within 1e-6. Padding is never read, so only the batch a
+    row shares changes: float64 logits then differ in the last bits, and the float32 log-softmax
+    the scores are read from (:func:`scrying.metrics.target_logprob`) rounds that to at most a
+    few float32 units (2.4e-7 seen here)."""
+    from scrying.scoring import length_batches
+
+    config = ScoringConfig(batch_size=batch_size)
+    items = ITEMS + [Item("mcq2", "t9", " t2", choices=(" t2", " t3 t4", " t5 t6 t7 t8"))]
+    assert length_batches([len(i.prompt) for i in items], batch_size) != [
+        list(range(s, min(s + batch_size, len(items)))) for s in range(0, len(items), batch_size)
+    ]  # the two rules do batch differently here
+    for new, (logprobs, choices, output) in zip(score_items(model, items, config), _in_item_order(model, items, config), strict=True):
+        assert new.output_tokens == output
+        assert new.target_logprobs == pytest.approx(logprobs, abs=1e-6, rel=0)
+        assert (new.choice_logprobs is None) == (choices is None)
+        if choices is not None:
+            assert new.choice_logprobs == pytest.approx(choices, abs=1e-6, rel=0)
+
+
+def test_length_batches_sort_by_length_keep_ties_in_order_and_cover_every_row():
+    from scrying.scoring import length_batches
+
+    lengths = [4, 1, 4, 3, 1, 9, 3, 4]
+    batches = length_batches(lengths, 3)
+    assert batches == [[1, 4, 3], [6, 0, 2], [7, 5]]
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert length_batches([], 3) == []
+
+
 def _forward_logprobs(model, token_ids: list[int]) -> torch.Tensor:
     with torch.no_grad():
         return model(torch.tensor([token_ids]))[0].double().log_softmax(-1)

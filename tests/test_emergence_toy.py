@@ -5,12 +5,67 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+from scipy import stats as sps
 
 from scrying.cli.main import main
 from scrying.emergence.toy_family import ARITHMETIC_PRESETS, PRESETS, family_items, toy_family
 from scrying.toys import ArithmeticTask
+
+# What the verdict's documentation says (scrying.emergence.verdict), written out again here.
+LOWER_IS_BETTER = {"token_edit_distance", "brier_score"}
+NONLINEAR = ("exact_match", "multiple_choice_grade")
+DECISIVE = ("per_token_probability", "target_log_likelihood")
+
+
+def breakthroughness(means: np.ndarray, floor2: float) -> float:
+    """BIG-bench's B of a curve (models by scale; higher is better), its denominator floored at
+    ``floor2``, divided by ``n_models - 1`` (a straight ramp's B)."""
+    step2 = np.median([(b - a) ** 2 for a, b in zip(means[:-1], means[1:], strict=True)])
+    denominator = max(step2, floor2) ** 0.5
+    if denominator == 0:
+        return 0.0
+    direction = np.sign(int(np.argmax(means)) - int(np.argmin(means)))
+    return float(direction * (means.max() - means.min()) / denominator / (len(means) - 1))
+
+
+def check_summary_against_the_scores(summary: dict, scores: pd.DataFrame, *, n_resamples: int, seed: int, threshold: float) -> None:
+    """Every metric's breakthroughness, its bootstrap interval (the same seeded item resamples,
+    each curve averaged and scored again here), its R^2 against log10(scale) (scipy), whether it
+    jumps, and the verdict the documented rule gives for those jumps."""
+    scales = scores.drop_duplicates("model").set_index("model")["scale"].sort_values()
+    items = sorted(set(scores["item"]))
+    index = torch.randint(len(items), (n_resamples, len(items)), generator=torch.Generator().manual_seed(seed)).numpy()
+    jumps = {}
+    for metric, reported in summary["metrics"].items():
+        table = scores[scores.metric == metric].pivot(index="model", columns="item", values="value").loc[scales.index, items]
+        values = table.to_numpy() * (-1.0 if metric in LOWER_IS_BETTER else 1.0)  # model item
+        variance = values.var(1, ddof=1) / len(items)
+        floor2 = float(np.median(variance[:-1] + variance[1:]))
+        b = breakthroughness(values.mean(1), floor2)
+        resampled = [breakthroughness(values[:, rows].mean(1), floor2) for rows in index]
+        low, high = np.quantile(resampled, [0.025, 0.975])
+        assert reported["breakthroughness"] == pytest.approx(b, abs=1e-9), metric
+        assert reported["ci"] == pytest.approx([low, high], abs=1e-9), metric
+        curve = table.to_numpy().mean(1)
+        r2 = sps.linregress(np.log10(scales.to_numpy()), curve).rvalue ** 2 if np.ptp(curve) > 0 else 0.0
+        assert reported["linearity"] == pytest.approx(r2, abs=1e-9), metric
+        jumps[metric] = True if low > threshold else False if high < threshold else None
+        assert reported["jumps"] is jumps[metric], metric
+    nonlinear = [jumps[m] for m in NONLINEAR if m in jumps]
+    decisive = [jumps[m] for m in DECISIVE if m in jumps]
+    if True in decisive:
+        verdict = "glimmering"
+    elif True in nonlinear and decisive and all(j is False for j in decisive):
+        verdict = "mirage"
+    elif all(j is False for j in nonlinear + decisive):
+        verdict = "none"
+    else:
+        verdict = "inconclusive"
+    assert summary["verdict"] == verdict
 
 
 def test_tiny_toy_family_study(tmp_path, capsys):
@@ -24,7 +79,7 @@ def test_tiny_toy_family_study(tmp_path, capsys):
     scales = [m.scale for m in family.members]
     assert scales == sorted(scales) and scales[1] == 2 * scales[0]  # 6 N D: linear in the step
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["verdict"] in ("mirage", "glimmering", "none", "inconclusive")
+    check_summary_against_the_scores(summary, pd.read_csv(out / "metrics.csv"), n_resamples=100, seed=0, threshold=2.0)
     mechanism = pd.read_csv(out / "mechanism.csv")
     assert len(mechanism) == len(family.members) and mechanism["induction"].between(0, 1).all()
     html = (out / "report.html").read_text()
@@ -75,7 +130,7 @@ def test_shipped_pythia_families_resolve_to_hub_revisions():
     ``NAME@stepN`` revisions, scale 6ND increasing with size or step."""
     from pathlib import Path
 
-    from scrying.cli.emergence import packaged_family
+    from scrying.emergence.run import packaged_family
     from scrying.emergence.study import read_family
     from scrying.models import SpecKind, resolve_spec
 
@@ -87,4 +142,7 @@ def test_shipped_pythia_families_resolve_to_hub_revisions():
     assert [m.scale for m in steps] == pytest.approx([6 * 405_334_016 * n * 2_097_152 for n in numbers])
     sizes = read_family(packaged_family(Path("pythia-sizes")))
     assert [m.scale for m in sizes] == sorted(m.scale for m in sizes) and resolve_spec(sizes[0].model).revision is None
-    assert packaged_family(Path("no-such-family")) == Path("no-such-family")
+    from scrying.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="'no-such-family' is neither a family file nor a known family"):
+        packaged_family(Path("no-such-family"))  # named before any model loads (issue 20)

@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from scrying.emergence import metrics as m
@@ -77,11 +78,40 @@ def test_flat_noise_is_none_or_inconclusive():
 
 
 def test_resolution_counts_items_needed():
-    summary = emergence(score_outputs(family(lambda t: 0.3 + 0.67 * t, n_items=50)), CONFIG)
-    smallest = summary.models.iloc[0]
-    a = smallest.predicted_accuracy
-    assert smallest.items_needed == math.ceil(math.log(0.05) / math.log(1 - a))
-    assert smallest.enough_items == (50 >= smallest.items_needed)
+    """Per model, the items needed to see an exact match with 95% probability at the predicted
+    accuracy ``a`` (the mean over items of ``p^L``, recomputed here from the records' log
+    probabilities): the smallest ``n`` with ``1 - (1 - a)^n >= 0.95``, found by counting up.
+    Constructed accuracies: exactly 0.05 (59 items needed, the study's count: enough, just),
+    a mixture of 0.2 and 0.01, one a thousand times smaller, a sure one, and one that underflows
+    to 0 (no number of items is enough)."""
+    n_items = 59
+    per_item = {  # model -> the (token) probabilities of each item's target
+        "a05": [(0.25, 0.2)] * n_items,
+        "mixed": [(0.5, 0.4)] * 30 + [(0.1, 0.1)] * 29,
+        "rare": [(0.01, 0.1)] * n_items,
+        "sure": [(1.0, 1.0)] * n_items,
+        "never": [(1e-200, 1e-200)] * n_items,
+    }
+    records = [
+        OutputRecord(model, 10.0 ** (6 + k), str(item), "12", "12" if item % 3 == 0 else "1x",
+                     tuple(math.log(p) for p in probabilities))
+        for k, (model, items) in enumerate(per_item.items())
+        for item, probabilities in enumerate(items)
+    ]
+    models = emergence(score_outputs(records), CONFIG).models.set_index("model")
+    for model, items in per_item.items():
+        a = float(np.mean([np.exp(np.log(np.array(p)).sum()) for p in items]))
+        row = models.loc[model]
+        assert row.predicted_accuracy == pytest.approx(a, rel=1e-12, abs=0), model
+        if a == 0:
+            assert pd.isna(row.items_needed) and not row.enough_items  # None in a numeric column
+            continue
+        n = 1
+        while 1 - (1 - a) ** n < 0.95:
+            n += 1
+        assert row.items_needed == n and bool(row.enough_items) == (n <= n_items), (model, a, row.items_needed, n)
+    assert models.loc["a05"].items_needed == n_items and models.loc["a05"].enough_items  # the boundary
+    assert models.loc["sure"].items_needed == 1 and not models.loc["rare"].enough_items
 
 
 def test_outputs_round_trip_and_bad_lines_are_named(tmp_path):

@@ -111,3 +111,59 @@ def test_a_killed_run_resumes_to_the_same_results(tmp_path, tiny_dir, capsys):  
     # other settings are refused
     assert main([*args[:-4], "--distractors", "3", "--out", str(tmp_path / "full.jsonl")]) == 2
     assert "distractors differ" in capsys.readouterr().err
+
+
+def test_the_command_runs_the_library_function(tmp_path, tiny_dir):  # noqa: F811
+    """``scrying reversal --pairs`` is :func:`run_probe_job` with the config it builds: the same
+    files, byte for byte, and the result holds what the files hold."""
+    import pandas as pd
+
+    from scrying.models import LoadConfig
+    from scrying.reversal.run import ProbeJobConfig, run_probe_job
+    from scrying.reversal.scoring import ReversalConfig
+    from scrying.stats import BootstrapConfig
+
+    pairs = _write(tmp_path / "pairs.jsonl", _pair_lines())
+    assert main(["reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "-k", "2", "--n-bootstrap", "50", "--lens",
+                 "--batch-size", "3", "--out", str(tmp_path / "cli" / "r.jsonl")]) == 0
+    config = ProbeJobConfig(pairs=(str(pairs),), model=str(tiny_dir), out=tmp_path / "lib" / "r.jsonl", lens=True,
+                            scoring=ReversalConfig(distractors=2, batch_size=3), bootstrap=BootstrapConfig(n_resamples=50))
+    result = run_probe_job(config, LoadConfig())
+    names = ["r.jsonl", "r.summary.csv", "r.summary.md", "r.lens.csv", "r.patching.csv"]
+    assert result.written == [tmp_path / "lib" / name for name in names] and result.skipped == []
+    for name in names:
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "lib" / name).read_bytes(), name
+    lines = (tmp_path / "lib" / "r.jsonl").read_text().splitlines()[1:]
+    assert [json.dumps(r.to_json()) for r in result.records] == lines
+    stored = pd.read_csv(tmp_path / "lib" / "r.summary.csv")
+    assert stored.relation.tolist() == result.table.relation.tolist()
+    assert stored.drop(columns="relation").to_numpy() == pytest.approx(result.table.drop(columns="relation").to_numpy(), nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"out": None}, "--pairs needs --out RESULTS.jsonl"),
+        ({"graphs": -1}, "--graphs must be >= 0, got -1"),
+        ({"graphs": 1}, "--graphs N links the graphs from the report: give --html REPORT.html too"),
+        ({"pairs": ()}, "ProbeJobConfig.pairs must be a non-empty tuple of pair files"),
+        ({"model": " "}, "ProbeJobConfig.model must be a model spec"),
+    ],
+)
+def test_probe_job_config_names_the_field(tmp_path, kwargs, needle):
+    from scrying.errors import ConfigError
+    from scrying.reversal.run import ProbeJobConfig
+
+    with pytest.raises(ConfigError, match=needle):
+        ProbeJobConfig(**{"pairs": ("p.jsonl",), "model": "m", "out": tmp_path / "r.jsonl", **kwargs})
+
+
+def test_graphs_without_a_tracer_are_refused_before_the_model_loads(tmp_path):
+    from scrying.errors import ConfigError
+    from scrying.reversal.run import ProbeJobConfig, run_probe_job
+
+    config = ProbeJobConfig(pairs=("packaged",), model="no-such-model", out=tmp_path / "r.jsonl", html=tmp_path / "r.html",
+                            graphs=1)
+    with pytest.raises(ConfigError, match="--graphs 1 needs a trace_graph"):
+        run_probe_job(config)
+    assert list(tmp_path.iterdir()) == []

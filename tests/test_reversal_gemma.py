@@ -24,9 +24,9 @@ def test_gemma_logprobs_agree_with_plain_transformers(gemma):
     tokenizer = gemma.tokenizer
     for i, record in zip(chosen, records, strict=True):
         for direction in ("forward", "reverse"):
-            part = record[direction]
+            part = record.direction(direction)
             prompt = tokenizer(pairs[i].prompt(direction))["input_ids"]
-            for candidate, value in ((part["answer"], part["logprob"]),):
+            for candidate, value in ((part.answer, part.logprob),):
                 answer = tokenizer(" " + candidate, add_special_tokens=False)["input_ids"]
                 with torch.no_grad():
                     logits = hf(torch.tensor([prompt + answer])).logits[0].double().log_softmax(-1)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from scrying.reversal.records import PairRecord, read_results
 from scrying.reversal.summary import markdown_table, summarize
 from scrying.stats import BootstrapConfig
 
@@ -17,9 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "reversal"
 
 
-def _records() -> list[dict]:
-    lines = (RESULTS / "results.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines[1:]]
+def _records() -> list[PairRecord]:
+    return read_results(RESULTS / "results.jsonl")
 
 
 def test_summary_is_recomputed_from_the_stored_records():

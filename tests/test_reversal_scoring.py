@@ -55,12 +55,12 @@ def test_constructed_scorer_gives_exact_ranks_accuracies_and_paired_test():
     believed = {f"A{i} is": f"B{i}" for i in range(4)}
     believed.update({"is B0": "A0", "is B1": "A2", "is B2": "A0", "is B3": "A1"})
     records = list(score_pairs(TableScorer(believed), pairs, ReversalConfig(distractors=None)))
-    assert [r["forward"]["rank"] for r in records] == [1, 1, 1, 1]
+    assert [r.forward.rank for r in records] == [1, 1, 1, 1]
     # reverse pair 1 (answer A1, believed A2): A2 scores -0.5, A1 and A3 tie at -1.5, A0 -2.5 -> rank 2
     # pair 2 (A2, believed A0): A0 -0.5, A1 -1.5 above A2 -2.5, A3 -3.5 -> rank 3; pair 3 (A3, believed A1): A1, A0/A2 above -> 4
-    assert [r["reverse"]["rank"] for r in records] == [1, 2, 3, 4]
-    assert [r["reverse"]["exact"] for r in records] == [True, False, False, False]
-    assert all(r["forward"]["n_candidates"] == 4 for r in records)
+    assert [r.reverse.rank for r in records] == [1, 2, 3, 4]
+    assert [r.reverse.exact for r in records] == [True, False, False, False]
+    assert all(r.forward.n_candidates == 4 for r in records)
     table = summarize(records, BootstrapConfig(n_resamples=200, seed=0)).iloc[0]
     assert table.forward_exact == 1.0 and table.reverse_exact == 0.25
     assert table.forward_top1 == 1.0 and table.reverse_top1 == 0.25
@@ -123,15 +123,15 @@ def test_batched_scoring_equals_one_prompt_at_a_time(tiny_dir):
     exact = []
     for pair, record in zip(pairs, records, strict=True):
         for direction in ("forward", "reverse"):
-            part = record[direction]
+            part = record.direction(direction)
             prompt = model.to_tokens(pair.prompt(direction))[0].tolist()
-            scores = [sum(forced_logprobs_one(model, prompt, tok(" " + c))) for c in [part["answer"], *part["distractors"]]]
-            assert part["logprob"] == pytest.approx(scores[0], abs=1e-5)
-            assert part["mean_logprob"] == pytest.approx(scores[0] / len(tok(" " + part["answer"])), abs=1e-5)
-            assert part["rank"] == 1 + sum(s > scores[0] for s in scores[1:])
-            assert part["exact"] == (greedy_one(model, prompt, len(tok(" " + part["answer"]))) == tok(" " + part["answer"]))
-            exact.append(part["exact"])
-    assert len({r["forward"]["n_tokens"] for r in records}) == 3  # 1-, 2- and 3-token answers were padded together
+            scores = [sum(forced_logprobs_one(model, prompt, tok(" " + c))) for c in [part.answer, *part.distractors]]
+            assert part.logprob == pytest.approx(scores[0], abs=1e-5)
+            assert part.mean_logprob == pytest.approx(scores[0] / len(tok(" " + part.answer)), abs=1e-5)
+            assert part.rank == 1 + sum(s > scores[0] for s in scores[1:])
+            assert part.exact == (greedy_one(model, prompt, len(tok(" " + part.answer))) == tok(" " + part.answer))
+            exact.append(part.exact)
+    assert len({r.forward.n_tokens for r in records}) == 3  # 1-, 2- and 3-token answers were padded together
 
 
 def test_logprobs_agree_with_plain_transformers(tiny_dir):
@@ -149,7 +149,7 @@ def test_logprobs_agree_with_plain_transformers(tiny_dir):
             with torch.no_grad():
                 logits = hf(torch.tensor([prompt + answer])).logits[0].double().log_softmax(-1)
             expected = sum(float(logits[len(prompt) + j - 1, t]) for j, t in enumerate(answer))
-            assert record[direction]["logprob"] == pytest.approx(expected, abs=1e-3)
+            assert record.direction(direction).logprob == pytest.approx(expected, abs=1e-3)
 
 
 def test_an_answer_that_tokenizes_to_nothing_is_named(tiny_dir):

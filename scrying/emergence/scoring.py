@@ -6,10 +6,11 @@ For each :class:`~scrying.emergence.tasks.Item` (``prompt``, ``target``, optiona
    choice without BOS (``model.to_tokens(text, prepend_bos=False)``); a continuation that
    tokenizes to nothing is a :class:`~scrying.errors.PromptError` naming the item.
 2. **Teacher forcing.** Each sequence ``prompt + continuation`` (the target, and every choice)
-   is right-padded into batches of ``batch_size`` and run once
-   (:func:`scrying.scoring.continuation_logprobs`). A choice's score is the sum over its tokens.
-3. **Greedy decoding.** The prompts are right-padded too and each row advances from its own
-   length (:func:`scrying.scoring.greedy_continuations`). Decoding does not stop at an
+   is right-padded into batches of ``batch_size``, formed by the shared rule (sorted by length,
+   :func:`scrying.scoring.batched_logprobs`), and run once. A choice's score is the sum over its
+   tokens.
+3. **Greedy decoding.** The prompts are batched by the same rule, right-padded, and each row
+   advances from its own length (:func:`scrying.scoring.batched_greedy`). Decoding does not stop at an
    end-of-sequence token: every item gets its full ``max_new_tokens`` (default: its target's
    token count). With ``text_only`` (the default) the tokenizer's added tokens are never chosen.
 
@@ -30,10 +31,10 @@ from scrying.emergence.tasks import Item
 from scrying.errors import ConfigError, PromptError
 from scrying.prompts import tokenize
 from scrying.scoring import (
-    continuation_logprobs,
+    batched_greedy,
+    batched_logprobs,
     continuation_tokens,
     forced_logprobs_one,
-    greedy_continuations,
     greedy_one,
     non_text_tokens,
 )
@@ -111,38 +112,29 @@ def _tokenize_item(model: Model, item: Item, config: ScoringConfig) -> _Tokenize
     return _Tokenized(prompt, target, choices, n_new)
 
 
-def _batches(n: int, size: int) -> list[range]:
-    return [range(start, min(start + size, n)) for start in range(0, n, size)]
-
-
 @torch.no_grad()
 def score_items(model: Model, items: list[Item], config: ScoringConfig) -> list[ScoredItem]:
-    """Score every item (see the module docstring), ``config.batch_size`` sequences per forward;
-    results are in the order of ``items``."""
+    """Score every item (see the module docstring), ``config.batch_size`` sequences per forward
+    (:func:`scrying.scoring.length_batches`); results are in the order of ``items``."""
     tokenized = [_tokenize_item(model, item, config) for item in items]
     # every teacher-forced sequence: (item index, choice or None for the target)
     sequences: list[tuple[int, str | None]] = []
     for i, t in enumerate(tokenized):
         sequences.append((i, None))
         sequences += [(i, c) for c in (t.choices or {}) if c != items[i].target]
-    forced = _batches(len(sequences), config.batch_size)
-    greedy = _batches(len(items), config.batch_size)
-    log.info("scoring %d items: %d teacher-forced and %d greedy batches", len(items), len(forced), len(greedy))
+    prompts = [tokenized[i].prompt for i, _ in sequences]
+    conts = [tokenized[i].target if c is None else tokenized[i].choices[c] for i, c in sequences]
+    n_forced = -(-len(sequences) // config.batch_size)
+    n_greedy = -(-len(items) // config.batch_size)
+    log.info("scoring %d items: %d teacher-forced and %d greedy batches", len(items), n_forced, n_greedy)
     banned = non_text_tokens(model) if config.text_only else None
-    bar = tqdm(total=len(forced) + len(greedy), desc="scoring", disable=not config.progress)
-    logprobs: dict[tuple[int, str | None], list[float]] = {}
-    for batch in forced:
-        keys = [sequences[j] for j in batch]
-        prompts = [tokenized[i].prompt for i, _ in keys]
-        conts = [tokenized[i].target if c is None else tokenized[i].choices[c] for i, c in keys]
-        logprobs.update(zip(keys, continuation_logprobs(model, prompts, conts), strict=True))
-        bar.update()
-    outputs: list[list[int]] = []
-    for batch in greedy:
-        outputs += greedy_continuations(
-            model, [tokenized[i].prompt for i in batch], [tokenized[i].n_new for i in batch], banned=banned
-        )
-        bar.update()
+    bar = tqdm(total=n_forced + n_greedy, desc="scoring", disable=not config.progress)
+    forced = batched_logprobs(model, prompts, conts, batch_size=config.batch_size, after_batch=bar.update)
+    logprobs = dict(zip(sequences, forced, strict=True))
+    outputs = batched_greedy(
+        model, [t.prompt for t in tokenized], [t.n_new for t in tokenized],
+        batch_size=config.batch_size, banned=banned, after_batch=bar.update,
+    )
     bar.close()
     results = []
     for i, (item, t) in enumerate(zip(items, tokenized, strict=True)):

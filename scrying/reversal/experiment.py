@@ -10,13 +10,18 @@ Phases of :func:`run_experiment`:
    phrasings of the forward direction only (``NAME is the DESCRIPTION .``, ...). In the
    *reverse-training* condition the test facts also appear in the training phrasings of the
    reverse direction (``the DESCRIPTION is NAME .``).
-3. **Training**: a toy Llama-style model, word-level tokenizer, from scratch (seeded AdamW on the
-   causal language-modelling loss of every sentence).
+3. **Training**: a toy Llama-style model, word-level tokenizer, from scratch (seeded AdamW with a
+   one-cycle schedule on the causal language-modelling loss of every sentence, run by the toys'
+   loop :func:`scrying.toys.train.train_steps`).
 4. **Test** on the test facts only, in *held-out* phrasings of both directions (never seen with
    a test fact): forward ``NAME is known as the`` -> DESCRIPTION, reverse ``the person who is the
    DESCRIPTION is`` -> NAME, scored by :mod:`scrying.reversal.scoring` (rank among ``K`` other test
    facts' answers, greedy exact match) and summarised by :mod:`scrying.reversal.summary`
    (bootstrap intervals, paired forward-vs-reverse test; top-1 chance is ``1 / (K + 1)``).
+
+:func:`run_experiment` checks its output folder before it trains anything, and writes
+``summary.json``, ``summary.md`` and ``records-CONDITION.jsonl``
+(:class:`~scrying.reversal.records.PairRecord` lines) there.
 """
 
 from __future__ import annotations
@@ -30,16 +35,17 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from scrying.errors import ConfigError
+from scrying.errors import ConfigError, InvalidInputError
 from scrying.models import LoadConfig, load_model
+from scrying.preflight import check_output_dir
 from scrying.reversal.pairs import Pair
+from scrying.reversal.records import PairRecord
 from scrying.reversal.scoring import ModelScorer, ReversalConfig, score_chunk
 from scrying.reversal.summary import summary_row
 from scrying.reversal.words import word_tokenizer
 from scrying.stats import BootstrapConfig
-from scrying.toys.train import ToyModelConfig, build_hf_model
+from scrying.toys.train import ToyModelConfig, build_hf_model, train_steps
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +58,33 @@ _ONSETS = "b d f g k l m n p r s t v z".split()
 _VOWELS = "a e i o u".split()
 
 
+def check_fields(config: Any) -> None:
+    """The checks both experiments' configs share, each error naming its field: counts
+    ``n_test``, ``n_support``, ``steps``, ``batch_size``, ``distractors`` positive integers,
+    ``lr`` positive, ``seed`` an integer, ``n_test > distractors`` (a test fact's distractors are
+    other test facts' answers), ``bootstrap`` a :class:`~scrying.stats.BootstrapConfig`."""
+    owner = type(config).__name__
+    for name in ("n_test", "n_support", "steps", "batch_size", "distractors"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{owner}.{name} must be a positive integer, got {value!r}")
+    if isinstance(config.lr, bool) or not isinstance(config.lr, int | float) or not 0 < config.lr < float("inf"):
+        raise ConfigError(f"{owner}.lr must be a positive number, got {config.lr!r}")
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int):
+        raise ConfigError(f"{owner}.seed must be an integer, got {config.seed!r}")
+    if config.n_test < config.distractors + 1:
+        raise ConfigError(
+            f"{owner}.n_test ({config.n_test}) must exceed {owner}.distractors ({config.distractors}): "
+            "a test fact's distractors are the other test facts' answers"
+        )
+    if not isinstance(config.bootstrap, BootstrapConfig):
+        raise ConfigError(f"{owner}.bootstrap must be a BootstrapConfig, got {type(config.bootstrap).__name__}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
-    """One toy experiment: facts, model, training and test settings."""
+    """One toy experiment: facts, model, training and test settings, and the bootstrap of the
+    summary's intervals and paired test."""
 
     n_test: int = 60
     n_support: int = 60
@@ -64,21 +94,27 @@ class ExperimentConfig:
     lr: float = 3e-3
     distractors: int = 9
     seed: int = 0
-    n_bootstrap: int = 1000
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
     def __post_init__(self) -> None:
-        if self.n_test < self.distractors + 1:
-            raise ConfigError(f"ExperimentConfig.n_test ({self.n_test}) must exceed distractors ({self.distractors})")
-        if self.n_support < 1 or self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("ExperimentConfig.n_support, steps, batch_size must be >= 1 and lr > 0")
+        check_fields(self)
+        if not isinstance(self.model, ToyModelConfig):
+            raise ConfigError(f"ExperimentConfig.model must be a ToyModelConfig, got {type(self.model).__name__}")
 
 
 PRESETS: dict[str, ExperimentConfig] = {
     "default": ExperimentConfig(),
     "tiny": ExperimentConfig(n_test=20, n_support=20, steps=300,
                              model=ToyModelConfig(n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=32),
-                             n_bootstrap=200),
+                             bootstrap=BootstrapConfig(n_resamples=200)),
 }
+
+
+def experiment_preset(name: str) -> ExperimentConfig:
+    """The preset ``name`` (``default`` or ``tiny``)."""
+    if name not in PRESETS:
+        raise InvalidInputError(f"--preset {name!r}: expected one of {', '.join(PRESETS)}")
+    return PRESETS[name]
 
 
 @dataclass(frozen=True)
@@ -141,15 +177,17 @@ def train_model(sentences: list[str], vocabulary: list[str], config: ExperimentC
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
     gen = torch.Generator().manual_seed(config.seed)
-    for step in tqdm(range(config.steps), desc="training", disable=not progress):
+
+    def batch_loss(step: int) -> torch.Tensor:
         batch = torch.randint(len(rows), (config.batch_size,), generator=gen)
-        loss = model(input_ids=tokens[batch], labels=labels[batch]).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 250 == 0:
-            logger.info("step %d loss %.4f", step, loss.item())
+        return model(input_ids=tokens[batch], labels=labels[batch]).loss
+
+    def log_loss(step: int, loss: float) -> None:
+        if step % 250 == 1:
+            logger.info("step %d loss %.4f", step, loss)
+
+    train_steps(model, batch_loss, optimizer, steps=config.steps, schedule=schedule, after_step=log_loss,
+                progress=progress, desc="training")
     model.eval().save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
@@ -160,8 +198,8 @@ class ExperimentResult:
     """Per condition (``forward_only``, ``reverse_training``): the summary row and the records."""
 
     table: pd.DataFrame
-    records: dict[str, list[dict[str, Any]]]
-    config: ExperimentConfig
+    records: dict[str, list[PairRecord]]
+    config: Any  # ExperimentConfig or FinetuneConfig
 
     def text(self) -> str:
         lines = [f"{'condition':<18} {'exact fwd':>18} {'exact rev':>18} {'top1 fwd':>18} {'top1 rev':>18} {'chance':>6}"]
@@ -174,16 +212,27 @@ class ExperimentResult:
         return "\n".join(lines) + "\n"
 
 
+def write_experiment(result: ExperimentResult, out: Path) -> None:
+    """``records-CONDITION.jsonl``, ``summary.json`` (the config and one row per condition) and
+    ``summary.md`` (:meth:`ExperimentResult.text`) under ``out``."""
+    for condition, scored in result.records.items():
+        with (out / f"records-{condition}.jsonl").open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(r.to_json()) + "\n" for r in scored)
+    summary = {"config": asdict(result.config), "conditions": result.table.to_dict(orient="records")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    (out / "summary.md").write_text(result.text(), encoding="utf-8")
+
+
 def run_experiment(config: ExperimentConfig, out_dir: Path | str, *, progress: bool = False) -> ExperimentResult:
     """Train both conditions' models and test them (see the module docstring); writes
-    ``summary.json``, ``summary.md``, ``records-CONDITION.jsonl`` and the models under ``out_dir``."""
-    out = Path(out_dir)
+    ``summary.json``, ``summary.md``, ``records-CONDITION.jsonl`` and the models under ``out_dir``
+    (checked before training; errors name it ``--out-dir``)."""
+    out = check_output_dir(out_dir, option="--out-dir")
     out.mkdir(parents=True, exist_ok=True)
     facts = make_facts(config.n_test + config.n_support, config.seed)
     test, support = facts[: config.n_test], facts[config.n_test :]
     vocabulary = sorted({w for s in corpus(test, support, reverse_training=True) for w in s.split()})
     pairs = held_out_pairs(test)
-    bootstrap = BootstrapConfig(n_resamples=config.n_bootstrap, seed=config.seed)
     rows, records = [], {}
     for condition in ("forward_only", "reverse_training"):
         sentences = corpus(test, support, reverse_training=condition == "reverse_training")
@@ -191,12 +240,7 @@ def run_experiment(config: ExperimentConfig, out_dir: Path | str, *, progress: b
         model = load_model(str(model_dir), LoadConfig())
         scored = score_chunk(ModelScorer(model), pairs, list(range(len(pairs))), ReversalConfig(distractors=config.distractors, seed=config.seed))
         records[condition] = scored
-        rows.append({"condition": condition, "n_sentences": len(sentences), **summary_row("toy", scored, bootstrap)})
-        with (out / f"records-{condition}.jsonl").open("w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in scored)
-    table = pd.DataFrame(rows)
-    result = ExperimentResult(table, records, config)
-    (out / "summary.json").write_text(json.dumps({"config": asdict(config), "conditions": table.to_dict(orient="records")},
-                                                 indent=1, default=str), encoding="utf-8")
-    (out / "summary.md").write_text(result.text(), encoding="utf-8")
+        rows.append({"condition": condition, "n_sentences": len(sentences), **summary_row("toy", scored, config.bootstrap)})
+    result = ExperimentResult(pd.DataFrame(rows), records, config)
+    write_experiment(result, out)
     return result

@@ -8,39 +8,48 @@ Phases of :func:`run_finetune` (facts, corpus and tests as in :mod:`scrying.reve
    the ``reverse_training`` condition). Sentences start with a capital letter, as in text.
 2. **Fine-tuning**: every weight except the (tied) token embedding, whose 168M parameters the
    facts do not need, with AdamW on the causal language-modelling loss of whole sentences
-   (right-padded batches, padding masked), seeded; the model is loaded afresh per condition.
+   (right-padded batches, padding masked), seeded, run by the toys' loop
+   (:func:`scrying.toys.train.train_steps`); the model is loaded afresh per condition.
 3. **Test** in the held-out phrasings of both directions among ``K`` other test facts' answers
    (:mod:`scrying.reversal.scoring`, :mod:`scrying.reversal.summary`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from scrying.axes import Model
 from scrying.errors import ConfigError
 from scrying.models import LoadConfig, load_model
 from scrying.models.adapter import model_device
+from scrying.preflight import check_output_dir
 from scrying.prompt_sets import pad_id, pad_right
 from scrying.prompts import tokenize
-from scrying.reversal.experiment import ExperimentResult, corpus, held_out_pairs, make_facts
+from scrying.reversal.experiment import (
+    ExperimentResult,
+    check_fields,
+    corpus,
+    held_out_pairs,
+    make_facts,
+    write_experiment,
+)
 from scrying.reversal.scoring import ModelScorer, ReversalConfig, score_chunk
 from scrying.reversal.summary import summary_row
 from scrying.stats import BootstrapConfig
+from scrying.toys.train import train_steps
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FinetuneConfig:
-    """One fine-tuning experiment on a model spec (default: the default model)."""
+    """One fine-tuning experiment on a model spec (default: the default model), and the
+    bootstrap of the summary's intervals and paired test."""
 
     model: str = "gemma-3-270m"
     n_test: int = 20
@@ -50,13 +59,12 @@ class FinetuneConfig:
     lr: float = 3e-4
     distractors: int = 9
     seed: int = 0
-    n_bootstrap: int = 1000
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
     def __post_init__(self) -> None:
-        if self.n_test < self.distractors + 1:
-            raise ConfigError(f"FinetuneConfig.n_test ({self.n_test}) must exceed distractors ({self.distractors})")
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("FinetuneConfig.steps and batch_size must be >= 1 and lr > 0")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"FinetuneConfig.model must be a model spec (a non-empty string), got {self.model!r}")
+        check_fields(self)
 
 
 def _sentence(text: str) -> str:
@@ -76,16 +84,14 @@ def finetune(model: Model, sentences: list[str], config: FinetuneConfig, *, prog
         p.requires_grad_(p.shape[0] != vocab)
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(config.seed)
-    losses = []
-    for _ in tqdm(range(config.steps), desc="fine-tuning", disable=not progress):
+
+    def batch_loss(step: int) -> torch.Tensor:
         batch = torch.randint(len(rows), (config.batch_size,), generator=gen)
-        logits = model(tokens[batch])[:, :-1]
+        logits: torch.Tensor = model(tokens[batch])[:, :-1]  # [batch pos-1 d_vocab]
         target, mask = tokens[batch][:, 1:], real[batch][:, 1:]
-        loss = torch.nn.functional.cross_entropy(logits[mask].float(), target[mask])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        return torch.nn.functional.cross_entropy(logits[mask].float(), target[mask])
+
+    losses = train_steps(model, batch_loss, optimizer, steps=config.steps, progress=progress, desc="fine-tuning")
     for p in model.parameters():
         p.requires_grad_(False)
     return losses
@@ -93,13 +99,13 @@ def finetune(model: Model, sentences: list[str], config: FinetuneConfig, *, prog
 
 def run_finetune(config: FinetuneConfig, out_dir: Path | str, load: LoadConfig | None = None, *, progress: bool = False) -> ExperimentResult:
     """Fine-tune and test both conditions; writes ``summary.json``, ``summary.md`` and
-    ``records-CONDITION.jsonl`` under ``out_dir`` (the fine-tuned weights are not kept)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ``records-CONDITION.jsonl`` under ``out_dir`` (checked before the model loads; errors name it
+    ``--out-dir``; the fine-tuned weights are not kept)."""
+    out = check_output_dir(out_dir, option="--out-dir")
     facts = make_facts(config.n_test + config.n_support, config.seed)
     test, support = facts[: config.n_test], facts[config.n_test :]
     pairs = held_out_pairs(test)
-    bootstrap = BootstrapConfig(n_resamples=config.n_bootstrap, seed=config.seed)
+    bootstrap = config.bootstrap
     rows, records = [], {}
     for condition in ("forward_only", "reverse_training"):
         sentences = [_sentence(s) for s in corpus(test, support, reverse_training=condition == "reverse_training")]
@@ -112,12 +118,8 @@ def run_finetune(config: FinetuneConfig, out_dir: Path | str, load: LoadConfig |
         rows.append({"condition": condition, "n_sentences": len(sentences), "first_loss": losses[0], "last_loss": losses[-1],
                      "base_forward_top1": base["forward_top1"], "base_reverse_top1": base["reverse_top1"],
                      **summary_row("finetune", scored, bootstrap)})
-        with (out / f"records-{condition}.jsonl").open("w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in scored)
         del model
-    table = pd.DataFrame(rows)
-    result = ExperimentResult(table, records, config)  # type: ignore[arg-type]
-    (out / "summary.json").write_text(json.dumps({"config": asdict(config), "conditions": table.to_dict(orient="records")},
-                                                 indent=1, default=str), encoding="utf-8")
-    (out / "summary.md").write_text(result.text(), encoding="utf-8")
+    result = ExperimentResult(pd.DataFrame(rows), records, config)
+    out.mkdir(parents=True, exist_ok=True)
+    write_experiment(result, out)
     return result

@@ -5,14 +5,23 @@ template containing ``{a}`` and not ``{b}``; its answer is ``b``) and ``reverse`
 ``{b}`` and not ``{a}``; its answer is ``a``). Each answer is appended to the filled template
 after one space. Other keys are kept and copied into the results. Every line is checked before a
 model is loaded; errors name the file and the line (``pairs.jsonl line 3: ...``).
+
+Every random draw made for one prompt (its distractors, its causal-tracing noise) is seeded from
+one key, :func:`draw_key` (the run's seed, the pair and the direction), so a prompt draws the
+same whatever else is scored beside it: :func:`prompt_random` for Python's ``random`` and
+:func:`prompt_generator` for torch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import torch
 
 from scrying.errors import InvalidInputError
 from scrying.jsonl import read_jsonl
@@ -101,3 +110,21 @@ def candidates(pairs: list[Pair], index: int, direction: Direction) -> list[str]
         true = {p.a for p in same if p.b == pair.b}
         pool = [p.a for p in same]
     return [x for x in dict.fromkeys(pool) if x not in true]
+
+
+def draw_key(seed: int, pair: Pair, direction: Direction) -> str:
+    """The one key a prompt's random draws are seeded from: ``SEED|RELATION|A|B|DIRECTION``."""
+    return f"{seed}|{pair.relation}|{pair.a}|{pair.b}|{direction}"
+
+
+def prompt_random(seed: int, pair: Pair, direction: Direction) -> random.Random:
+    """Python's generator for one prompt, seeded with :func:`draw_key` (``random`` hashes a
+    string seed with SHA-512)."""
+    return random.Random(draw_key(seed, pair, direction))
+
+
+def prompt_generator(seed: int, pair: Pair, direction: Direction) -> torch.Generator:
+    """A torch generator for one prompt, seeded with the 63-bit BLAKE2b digest of
+    :func:`draw_key` (a torch seed is one 64-bit integer)."""
+    digest = hashlib.blake2b(draw_key(seed, pair, direction).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)

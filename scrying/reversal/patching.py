@@ -25,7 +25,6 @@ and layer over pairs, with a percentile-bootstrap interval.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import pandas as pd
@@ -33,10 +32,10 @@ import torch
 
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError, InvalidInputError
-from scrying.models.adapter import final_resid, logits_at, model_device
+from scrying.models.adapter import model_device
 from scrying.prompts import tokenize
-from scrying.reversal.pairs import DIRECTIONS, Direction, Pair
-from scrying.scoring import continuation_tokens
+from scrying.reversal.pairs import DIRECTIONS, Direction, Pair, prompt_generator
+from scrying.scoring import continuation_tokens, logits_where
 from scrying.sites import Component, Site, recorded
 from scrying.stats import BootstrapConfig, interval
 
@@ -96,8 +95,7 @@ def _clean(model: Model, tokens: Int[Tensor, " pos"], answer: int) -> tuple[Floa
     read = torch.zeros(batch.shape, dtype=torch.bool, device=batch.device)
     read[0, -1] = True
     with recorded(model, sites, clone=True) as store:
-        final = final_resid(model, batch, read=read)
-    probs = torch.cat(list(logits_at(model, final[0, -1:]))).double().softmax(-1)
+        probs = logits_where(model, batch, read).double().softmax(-1)  # [1 d_vocab]
     return torch.stack([store[s][0] for s in sites]), float(probs[0, answer])
 
 
@@ -130,17 +128,16 @@ def _answer_probs(
     forward = {Site(Component.RESID_PRE, layer): put_back(layer) for layer in sorted(set(restore)) if layer >= 0}
     read = torch.zeros(inputs.shape[:2], dtype=torch.bool, device=inputs.device)
     read[:, -1] = True
-    final = final_resid(model, inputs.to(model_device(model)), forward=forward, read=read)
-    logits = torch.cat(list(logits_at(model, final[:, -1])))
+    logits = logits_where(model, inputs.to(model_device(model)), read, forward=forward)  # [row d_vocab]
     return logits.double().softmax(-1)[:, answer]
 
 
 def noise_draws(shape: tuple[int, ...], sigma: float, config: CausalTraceConfig, pair: Pair, direction: Direction) -> Tensor:
     """The noise added to one prompt's subject embeddings, ``[sample subject d_model]``, float64,
-    seeded by the config's seed, the pair and the direction."""
-    key = f"{config.seed}|{pair.relation}|{pair.a}|{pair.b}|{direction}".encode()
-    seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * (config.noise * sigma)
+    seeded by the config's seed, the pair and the direction
+    (:func:`scrying.reversal.pairs.prompt_generator`)."""
+    generator = prompt_generator(config.seed, pair, direction)
+    return torch.randn(shape, generator=generator, dtype=torch.float64) * (config.noise * sigma)
 
 
 @torch.no_grad()

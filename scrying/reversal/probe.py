@@ -2,8 +2,9 @@
 
 The results file is the journal: line 1 ``{"settings": ...}`` (the model's identity, a digest of
 the pair files, the number of distractors and the seed), then one line per pair
-``{"index", "a", "b", "relation", ..., "forward": {...}, "reverse": {...}}`` written as soon as
-its chunk is scored. A killed run resumes where it stopped; other settings are refused.
+``{"index", "a", "b", "relation", ..., "forward": {...}, "reverse": {...}}``
+(:class:`~scrying.reversal.records.PairRecord`) written as soon as its chunk is scored. A killed
+run resumes where it stopped; other settings are refused.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import Any
 
 from scrying.axes import Model
 from scrying.journal import Journal, Record, file_digest, model_identity
-from scrying.reversal.pairs import DIRECTIONS, Pair, read_pairs
+from scrying.reversal.pairs import Pair, read_pairs
+from scrying.reversal.records import PairRecord
 from scrying.reversal.scoring import ReversalConfig, Scorer, score_pairs
-
-_FIELDS = {"logprob": float, "mean_logprob": float, "rank": int, "n_candidates": int, "exact": bool}
 
 
 def read_pair_files(paths: list[Path], *, bad: list[str] | None = None) -> list[Pair]:
@@ -32,21 +32,18 @@ def probe_settings(model_spec: str, pair_files: list[Path], config: ReversalConf
 
 
 def check_record(record: Record) -> None:
-    """A results line: an integer ``index`` and both directions with their numbers."""
-    int(record["index"])
-    for direction in DIRECTIONS:
-        part = record[direction]
-        for key, kind in _FIELDS.items():
-            if not isinstance(part[key], kind) and not (kind is float and isinstance(part[key], int)):
-                raise TypeError(f"{direction}.{key} must be {kind.__name__}, got {part[key]!r}")
+    """A results line reads as a :class:`~scrying.reversal.records.PairRecord` (raises
+    :class:`~scrying.errors.InvalidInputError`, a ``ValueError``, naming the field)."""
+    PairRecord.from_json(record)
 
 
 def probe_journal(path: Path | str, settings: dict[str, Any]) -> Journal:
-    return Journal(path, settings, key=lambda r: int(r["index"]), check=check_record, what="reversal results")
+    return Journal(path, settings, key=lambda r: int(r["index"]), check=check_record, what="reversal probe")
 
 
-def run_probe(scorer: Scorer, pairs: list[Pair], config: ReversalConfig, journal: Journal) -> list[Record]:
+def run_probe(scorer: Scorer, pairs: list[Pair], config: ReversalConfig, journal: Journal) -> list[PairRecord]:
     """Score the pairs the journal has not finished, saving each; every pair's record in order."""
+    journal.resume_note(len(pairs), "pairs")
     for record in score_pairs(scorer, pairs, config, skip=set(journal.done)):
-        journal.append(record)
-    return [journal.done[i] for i in range(len(pairs))]
+        journal.append(record.to_json())
+    return [PairRecord.from_json(journal.done[i], f"{journal.path.name} record {i}") for i in range(len(pairs))]

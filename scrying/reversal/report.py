@@ -5,7 +5,6 @@ the paired test, and the pairs known forward but not in reverse, in one self-con
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -13,6 +12,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from scrying.html_pages import escape, write_report_page
+from scrying.reversal.records import PairRecord
 from scrying.reversal.summary import known_one_way
 
 _LABELS = {"exact": "greedy exact match", "top1": "top-1 among candidates"}
@@ -78,7 +78,7 @@ def patching_figure(summary: pd.DataFrame) -> go.Figure:
 
 
 def write_report(
-    table: pd.DataFrame, records: list[dict[str, Any]], path: Path | str, *, title: str = "Reversal-curse probe",
+    table: pd.DataFrame, records: list[PairRecord], path: Path | str, *, title: str = "Reversal-curse probe",
     graphs: dict[str, str] | None = None, lens: pd.DataFrame | None = None, patching: pd.DataFrame | None = None,
 ) -> Path:
     """A self-contained HTML page: the summary table, the figure, the pairs known forward (top-1)
@@ -99,10 +99,10 @@ def write_report(
     )
     gap = [records[i] for i in known_one_way(records)]
     gap_rows = "".join(
-        f"<tr><td>{escape(r['relation'])}</td><td>{escape(r['forward']['prompt'])} <b>{escape(r['b'])}</b></td>"
-        f"<td>{r['forward']['rank']}/{r['forward']['n_candidates']}</td>"
-        f"<td>{escape(r['reverse']['prompt'])} <b>{escape(r['a'])}</b></td>"
-        f"<td>{r['reverse']['rank']}/{r['reverse']['n_candidates']}</td><td>{escape(r['reverse']['greedy'])}</td></tr>"
+        f"<tr><td>{escape(r.relation)}</td><td>{escape(r.forward.prompt)} <b>{escape(r.b)}</b></td>"
+        f"<td>{r.forward.rank}/{r.forward.n_candidates}</td>"
+        f"<td>{escape(r.reverse.prompt)} <b>{escape(r.a)}</b></td>"
+        f"<td>{r.reverse.rank}/{r.reverse.n_candidates}</td><td>{escape(r.reverse.greedy)}</td></tr>"
         for r in gap
     )
     links = "".join(f"<li><a href='{escape(href)}'>{escape(label)}</a></li>" for label, href in (graphs or {}).items())

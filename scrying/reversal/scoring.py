@@ -4,15 +4,18 @@ greedy exact match.
 Phases of :func:`score_pairs` (per chunk of pairs, so that a journal can save each chunk):
 
 1. **Candidates**: for each pair and direction, the true answer and ``K`` distractors drawn
-   (seeded per pair, relation and direction) from the other answers of the same relation
+   (seeded per pair and direction: :func:`scrying.reversal.pairs.prompt_random`) from the other
+   answers of the same relation
    (:func:`scrying.reversal.pairs.candidates`: answers also true for the prompt are never
    distractors). ``K = None`` takes all of them.
-2. **Teacher forcing**: every ``prompt + " " + candidate`` row of the chunk, sorted by length
-   and right-padded in batches (:func:`scrying.scoring.continuation_logprobs`); a candidate's
-   score is the sum of its tokens' log-probabilities; the answer's rank is
+2. **Teacher forcing**: every ``prompt + " " + candidate`` row of the chunk, right-padded in
+   batches by the shared rule (:func:`scrying.scoring.batched_logprobs`); a candidate's score is
+   the sum of its tokens' log-probabilities; the answer's rank is
    ``1 + #{distractors scoring strictly higher}``.
 3. **Greedy decoding**: as many greedy tokens as the answer has
-   (:func:`scrying.scoring.greedy_continuations`); exact match is token-for-token equality.
+   (:func:`scrying.scoring.batched_greedy`); exact match is token-for-token equality.
+
+Each pair's result is a :class:`~scrying.reversal.records.PairRecord`.
 
 A :class:`Scorer` turns texts into these numbers; :class:`ModelScorer` is the one for models,
 and tests pass constructed scorers whose ranks and accuracies are known exactly.
@@ -20,7 +23,6 @@ and tests pass constructed scorers whose ranks and accuracies are known exactly.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -30,8 +32,9 @@ from tqdm.auto import tqdm
 from scrying.axes import Model
 from scrying.errors import ConfigError, InvalidInputError
 from scrying.prompts import tokenize
-from scrying.reversal.pairs import DIRECTIONS, Direction, Pair, candidates
-from scrying.scoring import continuation_logprobs, continuation_tokens, greedy_continuations
+from scrying.reversal.pairs import DIRECTIONS, Direction, Pair, candidates, prompt_random
+from scrying.reversal.records import DirectionRecord, PairRecord
+from scrying.scoring import batched_greedy, batched_logprobs, continuation_tokens
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,8 +75,8 @@ class Scorer(Protocol):
 
 
 class ModelScorer:
-    """A :class:`Scorer` for a hooked model: prompts with BOS, answers without, rows sorted by
-    length and scored ``batch_size`` at a time."""
+    """A :class:`Scorer` for a hooked model: prompts with BOS, answers without, rows batched
+    ``batch_size`` at a time by the shared rule (:func:`scrying.scoring.length_batches`)."""
 
     def __init__(self, model: Model, batch_size: int = 64, *, banned: list[int] | None = None):
         self.model = model
@@ -86,25 +89,13 @@ class ModelScorer:
     def _prompt(self, text: str) -> list[int]:
         return tokenize(self.model, text, what=f"prompt {text!r}")[0].tolist()
 
-    def _batched(self, rows: list[Any], lengths: list[int], run: Any) -> list[Any]:
-        order = sorted(range(len(rows)), key=lambda i: lengths[i])
-        out: list[Any] = [None] * len(rows)
-        for start in range(0, len(order), self.batch_size):
-            picked = order[start : start + self.batch_size]
-            for i, value in zip(picked, run([rows[i] for i in picked]), strict=True):
-                out[i] = value
-        return out
-
     def logprobs(self, prompts: list[str], answers: list[str]) -> list[list[float]]:
         rows = [(self._prompt(p), self.answer_tokens(a, what="answer")) for p, a in zip(prompts, answers, strict=True)]
-        return self._batched(rows, [len(p) + len(a) for p, a in rows],
-                             lambda batch: continuation_logprobs(self.model, [p for p, _ in batch], [a for _, a in batch]))
+        return batched_logprobs(self.model, [p for p, _ in rows], [a for _, a in rows], batch_size=self.batch_size)
 
     def greedy(self, prompts: list[str], n_new: list[int]) -> list[list[int]]:
-        rows = [(self._prompt(p), n) for p, n in zip(prompts, n_new, strict=True)]
-        return self._batched(rows, [len(p) + n for p, n in rows],
-                             lambda batch: greedy_continuations(self.model, [p for p, _ in batch], [n for _, n in batch],
-                                                                 banned=self.banned))
+        return batched_greedy(self.model, [self._prompt(p) for p in prompts], n_new, batch_size=self.batch_size,
+                              banned=self.banned)
 
     def decode(self, tokens: list[int]) -> str:
         return self.model.tokenizer.decode(tokens)
@@ -116,23 +107,32 @@ def distractors(pairs: list[Pair], index: int, direction: Direction, config: Rev
     k = config.distractors
     if k is None:
         return pool
-    pair = pairs[index]
-    rng = random.Random(f"{config.seed}|{pair.relation}|{pair.a}|{pair.b}|{direction}")
-    return rng.sample(pool, k)
+    return prompt_random(config.seed, pairs[index], direction).sample(pool, k)
+
+
+def check_distractors(pairs: list[Pair], config: ReversalConfig) -> None:
+    """``K`` no larger than any prompt's candidates (no model needed: run before one loads). The
+    error names the relation, its prompt with the fewest candidates, and the largest ``K`` allowed."""
+    if config.distractors is None:
+        return
+    fewest: dict[str, tuple[int, Direction, str]] = {}
+    for i, pair in enumerate(pairs):
+        for direction in DIRECTIONS:
+            n = len(candidates(pairs, i, direction))
+            if pair.relation not in fewest or n < fewest[pair.relation][0]:
+                fewest[pair.relation] = (n, direction, pair.where or pair.a)
+    for relation, (n, direction, where) in fewest.items():
+        if n < config.distractors:
+            raise InvalidInputError(
+                f"{config.distractors} distractors asked, but relation {relation!r} has only {n} "
+                f"other {direction} answers for {where} (use --distractors {n} or fewer, or 0 for all)"
+            )
 
 
 def check_inputs(scorer: Scorer, pairs: list[Pair], config: ReversalConfig) -> None:
-    """Before any scoring: ``K`` no larger than any prompt's candidates, and every answer
-    tokenizing to something (errors name the relation, or the file line)."""
-    if config.distractors is not None:
-        for i, pair in enumerate(pairs):
-            for direction in DIRECTIONS:
-                n = len(candidates(pairs, i, direction))
-                if n < config.distractors:
-                    raise InvalidInputError(
-                        f"{config.distractors} distractors asked, but relation {pair.relation!r} has only {n} "
-                        f"other {direction} answers for {pair.where or pair.a} (use --distractors {n} or fewer)"
-                    )
+    """Before any scoring: :func:`check_distractors`, and every answer tokenizing to something
+    (errors name the relation, or the file line)."""
+    check_distractors(pairs, config)
     for pair in pairs:
         for direction in DIRECTIONS:
             scorer.answer_tokens(pair.answer(direction), what=f"{pair.where}: answer" if pair.where else "answer")
@@ -159,25 +159,25 @@ class _Row:
     candidates: tuple[str, ...]  # the answer first, then the distractors
 
 
-def _direction_record(row: _Row, logprobs: list[list[float]], greedy: list[int], answer: list[int], scorer: Scorer) -> dict[str, Any]:
+def _direction_record(row: _Row, logprobs: list[list[float]], greedy: list[int], answer: list[int], scorer: Scorer) -> DirectionRecord:
     sums = [sum(lp) for lp in logprobs]
     true = sums[0]
-    return {
-        "prompt": row.prompt,
-        "answer": row.candidates[0].strip(),
-        "logprob": true,
-        "mean_logprob": true / len(logprobs[0]),
-        "n_tokens": len(logprobs[0]),
-        "rank": 1 + sum(s > true for s in sums[1:]),
-        "n_candidates": len(sums),
-        "exact": greedy == answer,
-        "greedy": scorer.decode(greedy),
-        "distractors": [c.strip() for c in row.candidates[1:]],
-    }
+    return DirectionRecord(
+        prompt=row.prompt,
+        answer=row.candidates[0].strip(),
+        logprob=true,
+        mean_logprob=true / len(logprobs[0]),
+        n_tokens=len(logprobs[0]),
+        rank=1 + sum(s > true for s in sums[1:]),
+        n_candidates=len(sums),
+        exact=greedy == answer,
+        greedy=scorer.decode(greedy),
+        distractors=tuple(c.strip() for c in row.candidates[1:]),
+    )
 
 
-def score_chunk(scorer: Scorer, pairs: list[Pair], indices: list[int], config: ReversalConfig) -> list[dict[str, Any]]:
-    """One record per pair of ``indices``: its fields and a ``forward`` and ``reverse`` object."""
+def score_chunk(scorer: Scorer, pairs: list[Pair], indices: list[int], config: ReversalConfig) -> list[PairRecord]:
+    """One record per pair of ``indices``, both directions scored."""
     rows = [
         _Row(i, d, pairs[i].prompt(d), (pairs[i].answer(d), *(" " + x for x in distractors(pairs, i, d, config))))
         for i in indices
@@ -187,21 +187,22 @@ def score_chunk(scorer: Scorer, pairs: list[Pair], indices: list[int], config: R
     scored = scorer.logprobs([p for p, _ in flat], [c for _, c in flat])
     answers = [scorer.answer_tokens(r.candidates[0], what="answer") for r in rows]
     greedy = scorer.greedy([r.prompt for r in rows], [len(a) for a in answers])
-    records: dict[int, dict[str, Any]] = {}
+    sides: dict[tuple[int, Direction], DirectionRecord] = {}
     start = 0
     for row, answer, decoded in zip(rows, answers, greedy, strict=True):
         part = scored[start : start + len(row.candidates)]
         start += len(row.candidates)
-        pair = pairs[row.pair]
-        record = records.setdefault(row.pair, {**pair.extra, "index": row.pair, "a": pair.a, "b": pair.b,
-                                                "relation": pair.relation})
-        record[row.direction] = _direction_record(row, part, decoded, answer, scorer)
-    return [records[i] for i in indices]
+        sides[row.pair, row.direction] = _direction_record(row, part, decoded, answer, scorer)
+    return [
+        PairRecord(index=i, a=pairs[i].a, b=pairs[i].b, relation=pairs[i].relation, forward=sides[i, "forward"],
+                   reverse=sides[i, "reverse"], extra=dict(pairs[i].extra))
+        for i in indices
+    ]
 
 
 def score_pairs(
     scorer: Scorer, pairs: list[Pair], config: ReversalConfig, *, skip: set[int] | frozenset[int] = frozenset()
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[PairRecord]:
     """Records of every pair not in ``skip``, a chunk at a time (see the module docstring)."""
     check_inputs(scorer, pairs, config)
     todo = [i for i in range(len(pairs)) if i not in skip]

@@ -19,22 +19,24 @@ from typing import Any
 import pandas as pd
 import torch
 
+from scrying.reversal.pairs import Direction
+from scrying.reversal.records import PairRecord
 from scrying.stats import BootstrapConfig, interval, paired_difference
 
 MEASURES = ("exact", "top1", "mean_logprob")
 
 
-def known_one_way(records: list[dict[str, Any]]) -> list[int]:
+def known_one_way(records: list[PairRecord]) -> list[int]:
     """Positions of the records known forward (top-1 among candidates) and not in reverse: the
     pairs the lens, causal tracing, graphs and the report look at."""
-    return [i for i, r in enumerate(records) if r["forward"]["rank"] == 1 and r["reverse"]["rank"] > 1]
+    return [i for i, r in enumerate(records) if r.forward.rank == 1 and r.reverse.rank > 1]
 
 
-def _values(records: list[dict[str, Any]], direction: str, measure: str) -> list[float]:
-    part = [r[direction] for r in records]
+def _values(records: list[PairRecord], direction: Direction, measure: str) -> list[float]:
+    part = [r.direction(direction) for r in records]
     if measure == "top1":
-        return [float(p["rank"] == 1) for p in part]
-    return [float(p[measure]) for p in part]
+        return [float(p.rank == 1) for p in part]
+    return [float(getattr(p, measure)) for p in part]
 
 
 def _mean_interval(values: list[float], config: BootstrapConfig) -> tuple[float, float, float]:
@@ -43,7 +45,7 @@ def _mean_interval(values: list[float], config: BootstrapConfig) -> tuple[float,
     return float(tensor.mean()), float(low), float(high)
 
 
-def summary_row(relation: str, records: list[dict[str, Any]], config: BootstrapConfig) -> dict[str, Any]:
+def summary_row(relation: str, records: list[PairRecord], config: BootstrapConfig) -> dict[str, Any]:
     """One relation's row: ``n``, then per measure ``forward_M``, ``reverse_M`` (with ``_low``
     and ``_high``), ``diff_M`` (forward minus reverse, with interval) and ``p_M``."""
     row: dict[str, Any] = {"relation": relation, "n": len(records)}
@@ -60,15 +62,15 @@ def summary_row(relation: str, records: list[dict[str, Any]], config: BootstrapC
             row.update({f"diff_{measure}": math.nan, f"diff_{measure}_low": math.nan, f"diff_{measure}_high": math.nan,
                         f"p_{measure}": math.nan})
     for direction in ("forward", "reverse"):
-        row[f"{direction}_chance"] = sum(1 / r[direction]["n_candidates"] for r in records) / len(records)
+        row[f"{direction}_chance"] = sum(1 / r.direction(direction).n_candidates for r in records) / len(records)
     return row
 
 
-def summarize(records: list[dict[str, Any]], config: BootstrapConfig | None = None) -> pd.DataFrame:
+def summarize(records: list[PairRecord], config: BootstrapConfig | None = None) -> pd.DataFrame:
     """One row per relation (in first-seen order) and a last row ``all``."""
     config = config or BootstrapConfig()
-    relations = list(dict.fromkeys(r["relation"] for r in records))
-    rows = [summary_row(rel, [r for r in records if r["relation"] == rel], config) for rel in relations]
+    relations = list(dict.fromkeys(r.relation for r in records))
+    rows = [summary_row(rel, [r for r in records if r.relation == rel], config) for rel in relations]
     if len(relations) > 1:
         rows.append(summary_row("all", records, config))
     return pd.DataFrame(rows)
