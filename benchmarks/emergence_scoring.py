@@ -1,4 +1,4 @@
-"""Benchmark: scoring a task batched (scrying.emergence.scoring.score_items) vs a per-item loop
+"""Benchmark: scoring a task batched (scrying.emergence.item_scoring.score_items) vs a per-item loop
 of one teacher-forced forward plus TransformerLens ``generate`` (greedy), the way one would write
 it by hand. ``generate`` runs without its KV cache: with the cache, TransformerBridge's greedy
 output on Gemma 3 270M repeats its first token ("\n\n\n\n" for "606+532="), while without it,
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from scrying.emergence.scoring import ScoringConfig, score_items
+from scrying.emergence.item_scoring import ScoringConfig, score_items
 from scrying.emergence.tasks import task_from_spec
 from scrying.models import LoadConfig, default_cache_dir, load_model
 

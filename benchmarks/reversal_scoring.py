@@ -20,10 +20,10 @@ import time
 import torch
 
 from scrying.models import LoadConfig, default_cache_dir, load_model
+from scrying.reversal.pair_scoring import ModelScorer, ReversalConfig, distractors, score_chunk
 from scrying.reversal.pairs import DIRECTIONS
 from scrying.reversal.probe import read_pair_files
 from scrying.reversal.relations import packaged_relation_files
-from scrying.reversal.scoring import ModelScorer, ReversalConfig, distractors, score_chunk
 
 
 def per_prompt(model, pairs, chosen, config):  # noqa: ANN001, ANN201 - a benchmark baseline

@@ -30,7 +30,7 @@ FRAME = "return new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)))"
 
 def main() -> None:
     graph = random_graph(n_features=2000 - 12 - 18 * 12 - 2, n_edges=20_000, n_layers=18, n_pos=12, seed=0, connected=True)
-    data = graph.to_json_dict()
+    data = graph.to_json()
     assert len(data["nodes"]) == 2000 and len(data["links"]) == 20_000
     folder = Path(tempfile.mkdtemp())
     page = write_page(data, folder / "big.html", PageConfig(node_threshold=1.0, edge_threshold=1.0))

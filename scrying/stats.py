@@ -81,7 +81,7 @@ class Estimate:
     n: int
     confidence: float
 
-    def to_dict(self) -> dict[str, float]:
+    def to_json(self) -> dict[str, float]:
         return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n,
                 "confidence": self.confidence}
 

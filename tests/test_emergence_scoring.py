@@ -4,10 +4,10 @@ read by hand; choices are the sums of their tokens' log-probs; bad targets are r
 import pytest
 import torch
 
-from scrying.emergence.scoring import ScoringConfig, score_item_by_item, score_items
+from scrying.continuations import greedy_continuations, greedy_one, non_text_tokens
+from scrying.emergence.item_scoring import ScoringConfig, score_item_by_item, score_items
 from scrying.emergence.tasks import Item
 from scrying.errors import ConfigError, PromptError
-from scrying.scoring import greedy_continuations, greedy_one, non_text_tokens
 from tests.tiny_models import tiny
 
 # Word-level tokenizer: one token per "tN" word, BOS added for prompts only.
@@ -48,8 +48,8 @@ def test_batched_equals_item_by_item(model, config):
 def _in_item_order(model, items: list[Item], config: ScoringConfig) -> list[tuple[list[float], dict | None, list[int]]]:
     """What emergence computed before the batching rule was shared with reversal: sequences cut
     into batches in item order (target, then choices), prompts likewise."""
-    from scrying.emergence.scoring import _tokenize_item
-    from scrying.scoring import continuation_logprobs
+    from scrying.continuations import continuation_logprobs
+    from scrying.emergence.item_scoring import _tokenize_item
 
     tokenized = [_tokenize_item(model, item, config) for item in items]
     keys = [(i, c) for i, t in enumerate(tokenized) for c in [None, *[c for c in (t.choices or {}) if c != items[i].target]]]
@@ -73,13 +73,13 @@ def _in_item_order(model, items: list[Item], config: ScoringConfig) -> list[tupl
 
 @pytest.mark.parametrize("batch_size", [2, 3])
 def test_the_shared_batching_rule_changes_padding_not_values(model, batch_size):
-    """Batching by length (:func:`scrying.scoring.length_batches`, the rule reversal used and
+    """Batching by length (:func:`scrying.continuations.length_batches`, the rule reversal used and
     emergence now shares) against the in-order batches emergence used before: the same greedy
     tokens, and log-probabilities equal within 1e-6. Padding is never read, so only the batch a
     row shares changes: float64 logits then differ in the last bits, and the float32 log-softmax
     the scores are read from (:func:`scrying.metrics.target_logprob`) rounds that to at most a
     few float32 units (2.4e-7 seen here)."""
-    from scrying.scoring import length_batches
+    from scrying.continuations import length_batches
 
     config = ScoringConfig(batch_size=batch_size)
     items = ITEMS + [Item("mcq2", "t9", " t2", choices=(" t2", " t3 t4", " t5 t6 t7 t8"))]
@@ -95,7 +95,7 @@ def test_the_shared_batching_rule_changes_padding_not_values(model, batch_size):
 
 
 def test_length_batches_sort_by_length_keep_ties_in_order_and_cover_every_row():
-    from scrying.scoring import length_batches
+    from scrying.continuations import length_batches
 
     lengths = [4, 1, 4, 3, 1, 9, 3, 4]
     batches = length_batches(lengths, 3)

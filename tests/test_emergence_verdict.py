@@ -162,7 +162,7 @@ def test_family_study_on_tiny_models_resumes_and_refuses_other_settings(tmp_path
     """Two tiny models scored on a task file; the rerun reads the journal (no model is scored
     again), other settings are refused, and the records equal direct batched scoring."""
     from scrying.cli.main import main
-    from scrying.emergence.scoring import ScoringConfig, score_items
+    from scrying.emergence.item_scoring import ScoringConfig, score_items
     from scrying.emergence.study import Member, records_of
     from scrying.emergence.tasks import read_task_file
     from scrying.models import load_model

@@ -12,8 +12,8 @@ import pytest
 
 from scrying.cli.main import main
 from scrying.transcoders import TranscoderSet, TranscoderSpec, write_transcoders
-from tests.test_transcoder_files import _random
 from tests.test_reversal_scoring import _tiny_pairs, tiny_dir  # noqa: F401 (fixture)
+from tests.test_transcoder_files import _random
 
 PROMPT = "t1 t5 t2 t7 t1 t5"
 

@@ -8,7 +8,7 @@ into the error nodes, and its edges must equal interventions in its own frozen m
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 import pytest
 import torch
@@ -20,7 +20,7 @@ from scrying.attribution import (
     build_feature_graph,
     build_neuron_graph,
 )
-from scrying.attribution.basis import OnError, OnFeatures
+from scrying.attribution.basis import BasisState, OnError, OnFeatures
 from scrying.attribution.replacement import Intervention, clean_run, intervention_pass
 from scrying.axes import Model, Tensor
 from scrying.prompts import tokenize
@@ -31,6 +31,13 @@ PROMPT = "t1 t5 t2 t7 t1 t5"
 CONFIG = FeatureGraphConfig(max_feature_nodes=10_000, max_logits=2, batch_size=7, exclude_bos=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class HalfState(BasisState):
+    """A basis with more to keep subclasses :class:`BasisState`."""
+
+    rest: Tensor | None = None  # the second half of the neurons, frozen as an error term
+
+
 class HalfNeurons(NeuronBasis):
     name = "half-neurons"
     feature_type = "first half of the mlp neurons"
@@ -39,13 +46,14 @@ class HalfNeurons(NeuronBasis):
     def n_features(self, model: Model) -> int:
         return int(model.cfg.d_mlp) // 2
 
-    def clean_state(self, model: Model, store: dict[Site, Tensor]) -> tuple[Tensor, dict[str, Any]]:
+    def clean_state(self, model: Model, store: dict[Site, Tensor]) -> tuple[Tensor, HalfState]:
         post, state = super().clean_state(model, store)
         k = post.shape[-1] // 2
-        return post[..., :k], {**state, "rest": post[..., k:]}
+        return post[..., :k], HalfState(slope=state.slope, rest=post[..., k:])
 
-    def feature_hooks(self, model: Model, state: dict[str, Any], on_features: OnFeatures, on_error: OnError) -> list[tuple[Site, HookFn]]:
-        rest = state["rest"]
+    def feature_hooks(self, model: Model, state: BasisState, on_features: OnFeatures, on_error: OnError) -> list[tuple[Site, HookFn]]:
+        assert isinstance(state, HalfState) and state.rest is not None
+        rest = state.rest
 
         def split(layer: int, act: Tensor) -> Tensor:
             k = act.shape[-1] - rest.shape[-1]

@@ -30,7 +30,7 @@ def _feature_graph() -> dict:
     graph = random_graph(n_features=4, n_edges=10, n_layers=2, n_pos=3, seed=3)
     graph.bias = torch.linspace(-1, 1, len(graph.nodes), dtype=torch.float64)
     graph.metadata = {"targets": ["a"], "scores": {"replacement_score_unselected_as_error": 0.5}}
-    return graph.to_json_dict()
+    return graph.to_json()
 
 
 # Valid graphs: a component graph from the gallery (scores, a validation), a feature graph (every
@@ -207,7 +207,7 @@ def test_the_unmutated_files_are_read(work):
         (work / "ok.json").write_text(json.dumps(base))
         view(work / "ok.json", work)
         if "scrying" in base:
-            assert Graph.read_json(work / "ok.json").to_json_dict()["links"] == base["links"]
+            assert Graph.read_json(work / "ok.json").to_json()["links"] == base["links"]
     (work / "state.json").write_text(json.dumps(STATE))
     assert read_state(work / "state.json").pinned_ids == tuple(IDS[:2])
 

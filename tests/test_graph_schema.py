@@ -110,7 +110,7 @@ def component_graph() -> Graph:
 
 
 def test_json_matches_circuit_tracer_field_by_field():
-    data = tiny_graph().to_json_dict()
+    data = tiny_graph().to_json()
     assert set(data) == {"metadata", "qParams", "nodes", "links", "scrying"}
     assert {k: v for k, v in data["metadata"].items() if k != "slug"} == EXPECTED["metadata"]
     assert data["qParams"] == EXPECTED["qParams"]
@@ -132,8 +132,8 @@ def test_slugs_are_unique_per_graph_and_overridable():
     assert len(slugs) == 4, slugs
     for slug in slugs:
         assert slug.startswith("scrying-neurons-the-capital") and slug.replace("-", "").isalnum()
-    assert tiny_graph(slug="my-graph").to_json_dict()["metadata"]["slug"] == "my-graph"
-    assert one.to_json_dict()["metadata"]["slug"] == one.slug()
+    assert tiny_graph(slug="my-graph").to_json()["metadata"]["slug"] == "my-graph"
+    assert one.to_json()["metadata"]["slug"] == one.slug()
 
 
 def test_cantor_pairing_enumerates_the_diagonals():
@@ -148,7 +148,7 @@ def test_cantor_pairing_enumerates_the_diagonals():
 
 def test_logit_clerp_holds_the_token_in_double_quotes():
     for token, shown in [(" Texas", " Texas"), ("it's", "it's"), ("\n", "⏎")]:
-        node = tiny_graph(target=token).to_json_dict()["nodes"][-1]
+        node = tiny_graph(target=token).to_json()["nodes"][-1]
         clerp = node["clerp"]
         assert clerp == f'Output "{shown}" (p=0.250)'
         # the viewer's own reads (util-cg.js): token between double quotes, p after "(p="
@@ -185,7 +185,7 @@ def test_read_json_refuses_another_scrying_schema(tmp_path):
 def test_component_nodes_sit_at_the_last_token():
     graph = component_graph()
     last = len(graph.prompt_tokens) - 1
-    nodes = graph.to_json_dict()["nodes"]
+    nodes = graph.to_json()["nodes"]
     assert all(n["ctx_idx"] == last for n in nodes)
     by_id = {n["node_id"]: n for n in nodes}
     head = by_id[f"0_3_{last}"]  # a0.h3
@@ -193,7 +193,7 @@ def test_component_nodes_sit_at_the_last_token():
     assert head["feature_type"] == "cross layer transcoder" and head["clerp"] == "attention L0 H3"
     assert by_id[f"1_4_{last}"]["clerp"] == "MLP L1"  # the MLP's index is n_heads
     assert by_id[f"E_-1_{last}"]["layer"] == "E"
-    assert graph.to_json_dict()["scrying"]["feature_type"] == "component"
+    assert graph.to_json()["scrying"]["feature_type"] == "component"
     assert by_id[f"3_42_{last}"]["clerp"] == 'Output " Texas" (p=0.250)'
     # scrying's layout column survives, and the figure still lays heads out by it
     coords = _positions(graph)
@@ -222,15 +222,15 @@ def test_committed_gallery_reads_from_typed_records_and_rewrites_byte_identical(
 def test_logit_token_is_a_field_never_read_from_the_label(tmp_path):
     graph = tiny_graph()
     graph.nodes[-1].label = "the answer"  # a label that names no token
-    assert graph.to_json_dict()["nodes"][-1]["clerp"] == 'Output " Texas" (p=0.250)'
+    assert graph.to_json()["nodes"][-1]["clerp"] == 'Output " Texas" (p=0.250)'
     back = Graph.read_json(graph.write_json(tmp_path / "g.json"))
     assert back.nodes[-1].token == " Texas" and back.nodes[-1].label == "the answer"
     # a token other than the stored target's is stored with its node, and read back
     graph.nodes[-1].token = " Austin"
-    records = graph.to_json_dict()["scrying"]["nodes"]
+    records = graph.to_json()["scrying"]["nodes"]
     assert records[-1]["token"] == " Austin" and all("token" not in r for r in records[:-1])
     assert Graph.read_json(graph.write_json(tmp_path / "h.json")).nodes == graph.nodes
-    assert tiny_graph().to_json_dict()["scrying"]["nodes"][-1].keys() == records[0].keys()  # the target's: omitted
+    assert tiny_graph().to_json()["scrying"]["nodes"][-1].keys() == records[0].keys()  # the target's: omitted
 
 
 def test_nodes_at_a_position_have_circuit_tracer_ids():

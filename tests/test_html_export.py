@@ -50,12 +50,12 @@ def test_html_is_self_contained_and_renders_without_errors(tmp_path):
     import pandas as pd
 
     from scrying.attribution.validation import GraphValidation
-    from scrying.validation import compare
+    from scrying.validation_report import compare
 
     table = pd.DataFrame({"node_id": ["0_7_3", "0_7_4", "1_2_3"], "label": [PAYLOADS[0]] * 3,
                           "predicted": [1.0, 0.5, -0.2], "measured": [0.8, 0.4, -0.1]})
     report = compare(table, target=PAYLOADS[1], method=PAYLOADS[0], settings={"scale": 0.0})
-    validation = GraphValidation({PAYLOADS[1]: report}, headline=PAYLOADS[1]).to_dict()
+    validation = GraphValidation({PAYLOADS[1]: report}, headline=PAYLOADS[1]).to_json()
     path = write_html(hostile_graph(), tmp_path / "graph.html", validation=validation)
     page = path.read_text()
     assert "<script>alert" not in page.split("<h2>Validation by intervention</h2>")[1]  # escaped

@@ -119,8 +119,8 @@ def test_the_command_runs_the_library_function(tmp_path, tiny_dir):  # noqa: F81
     import pandas as pd
 
     from scrying.models import LoadConfig
+    from scrying.reversal.pair_scoring import ReversalConfig
     from scrying.reversal.run import ProbeJobConfig, run_probe_job
-    from scrying.reversal.scoring import ReversalConfig
     from scrying.stats import BootstrapConfig
 
     pairs = _write(tmp_path / "pairs.jsonl", _pair_lines())

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from scrying.models import local_hf_dir
+from scrying.reversal.pair_scoring import ModelScorer, ReversalConfig, score_chunk
 from scrying.reversal.probe import read_pair_files
 from scrying.reversal.relations import packaged_relation_files
-from scrying.reversal.scoring import ModelScorer, ReversalConfig, score_chunk
 from tests.conftest import cache_config
 
 

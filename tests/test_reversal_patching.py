@@ -1,4 +1,4 @@
-"""Causal tracing of the subject tokens (scrying.reversal.patching) against ground truth and a
+"""Causal tracing of the subject tokens (scrying.reversal.causal_tracing) against ground truth and a
 one-row-at-a-time reference on a tiny Gemma-3-shaped model, float64."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import torch
 
 from scrying.errors import InvalidInputError
 from scrying.models import LoadConfig, load_model
-from scrying.reversal.pairs import Pair
-from scrying.reversal.patching import (
+from scrying.reversal.causal_tracing import (
     CausalTraceConfig,
     causal_trace_table,
     noise_draws,
     subject_span,
     trace_summary,
 )
+from scrying.reversal.pairs import Pair
 from scrying.reversal.words import word_tokenizer
 from scrying.sites import Component, Site, hook_name
 from scrying.toys.train import ToyModelConfig, build_hf_model

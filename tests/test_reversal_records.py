@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from scrying.errors import ConfigError, InvalidInputError
+from scrying.reversal.causal_tracing import CausalTraceConfig, noise_draws
 from scrying.reversal.experiment import ExperimentConfig
 from scrying.reversal.finetune import FinetuneConfig
+from scrying.reversal.pair_scoring import ReversalConfig, distractors
 from scrying.reversal.pairs import Pair, prompt_generator
-from scrying.reversal.patching import CausalTraceConfig, noise_draws
 from scrying.reversal.probe import probe_settings, read_pair_files
 from scrying.reversal.records import PairRecord, read_results
 from scrying.reversal.relations import packaged_relation_files
-from scrying.reversal.scoring import ReversalConfig, distractors
 from scrying.toys.train import train_steps
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "reversal"

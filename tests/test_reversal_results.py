@@ -78,7 +78,7 @@ def test_readme_finetune_figures_are_the_stored_experiment():
 
 
 def test_readme_patching_figures_are_the_stored_causal_trace():
-    from scrying.reversal.patching import trace_summary
+    from scrying.reversal.causal_tracing import trace_summary
 
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     table = pd.read_csv(RESULTS / "results.patching.csv")

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from scrying.continuations import forced_logprobs_one, greedy_one
 from scrying.errors import InvalidInputError, PromptError
 from scrying.models import LoadConfig, load_model
+from scrying.reversal.pair_scoring import ModelScorer, ReversalConfig, score_chunk, score_pairs
 from scrying.reversal.pairs import Pair, candidates
-from scrying.reversal.scoring import ModelScorer, ReversalConfig, score_chunk, score_pairs
 from scrying.reversal.summary import summarize
 from scrying.reversal.words import word_tokenizer
-from scrying.scoring import forced_logprobs_one, greedy_one
 from scrying.stats import BootstrapConfig
 from scrying.toys.train import ToyModelConfig, build_hf_model
 
@@ -82,7 +82,7 @@ def test_distractors_are_seeded_never_true_and_checked():
     assert candidates(pairs, 0, "forward") == ["B1", "B2", "B3", "B4", "B5"]  # B9 is also true for A0
     scorer = TableScorer({})
     config = ReversalConfig(distractors=3, seed=1)
-    from scrying.reversal.scoring import distractors
+    from scrying.reversal.pair_scoring import distractors
 
     first = distractors(pairs, 2, "reverse", config)
     assert first == distractors(pairs, 2, "reverse", config) and len(first) == 3 and "A2" not in first

@@ -79,7 +79,7 @@ def test_exact_transcoder_graph_is_the_neuron_graph(tmp_path):
     neurons = build_neuron_graph(model, PROMPT, config=CONFIG)
     basis = TranscoderBasis(exact_set(hf))
     clean = clean_run(model, tokenize(model, PROMPT), basis)
-    assert clean.state["error"].abs().max() < 1e-12  # the transcoder is the MLP
+    assert clean.state.error.abs().max() < 1e-12  # the transcoder is the MLP
     graph = build_feature_graph(model, PROMPT, config=CONFIG, basis=basis)
     assert graph.level == "transcoders" and graph.metadata["exact_basis"] is False
     # The transcoder graph tracks the features its frozen mask leaves on; the neuron graph has
@@ -134,7 +134,7 @@ def test_lossy_error_is_the_mlp_residual(lossy):
         feats = torch.relu(pre)
         recon = feats @ tc.W_dec + tc.b_dec + x @ tc.W_skip.T
         assert torch.allclose(clean.features[ly], feats, atol=1e-12)
-        assert torch.allclose(clean.state["error"][ly], y - recon, atol=1e-12)
+        assert torch.allclose(clean.state.error[ly], y - recon, atol=1e-12)
         assert (y - recon).pow(2).mean() > 0.5 * y.pow(2).mean()  # lossy indeed
 
 
@@ -187,9 +187,9 @@ def test_lossy_error_nodes_carry_exactly_the_residual(lossy):
     checked = 0
     for ly in range(model.cfg.n_layers):
         for p in (1, clean.tokens.shape[1] - 1):
-            error = clean.state["error"].clone()
+            error = clean.state.error.clone()
             error[ly, p] = 0
-            cut = dataclasses.replace(clean, state={**clean.state, "error": error})
+            cut = dataclasses.replace(clean, state=dataclasses.replace(clean.state, error=error))
             logits = intervention_pass(model, cut, [Intervention()], free_layer=None)[0][0, -1]
             base = intervention_pass(model, clean, [Intervention()])[0][0, -1]
             for t, node in enumerate(graph.nodes):

@@ -1,4 +1,4 @@
-"""The one validation report (scrying.validation): figures equal independent computations."""
+"""The one validation report (scrying.validation_report): figures equal independent computations."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from scrying.errors import InvalidInputError
-from scrying.validation import compare
+from scrying.validation_report import compare
 
 
 def test_report_figures():
@@ -21,7 +21,7 @@ def test_report_figures():
     assert report.spearman.value == pytest.approx(sps.spearmanr(table.pred, table.meas).statistic)
     assert report.pearson.value == pytest.approx(sps.pearsonr(table.pred, table.meas).statistic)
     assert report.slope == pytest.approx(np.polyfit(table.pred, table.meas, 1)[0])
-    data = report.to_dict()
+    data = report.to_json()
     assert data["scale"] == 0.0 and len(data["rows"]) == 30 and data["rows"][0]["node"] == "n0"
     assert set(data["rows"][0]) == {"node", "predicted", "measured"}
     assert data["spearman_ci"][0] < data["spearman"] < data["spearman_ci"][1]
@@ -29,7 +29,7 @@ def test_report_figures():
 
 def test_undefined_figures_are_null_in_json():
     table = pd.DataFrame({"predicted": [0.0, 0.0, 0.0], "measured": [1.0, 2.0, 3.0]})
-    data = compare(table, target="t", method="m").to_dict()
+    data = compare(table, target="t", method="m").to_json()
     assert data["spearman"] is None and data["slope"] is None
     json.dumps(data, allow_nan=False)
 

@@ -120,7 +120,7 @@ def test_sliders_prune_as_python_does(browser, tmp_path):
 
 def test_pruning_equals_python_on_a_random_graph(browser, tmp_path):
     graph = random_graph(n_features=120, n_edges=1500, seed=3)
-    page = write_page(graph.to_json_dict(), tmp_path / "random.html")
+    page = write_page(graph.to_json(), tmp_path / "random.html")
     open_page(browser, page)
     for node_threshold in (0.2, 0.5, 0.8, 0.95):
         for edge_threshold in (0.5, 0.9, 0.99):
@@ -241,7 +241,7 @@ def test_hostile_prompt_text_stays_text_when_clicked_and_hovered(browser, tmp_pa
     from selenium.webdriver.common.by import By
 
     graph = hostile_graph()
-    page = write_page(graph.to_json_dict(), tmp_path / "hostile.html", PageConfig(node_threshold=1.0, edge_threshold=1.0))
+    page = write_page(graph.to_json(), tmp_path / "hostile.html", PageConfig(node_threshold=1.0, edge_threshold=1.0))
     open_page(browser, page)
     _click(browser, "0_7_3")
     ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, "#nodes [data-id='0_7_3']")).perform()
@@ -258,7 +258,7 @@ def test_hostile_prompt_text_stays_text_when_clicked_and_hovered(browser, tmp_pa
 @pytest.mark.slow
 def test_a_graph_of_2000_nodes_and_20000_edges_is_interactive_within_2_s(browser, tmp_path):
     graph = random_graph(n_features=2000 - 12 - 18 * 12 - 2, n_edges=20_000, n_layers=18, n_pos=12, connected=True)
-    page = write_page(graph.to_json_dict(), tmp_path / "big.html", PageConfig(node_threshold=1.0, edge_threshold=1.0))
+    page = write_page(graph.to_json(), tmp_path / "big.html", PageConfig(node_threshold=1.0, edge_threshold=1.0))
     open_page(browser, page)
     assert browser.execute_script("return window.scryingReadyAt") < 2000  # ms since navigation start
     assert browser.execute_script("return scryingViewer.visibleEdgeCount()") > 10_000

@@ -56,7 +56,7 @@ def test_bad_states_are_refused():
 
 def test_exported_state_and_graph_qparams_read_back(tmp_path):
     graph = random_graph(n_features=20, n_edges=80, seed=1)
-    data = graph.to_json_dict()
+    data = graph.to_json()
     ids = graph.schema_ids()
     state = ViewState(pinned_ids=(ids[10], ids[11]), supernodes=(("both", (ids[10], ids[11])),), clicked_id=ids[10])
     exported = tmp_path / "state.json"
@@ -72,7 +72,7 @@ def test_exported_state_and_graph_qparams_read_back(tmp_path):
 
 def test_page_embeds_the_graph_and_escapes_its_text():
     graph = random_graph(n_features=15, n_edges=60, seed=2)
-    data = graph.to_json_dict()
+    data = graph.to_json()
     data["metadata"]["prompt"] = "<img src=x onerror=alert(1)>"
     page = render_page(data, PageConfig(node_threshold=0.4))
     embedded = re.search(r"<script type='application/json' id='scrying-graph'>(.*?)</script>", page, re.S).group(1)
@@ -118,7 +118,7 @@ def test_scatter_puts_points_on_the_diagonal_where_predicted_equals_measured():
 
 
 def test_a_graph_with_nan_is_refused_before_it_breaks_the_page():
-    data = random_graph(n_features=5, n_edges=20, seed=4).to_json_dict()
+    data = random_graph(n_features=5, n_edges=20, seed=4).to_json()
     data["nodes"][8]["activation"] = float("nan")
     with pytest.raises(InvalidInputError, match="NaN"):
         render_page(data)

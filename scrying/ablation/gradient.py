@@ -40,7 +40,7 @@ from scrying.models.adapter import final_resid
 from scrying.prompt_sets import PromptSet
 from scrying.sites import Component, HookFn, Site
 from scrying.stats import BootstrapConfig
-from scrying.validation import ValidationReport, compare
+from scrying.validation_report import ValidationReport, compare
 
 
 def gradient_importance(

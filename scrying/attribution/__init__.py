@@ -1,6 +1,6 @@
 """Attribution graphs: how a model reached one answer, at neuron or component granularity."""
 
-from scrying.attribution.basis import ActiveSet, FeatureBasis, NeuronBasis
+from scrying.attribution.basis import ActiveSet, BasisState, FeatureBasis, NeuronBasis
 from scrying.attribution.feature_graph import (
     FeatureGraphConfig,
     build_feature_graph,
@@ -10,6 +10,7 @@ from scrying.attribution.graph import Graph, Node
 
 __all__ = [
     "ActiveSet",
+    "BasisState",
     "FeatureBasis",
     "FeatureGraphConfig",
     "Graph",

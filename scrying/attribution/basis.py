@@ -32,12 +32,12 @@ which reconstruct the MLP output exactly (no error term). A transcoder basis plu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from scrying.axes import Float, Int, Model, Tensor
+from scrying.axes import Bool, Float, Int, Model, Tensor
 from scrying.errors import InvalidInputError
 from scrying.sites import Component, HookFn, Site, capture, has_site
 
@@ -103,47 +103,95 @@ class ActiveSet:
         return out.index_add_(1, self.coords[:, 0], values)
 
 
+@dataclass(frozen=True)
+class BasisState:
+    """What a basis keeps from the clean run to freeze itself (each field ``None`` when the basis
+    does not use it, or once :meth:`FeatureBasis.live_state` has lifted that freezing).
+
+    ``slope``: the neuron basis on non-gated MLPs, each neuron's clean ``act(pre) / pre``.
+    ``mask``: a transcoder basis, which features are active on the clean run.
+    ``error``: a transcoder basis, each layer's MLP output minus its reconstruction.
+    """
+
+    slope: Float[Tensor, "layer pos feature"] | None = None
+    mask: Bool[Tensor, "layer pos feature"] | None = None
+    error: Float[Tensor, "layer pos d_model"] | None = None
+
+    def lifted(self, *fields: str) -> BasisState:
+        """This state with ``fields`` unfrozen (set to ``None``)."""
+        return replace(self, **dict.fromkeys(fields))
+
+
 @runtime_checkable
 class FeatureBasis(Protocol):
+    """What the feature nodes of a graph are: the one extension point between a feature
+    dictionary (MLP neurons, transcoders) and the graph builder (see the module docstring).
+
+    A basis is stateless between prompts; everything it learns from one prompt's clean run is in
+    the :class:`BasisState` that :meth:`clean_state` returns and the other methods receive; a basis with more to keep subclasses :class:`BasisState`.
+    """
+
     name: str  # "neurons"
     feature_type: str  # the JSON's feature_type of a feature node
     exact: bool  # the features reconstruct their layer exactly (no error term of their own)
 
-    def n_features(self, model: Model) -> int: ...
+    def n_features(self, model: Model) -> int:
+        """Features per layer."""
+        ...
 
-    def frozen_sites(self, model: Model) -> list[Site]: ...
+    def frozen_sites(self, model: Model) -> list[Site]:
+        """Sites the replacement model freezes to their clean values for this basis (besides the
+        attention patterns and norm scales every basis freezes)."""
+        ...
 
-    def record_sites(self, model: Model) -> list[Site]: ...
+    def record_sites(self, model: Model) -> list[Site]:
+        """Sites whose clean values :meth:`clean_state` needs from the clean run."""
+        ...
 
     def clean_state(
         self, model: Model, store: dict[Site, Tensor]
-    ) -> tuple[Float[Tensor, "layer pos feature"], dict[str, Any]]: ...
+    ) -> tuple[Float[Tensor, "layer pos feature"], BasisState]:
+        """Every feature's clean activation, and the state that freezes the basis, from the
+        recorded ``store`` of the clean run."""
+        ...
 
     def feature_hooks(
-        self, model: Model, state: dict[str, Any], on_features: OnFeatures, on_error: OnError
-    ) -> list[tuple[Site, HookFn]]: ...
+        self, model: Model, state: BasisState, on_features: OnFeatures, on_error: OnError
+    ) -> list[tuple[Site, HookFn]]:
+        """Hooks that compute each layer's features densely and pass them (and the error term,
+        if any) through ``on_features``/``on_error``, which may cut, clamp or record them."""
+        ...
 
-    def label(self, layer: int, index: int) -> str: ...
+    def label(self, layer: int, index: int) -> str:
+        """A feature's label (a transcoder's own from ``labels.json``, else a plain name)."""
+        ...
 
-    def live_state(self, state: dict[str, Any]) -> dict[str, Any]: ...
+    def live_state(self, state: BasisState) -> BasisState:
+        """``state`` with the basis's own freezing lifted, for validation's unfreezing steps."""
+        ...
 
     def active_features(
-        self, features: Float[Tensor, "layer pos feature"], state: dict[str, Any]
-    ) -> list[ActiveSet]: ...
+        self, features: Float[Tensor, "layer pos feature"], state: BasisState
+    ) -> list[ActiveSet]:
+        """Per layer, the features the frozen model can move (every one for a dense basis)."""
+        ...
 
     def attribution_hooks(
         self,
         model: Model,
         features: Float[Tensor, "layer pos feature"],
-        state: dict[str, Any],
+        state: BasisState,
         active: list[ActiveSet],
         on_active: OnActive,
         on_error: OnError,
-    ) -> list[tuple[Site, HookFn]]: ...
+    ) -> list[tuple[Site, HookFn]]:
+        """Hooks for the attribution pass: the ``active`` features only, in their compact order,
+        through ``on_active`` (their gradients are the graph's edges)."""
+        ...
 
 
 def dense_attribution_hooks(
-    basis: FeatureBasis, model: Model, state: dict[str, Any], on_active: OnActive, on_error: OnError
+    basis: FeatureBasis, model: Model, state: BasisState, on_active: OnActive, on_error: OnError
 ) -> list[tuple[Site, HookFn]]:
     """A dense basis's attribution hooks: its ``feature_hooks``, with each layer's features
     flattened to the compact order of a full :class:`ActiveSet` and back."""
@@ -190,19 +238,19 @@ class NeuronBasis:
 
     def clean_state(
         self, model: Model, store: dict[Site, Tensor]
-    ) -> tuple[Float[Tensor, "layer pos feature"], dict[str, Any]]:
+    ) -> tuple[Float[Tensor, "layer pos feature"], BasisState]:
         layers = range(model.cfg.n_layers)
         post = torch.cat([store[Site(Component.MLP_POST, layer)] for layer in layers], dim=0)
         if is_gated(model):
-            return post, {}
+            return post, BasisState()
         pre = torch.cat([store[Site(Component.MLP_PRE, layer)] for layer in layers], dim=0)
         slope = torch.where(pre != 0, post / torch.where(pre != 0, pre, 1), torch.zeros_like(pre))
-        return post, {"slope": slope}
+        return post, BasisState(slope=slope)
 
     def feature_hooks(
-        self, model: Model, state: dict[str, Any], on_features: OnFeatures, on_error: OnError
+        self, model: Model, state: BasisState, on_features: OnFeatures, on_error: OnError
     ) -> list[tuple[Site, HookFn]]:
-        slope: Tensor | None = state.get("slope")
+        slope = state.slope
         pre_live: dict[int, Tensor] = {}
         out: list[tuple[Site, HookFn]] = []
         for layer in range(model.cfg.n_layers):
@@ -214,13 +262,13 @@ class NeuronBasis:
     def label(self, layer: int, index: int) -> str:
         return f"L{layer} neuron {index}"
 
-    def live_state(self, state: dict[str, Any]) -> dict[str, Any]:
+    def live_state(self, state: BasisState) -> BasisState:
         """The state with the basis's own freezing lifted: no clean slope, so a non-gated neuron
         is its real ``act(pre)`` again (gated MLPs: the caller stops replacing the gate)."""
-        return {k: v for k, v in state.items() if k != "slope"}
+        return state.lifted("slope")
 
     def active_features(
-        self, features: Float[Tensor, "layer pos feature"], state: dict[str, Any]
+        self, features: Float[Tensor, "layer pos feature"], state: BasisState
     ) -> list[ActiveSet]:
         """Every neuron (a gated MLP's frozen gate is rarely exactly 0; dense costs nothing extra)."""
         return dense_active(features)
@@ -229,7 +277,7 @@ class NeuronBasis:
         self,
         model: Model,
         features: Float[Tensor, "layer pos feature"],
-        state: dict[str, Any],
+        state: BasisState,
         active: list[ActiveSet],
         on_active: OnActive,
         on_error: OnError,

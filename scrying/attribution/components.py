@@ -39,7 +39,7 @@ from scrying.circuits.nodes import ComponentNode, ComponentNodes
 from scrying.circuits.selection import score_matrix, select_edges
 from scrying.metrics import LogitDiff, Metric, TargetLogProb
 from scrying.prompts import single_token, token_strings, tokenize
-from scrying.validation import ValidationReport, compare
+from scrying.validation_report import ValidationReport, compare
 
 METHOD = (
     "predicted: the edge's EAP-IG score (integrated-gradient estimate of the metric change when "

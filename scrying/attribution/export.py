@@ -144,4 +144,4 @@ def write_html(
     is its old name (pages no longer use plotly.js).
     """
     config = PageConfig(shared_assets=shared_assets or shared_plotlyjs)
-    return write_page(graph.to_json_dict(), path, config, validation=validation, summary=summary)
+    return write_page(graph.to_json(), path, config, validation=validation, summary=summary)

@@ -116,7 +116,7 @@ class Graph:
         """Each node's ``node_id`` in the written JSON (circuit-tracer's form), in node order."""
         return graph_json.schema_ids(self.nodes, self.prompt_tokens)
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """The graph as circuit-tracer's JSON document, with scrying's records
         (:mod:`scrying.attribution.graph_json`)."""
         return graph_json.graph_dict(self)

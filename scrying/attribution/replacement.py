@@ -38,6 +38,7 @@ from jaxtyping import Bool
 
 from scrying.attribution.basis import (
     ActiveSet,
+    BasisState,
     FeatureBasis,
     NeuronBasis,
     dense_active,
@@ -112,7 +113,7 @@ class CleanRun:
     resid0: Float[Tensor, "pos d_model"]
     last_logits: Float[Tensor, " d_vocab"]  # at the last position only (1 GB for all at 1,024 tokens)
     basis: FeatureBasis
-    state: dict[str, Any] = field(default_factory=dict)  # the basis's own clean quantities
+    state: BasisState = field(default_factory=BasisState)  # the basis's own clean quantities
     # hook_z is pattern @ values here (checked on this run): attribution passes may then apply
     # the frozen patterns at hook_z, without a pattern copy per batch row (frozen_attention).
     z_from_pattern: bool = False

@@ -66,7 +66,7 @@ def trace(
         graph, small, report = build_component_graph(model, prompt, config, model_name=model_name)
         validation = GraphValidation({"EAP-IG vs exact patching": report}, headline="EAP-IG vs exact patching")
         scores = {"circuit_recovers": small.metadata["circuit"]["recovered"]}
-    small.metadata.update({"scores": scores, "validation": validation.to_dict(), "node_threshold": config.prune.node_threshold})
+    small.metadata.update({"scores": scores, "validation": validation.to_json(), "node_threshold": config.prune.node_threshold})
     seconds = time.perf_counter() - start
     logger.info("traced %r at level %s in %.1f s", prompt, config.level, seconds)
     return TraceResult(graph=graph, pruned=small, validation=validation, scores=scores, seconds=seconds)
@@ -95,6 +95,6 @@ def write_trace(
                 "(every other edge corrupted, exact patching)"
             )
         written.append(
-            write_html(result.pruned, html_path, validation=result.validation.to_dict(), summary=summary, shared_plotlyjs=shared_plotlyjs)
+            write_html(result.pruned, html_path, validation=result.validation.to_json(), summary=summary, shared_plotlyjs=shared_plotlyjs)
         )
     return written

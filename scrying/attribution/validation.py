@@ -18,7 +18,7 @@ Phases of :func:`validate_feature_graph`:
 5. **Baseline**: the real model's first-order estimate, ``(scale - 1) x activation x gradient``
    (one backward pass, nothing frozen), so a reader sees whether the graph beats the cheap
    attribution.
-6. **Report**: one :class:`~scrying.validation.ValidationReport` per comparison (Spearman and
+6. **Report**: one :class:`~scrying.validation_report.ValidationReport` per comparison (Spearman and
    Pearson with bootstrap intervals, slope), in a :class:`GraphValidation`.
 """
 
@@ -45,7 +45,7 @@ from scrying.axes import Model
 from scrying.errors import ConfigError, InvalidInputError
 from scrying.metrics import demeaned_logit
 from scrying.prompts import tokenize
-from scrying.validation import ValidationReport, compare
+from scrying.validation_report import ValidationReport, compare
 
 #: Cumulative unfreezing stages of phase 4 (the last one is the real model).
 STAGES: tuple[tuple[str, frozenset[Unfreeze]], ...] = (
@@ -106,8 +106,8 @@ class GraphValidation:
             ]
         )
 
-    def to_dict(self) -> dict:
-        return {"headline": self.headline, "reports": {k: r.to_dict() for k, r in self.reports.items()}}
+    def to_json(self) -> dict:
+        return {"headline": self.headline, "reports": {k: r.to_json() for k, r in self.reports.items()}}
 
 
 def _target(graph: Graph) -> Node:

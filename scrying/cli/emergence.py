@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from scrying.cli.common import load_config
+from scrying.emergence.item_scoring import ScoringConfig
 from scrying.emergence.run import StudyRunConfig, run_study
-from scrying.emergence.scoring import ScoringConfig
 from scrying.emergence.verdict import VerdictConfig
 from scrying.stats import BootstrapConfig
 

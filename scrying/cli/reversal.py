@@ -13,8 +13,8 @@ from pathlib import Path
 from scrying.axes import Model
 from scrying.cli.common import add_model_args, load_config
 from scrying.errors import InvalidInputError
+from scrying.reversal.pair_scoring import ReversalConfig
 from scrying.reversal.run import ProbeJobConfig, run_probe_job
-from scrying.reversal.scoring import ReversalConfig
 from scrying.reversal.summary import text_table
 from scrying.stats import BootstrapConfig
 

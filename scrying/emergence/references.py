@@ -7,7 +7,7 @@ never enter the breakthroughness or the verdict). A references file has the fami
 family's axis (for the toy presets: training compute ``6 N D``).
 
 Phases of :func:`score_references`: each reference not yet in the study's journal is loaded and
-scored on the same items (:func:`~scrying.emergence.scoring.score_items`) and appended to the
+scored on the same items (:func:`~scrying.emergence.item_scoring.score_items`) and appended to the
 journal under the key ``"reference:" + spec``; a reference whose model is not installed (a
 :class:`~scrying.errors.ModelLoadError`) is skipped with a warning and named in the result.
 :func:`reference_curves` gives each reference's mean per metric with a bootstrap interval over
@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 
 from scrying.axes import Float, Model, Tensor
+from scrying.emergence.item_scoring import ScoringConfig, score_items
 from scrying.emergence.metrics import METRICS
 from scrying.emergence.outputs import OutputRecord, parse_output
-from scrying.emergence.scoring import ScoringConfig, score_items
 from scrying.emergence.study import Member, records_of
 from scrying.emergence.tasks import Item
 from scrying.errors import ModelLoadError

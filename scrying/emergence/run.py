@@ -31,10 +31,10 @@ from pathlib import Path
 import pandas as pd
 
 from scrying.axes import Model
+from scrying.emergence.item_scoring import ScoringConfig
 from scrying.emergence.outputs import OutputRecord, read_outputs, score_outputs, write_outputs
 from scrying.emergence.references import reference_curves, score_references
 from scrying.emergence.report import write_report
-from scrying.emergence.scoring import ScoringConfig
 from scrying.emergence.study import Member, read_family, run_family, study_settings
 from scrying.emergence.tasks import DEFAULT_WORDS, Item, task_from_spec
 from scrying.emergence.toy_family import (

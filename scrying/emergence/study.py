@@ -7,7 +7,7 @@ registered names, local Hugging Face directories, GGUF files or hub names (what
 Phases of :func:`run_family`: (1) open the study's :class:`~scrying.journal.Journal`, whose
 settings are the family and task (file digests, spec, item count, seed, decoding) and which
 refuses a rerun with other settings; (2) for each model not yet in the journal, load it, score
-every item batched (:func:`~scrying.emergence.scoring.score_items`), turn the scores into
+every item batched (:func:`~scrying.emergence.item_scoring.score_items`), turn the scores into
 :class:`~scrying.emergence.outputs.OutputRecord` lines and append them as one journal record, so
 a killed study continues with the next model; (3) return every model's records in family order.
 """
@@ -23,8 +23,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from scrying.axes import Model
+from scrying.emergence.item_scoring import ScoredItem, ScoringConfig, score_items
 from scrying.emergence.outputs import OutputRecord, check_family, parse_output
-from scrying.emergence.scoring import ScoredItem, ScoringConfig, score_items
 from scrying.emergence.tasks import Item
 from scrying.errors import InvalidInputError
 from scrying.journal import Journal, file_digest, model_fingerprint

@@ -2,7 +2,7 @@
 
 The package API: pair files (:mod:`scrying.reversal.pairs`), the packaged relations
 (:mod:`scrying.reversal.relations`), batched scoring in both directions
-(:mod:`scrying.reversal.scoring`) into typed records (:mod:`scrying.reversal.records`),
+(:mod:`scrying.reversal.pair_scoring`) into typed records (:mod:`scrying.reversal.records`),
 per-relation statistics (:mod:`scrying.reversal.summary`), the HTML report
 (:mod:`scrying.reversal.report`), the whole probe as one function (:mod:`scrying.reversal.run`)
 and the controlled toy experiment (:mod:`scrying.reversal.experiment`).

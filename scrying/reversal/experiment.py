@@ -15,7 +15,7 @@ Phases of :func:`run_experiment`:
    loop :func:`scrying.toys.train.train_steps`).
 4. **Test** on the test facts only, in *held-out* phrasings of both directions (never seen with
    a test fact): forward ``NAME is known as the`` -> DESCRIPTION, reverse ``the person who is the
-   DESCRIPTION is`` -> NAME, scored by :mod:`scrying.reversal.scoring` (rank among ``K`` other test
+   DESCRIPTION is`` -> NAME, scored by :mod:`scrying.reversal.pair_scoring` (rank among ``K`` other test
    facts' answers, greedy exact match) and summarised by :mod:`scrying.reversal.summary`
    (bootstrap intervals, paired forward-vs-reverse test; top-1 chance is ``1 / (K + 1)``).
 
@@ -39,9 +39,9 @@ import torch
 from scrying.errors import ConfigError, InvalidInputError
 from scrying.models import LoadConfig, load_model
 from scrying.preflight import check_output_dir
+from scrying.reversal.pair_scoring import ModelScorer, ReversalConfig, score_chunk
 from scrying.reversal.pairs import Pair
 from scrying.reversal.records import PairRecord
-from scrying.reversal.scoring import ModelScorer, ReversalConfig, score_chunk
 from scrying.reversal.summary import summary_row
 from scrying.reversal.words import word_tokenizer
 from scrying.stats import BootstrapConfig

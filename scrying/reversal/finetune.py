@@ -11,7 +11,7 @@ Phases of :func:`run_finetune` (facts, corpus and tests as in :mod:`scrying.reve
    (right-padded batches, padding masked), seeded, run by the toys' loop
    (:func:`scrying.toys.train.train_steps`); the model is loaded afresh per condition.
 3. **Test** in the held-out phrasings of both directions among ``K`` other test facts' answers
-   (:mod:`scrying.reversal.scoring`, :mod:`scrying.reversal.summary`).
+   (:mod:`scrying.reversal.pair_scoring`, :mod:`scrying.reversal.summary`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from scrying.reversal.experiment import (
     make_facts,
     write_experiment,
 )
-from scrying.reversal.scoring import ModelScorer, ReversalConfig, score_chunk
+from scrying.reversal.pair_scoring import ModelScorer, ReversalConfig, score_chunk
 from scrying.reversal.summary import summary_row
 from scrying.stats import BootstrapConfig
 from scrying.toys.train import train_steps

@@ -22,12 +22,12 @@ import pandas as pd
 import torch
 
 from scrying.axes import Float, Model, Tensor
+from scrying.continuations import continuation_tokens
 from scrying.errors import ConfigError
 from scrying.models.adapter import final_resid, logits_at, model_device
 from scrying.prompt_sets import pad_id, pad_right
 from scrying.prompts import tokenize
 from scrying.reversal.pairs import DIRECTIONS, Pair
-from scrying.scoring import continuation_tokens
 from scrying.sites import Component, Site
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from scrying.axes import Model
 from scrying.journal import Journal, Record, file_digest, model_identity
+from scrying.reversal.pair_scoring import ReversalConfig, Scorer, score_pairs
 from scrying.reversal.pairs import Pair, read_pairs
 from scrying.reversal.records import PairRecord
-from scrying.reversal.scoring import ReversalConfig, Scorer, score_pairs
 
 
 def read_pair_files(paths: list[Path], *, bad: list[str] | None = None) -> list[Pair]:

@@ -62,7 +62,7 @@ def lens_figure(lens: pd.DataFrame) -> go.Figure:
 
 def patching_figure(summary: pd.DataFrame) -> go.Figure:
     """Per block and direction: the mean indirect effect of the subject's last-token state
-    (:func:`scrying.reversal.patching.trace_summary`) with its 95% interval."""
+    (:func:`scrying.reversal.causal_tracing.trace_summary`) with its 95% interval."""
     fig = go.Figure()
     colors = {"forward": "#1f77b4", "reverse": "#d62728"}
     for direction, part in summary.groupby("direction"):
@@ -84,7 +84,7 @@ def write_report(
     """A self-contained HTML page: the summary table, the figure, the pairs known forward (top-1)
     but not in reverse, the logit lens over them (``lens``: :func:`scrying.reversal.lens.lens_table`)
     causal tracing of their subject tokens (``patching``:
-    :func:`scrying.reversal.patching.causal_trace_table`) and links to attribution graphs
+    :func:`scrying.reversal.causal_tracing.causal_trace_table`) and links to attribution graphs
     (``graphs``: label -> relative path)."""
     summary_rows = "".join(
         f"<tr><td>{escape(r.relation)}</td><td>{r.n}</td>"
@@ -114,7 +114,7 @@ def write_report(
     )
     patching_plot = ""
     if patching is not None and not patching.empty:
-        from scrying.reversal.patching import CausalTraceConfig, trace_summary
+        from scrying.reversal.causal_tracing import CausalTraceConfig, trace_summary
 
         summary = trace_summary(patching)
         noise = CausalTraceConfig()  # the settings `scrying reversal --lens` traces with

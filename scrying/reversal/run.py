@@ -6,7 +6,7 @@ Phases of :func:`run_probe_job`:
 1. **Check, before any model loads**: the output paths (the results file, its summary beside it,
    the report; :mod:`scrying.preflight`), every line of every pair file (a bad line is skipped and
    named), and the number of distractors against every relation
-   (:func:`~scrying.reversal.scoring.check_distractors`). A refused run writes nothing.
+   (:func:`~scrying.reversal.pair_scoring.check_distractors`). A refused run writes nothing.
 2. **Load** the model (``load``); pairs an answer of which tokenizes to nothing are skipped and
    named too.
 3. **Score** the pairs the results file (a :class:`~scrying.journal.Journal`, created with its
@@ -35,17 +35,17 @@ from pathlib import Path
 import pandas as pd
 
 from scrying.axes import Model
+from scrying.continuations import continuation_tokens, non_text_tokens
 from scrying.errors import ConfigError, InvalidInputError
 from scrying.models import LoadConfig, load_model
 from scrying.preflight import check_distinct, check_output_file
+from scrying.reversal.pair_scoring import ModelScorer, ReversalConfig, check_distractors, unscorable
 from scrying.reversal.pairs import DIRECTIONS, Pair
 from scrying.reversal.probe import probe_journal, probe_settings, read_pair_files, run_probe
 from scrying.reversal.records import PairRecord
 from scrying.reversal.relations import packaged_relation_files
 from scrying.reversal.report import write_report
-from scrying.reversal.scoring import ModelScorer, ReversalConfig, check_distractors, unscorable
 from scrying.reversal.summary import known_one_way, markdown_table, summarize
-from scrying.scoring import continuation_tokens, non_text_tokens
 from scrying.stats import BootstrapConfig
 
 logger = logging.getLogger(__name__)
@@ -179,8 +179,8 @@ def run_probe_job(
 def _look_inside(model: Model, pairs: list[Pair], gap: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The logit lens and causal tracing over ``pairs[gap]``, their ``index`` mapped back to the
     pairs' positions in the results file."""
+    from scrying.reversal.causal_tracing import causal_trace_table
     from scrying.reversal.lens import lens_table
-    from scrying.reversal.patching import causal_trace_table
 
     chosen = [pairs[i] for i in gap]
     lens = lens_table(model, chosen)

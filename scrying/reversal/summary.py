@@ -1,7 +1,7 @@
 """Per relation and direction: accuracies with bootstrap intervals, and the paired test of
 forward against reverse over the same pairs.
 
-For each relation (and ``all``), from the per-pair records of :mod:`scrying.reversal.scoring`:
+For each relation (and ``all``), from the per-pair records of :mod:`scrying.reversal.pair_scoring`:
 
 * ``exact``: greedy exact match; ``top1``: the answer outranks every distractor (rank 1);
   ``mean_logprob``: the answer's per-token mean log-probability; ``chance``: the mean of

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from scrying.attribution import ActiveSet
+from scrying.attribution import ActiveSet, BasisState
 from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError
 from scrying.sites import Component, HookFn, Site, capture
@@ -88,7 +88,7 @@ class TranscoderBasis:
     @torch.no_grad()
     def clean_state(
         self, model: Model, store: dict[Site, Tensor]
-    ) -> tuple[Float[Tensor, "layer pos feature"], dict[str, Any]]:
+    ) -> tuple[Float[Tensor, "layer pos feature"], BasisState]:
         features, masks, errors = [], [], []
         for layer in range(len(self.set.transcoders)):
             tc = self._weights(layer)
@@ -100,12 +100,12 @@ class TranscoderBasis:
             features.append(feats.to(x.dtype))
             masks.append(mask.bool())  # 1 byte a feature: 4,096 x 1,024 x 18 is 75 MB, not 302
             errors.append(y - tc.decode(feats, x).to(y.dtype))
-        return torch.stack(features), {"mask": torch.stack(masks), "error": torch.stack(errors)}
+        return torch.stack(features), BasisState(mask=torch.stack(masks), error=torch.stack(errors))
 
     def feature_hooks(
         self,
         model: Model,
-        state: dict[str, Any],
+        state: BasisState,
         on_features: Callable[[int, Tensor], Tensor],
         on_error: Callable[[int, Tensor], Tensor],
     ) -> list[tuple[Site, HookFn]]:
@@ -119,14 +119,13 @@ class TranscoderBasis:
     def _replace(
         self,
         layer: int,
-        state: dict[str, Any],
+        state: BasisState,
         inputs: dict[int, Tensor],
         on_features: Callable[[int, Tensor], Tensor],
         on_error: Callable[[int, Tensor], Tensor],
     ) -> HookFn:
         tc = self._weights(layer)
-        mask: Tensor | None = state.get("mask")
-        error: Tensor | None = state.get("error")
+        mask, error = state.mask, state.error
 
         def fn(act: Tensor, hook: Any) -> Tensor:
             x = inputs.pop(layer)
@@ -141,17 +140,19 @@ class TranscoderBasis:
         return fn
 
     def active_features(
-        self, features: Float[Tensor, "layer pos feature"], state: dict[str, Any]
+        self, features: Float[Tensor, "layer pos feature"], state: BasisState
     ) -> list[ActiveSet]:
         """The features whose frozen mask is on, per layer (row-major ``(pos, index)``)."""
         _, n_pos, width = features.shape
-        return [ActiveSet(n_pos, width, torch.nonzero(mask)) for mask in state["mask"]]
+        if state.mask is None:
+            raise InvalidInputError("a transcoder basis's active features need the frozen mask of its clean state")
+        return [ActiveSet(n_pos, width, torch.nonzero(mask)) for mask in state.mask]
 
     def attribution_hooks(
         self,
         model: Model,
         features: Float[Tensor, "layer pos feature"],
-        state: dict[str, Any],
+        state: BasisState,
         active: list[ActiveSet],
         on_active: Callable[[int, Tensor], Tensor],
         on_error: Callable[[int, Tensor], Tensor],
@@ -175,7 +176,7 @@ class TranscoderBasis:
     def _active(
         self,
         layer: int,
-        state: dict[str, Any],
+        state: BasisState,
         active: ActiveSet,
         inputs: dict[int, Tensor],
         on_active: Callable[[int, Tensor], Tensor],
@@ -184,7 +185,9 @@ class TranscoderBasis:
         tc = self._weights(layer)
         assert active.coords is not None
         pos, index = active.coords[:, 0], active.coords[:, 1]
-        error: Tensor = state["error"][layer]
+        if state.error is None:
+            raise InvalidInputError("a transcoder basis's attribution pass needs the error terms of its clean state")
+        error: Tensor = state.error[layer]
 
         def fn(act: Tensor, hook: Any) -> Tensor:
             x = inputs.pop(layer).to(tc.dtype)
@@ -201,9 +204,9 @@ class TranscoderBasis:
     def label(self, layer: int, index: int) -> str:
         return self.labels.get((layer, index), f"L{layer} transcoder feature {index}")
 
-    def live_state(self, state: dict[str, Any]) -> dict[str, Any]:
+    def live_state(self, state: BasisState) -> BasisState:
         """No frozen mask, and the error recomputed from the real MLP (module docstring)."""
-        return {k: v for k, v in state.items() if k not in ("mask", "error")}
+        return state.lifted("mask", "error")
 
 
 def _capture_and_empty(layer: int, store: dict[int, Tensor]) -> HookFn:

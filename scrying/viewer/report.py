@@ -2,7 +2,7 @@
 with one sentence saying what it means, and the predicted-vs-measured scatter drawn as SVG.
 
 Input is what the graph JSON stores (``scrying.metadata``: ``scores``, ``validation`` as
-:meth:`scrying.attribution.validation.GraphValidation.to_dict` writes it), its fields checked by
+:meth:`scrying.attribution.validation.GraphValidation.to_json` writes it), its fields checked by
 :mod:`~scrying.viewer.schema` before it comes here. Every string is escaped; numbers are
 formatted here.
 """
@@ -106,7 +106,7 @@ def scatter_svg(rows: list[dict[str, Any]], *, size: int = 300) -> str:
 
 
 def validation_html(validation: dict[str, Any]) -> str:
-    """A validation (``GraphValidation.to_dict``): the headline's scatter and what it compares,
+    """A validation (``GraphValidation.to_json``): the headline's scatter and what it compares,
     one summary row per comparison, the meaning of each figure, and the headline's table."""
     reports = validation["reports"]
     headline = reports[validation["headline"]]

@@ -11,7 +11,7 @@ are not checked.
 
 The format is circuit-tracer's graph JSON (``nodes``, ``links``, ``metadata``, ``qParams``) plus
 scrying's records under ``scrying`` (:mod:`scrying.attribution.graph`); a validation is what
-``GraphValidation.to_dict`` writes.
+``GraphValidation.to_json`` writes.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ OWN_NODE = {
 OWN_METADATA = {
     "targets": LIST, "corrupt_prompt": STRING, "x_labels": STRINGS, "scores": OBJECT, "validation": OBJECT.or_null(),
 }
-#: A validation (``GraphValidation.to_dict``), one report of it, one row of a report (the scatter
+#: A validation (``GraphValidation.to_json``), one report of it, one row of a report (the scatter
 #: leaves out a value that is not finite: code may pass NaN there; a file holds none).
 VALIDATION = {"headline": STRING, "reports": OBJECT}
 REPORT = {

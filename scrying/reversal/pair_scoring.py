@@ -9,11 +9,11 @@ Phases of :func:`score_pairs` (per chunk of pairs, so that a journal can save ea
    (:func:`scrying.reversal.pairs.candidates`: answers also true for the prompt are never
    distractors). ``K = None`` takes all of them.
 2. **Teacher forcing**: every ``prompt + " " + candidate`` row of the chunk, right-padded in
-   batches by the shared rule (:func:`scrying.scoring.batched_logprobs`); a candidate's score is
+   batches by the shared rule (:func:`scrying.continuations.batched_logprobs`); a candidate's score is
    the sum of its tokens' log-probabilities; the answer's rank is
    ``1 + #{distractors scoring strictly higher}``.
 3. **Greedy decoding**: as many greedy tokens as the answer has
-   (:func:`scrying.scoring.batched_greedy`); exact match is token-for-token equality.
+   (:func:`scrying.continuations.batched_greedy`); exact match is token-for-token equality.
 
 Each pair's result is a :class:`~scrying.reversal.records.PairRecord`.
 
@@ -30,11 +30,11 @@ from typing import Any, Protocol, runtime_checkable
 from tqdm.auto import tqdm
 
 from scrying.axes import Model
+from scrying.continuations import batched_greedy, batched_logprobs, continuation_tokens
 from scrying.errors import ConfigError, InvalidInputError
 from scrying.prompts import tokenize
 from scrying.reversal.pairs import DIRECTIONS, Direction, Pair, candidates, prompt_random
 from scrying.reversal.records import DirectionRecord, PairRecord
-from scrying.scoring import batched_greedy, batched_logprobs, continuation_tokens
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,12 +76,12 @@ class Scorer(Protocol):
 
 class ModelScorer:
     """A :class:`Scorer` for a hooked model: prompts with BOS, answers without, rows batched
-    ``batch_size`` at a time by the shared rule (:func:`scrying.scoring.length_batches`)."""
+    ``batch_size`` at a time by the shared rule (:func:`scrying.continuations.length_batches`)."""
 
     def __init__(self, model: Model, batch_size: int = 64, *, banned: list[int] | None = None):
         self.model = model
         self.batch_size = batch_size
-        self.banned = banned  # tokens greedy decoding never chooses (scrying.scoring.non_text_tokens)
+        self.banned = banned  # tokens greedy decoding never chooses (scrying.continuations.non_text_tokens)
 
     def answer_tokens(self, text: str, *, what: str) -> list[int]:
         return continuation_tokens(self.model, text, what=what)

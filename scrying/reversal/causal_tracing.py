@@ -31,11 +31,11 @@ import pandas as pd
 import torch
 
 from scrying.axes import Float, Int, Model, Tensor
+from scrying.continuations import continuation_tokens, logits_where
 from scrying.errors import ConfigError, InvalidInputError
 from scrying.models.adapter import model_device
 from scrying.prompts import tokenize
 from scrying.reversal.pairs import DIRECTIONS, Direction, Pair, prompt_generator
-from scrying.scoring import continuation_tokens, logits_where
 from scrying.sites import Component, Site, recorded
 from scrying.stats import BootstrapConfig, interval
 

@@ -7,10 +7,10 @@ For each :class:`~scrying.emergence.tasks.Item` (``prompt``, ``target``, optiona
    tokenizes to nothing is a :class:`~scrying.errors.PromptError` naming the item.
 2. **Teacher forcing.** Each sequence ``prompt + continuation`` (the target, and every choice)
    is right-padded into batches of ``batch_size``, formed by the shared rule (sorted by length,
-   :func:`scrying.scoring.batched_logprobs`), and run once. A choice's score is the sum over its
+   :func:`scrying.continuations.batched_logprobs`), and run once. A choice's score is the sum over its
    tokens.
 3. **Greedy decoding.** The prompts are batched by the same rule, right-padded, and each row
-   advances from its own length (:func:`scrying.scoring.batched_greedy`). Decoding does not stop at an
+   advances from its own length (:func:`scrying.continuations.batched_greedy`). Decoding does not stop at an
    end-of-sequence token: every item gets its full ``max_new_tokens`` (default: its target's
    token count). With ``text_only`` (the default) the tokenizer's added tokens are never chosen.
 
@@ -27,10 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scrying.axes import Model
-from scrying.emergence.tasks import Item
-from scrying.errors import ConfigError, PromptError
-from scrying.prompts import tokenize
-from scrying.scoring import (
+from scrying.continuations import (
     batched_greedy,
     batched_logprobs,
     continuation_tokens,
@@ -38,6 +35,9 @@ from scrying.scoring import (
     greedy_one,
     non_text_tokens,
 )
+from scrying.emergence.tasks import Item
+from scrying.errors import ConfigError, PromptError
+from scrying.prompts import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 class ScoringConfig:
     """How items are scored: ``batch_size`` sequences per forward; ``max_new_tokens`` greedy
     tokens per item (``None``: as many as the item's target has); ``text_only``: greedy decoding
-    never picks a non-text token (:func:`scrying.scoring.non_text_tokens`)."""
+    never picks a non-text token (:func:`scrying.continuations.non_text_tokens`)."""
 
     batch_size: int = 16
     max_new_tokens: int | None = None
@@ -115,7 +115,7 @@ def _tokenize_item(model: Model, item: Item, config: ScoringConfig) -> _Tokenize
 @torch.no_grad()
 def score_items(model: Model, items: list[Item], config: ScoringConfig) -> list[ScoredItem]:
     """Score every item (see the module docstring), ``config.batch_size`` sequences per forward
-    (:func:`scrying.scoring.length_batches`); results are in the order of ``items``."""
+    (:func:`scrying.continuations.length_batches`); results are in the order of ``items``."""
     tokenized = [_tokenize_item(model, item, config) for item in items]
     # every teacher-forced sequence: (item index, choice or None for the target)
     sequences: list[tuple[int, str | None]] = []

@@ -47,7 +47,7 @@ class ValidationReport:
     def n(self) -> int:
         return len(self.table)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """JSON-ready: ``target``, ``method``, ``spearman`` (value), ``spearman_ci``, ``pearson``,
         ``pearson_ci``, ``slope``, ``confidence``, the settings, and ``rows``."""
         return {
