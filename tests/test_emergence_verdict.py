@@ -188,3 +188,19 @@ def test_family_study_on_tiny_models_resumes_and_refuses_other_settings(tmp_path
     assert main(args) == 0 and (out / "journal.jsonl").read_text() == journal  # resumed: nothing rescored
     assert main([*args, "--max-new-tokens", "1"]) == 2
     assert "holds a study with other settings (max_new_tokens differ)" in capsys.readouterr().err
+
+
+def test_items_needed_at_the_edges_and_summary_json_is_strict():
+    """A predicted accuracy too small for a float count has no item count (not an overflow), and
+    the summary JSON writes a missing count as null, never NaN."""
+    import json
+    import math
+
+    from scrying.emergence.verdict import _items_needed, _json_row
+
+    assert _items_needed(1e-320) is None and _items_needed(0.0) is None and _items_needed(1.0) == 1
+    a = 0.05
+    assert _items_needed(a) == next(n for n in range(1, 1000) if (1 - a) ** n <= 0.05)
+    row = _json_row({"items_needed": math.nan, "model": "m"})
+    assert row["items_needed"] is None and json.dumps(row, allow_nan=False)
+    assert _json_row({"items_needed": 59.0})["items_needed"] == 59

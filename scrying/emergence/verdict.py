@@ -85,8 +85,16 @@ class EmergenceSummary:
                        "linearity_ci": list(s.linearity_ci), "jumps": s.jumps, "kind": METRICS[name][0]}
                 for name, s in self.metrics.items()
             },
-            "models": self.models.to_dict(orient="records"),
+            "models": [_json_row(row) for row in self.models.to_dict(orient="records")],
         }
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A models row as strict JSON: a missing count (NaN in the frame) is null, counts are ints."""
+    out = dict(row)
+    needed = out.get("items_needed")
+    out["items_needed"] = None if needed is None or needed != needed else int(needed)
+    return out
 
 
 RULE = (
@@ -177,6 +185,16 @@ def _verdict(summaries: dict[str, MetricSummary]) -> str:
     return "inconclusive"
 
 
+def _items_needed(a: float) -> int | None:
+    """The fewest items for P(no exact match at all) <= 0.05 when each item is right with
+    probability ``a``: ``ceil(log 0.05 / log(1 - a))``; None when ``a`` is 0, or so small that the
+    count is past what a float holds (no feasible item count)."""
+    if a >= 1:
+        return 1
+    n = math.log(0.05) / math.log1p(-a) if a > 0 else math.inf
+    return math.ceil(n) if math.isfinite(n) else None
+
+
 def _models(curves: pd.DataFrame, n_items: int, confidence: float) -> pd.DataFrame:
     """Per model: exact match with its Clopper-Pearson interval (exact for a binomial proportion,
     also at 0 successes, where a bootstrap interval collapses to [0, 0]), the predicted p^L, and
@@ -189,7 +207,7 @@ def _models(curves: pd.DataFrame, n_items: int, confidence: float) -> pd.DataFra
         interval = binomtest(int(round(row["mean"] * n_items)), n_items).proportion_ci(confidence, method="exact")
         row = row.copy()
         row["ci_low"], row["ci_high"] = interval.low, interval.high
-        needed = None if a <= 0 else 1 if a >= 1 else math.ceil(math.log(0.05) / math.log1p(-a))
+        needed = _items_needed(a)
         rows.append({
             "model": model, "scale": row.scale, "exact_match": row["mean"], "ci_low": row.ci_low, "ci_high": row.ci_high,
             "predicted_accuracy": a, "within": bool(row.ci_low <= a <= row.ci_high),
