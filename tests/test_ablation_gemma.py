@@ -54,6 +54,7 @@ def test_ioi_table_has_intervals(gemma, ioi):
     assert (table.ci_high > table.ci_low).all()
 
 
+@pytest.mark.slow
 def test_gemma_has_induction_heads(gemma):
     """The detector's best induction head of the default model is confirmed by ablation: the
     loss on the repeated half rises when it is ablated (interval above zero)."""

@@ -12,6 +12,15 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scrying.cli.main", *args], capture_output=True, text=True, timeout=600)
 
 
+def call(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """``scrying ARGS`` in this process (no interpreter start-up: seconds saved per case), as a
+    :class:`subprocess.CompletedProcess`; the subprocess tests below keep the entry point honest."""
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["scrying", *args], code, captured.out, captured.err)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -45,12 +54,17 @@ def test_predict_and_info_on_a_toy(toy_dir, capsys):
         (["info", "/etc/hostname"], "not a .gguf"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(args, needle):
-    assert_one_line_error(run(*args), needle)
+def test_bad_input_is_one_line_exit_2(args, needle, capsys):
+    assert_one_line_error(call(capsys, *args), needle)
 
 
-def test_prompt_longer_than_context(toy_dir):
-    assert_one_line_error(run("predict", " ".join(["t1"] * 100), "--model", str(toy_dir)), "context holds 64")
+def test_the_entry_point_prints_one_line_and_no_traceback():
+    """The installed entry point itself (a new interpreter), not only ``main`` in-process."""
+    assert_one_line_error(run("predict", "hi", "--model", "no-such-model"), "unknown model 'no-such-model'")
+
+
+def test_prompt_longer_than_context(toy_dir, capsys):
+    assert_one_line_error(call(capsys, "predict", " ".join(["t1"] * 100), "--model", str(toy_dir)), "context holds 64")
 
 
 def test_dallas_on_the_default_model(gemma):

@@ -16,6 +16,7 @@ PROMPTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.second_loader
 def test_logits_equal_transformers_reading_the_same_gguf(gemma):
     """Reference: transformers' own GGUF reader on the packaged file (not our cached copy)."""

@@ -11,7 +11,7 @@ import pytest
 from scrying.cli.main import main
 from scrying.reversal.pairs import read_pairs
 from scrying.reversal.relations import build_relations, packaged_relation_files, relation_lines
-from tests.test_cli import assert_one_line_error, run
+from tests.test_cli import assert_one_line_error, call
 from tests.test_reversal_scoring import _tiny_pairs, tiny_dir  # noqa: F401 (fixture)
 
 
@@ -65,9 +65,9 @@ def test_a_bad_line_is_named_and_the_rest_scored(tmp_path, tiny_dir, bad, needle
     assert scored == alone
 
 
-def test_a_file_of_bad_lines_is_one_line_and_exit_2(tmp_path, tiny_dir):  # noqa: F811
+def test_a_file_of_bad_lines_is_one_line_and_exit_2(tmp_path, tiny_dir, capsys):  # noqa: F811
     pairs = _write(tmp_path / "pairs.jsonl", ['{"a": "w1", "b": '])
-    result = run("reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--out", str(tmp_path / "r.jsonl"))
+    result = call(capsys, "reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--out", str(tmp_path / "r.jsonl"))
     assert_one_line_error(result, "pairs.jsonl line 1: not valid JSON")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from scrying.attribution import Graph
 from scrying.cli.main import main
-from tests.test_cli import assert_one_line_error, run
+from tests.test_cli import assert_one_line_error, call
 
 IOI = "When Mary and John went to the store, John gave a drink to"
 FLOOR = 0.8  # Spearman, pruned graph vs frozen model, 50 neurons, IOI on Gemma 3 270M
@@ -84,17 +84,17 @@ def test_batch_rerun_with_other_settings_is_refused(toy_dir, tmp_path, capsys):
         (["t1 t2 t3", "--level", "components", "--corrupt", "t1 t2"], "same token length"),
     ],
 )
-def test_bad_input_is_one_line(toy_dir, extra, needle):
-    assert_one_line_error(run("trace", *extra, "--model", str(toy_dir)), needle)
+def test_bad_input_is_one_line(toy_dir, extra, needle, capsys):
+    assert_one_line_error(call(capsys, "trace", *extra, "--model", str(toy_dir)), needle)
 
 
-def test_bad_prompts_file_names_the_line(tmp_path):
+def test_bad_prompts_file_names_the_line(tmp_path, capsys):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"prompt": "fine"}\n{"text": "no prompt key"}\n')
-    assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl line 2")
+    assert_one_line_error(call(capsys, "trace", "--prompts", str(bad)), "p.jsonl line 2")
 
 
-def test_bad_line_in_batch_is_named_and_earlier_results_kept(toy_dir, tmp_path):
+def test_bad_line_in_batch_is_named_and_earlier_results_kept(toy_dir, tmp_path, capsys):
     """A line that only fails once traced (its target is two tokens) is named; the graph of
     the line before it is already written and indexed."""
     prompts = tmp_path / "p.jsonl"
@@ -104,19 +104,19 @@ def test_bad_line_in_batch_is_named_and_earlier_results_kept(toy_dir, tmp_path):
     )
     out = tmp_path / "out"
     args = ["trace", "--prompts", str(prompts), "--out-dir", str(out), "--model", str(toy_dir), "--max-features", "8", "--validate-top", "2"]
-    result = run(*args)
+    result = call(capsys, *args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]  # after the progress bar
     assert last.startswith("scrying: error: p.jsonl line 2: target token 't1 t2' is 2 tokens")
     assert [json.loads(line)["id"] for line in (out / "index.jsonl").read_text().splitlines()[1:]] == ["ok"]
 
 
-def test_non_string_options_in_prompts_file_name_the_line(tmp_path):
+def test_non_string_options_in_prompts_file_name_the_line(tmp_path, capsys):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"prompt": "fine"}\n\n{"prompt": "x", "level": 3}\n')
-    assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl line 3: 'level' must be a string")
+    assert_one_line_error(call(capsys, "trace", "--prompts", str(bad)), "p.jsonl line 3: 'level' must be a string")
     bad.write_text('{"prompt": "fine", "split_qkv": "yes"}\n')
-    assert_one_line_error(run("trace", "--prompts", str(bad)), "p.jsonl line 1: 'split_qkv' must be true or false")
+    assert_one_line_error(call(capsys, "trace", "--prompts", str(bad)), "p.jsonl line 1: 'split_qkv' must be true or false")
 
 
 def test_split_qkv_components_graph_sums_to_the_unsplit_one(toy_dir, tmp_path, capsys):
