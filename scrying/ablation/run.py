@@ -5,7 +5,7 @@ Phases of :func:`run_ablation`:
 1. **Check** (:func:`check_ablation_job`, no model): the prompt file, every line of it (answers
    present when the metric needs them), the output paths (writable, distinct). A refused job
    stops here, before a model loads or a file is written.
-2. **Load** the model through the caller's loader, tokenize the prompts (answers must be single
+2. **Load** the model (:func:`~scrying.models.load_model` with the job's ``LoadConfig``), tokenize the prompts (answers must be single
    tokens).
 3. **Sweep** every head (:func:`~scrying.ablation.sweep.head_sweep`); with ``out`` the per-prompt
    effects are saved head by head in a journal beside it (``OUT-STEM.effects.jsonl``,
@@ -18,10 +18,8 @@ cluster worker calls the same function.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -30,6 +28,7 @@ from scrying.ablation.plots import effect_heatmap
 from scrying.ablation.resume import resume_sweep, sweep_journal, sweep_settings
 from scrying.ablation.sweep import head_sweep
 from scrying.errors import ConfigError
+from scrying.models import LoadConfig, load_model
 from scrying.preflight import check_distinct, check_output_file
 from scrying.prompt_sets import PromptRecord, prompt_set, read_prompt_file
 from scrying.stats import BootstrapConfig
@@ -76,10 +75,11 @@ def check_ablation_job(job: AblationJob) -> list[PromptRecord]:
     return records
 
 
-def run_ablation(job: AblationJob, loader: Callable[[str], Any]) -> AblationRun:
-    """Run ``job`` (see the module docstring); ``loader(spec)`` loads the model."""
+def run_ablation(job: AblationJob, load: LoadConfig | None = None) -> AblationRun:
+    """Run ``job`` (see the module docstring); the model loads with ``load``, as every batch
+    job's does (:func:`~scrying.emergence.run.run_study`, :func:`~scrying.reversal.run.run_probe_job`)."""
     records = check_ablation_job(job)
-    model = loader(job.model)
+    model = load_model(job.model, load or LoadConfig())
     prompts = prompt_set(model, records)
     if job.journal is not None:
         settings = sweep_settings(job.model, job.prompts, job.ablation, prompts.n_prompts, model=model)

@@ -9,7 +9,6 @@ from pathlib import Path
 from scrying.ablation import AblationConfig, BootstrapConfig
 from scrying.ablation.run import AblationJob, run_ablation
 from scrying.cli.common import add_model_args, load_config
-from scrying.models import load_model
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -26,7 +25,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         out=args.out,
         html=args.html,
     )
-    run = run_ablation(job, lambda spec: load_model(spec, load_config(args)))
+    run = run_ablation(job, load_config(args))
     table = run.table
     ranked = table.reindex(table.effect.abs().sort_values(ascending=False).index)
     sys.stdout.write(
