@@ -39,6 +39,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 
 from scrying.errors import InvalidInputError
+from scrying.jsonl import read_json
 
 SCHEMA_VERSION = 2  # of scrying's records (the ``scrying`` key)
 CIRCUIT_TRACER_SCHEMA_VERSION = 1  # circuit-tracer's ``Metadata.schema_version``
@@ -262,7 +263,7 @@ def read_file(path: str | Path) -> StoredGraph:
     UTF-8 JSON, a field missing or of another type, another scrying ``schema_version``) is an
     :class:`InvalidInputError` naming the file and the field."""
     name = repr(str(path))
-    data = _read_json_file(path, name)
+    data = read_json(path)
     try:
         _check_fields(data, "the file", _GRAPH_FIELDS, required=("metadata", "links", "scrying"))
         own, meta = data["scrying"], data["metadata"]
@@ -357,19 +358,3 @@ def _read_record(data: Any, where: str) -> dict[str, Any]:
     floats = {k: float(data[k]) for k in ("activation", "influence", "token_prob") if data.get(k) is not None}
     return {**data, **floats}
 
-
-def _read_json_file(path: str | Path, name: str) -> Any:
-    """The JSON value of ``path``; an unreadable file, or one not UTF-8 JSON, is an
-    :class:`InvalidInputError` naming it (``name``)."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as err:
-        raise InvalidInputError(f"{name} cannot be read: {err}") from err
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise InvalidInputError(f"{name} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start})") from err
-    except RecursionError as err:
-        raise InvalidInputError(f"{name} is not a scrying graph JSON file: it nests too deeply") from err
-    except ValueError as err:  # JSONDecodeError, an integer past Python's digit limit
-        raise InvalidInputError(f"{name} is not a scrying graph JSON file: {err}") from err

@@ -16,7 +16,6 @@ scrying's records under ``scrying`` (:mod:`scrying.attribution.graph`); a valida
 
 from __future__ import annotations
 
-import json
 import math
 import reprlib
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from scrying.errors import InvalidInputError
+from scrying.jsonl import read_json
 
 #: Deepest nesting of a file's JSON (a graph JSON nests 7 levels; deeper input is refused
 #: before anything recursive, such as ``json.dumps``, meets it).
@@ -173,27 +173,11 @@ def _refuse_constant(name: str) -> None:
 
 
 def read_json_file(path: str | Path) -> Any:
-    """The JSON value of file ``path``, passed by :func:`check_plain`; an unreadable file, one
-    not UTF-8, not JSON or nested too deep is an :class:`InvalidInputError` naming the file."""
-    name = repr(str(path))
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as err:
-        raise InvalidInputError(f"{name} cannot be read: {err}") from err
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        byte = f"byte {raw[err.start]:#04x} at offset {err.start}"
-        raise InvalidInputError(f"{name} is not UTF-8 text ({byte}), so not a JSON file") from err
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except RecursionError as err:
-        raise InvalidInputError(f"{name} is not a JSON file this reader can take: it nests too deeply") from err
-    except ValueError as err:  # JSONDecodeError, NaN, an integer past Python's digit limit
-        raise InvalidInputError(f"{name} is not a JSON file: {err}") from err
-    check_plain(data, name)
+    """The JSON value of file ``path`` (:func:`scrying.jsonl.read_json`, NaN and Infinity
+    refused), passed by :func:`check_plain`."""
+    data = read_json(path, parse_constant=_refuse_constant)
+    check_plain(data, repr(str(path)))
     return data
-
 
 def check_validation(validation: Any, where: str) -> None:
     """A validation as :func:`~scrying.viewer.report.validation_html` reads it."""
