@@ -27,7 +27,7 @@ from jaxtyping import Bool
 from scrying.axes import Int, Model, Tensor
 from scrying.errors import InvalidInputError, PromptError
 from scrying.jsonl import parse_json, read_jsonl
-from scrying.prompts import check_text, single_token, tokenize
+from scrying.prompts import check_text, prepends_bos, single_token, tokenize
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,8 @@ def ioi_records() -> list[PromptRecord]:
 def repeated_tokens(
     model: Model, n_prompts: int, half_len: int, *, seed: int = 0
 ) -> PromptSet:
-    """``BOS x_1..x_n x_1..x_n`` of random non-special tokens; metrics read on the repeated half."""
+    """``BOS x_1..x_n x_1..x_n`` of random non-special tokens (BOS where the model's own
+    setting has one); metrics read on the repeated half."""
     if n_prompts < 1 or half_len < 2:
         raise InvalidInputError(f"need n_prompts >= 1 and half_len >= 2, got {n_prompts}, {half_len}")
     special = set(getattr(model.tokenizer, "all_special_ids", []) or [])
@@ -191,10 +192,10 @@ def repeated_tokens(
     gen = torch.Generator().manual_seed(seed)
     half = allowed[torch.randint(len(allowed), (n_prompts, half_len), generator=gen)]
     bos = getattr(model.tokenizer, "bos_token_id", None)
-    bos_col = torch.full((n_prompts, 1), int(bos if bos is not None else 0), dtype=torch.long)
-    tokens = torch.cat([bos_col, half, half], dim=1)
+    starts = [torch.full((n_prompts, 1), int(bos), dtype=torch.long)] if bos is not None and prepends_bos(model) else []
+    tokens = torch.cat([*starts, half, half], dim=1)
     target = torch.zeros_like(tokens, dtype=torch.bool)
-    target[:, 1 + half_len : -1] = True  # predictions of x_2..x_n in the second copy
+    target[:, len(starts) + half_len : -1] = True  # predictions of x_2..x_n in the second copy
     return PromptSet(
         tokens=tokens,
         lengths=torch.full((n_prompts,), tokens.shape[1], dtype=torch.long),

@@ -21,10 +21,20 @@ def check_text(prompt: object, *, what: str = "prompt") -> str:
     return prompt
 
 
-def tokenize(model: Model, prompt: str, *, prepend_bos: bool = True, what: str = "prompt") -> Int[Tensor, "1 pos"]:
-    """Token ids of ``prompt`` (with BOS), validated against the model's context length."""
+def prepends_bos(model: Model) -> bool:
+    """Whether prompts start with a BOS token for this model: its own setting, read when it was
+    loaded (``cfg.default_prepend_bos``; see :func:`scrying.models.loading.bos_setting`)."""
+    return bool(getattr(model.cfg, "default_prepend_bos", True))
+
+
+def tokenize(
+    model: Model, prompt: str, *, prepend_bos: bool | None = None, what: str = "prompt"
+) -> Int[Tensor, "1 pos"]:
+    """Token ids of ``prompt`` (with BOS where the model's own setting says so, or as
+    ``prepend_bos`` overrides), validated against the model's context length."""
     check_text(prompt, what=what)
-    tokens = model.to_tokens(prompt, prepend_bos=prepend_bos, truncate=False)
+    bos = prepends_bos(model) if prepend_bos is None else prepend_bos
+    tokens = model.to_tokens(prompt, prepend_bos=bos, truncate=False)
     n_ctx = model.cfg.n_ctx
     if tokens.shape[-1] > n_ctx:
         raise PromptError(

@@ -84,7 +84,9 @@ class FeatureGraphConfig:
     max_logits: int = 5
     logit_probability: float = 0.95
     batch_size: int = 16
-    exclude_bos: bool = True  # no feature nodes at position 0, as circuit-tracer (zero_positions)
+    # No feature nodes at position 0 when it holds a special token (BOS), as circuit-tracer
+    # (zero_positions where the first token is special); a model without BOS keeps them.
+    exclude_bos: bool = True
     # With exclude_bos: position 0's error and embedding nodes become part of each node's constant
     # (bias) term.
     # None: yes for inexact bases (transcoders), no for exact ones (neurons). See step 5 above.
@@ -176,11 +178,12 @@ def build_feature_graph(
     tokens = tokenize(model, prompt)
     clean = clean_run(model, tokens, basis)
     targets = logit_targets(model, clean, target, config)
-    features = select_features(model, clean, targets, config.max_feature_nodes, exclude_bos=config.exclude_bos)
+    exclude_bos = config.exclude_bos and starts_with_special(model, tokens)
+    features = select_features(model, clean, targets, config.max_feature_nodes, exclude_bos=exclude_bos)
     strings = token_strings(model, tokens[0])
     layout = Layout(len(features), *clean.features.shape[:2], len(targets))
     adjacency, values = direct_effects(model, clean, features, targets, layout, config)
-    fold = config.exclude_bos and (not basis.exact if config.bos_error_as_bias is None else config.bos_error_as_bias)
+    fold = exclude_bos and (not basis.exact if config.bos_error_as_bias is None else config.bos_error_as_bias)
     if fold:  # position 0 is a constant of the prompt's first token: its errors join the constants
         adjacency[:, [layout.errors(ly).start for ly in range(layout.n_layers)] + [layout.embeddings.start]] = 0.0
     bias = bias_terms(adjacency, values, layout)
@@ -203,6 +206,13 @@ def build_feature_graph(
             "bos_error_as_bias": fold,
         },
     )
+
+
+def starts_with_special(model: Model, tokens: Int[Tensor, "1 pos"]) -> bool:
+    """Whether position 0 holds a special token (BOS and the like), as circuit-tracer decides
+    whether to zero it."""
+    special = set(getattr(model.tokenizer, "all_special_ids", []) or [])
+    return int(tokens[0, 0]) in special
 
 
 class Layout(NamedTuple):

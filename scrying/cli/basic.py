@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from scrying.cli.common import add_model_args, model_from_args
+from scrying.cli.common import add_model_args, cache_dir_of, model_from_args
 from scrying.models import REGISTRY, anatomy
+from scrying.models.registry import availability
 from scrying.predict import PredictConfig, predict
 from scrying.prompts import check_text
 from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, train_toy
@@ -20,7 +21,8 @@ def _write(text: str) -> None:
 def cmd_models(args: argparse.Namespace) -> int:
     _write("Registered models (offline):")
     for entry in REGISTRY.values():
-        _write(f"  {entry.name:<16} {entry.description}")
+        _write(f"  {entry.name:<20} {entry.description}")
+        _write(f"  {'':<20} [{availability(entry, cache_dir_of(args))}]")
     _write("Also accepted: a local Hugging Face directory, a .gguf file, or a hub name that")
     _write("TransformerLens supports (e.g. gpt2, EleutherAI/pythia-70m; needs a network).")
     return 0

@@ -32,9 +32,12 @@ def add_global_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def cache_dir_of(args: argparse.Namespace) -> Path:
+    return Path(args.cache_dir or os.environ.get("SCRYING_CACHE_DIR") or default_cache_dir())
+
+
 def load_config(args: argparse.Namespace) -> LoadConfig:
-    cache = args.cache_dir or os.environ.get("SCRYING_CACHE_DIR") or default_cache_dir()
-    return LoadConfig(device=args.device, cache_dir=Path(cache))
+    return LoadConfig(device=args.device, cache_dir=cache_dir_of(args))
 
 
 def model_from_args(args: argparse.Namespace) -> Any:

