@@ -35,7 +35,8 @@ def _packages(root, prefix="fakechunk", parts=PARTS, numbers=None):
     return tuple(f"{prefix}{i}" for i in range(1, len(parts) + 1))
 
 
-def _spec(packages, data=b"".join(PARTS), **kw):
+def _spec(packages, **kw):
+    data = b"".join(PARTS)
     fields = dict(file_name="m.gguf", packages=packages, size=len(data),
                   sha256=hashlib.sha256(data).hexdigest(), install="pip install fake")
     return ChunkedGGUF(**{**fields, **kw})
