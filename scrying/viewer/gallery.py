@@ -1,5 +1,5 @@
 """A gallery of graph pages: every ``*.json`` graph of a folder rendered as a page beside it, and
-``index.html`` listing each with its prompt, target, level and scores (``make gallery``). Pages are
+``index.html`` listing each with its model, prompt, target, level and scores (``make gallery``). Pages are
 rendered from the stored graphs; nothing reruns a model."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class GalleryEntry:
     """One graph of a gallery, as the index lists it."""
 
     name: str  # file stem: page ``name.html``, graph ``name.json``
+    model: str
     prompt: str
     target: str
     probability: float | None
@@ -54,6 +55,7 @@ def entry(name: str, data: dict[str, Any]) -> GalleryEntry:
     headline = (validation.get("reports") or {}).get(validation.get("headline"), {})
     return GalleryEntry(
         name=name,
+        model=str(own.get("model") or data["metadata"].get("scan") or ""),
         prompt=data["metadata"].get("prompt", ""),
         target=", ".join(_token(node, mine) for node, mine in targets),
         probability=_float(targets[0][0].get("token_prob")) if len(targets) == 1 else None,
@@ -81,7 +83,7 @@ def index_html(entries: list[GalleryEntry], *, title: str = "scrying graph galle
     for e in entries:
         scores = "<br>".join(f"{escape(k.replace('_', ' '))}: {'undefined' if v is None else f'{v:.3f}'}" for k, v in e.scores.items())
         rows.append(
-            f"<tr><td><a href='{escape(e.name)}.html'>{escape(e.name)}</a></td><td>{escape(e.prompt)}</td>"
+            f"<tr><td><a href='{escape(e.name)}.html'>{escape(e.name)}</a></td><td>{escape(e.model)}</td><td>{escape(e.prompt)}</td>"
             f"<td>{escape(e.target)}{'' if e.probability is None else f' (p={e.probability:.3f})'}</td>"
             f"<td>{escape(e.level)}</td><td>{e.nodes} / {e.edges}</td><td>{scores}</td>"
             f"<td>{'undefined' if e.spearman is None else f'{e.spearman:.3f}'}</td></tr>"
@@ -90,7 +92,7 @@ def index_html(entries: list[GalleryEntry], *, title: str = "scrying graph galle
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<style>{asset('viewer.css')}</style></head><body><header><h1>{escape(title)}</h1>"
         "<p class='facts'>Each page opens offline; click a node to see its edges, move the sliders to add detail.</p>"
-        "</header><section class='report'><table><thead><tr><th>graph</th><th>prompt</th><th>target</th><th>level</th>"
+        "</header><section class='report'><table><thead><tr><th>graph</th><th>model</th><th>prompt</th><th>target</th><th>level</th>"
         "<th>nodes / edges</th><th>scores</th><th>validation Spearman (headline)</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table></section></body></html>"
