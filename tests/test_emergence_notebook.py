@@ -16,6 +16,7 @@ def test_emergence_notebook_runs(monkeypatch, tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "verdict:" in text and "breakthroughness" in text
+    assert "verdict:" in text and "breakthroughness" in text and "finding:" in text
+    assert "smooth fit^L reproduces" in text and "alpha" in text  # predict-and-compare, scaling law
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(figures) == 1
+    assert len(figures) == 3  # metrics and mechanism, predict-and-compare, scaling law

@@ -17,8 +17,8 @@ from scrying.toys import ArithmeticTask
 
 # What the verdict's documentation says (scrying.emergence.verdict), written out again here.
 LOWER_IS_BETTER = {"token_edit_distance", "brier_score"}
-NONLINEAR = ("exact_match", "multiple_choice_grade")
-DECISIVE = ("per_token_probability", "target_log_likelihood")
+NONLINEAR = ("exact_match", "sampled_exact_match", "multiple_choice_grade")
+DECISIVE = ("per_token_probability",)
 
 
 def breakthroughness(means: np.ndarray, floor2: float) -> float:
@@ -44,6 +44,9 @@ def check_summary_against_the_scores(summary: dict, scores: pd.DataFrame, *, n_r
         table = scores[scores.metric == metric].pivot(index="model", columns="item", values="value").loc[scales.index, items]
         values = table.to_numpy() * (-1.0 if metric in LOWER_IS_BETTER else 1.0)  # model item
         variance = values.var(1, ddof=1) / len(items)
+        if metric in NONLINEAR:  # a proportion: at least binomial at the Jeffreys-adjusted rate
+            rate = (values.sum(1) + 0.5) / (len(items) + 1)
+            variance = np.maximum(variance, rate * (1 - rate) / len(items))
         floor2 = float(np.median(variance[:-1] + variance[1:]))
         b = breakthroughness(values.mean(1), floor2)
         resampled = [breakthroughness(values[:, rows].mean(1), floor2) for rows in index]
@@ -57,10 +60,16 @@ def check_summary_against_the_scores(summary: dict, scores: pd.DataFrame, *, n_r
         assert reported["jumps"] is jumps[metric], metric
     nonlinear = [jumps[m] for m in NONLINEAR if m in jumps]
     decisive = [jumps[m] for m in DECISIVE if m in jumps]
+    prediction = summary["prediction"]
     if True in decisive:
         verdict = "glimmering"
-    elif True in nonlinear and decisive and all(j is False for j in decisive):
-        verdict = "mirage"
+    elif jumps[prediction["measured"]] is True:
+        if prediction["smooth_reproduces"] is True:
+            verdict = "mirage"
+        elif prediction["smooth_reproduces"] is False and prediction["direct_reproduces"] and prediction["probability_smooth"] is False:
+            verdict = "glimmering"
+        else:
+            verdict = "inconclusive"
     elif all(j is False for j in nonlinear + decisive):
         verdict = "none"
     else:
@@ -146,3 +155,36 @@ def test_shipped_pythia_families_resolve_to_hub_revisions():
 
     with pytest.raises(InvalidInputError, match="'no-such-family' is neither a family file nor a known family"):
         packaged_family(Path("no-such-family"))  # named before any model loads (issue 20)
+
+
+@pytest.mark.slow  # two trainings and studies of the tiny family: about 3 minutes alone, 7 under load
+def test_tiny_family_over_seeds_gives_the_verdict_over_seeds_and_bands(tmp_path, capsys):
+    """Two training seeds of the tiny arithmetic family: one study per seed in seed-N/ (its own
+    verdict, checked against its scores as above), the verdict over seeds is the one they share
+    (else inconclusive), and the bands run from the lowest to the highest seed's mean."""
+    cache, out = tmp_path / "cache", tmp_path / "study"
+    args = ["emergence", "--cache-dir", str(cache), "--family", "tiny", "--task", "addition:2", "--n-items", "30",
+            "--n-bootstrap", "100", "--train-seeds", "0", "1", "--out-dir", str(out)]
+    assert main(args) == 0
+    assert "over 2 seeds:" in capsys.readouterr().out
+    seeds = json.loads((out / "seeds.json").read_text())
+    verdicts = {}
+    curves = {}
+    for seed in (0, 1):
+        summary = json.loads((out / f"seed-{seed}" / "summary.json").read_text())
+        scores = pd.read_csv(out / f"seed-{seed}" / "metrics.csv")
+        check_summary_against_the_scores(summary, scores, n_resamples=100, seed=0, threshold=2.0)
+        verdicts[seed] = summary["verdict"]
+        assert seeds["seeds"][str(seed)]["verdict"] == summary["verdict"]
+        curves[seed] = scores[scores.metric == "exact_match"].groupby("scale")["value"].mean()
+        assert (cache / "toy-family" / f"tiny-add2-w32-s{seed}" / "model.safetensors").exists()
+    assert seeds["verdict"] == (verdicts[0] if verdicts[0] == verdicts[1] else "inconclusive")
+    assert curves[0].index.tolist() == curves[1].index.tolist()  # one scale axis for every seed
+    bands = pd.read_csv(out / "bands.csv")
+    em = bands[bands.metric == "exact_match"].set_index("scale").sort_index()
+    both = pd.concat(curves, axis=1)
+    assert em["low"].to_numpy() == pytest.approx(both.min(1).to_numpy(), abs=1e-12)
+    assert em["high"].to_numpy() == pytest.approx(both.max(1).to_numpy(), abs=1e-12)
+    assert em["mean"].to_numpy() == pytest.approx(both.mean(1).to_numpy(), abs=1e-12)
+    page = (out / "report.html").read_text()
+    assert "Verdict over seeds" in page and "seed-1/report.html" in page

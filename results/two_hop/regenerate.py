@@ -58,10 +58,10 @@ KS = (5, 10, 20)
 CONTROL_DRAWS = 20
 
 
-def run(out: Path) -> dict:
+def run(out: Path, graph_path: Path = GRAPH) -> dict:
     started = time.perf_counter()
     model = load_model(MODEL, LoadConfig(cache_dir=default_cache_dir()))
-    graph = Graph.read_json(GRAPH)
+    graph = Graph.read_json(graph_path)
     tokens = tokenize(model, PROMPT)[0]
     city = graph.prompt_tokens.index(" Dallas")
     last = len(tokens) - 1
@@ -104,7 +104,7 @@ def run(out: Path) -> dict:
     results = {
         "model": MODEL,
         "prompt": PROMPT,
-        "graph": str(GRAPH.relative_to(ROOT)),
+        "graph": str(graph_path.resolve().relative_to(ROOT)) if graph_path.resolve().is_relative_to(ROOT) else str(graph_path),
         "positions": {"city": city, "last": last},
         "clean": clean,
         "lens": lens.to_dict("records"),
@@ -161,4 +161,6 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE, help="output directory (default: beside this script)")
-    run(parser.parse_args().out)
+    parser.add_argument("--graph", type=Path, default=GRAPH, help="the stored neuron graph (default: the gallery's)")
+    args = parser.parse_args()
+    run(args.out, args.graph)

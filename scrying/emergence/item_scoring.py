@@ -13,6 +13,9 @@ For each :class:`~scrying.emergence.tasks.Item` (``prompt``, ``target``, optiona
    advances from its own length (:func:`scrying.continuations.batched_greedy`). Decoding does not stop at an
    end-of-sequence token: every item gets its full ``max_new_tokens`` (default: its target's
    token count). With ``text_only`` (the default) the tokenizer's added tokens are never chosen.
+4. **Sampling** (``samples > 0``): as many continuations per item drawn at temperature 1,
+   seeded by ``sample_seed`` (:func:`scrying.emergence.sampling.sample_continuations`), scored
+   as sampled exact match against ``p^L``.
 
 :func:`score_item_by_item` is the plain reference (one item, one forward per sequence and per
 decoding step, no padding); the tests check that :func:`score_items` equals it.
@@ -35,6 +38,7 @@ from scrying.continuations import (
     greedy_one,
     non_text_tokens,
 )
+from scrying.emergence.sampling import sample_continuations
 from scrying.emergence.tasks import Item
 from scrying.errors import ConfigError, PromptError
 from scrying.prompts import tokenize
@@ -51,9 +55,15 @@ class ScoringConfig:
     batch_size: int = 16
     max_new_tokens: int | None = None
     text_only: bool = True
+    samples: int = 0
+    sample_seed: int = 0
     progress: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 0:
+            raise ConfigError(f"ScoringConfig.samples must be a non-negative integer, got {self.samples!r}")
+        if isinstance(self.sample_seed, bool) or not isinstance(self.sample_seed, int):
+            raise ConfigError(f"ScoringConfig.sample_seed must be an integer, got {self.sample_seed!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"ScoringConfig.batch_size must be a positive integer, got {self.batch_size!r}")
         if self.max_new_tokens is not None and (
@@ -77,6 +87,7 @@ class ScoredItem:
     output: str
     output_tokens: list[int]
     choice_logprobs: dict[str, float] | None = None
+    samples: list[str] | None = None
 
     @property
     def target_logprob(self) -> float:
@@ -136,10 +147,15 @@ def score_items(model: Model, items: list[Item], config: ScoringConfig) -> list[
         batch_size=config.batch_size, banned=banned, after_batch=bar.update,
     )
     bar.close()
+    sampled: list[list[list[int]]] | list[None] = [None] * len(items)
+    if config.samples:
+        sampled = sample_continuations(model, [t.prompt for t in tokenized], [t.n_new for t in tokenized],
+                                       n_samples=config.samples, seed=config.sample_seed,
+                                       batch_size=config.batch_size, banned=banned)
     results = []
     for i, (item, t) in enumerate(zip(items, tokenized, strict=True)):
         others = {c: logprobs[(i, c)] for c in t.choices if c != item.target} if t.choices else None
-        results.append(_scored(model, item, t, logprobs[(i, None)], others, outputs[i]))
+        results.append(_scored(model, item, t, logprobs[(i, None)], others, outputs[i], sampled[i]))
     return results
 
 
@@ -150,6 +166,7 @@ def _scored(
     target_logprobs: list[float],
     other_choices: dict[str, list[float]] | None,
     output: list[int],
+    samples: list[list[int]] | None = None,
 ) -> ScoredItem:
     choice_logprobs = None
     if t.choices is not None:
@@ -164,6 +181,7 @@ def _scored(
         output=model.tokenizer.decode(output),
         output_tokens=output,
         choice_logprobs=choice_logprobs,
+        samples=None if samples is None else [model.tokenizer.decode(s) for s in samples],
     )
 
 

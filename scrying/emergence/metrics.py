@@ -15,7 +15,12 @@ For one item with target tokens ``t_1..t_L``, teacher-forced log-probabilities
 * target log-likelihood: ``sum_i l_i`` (continuous);
 * predicted accuracy: ``p^L = exp(sum_i l_i)``, the probability of the whole target under
   teacher forcing, which is what exact match measures on average if every token must be right
-  (Schaeffer et al., eq. 1: Accuracy(N) ~ p_N^L).
+  (Schaeffer et al., eq. 1: Accuracy(N) ~ p_N^L);
+* per-token accuracy (greedy): the fraction of target positions ``j`` where the greedy output's
+  token ``j`` is the target's token ``j`` (continuous in the mean; what greedy exact match is the
+  ``L``-th power of when positions are independent);
+* sampled exact match: with ``s`` outputs sampled per item (temperature 1), the fraction that
+  are exact: an unbiased estimate of the probability of sampling the target, which ``p^L`` is.
 
 Nonlinear metrics are the ones a verdict tests the jump under; continuous ones whether it survives
 (:mod:`scrying.emergence.verdict`).
@@ -39,6 +44,8 @@ METRICS: dict[str, tuple[str, bool]] = {
     "per_token_probability": ("continuous", True),
     "target_log_likelihood": ("continuous", True),
     "predicted_accuracy": ("continuous", True),
+    "per_token_accuracy": ("continuous", True),
+    "sampled_exact_match": ("nonlinear", True),
 }
 
 
@@ -78,6 +85,21 @@ def target_log_likelihood(target_logprobs: Sequence[float]) -> float:
 def predicted_accuracy(target_logprobs: Sequence[float]) -> float:
     """``p^L`` with ``p`` the per-token probability and ``L`` the target's token count."""
     return per_token_probability(target_logprobs) ** len(target_logprobs)
+
+
+def per_token_accuracy(output_tokens: Sequence[int], target_tokens: Sequence[int]) -> float:
+    """Fraction of the target's positions where the output has the target's token (an output
+    shorter than the target is wrong at the positions it lacks)."""
+    if len(target_tokens) == 0:
+        raise InvalidInputError("target_tokens is empty (the target has no tokens)")
+    return sum(a == b for a, b in zip(output_tokens, target_tokens, strict=False)) / len(target_tokens)
+
+
+def sampled_exact_match(samples: Sequence[str], target: str) -> float:
+    """Fraction of sampled outputs that are exact."""
+    if len(samples) == 0:
+        raise InvalidInputError("samples is empty (no sampled output to score)")
+    return sum(exact_match(s, target) for s in samples) / len(samples)
 
 
 def _check_logprobs(values: Sequence[float]) -> None:

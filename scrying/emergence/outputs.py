@@ -4,11 +4,14 @@ A line: ``{"model": "m1", "scale": 1e8, "item": "7+5", "target": "12", "output":
 "target_logprobs": [-0.01, -0.2]}``; optional ``"label"``, ``"choices": {"A": logprob, ...}``
 (with ``target`` among its keys; used by multiple-choice grade and Brier score),
 ``"target_tokens"`` and ``"output_tokens"`` (token ids; token edit distance falls back to
-characters without them). Studies run on models write exactly this file, so any study can be
+characters without them, and per-token accuracy needs them), ``"samples"`` (outputs sampled at
+temperature 1, scored as sampled exact match). Studies run on models write exactly this file, so any study can be
 rescored without rerunning a model. Every error names the file and the line.
 
 :func:`score_outputs` turns records into the tidy table ``model, label, scale, item, metric,
-value`` (one row per metric that the record allows).
+value, n_tokens, n_samples`` (one row per metric that the record allows; ``n_tokens`` is the
+target's token count ``L``, ``n_samples`` the outputs behind the value: the sample count for
+sampled exact match, else 1).
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ class OutputRecord:
     choices: dict[str, float] | None = None
     target_tokens: tuple[int, ...] | None = None
     output_tokens: tuple[int, ...] | None = None
+    samples: tuple[str, ...] | None = None
     where: str = field(default="", compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "where" and v is not None}
-        for key in ("target_logprobs", "target_tokens", "output_tokens"):
+        for key in ("target_logprobs", "target_tokens", "output_tokens", "samples"):
             if key in out:
                 out[key] = list(out[key])
         if not out.get("label"):
@@ -79,11 +83,15 @@ def parse_output(obj: Any, where: str) -> OutputRecord:
         if value is not None and not (isinstance(value, list) and all(isinstance(t, int) for t in value)):
             raise InvalidInputError(f"{where}: {key!r} must be a list of token ids, got {value!r}")
         tokens[key] = None if value is None else tuple(value)
+    samples = obj.get("samples")
+    if samples is not None and not (isinstance(samples, list) and samples and all(isinstance(t, str) for t in samples)):
+        raise InvalidInputError(f"{where}: 'samples' must be a non-empty list of sampled outputs (strings), got {samples!r}")
     return OutputRecord(
         model=obj["model"], scale=float(scale), item=str(obj["item"]), target=obj["target"], output=obj["output"],
         target_logprobs=tuple(float(v) for v in logprobs), label=str(obj.get("label", "")),
         choices=None if choices is None else {str(k): float(v) for k, v in choices.items()},
-        target_tokens=tokens["target_tokens"], output_tokens=tokens["output_tokens"], where=where,
+        target_tokens=tokens["target_tokens"], output_tokens=tokens["output_tokens"],
+        samples=None if samples is None else tuple(samples), where=where,
     )
 
 
@@ -125,7 +133,8 @@ def write_outputs(records: list[OutputRecord], path: Path | str) -> Path:
 
 
 def score_outputs(records: list[OutputRecord]) -> pd.DataFrame:
-    """Tidy scores: one row per record and metric it allows (choices metrics need choices)."""
+    """Tidy scores: one row per record and metric it allows (choices metrics need choices,
+    per-token accuracy tokens, sampled exact match samples)."""
     rows = []
     for r in records:
         values = {
@@ -141,6 +150,15 @@ def score_outputs(records: list[OutputRecord]) -> pd.DataFrame:
         if r.choices is not None:
             values["multiple_choice_grade"] = m.multiple_choice_grade(r.choices, r.target)
             values["brier_score"] = m.brier_score(r.choices, r.target)
+        if r.target_tokens is not None and r.output_tokens is not None:
+            values["per_token_accuracy"] = m.per_token_accuracy(r.output_tokens, r.target_tokens)
+        if r.samples is not None:
+            values["sampled_exact_match"] = m.sampled_exact_match(r.samples, r.target)
         for name, value in values.items():
-            rows.append({"model": r.model, "label": r.label or r.model, "scale": r.scale, "item": r.item, "metric": name, "value": value})
-    return pd.DataFrame(rows, columns=["model", "label", "scale", "item", "metric", "value"])
+            rows.append({"model": r.model, "label": r.label or r.model, "scale": r.scale, "item": r.item, "metric": name,
+                         "value": value, "n_tokens": len(r.target_logprobs),
+                         "n_samples": len(r.samples) if name == "sampled_exact_match" and r.samples else 1})
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+
+
+SCORE_COLUMNS = ("model", "label", "scale", "item", "metric", "value", "n_tokens", "n_samples")

@@ -13,8 +13,12 @@ Phases of :func:`run_study`:
    (:func:`~scrying.emergence.references.score_references`; one not installed is skipped and
    named); a toy preset's head-detector curves go to ``mechanism.csv``.
 3. **Verdict and files**: ``outputs.jsonl``, ``metrics.csv``, ``summary.json`` (the verdict,
+   its one-sentence finding, predict-and-compare and the scaling law:
    :func:`~scrying.emergence.verdict.emergence`), ``references.jsonl`` and ``references.csv``,
    and ``report.html``.
+4. **Seeds** (a toy preset with ``train_seeds``): phases 2-3 once per training seed into
+   ``seed-N/`` (the same items), then the verdict over seeds and the curves' bands
+   (:func:`~scrying.emergence.seeds.over_seeds`) into ``seeds.json`` and ``report.html``.
 
 Errors name the field (``StudyRunConfig.n_items``), or the command-line option of the same
 name where the command has always named it so (``--out-dir``, ``--family``).
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from scrying.emergence.item_scoring import ScoringConfig
 from scrying.emergence.outputs import OutputRecord, read_outputs, score_outputs, write_outputs
 from scrying.emergence.references import reference_curves, score_references
 from scrying.emergence.report import write_report
+from scrying.emergence.seeds import SeedsSummary, over_seeds, write_seeds_report
 from scrying.emergence.study import Member, read_family, run_family, study_settings
 from scrying.emergence.tasks import DEFAULT_WORDS, Item, task_from_spec
 from scrying.emergence.toy_family import (
@@ -67,6 +72,8 @@ class StudyRunConfig:
     references: Path | None = None
     n_items: int = 200
     seed: int = 0
+    train_seed: int | None = None
+    train_seeds: tuple[int, ...] = ()
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
 
@@ -79,6 +86,14 @@ class StudyRunConfig:
             raise ConfigError(f"StudyRunConfig.n_items must be a positive integer, got {self.n_items!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"StudyRunConfig.seed must be an integer, got {self.seed!r}")
+        if self.train_seed is not None and (isinstance(self.train_seed, bool) or not isinstance(self.train_seed, int)):
+            raise ConfigError(f"StudyRunConfig.train_seed must be an integer or None, got {self.train_seed!r}")
+        if not isinstance(self.train_seeds, tuple) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in self.train_seeds
+        ) or len(set(self.train_seeds)) != len(self.train_seeds):
+            raise ConfigError(f"StudyRunConfig.train_seeds must be a tuple of distinct integers, got {self.train_seeds!r}")
+        if self.train_seeds and (self.family is None or str(self.family) not in PRESETS):
+            raise ConfigError(f"--train-seeds trains a toy preset ({', '.join(PRESETS)}) once per seed; got --family {self.family}")
         if not isinstance(self.scoring, ScoringConfig):
             raise ConfigError(f"StudyRunConfig.scoring must be a ScoringConfig, got {type(self.scoring).__name__}")
         if not isinstance(self.verdict, VerdictConfig):
@@ -92,6 +107,15 @@ class StudyRunConfig:
         assert self.family is not None  # one of the two, checked in __post_init__
         return f"{self.family.name}, task {self.task}"
 
+    @property
+    def scale_title(self) -> str:
+        """The scale axis in words, with its unit."""
+        if self.family is not None and str(self.family) in PRESETS:
+            return "training compute 6ND (FLOPs, log axis)"
+        if self.family is not None and str(self.family) == "real":
+            return "parameters (model cards, log axis)"
+        return "scale (as the family file gives it, log axis)"
+
 
 @dataclass(frozen=True)
 class StudyRunResult:
@@ -102,6 +126,7 @@ class StudyRunResult:
     references: pd.DataFrame | None
     out_dir: Path
     skipped_references: list[str]
+    seeds: SeedsSummary | None = None
 
 
 def packaged_family(family: Path) -> Path:
@@ -158,7 +183,8 @@ def _score_family(config: StudyRunConfig, study: _Study, load: LoadConfig) -> _S
     out = config.out_dir
     members, items, family_file = study.members, study.items, study.family_file
     if study.preset:
-        family = toy_family(load.cache_dir / "toy-family", str(config.family), task=config.task, seed=config.seed)
+        train_seed = config.seed if config.train_seed is None else config.train_seed
+        family = toy_family(load.cache_dir / "toy-family", str(config.family), task=config.task, seed=train_seed)
         members = family.members
         items = family_items(family, config.task, config.n_items, config.seed)
         family_file = out / "family.json"
@@ -185,8 +211,11 @@ def _score_family(config: StudyRunConfig, study: _Study, load: LoadConfig) -> _S
 
 def run_study(config: StudyRunConfig, load: LoadConfig | None = None) -> StudyRunResult:
     """Run one study (see the module docstring for its phases); models load with ``load``, and a
-    toy preset trains into ``load.cache_dir``."""
+    toy preset trains into ``load.cache_dir``. With ``train_seeds``, the result is the first
+    seed's, and the over-seeds summary is in ``seeds.json``."""
     out = check_output_dir(config.out_dir, option="--out-dir")
+    if config.train_seeds:
+        return _run_seeds(config, load)
     if config.outputs is not None:
         scored = _Scored(read_outputs(config.outputs), [], [], None)
     else:
@@ -205,5 +234,21 @@ def run_study(config: StudyRunConfig, load: LoadConfig | None = None) -> StudyRu
         references = reference_curves(score_outputs(scored.references), config.verdict.bootstrap)
         references.to_csv(out / "references.csv", index=False)
     write_report(summary, out / "report.html", title=f"Emergence study: {config.source}", mechanism=scored.mechanism,
-                 references=references)
+                 references=references, scale_title=config.scale_title)
     return StudyRunResult(summary, references, out, scored.skipped)
+
+
+def _run_seeds(config: StudyRunConfig, load: LoadConfig | None) -> StudyRunResult:
+    """Phase 4: one study per training seed, then the verdict over seeds."""
+    _check_study(config)
+    results = {
+        seed: run_study(replace(config, out_dir=config.out_dir / f"seed-{seed}", train_seeds=(), train_seed=seed), load)
+        for seed in config.train_seeds
+    }
+    summary = over_seeds({seed: r.summary for seed, r in results.items()})
+    (config.out_dir / "seeds.json").write_text(json.dumps(summary.to_json(), indent=1), encoding="utf-8")
+    summary.bands.to_csv(config.out_dir / "bands.csv", index=False)
+    write_seeds_report(summary, config.out_dir / "report.html", title=f"Emergence study over seeds: {config.source}",
+                       scale_title=config.scale_title)
+    first = results[config.train_seeds[0]]
+    return StudyRunResult(first.summary, first.references, config.out_dir, first.skipped_references, summary)

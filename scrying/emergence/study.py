@@ -73,6 +73,7 @@ def records_of(member: Member, scored: list[ScoredItem]) -> list[OutputRecord]:
             model=member.model, scale=member.scale, item=s.item, target=s.target, output=s.output,
             target_logprobs=tuple(s.target_logprobs), label=member.label, choices=s.choice_logprobs,
             target_tokens=tuple(s.target_tokens), output_tokens=tuple(s.output_tokens),
+            samples=None if s.samples is None else tuple(s.samples),
         )
         for s in scored
     ]
@@ -104,7 +105,7 @@ def run_family(
 
 def study_settings(family: Path, task: str, n_items: int, seed: int, config: ScoringConfig) -> dict[str, Any]:
     task_path = Path(task)
-    return {
+    settings = {
         "family_sha256": file_digest(family),
         "task": task,
         "task_sha256": file_digest(task_path) if task_path.is_file() else None,
@@ -113,3 +114,6 @@ def study_settings(family: Path, task: str, n_items: int, seed: int, config: Sco
         "max_new_tokens": config.max_new_tokens,
         "text_only": config.text_only,
     }
+    if config.samples:  # absent when greedy only, so journals written before sampling existed still resume
+        settings |= {"samples": config.samples, "sample_seed": config.sample_seed}
+    return settings
