@@ -12,6 +12,7 @@ from scrying.attribution.graph import Graph
 from scrying.attribution.hops import (
     ReadTokens,
     ablate_neurons,
+    bridge_nodes,
     logit_lens,
     residual_streams,
     shortcut_share,
@@ -135,3 +136,24 @@ def test_shortcut_share_on_a_graph_with_known_paths():
     assert share["direct_to_answer"] == pytest.approx(0.25)
     with pytest.raises(InvalidInputError, match="position 5 is outside"):
         shortcut_share(graph, 5, [])
+
+
+def test_bridge_nodes_write_what_the_output_row_reads_out(model):
+    """``writes`` is activation × (the demeaned logit of the neuron's output row through the final
+    norm's gain and the unembedding), computed here from the HF modules' weights by hand."""
+    from scrying.attribution import FeatureGraphConfig, build_neuron_graph
+
+    graph = build_neuron_graph(model, PROMPT, config=FeatureGraphConfig(max_feature_nodes=12))
+    table = bridge_nodes(model, graph, READ.bridge, positions=[-1, 2], answer=READ.answer)
+    n_pos = len(graph.prompt_tokens)
+    assert len(table) == sum(1 for n in graph.nodes if n.kind == "feature" and n.pos in (n_pos - 1, 2)) > 0
+    assert table.writes.is_monotonic_decreasing
+    gain = model.ln_final.original_component.weight.double()
+    unembed = model.unembed.original_component.weight.double()
+    ids = READ.ids(model)
+    for row in table.itertuples():
+        w_out = model.blocks[row.layer].mlp.out.original_component.weight[:, row.neuron].double()
+        logits = unembed @ (gain * w_out)
+        for column, tid in (("writes", ids["bridge"]), ("writes_answer", ids["answer"])):
+            expected = row.activation * float(logits[tid] - logits.mean())
+            assert getattr(row, column) == pytest.approx(expected, rel=1e-6)  # node activations are float32

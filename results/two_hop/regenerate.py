@@ -68,9 +68,10 @@ def run(out: Path, graph_path: Path = GRAPH) -> dict:
     clean = ablate_neurons(model, PROMPT, [], READ)
 
     lens = logit_lens(model, PROMPT, [" Texas", " TX", " Austin", " Sacramento"], positions=[city, last])
-    writers = bridge_nodes(model, graph, READ.bridge, positions=[city, last])
+    writers = bridge_nodes(model, graph, READ.bridge, positions=[city, last], answer=READ.answer)
     promoting = writers[writers.writes > 0]
 
+    logging.getLogger(__name__).info("lens and bridge nodes done; suppression")
     suppression = []
     gen = torch.Generator().manual_seed(0)
     for k in KS:
@@ -94,6 +95,7 @@ def run(out: Path, graph_path: Path = GRAPH) -> dict:
                 **{f"control_p_{n}_max": max(c[n] for c in controls) for n in result},
             })
 
+    logging.getLogger(__name__).info("suppression done; steering")
     direction = state_direction(model, TEMPLATE, CALIFORNIA, TEXAS)
     layers = list(range(model.cfg.n_layers))
     steering = [steer(model, PROMPT, direction, READ, pos=pos, layers=layers) for pos in (city, last)]
@@ -149,6 +151,10 @@ def summary(results: dict) -> str:
     for row in results["steering"]:
         lines.append(f"| {row['layer']} | {row['pos']} | {row['p_answer']:.3f} | {row['p_alternative']:.3f} | "
                      f"{row['p_bridge']:.4f} | {row['top']!r} |")
+    lines += ["", "## The top Texas writers (graph nodes at ' Dallas' and the last position)", "",
+              "| node | layer | pos | writes Texas | writes Austin | influence |", "|---|---|---|---|---|---|"]
+    for row in results["bridge_nodes"][:20]:
+        lines.append(f"| {row['node_id']} | {row['layer']} | {row['pos']} | {row['writes']:.2f} | {row['writes_answer']:.2f} | {row['influence']:.4f} |")
     s = results["shortcut"]
     lines += ["", "## Shortcut", "",
               f"Influence of the ' Dallas' position on ' Austin' in the graph: {s['total']:.4f}; through the top "

@@ -110,27 +110,35 @@ def logit_lens(model: Model, prompt: str, tokens: Sequence[str], positions: Sequ
 
 
 @torch.no_grad()
-def bridge_nodes(model: Model, graph: Graph, bridge: str, positions: Sequence[int]) -> pd.DataFrame:
+def bridge_nodes(
+    model: Model, graph: Graph, bridge: str, positions: Sequence[int], *, answer: str | None = None
+) -> pd.DataFrame:
     """The graph's neuron nodes at ``positions``, each with ``writes``: its activation times the
     demeaned direct-logit weight of its output row on ``bridge`` (what it writes towards that
-    token, up to the positive norm scales), sorted from the most promoting."""
+    token, up to the positive norm scales), sorted from the most promoting; with ``answer``,
+    ``writes_answer`` the same for the answer token, so a node that writes the answer at least
+    as much as the bridge can be told apart from one that stands for the bridge."""
     tid = single_token(model, bridge, what="bridge token")
+    aid = single_token(model, answer, what="answer token") if answer is not None else None
     wanted = {p % len(graph.prompt_tokens) for p in positions}
     rows = []
     for node in graph.nodes:
         if node.kind != "feature" or node.pos not in wanted:
             continue
-        w_out = _neuron_output_rows(model, node.layer, [node.feature])
-        direct = mlp_output_logits(model, node.layer, w_out)[0].double()
-        rows.append({
+        direct = mlp_output_logits(model, node.layer, _neuron_output_rows(model, node.layer, [node.feature]))[0].double()
+        activation = float(node.activation or 0.0)
+        row = {
             "node_id": node.node_id,
             "layer": node.layer,
             "pos": node.pos,
             "neuron": node.feature,
-            "activation": float(node.activation or 0.0),
-            "writes": float((node.activation or 0.0) * (direct[tid] - direct.mean())),
+            "activation": activation,
+            "writes": float(activation * (direct[tid] - direct.mean())),
             "influence": node.influence,
-        })
+        }
+        if aid is not None:
+            row["writes_answer"] = float(activation * (direct[aid] - direct.mean()))
+        rows.append(row)
     return pd.DataFrame(rows).sort_values("writes", ascending=False, ignore_index=True)
 
 
