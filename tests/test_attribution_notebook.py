@@ -18,4 +18,4 @@ def test_attribution_notebook_runs(monkeypatch):
     assert "replacement score" in text and "Spearman predicted vs measured" in text
     assert "EAP-IG vs exact patching" in text
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(figures) == 3  # neuron graph, transcoder-feature graph, circuit
+    assert len(figures) == 4  # neuron graph, Qwen two-hop graph (stored), transcoder-feature graph, circuit
