@@ -49,6 +49,29 @@ def _x_labels(graph: Graph) -> list[str]:
     return list(graph.metadata.get("x_labels") or graph.prompt_tokens)
 
 
+def most_influential(graph: Graph, *, kinds: tuple[str, ...] = ("feature",), k: int | None = None) -> list[Node]:
+    """The graph's nodes of ``kinds`` in order of influence on the outputs, most influential
+    first (the first ``k``; ``None``: all): what a table or a notebook lists as "top".
+
+    ``Node.influence`` (and the graph JSON's ``influence``, circuit-tracer's field) is the
+    *cumulative* influence fraction at the node's rank, so **lower is more influential**: sorting
+    by ``-influence`` lists the least influential first. This orders by it ascending when every
+    listed node has one (a pruned graph: the ranks of the full graph it was pruned from), and
+    otherwise by the node's own influence computed on ``graph``
+    (:func:`scrying.attribution.influence.node_influence`), descending; ties keep node order.
+    The page's viewer ranks, labels and reports nodes by the same cumulative fraction.
+    """
+    from scrying.attribution.influence import node_influence
+
+    members = [i for i, n in enumerate(graph.nodes) if n.kind in kinds]
+    if all(graph.nodes[i].influence is not None for i in members):
+        order = sorted(members, key=lambda i: (graph.nodes[i].influence, i))
+    else:
+        scores = node_influence(graph).tolist()
+        order = sorted(members, key=lambda i: (-scores[i], i))
+    return [graph.nodes[i] for i in order[:k]]
+
+
 def _hover(node) -> str:
     lines = [f"<b>{escape(node.label or node.node_id)}</b>", f"id: {escape(node.node_id)}", f"kind: {node.kind}"]
     if node.activation is not None:

@@ -7,7 +7,9 @@ Phases of :func:`over_seeds`:
    report, :func:`scrying.emergence.run.run_study`), on the same items.
 2. **Over seeds**: the verdict over seeds is the verdict every seed gives; when seeds disagree it
    is ``inconclusive``, and the counts say how they split. The finding names the agreement and
-   quotes the first seed's sentence.
+   quotes the first seed's sentence; when seeds disagree it says what they share instead: where
+   exact match and per-token probability rise in each, and in how many seeds the smooth
+   prediction reproduces exact match (the mirage test).
 3. **Bands**: per metric and scale, the mean over seeds of the per-seed means and the band from
    the lowest to the highest seed (a family's scale, ``6 N D``, is the same for every seed).
 """
@@ -24,7 +26,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from scrying.emergence.verdict import EmergenceSummary
+from scrying.emergence.verdict import EmergenceSummary, jump_span
 from scrying.html_pages import escape, write_report_page
 
 BAND_METRICS = ("exact_match", "per_token_probability", "per_token_accuracy", "sampled_exact_match")
@@ -52,7 +54,7 @@ def over_seeds(seeds: dict[int, EmergenceSummary]) -> SeedsSummary:
     else:
         verdict = "inconclusive"
         split = ", ".join(f"{n} {v}" for v, n in counts.most_common())
-        finding = f"The seeds disagree ({split}). Seed {next(iter(seeds))}: {first.finding}"
+        finding = f"The seeds disagree ({split}). {_agreement(seeds)}"
     curves = pd.concat([s.curves.assign(seed=seed) for seed, s in seeds.items()])
     curves = curves[curves.metric.isin(BAND_METRICS)]
     bands = (curves.groupby(["metric", "scale"])
@@ -60,6 +62,26 @@ def over_seeds(seeds: dict[int, EmergenceSummary]) -> SeedsSummary:
                   n_seeds=("seed", "nunique"))
              .reset_index())
     return SeedsSummary(verdict, finding, seeds, bands)
+
+
+def _agreement(seeds: dict[int, EmergenceSummary]) -> str:
+    """What the disagreeing seeds still share: where exact match and per-token probability rise
+    in each, and in how many a smooth fit of the per-token metric reproduces exact match (the
+    mirage test)."""
+    spans, together, reproduced, tested = [], 0, 0, 0
+    for seed, summary in seeds.items():
+        em = jump_span(summary.curves, "exact_match")
+        p = jump_span(summary.curves, "per_token_probability")
+        spans.append(f"seed {seed}: {em[0]} to {em[1]}" if em else f"seed {seed}: no rise")
+        together += bool(em and p)
+        if summary.prediction is not None and summary.prediction.smooth_reproduces is not None:
+            tested += 1
+            reproduced += bool(summary.prediction.smooth_reproduces)
+    n = len(seeds)
+    mirage = (f"a smooth fit of the per-token metric, raised to the target's length, reproduces exact match in "
+              f"{reproduced} of {tested} seeds" + (" (no seed shows a mirage)" if tested and not reproduced else ""))
+    return (f"Exact match rises ({'; '.join(spans)}), per-token probability rises with it in {together} of {n} "
+            f"seeds, and {mirage}; whether the rise is sudden enough to count as a jump differs by seed.")
 
 
 def seeds_figure(summary: SeedsSummary, *, scale_title: str = "scale (log axis)") -> go.Figure:

@@ -22,7 +22,8 @@ from typing import Any
 from scrying.errors import ConfigError
 from scrying.html_pages import escape, json_for_script
 from scrying.viewer.report import scores_html, validation_html
-from scrying.viewer.schema import check_graph, check_validation
+from scrying.viewer.schema import check_graph, check_validation, is_number
+from scrying.viewer.summary import node_checks, summarise
 from scrying.viewer.state import ViewState
 
 logger = logging.getLogger(__name__)
@@ -40,16 +41,28 @@ class PageConfig:
     node_threshold: float | None = None
     edge_threshold: float | None = None
     shared_assets: bool = False
+    #: With neither threshold given, a feature graph opens at the first of :data:`OPENING_STEPS`
+    #: that shows at least this many feature nodes (or all of them), so that a graph whose error
+    #: nodes carry most influence still opens with features in view.
+    min_features: int = 10
 
     def __post_init__(self) -> None:
         for name in ("node_threshold", "edge_threshold"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"PageConfig.{name} must be in [0, 1] or None, got {value}")
+        if self.min_features < 0:
+            raise ConfigError(f"PageConfig.min_features must be >= 0, got {self.min_features}")
 
 
 #: Opening thresholds when none are given: (node, edge) for feature graphs, component graphs.
 DEFAULT_THRESHOLDS = {"features": (0.6, 0.85), "components": (1.0, 1.0)}
+#: (node, edge) thresholds a feature graph's page tries in order when it opens (the first is
+#: :data:`DEFAULT_THRESHOLDS`'s), adding detail until ``PageConfig.min_features`` features show.
+OPENING_STEPS = tuple((round(0.6 + 0.05 * k, 2), 0.85) for k in range(9)) + ((1.0, 0.9), (1.0, 0.95), (1.0, 0.98), (1.0, 1.0))
+#: The node kinds, their colours (as ``assets/viewer.js`` draws them) and their names in the legend.
+KINDS = (("embedding", "#7f7f7f", "token"), ("feature", "#2ca02c", "feature"), ("error", "#bcbd22", "error"),
+         ("component", "#9467bd", "component"), ("logit", "#d62728", "output"))
 
 
 def asset(name: str) -> str:
@@ -90,16 +103,36 @@ def _outputs_html(data: dict[str, Any]) -> str:
 
 
 def _legend(data: dict[str, Any]) -> str:
-    """Node colours, and what an edge's sign means at this level: a direct effect in a feature
-    graph, the metric's change when that edge alone is corrupted in a component (EAP-IG) graph."""
-    signs = (("corrupting it raises the metric", "corrupting it lowers the metric (it carries the answer)")
+    """The colours of the node kinds this graph has, and what an edge's colour means: on every
+    page blue helps and red works against. In a feature graph that is the sign of the direct
+    effect; in a component (EAP-IG) graph an edge's score is the metric's change when that edge
+    alone is corrupted, so the viewer draws a negative score (corrupting it lowers the metric:
+    the edge helps the answer) blue."""
+    own = data.get("scrying") or {}
+    present = {m.get("kind") for m in own.get("nodes") or []} or {"embedding", "feature", "error", "logit"}
+    signs = (("helps the answer (corrupting it lowers the metric)", "works against it (corrupting it raises the metric)")
              if _is_components(data) else ("excites", "inhibits"))
+    kinds = "".join(f"<i style='background:{color}'></i>{name}" for kind, color, name in KINDS if kind in present)
     return (
-        "<span class='legend'><i style='background:#7f7f7f'></i>token<i style='background:#2ca02c'></i>feature"
-        "<i style='background:#bcbd22'></i>error<i style='background:#9467bd'></i>component"
-        f"<i style='background:#d62728'></i>output<b style='background:#1f77b4'></b>{signs[0]}"
+        f"<span class='legend'>{kinds}<b style='background:#1f77b4'></b>{signs[0]}"
         f"<b style='background:#d62728'></b>{signs[1]} · size: influence</span>"
     )
+
+
+def _pruned_note(data: dict[str, Any]) -> str:
+    """What the sliders start from: the embedded graph, already pruned when it was traced."""
+    meta = (data.get("scrying") or {}).get("metadata") or {}
+    kept = len(data["nodes"])
+    if _is_components(data):
+        rule = (meta.get("circuit") or {}).get("rule")
+        how = f" ({rule})" if rule else ""
+        return (f"The embedded circuit is already selected{how}: {kept} of {meta['pruned_from']} nodes. "
+                "The sliders prune it further, never back." if meta.get("pruned_from") else "")
+    if not meta.get("pruned_from"):
+        return ""
+    at = f" at node threshold {meta['node_threshold']:g}" if is_number(meta.get("node_threshold")) else ""
+    return (f"The embedded graph is already pruned: {kept} of {meta['pruned_from']} nodes kept{at} when it was traced. "
+            "The sliders prune it further (1.0 shows all of it), never back to the full graph.")
 
 
 def _embedded(data: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +165,10 @@ def render_page(
     edge_threshold = config.edge_threshold if config.edge_threshold is not None else defaults[1]
     if state is None and data.get("qParams"):
         state = ViewState.from_qparams(data["qParams"])
-    view = {"node_threshold": node_threshold, "edge_threshold": edge_threshold, "state": state.to_qparams() if state else None}
+    view: dict[str, Any] = {"node_threshold": node_threshold, "edge_threshold": edge_threshold, "state": state.to_qparams() if state else None}
+    if config.node_threshold is None and config.edge_threshold is None and not _is_components(data):
+        view.update(open_steps=[list(step) for step in OPENING_STEPS], min_features=config.min_features)
+    note = _pruned_note(data)
     prompt = data["metadata"].get("prompt", "")
     facts: dict[str, Any] = {
         "model": own.get("model") or data["metadata"].get("scan", ""),
@@ -146,6 +182,8 @@ def render_page(
         facts["corrupted prompt"] = meta["corrupt_prompt"]
     facts.update(summary or {})
     validation = validation if validation is not None else meta.get("validation")
+    checks = node_checks(validation)
+    sentence = summarise(data, validation).sentence
     if config.shared_assets:
         style, script = f"<link rel='stylesheet' href='{ASSET_FILES[1]}'>", f"<script src='{ASSET_FILES[0]}'></script>"
     else:
@@ -155,7 +193,8 @@ def render_page(
         f"<title>scrying: {escape(prompt)}</title>{style}</head><body>"
         f"<header><h1>{escape(prompt)}</h1>"
         f"<p class='facts'>{escape(facts['model'])} · {escape(facts['level'])} · {facts['nodes']} nodes, "
-        f"{facts['edges']} edges embedded</p>{_outputs_html(data)}</header>"
+        f"{facts['edges']} edges embedded</p>{_outputs_html(data)}"
+        f"<p class='summary' id='summary'>{escape(sentence)}</p></header>"
         "<div id='controls'>"
         "<label>node threshold <input type='range' id='node-threshold' min='0' max='1' step='0.01'> "
         "<output id='node-threshold-value'></output></label>"
@@ -163,8 +202,13 @@ def render_page(
         "<output id='edge-threshold-value'></output></label>"
         "<span id='counts'></span>"
         f"{_legend(data)}"
-        "<button id='export-state' type='button'>Export state (JSON)</button>"
-        "<button id='clear-pins' type='button'>Clear pins</button></div>"
+        + ("<label class='shade'><input type='checkbox' id='shade-agreement'> shade validated nodes by agreement of graph and "
+           "real model (<i class='agree'></i>same sign, within 2× <i class='size'></i>same sign, size off "
+           "<i class='opposite'></i>opposite sign)</label>" if checks else "")
+        + "<button id='export-state' type='button'>Export state (JSON)</button>"
+        "<button id='clear-pins' type='button'>Clear pins</button>"
+        + (f"<p class='pruned-note' id='pruned-note'>{escape(note)}</p>" if note else "")
+        + "</div>"
         "<main><section id='graph-panel'><div id='graph'><canvas id='edges'></canvas>"
         "<svg id='graph-svg' xmlns='http://www.w3.org/2000/svg'></svg></div></section>"
         "<aside id='side'><div id='node-info'></div></aside></main>"
@@ -178,7 +222,8 @@ def render_page(
         + "<div id='tooltip' hidden></div>"
         f"<script type='application/json' id='scrying-graph'>{json_for_script(_embedded(data))}</script>"
         f"<script type='application/json' id='scrying-view'>{json_for_script(view)}</script>"
-        f"{script}</body></html>"
+        + (f"<script type='application/json' id='scrying-checks'>{json_for_script(checks)}</script>" if checks else "")
+        + f"{script}</body></html>"
     )
 
 

@@ -34,9 +34,13 @@ MEANINGS = {
 }
 
 
+#: What a page shows for a missing value (never "undefined").
+MISSING = "— (not computed for this graph)"
+
+
 def _fmt(value: Any) -> str:
     if value is None:
-        return "undefined"
+        return MISSING
     if isinstance(value, float):
         return f"{value:.4g}"
     return escape(value)
@@ -63,7 +67,7 @@ def scores_html(scores: dict[str, int | float | None], facts: dict[str, Any]) ->
 
 def _estimate(value: int | float | None, ci: list[int | float | None] | None) -> str:
     if value is None:
-        return "undefined"
+        return MISSING
     low, high = ci or (None, None)
     return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
 
@@ -118,7 +122,7 @@ def validation_html(validation: dict[str, Any]) -> str:
                 "n": len(report["rows"]),
                 "Spearman": _estimate(report["spearman"], report.get("spearman_ci")),
                 "Pearson": _estimate(report["pearson"], report.get("pearson_ci")),
-                "slope": "undefined" if report["slope"] is None else f"{report['slope']:.3f}",
+                "slope": MISSING if report["slope"] is None else f"{report['slope']:.3f}",
             }
         )
         methods.setdefault(report["method"], []).append(name)
@@ -129,7 +133,7 @@ def validation_html(validation: dict[str, Any]) -> str:
         "<section class='report' id='validation'><h2>Validation by intervention</h2>"
         f"<p>Target: {escape(headline['target'])}. Headline comparison: <b>{escape(validation['headline'])}</b> "
         f"(Spearman {_estimate(headline['spearman'], headline.get('spearman_ci'))}, slope "
-        f"{'undefined' if headline['slope'] is None else format(headline['slope'], '.3f')}).</p>"
+        f"{MISSING if headline['slope'] is None else format(headline['slope'], '.3f')}).</p>"
         "<div class='columns'>"
         f"<div>{scatter_svg(headline['rows'])}<p>Each dot is one intervention; on the dashed line the graph "
         "predicted exactly what was measured.</p></div>"

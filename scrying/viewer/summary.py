@@ -94,9 +94,13 @@ def _estimate(report: dict[str, Any] | None) -> Estimate | None:
     return Estimate(float(report["spearman"]), None if low is None else float(low), None if high is None else float(high))
 
 
-def validation_pair(data: dict[str, Any]) -> tuple[Estimate | None, Estimate | None]:
+def stored_validation(data: dict[str, Any]) -> dict[str, Any]:
+    """The validation a graph JSON stores (``scrying.metadata.validation``; ``{}``: none)."""
+    return ((data.get("scrying") or {}).get("metadata") or {}).get("validation") or {}
+
+
+def validation_pair(validation: dict[str, Any]) -> tuple[Estimate | None, Estimate | None]:
     """(graph vs real, activation x gradient vs real) at the headline's scale (phase 2)."""
-    validation = ((data.get("scrying") or {}).get("metadata") or {}).get("validation") or {}
     reports = validation.get("reports") or {}
     headline = reports.get(validation.get("headline")) or {}
     if "scale" not in headline:
@@ -116,9 +120,8 @@ def _target(data: dict[str, Any]) -> str:
     return f"{token} ({100 * float(node.get('token_prob') or 0.0):.0f}%)"
 
 
-def _components_summary(data: dict[str, Any]) -> Summary:
+def _components_summary(data: dict[str, Any], validation: dict[str, Any]) -> Summary:
     meta = (data.get("scrying") or {}).get("metadata") or {}
-    validation = meta.get("validation") or {}
     headline = (validation.get("reports") or {}).get(validation.get("headline"))
     recovered = (meta.get("scores") or {}).get("circuit_recovers")
     first = (f"The circuit's edges keep {100 * recovered:.0f}% of the change {meta.get('metric', 'the metric')} makes "
@@ -130,11 +133,13 @@ def _components_summary(data: dict[str, Any]) -> Summary:
     return Summary(first + check + ".", first + ".", None, None, None)
 
 
-def summarise(data: dict[str, Any]) -> Summary:
+def summarise(data: dict[str, Any], validation: dict[str, Any] | None = None) -> Summary:
     """The page's sentence and the gallery's finding for graph JSON ``data`` (checked by
-    :func:`scrying.viewer.schema.check_graph`); see the module docstring."""
+    :func:`scrying.viewer.schema.check_graph`) and its ``validation`` (default: the one it
+    stores); see the module docstring."""
+    validation = validation if validation is not None else stored_validation(data)
     if any(m.get("kind") == "component" for m in _own_nodes(data)):
-        return _components_summary(data)
+        return _components_summary(data, validation)
     scores = node_influence(data)
     tokens = list(((data.get("scrying") or {}).get("prompt_tokens")) or data["metadata"].get("prompt_tokens") or [])
     by_token: dict[int, float] = {}
@@ -161,7 +166,7 @@ def summarise(data: dict[str, Any]) -> Summary:
         )
         first = (f"Of the influence reaching {target} in this graph, {100 * error_share:.0f}% starts at error nodes "
                  f"(what the graph's nodes leave unexplained), the rest at the prompt's tokens, most at {names}")
-    graph, baseline = validation_pair(data)
+    graph, baseline = validation_pair(validation)
     if graph is None:
         check = "not validated against the real model"
     else:
@@ -172,11 +177,12 @@ def summarise(data: dict[str, Any]) -> Summary:
     return Summary(f"{first}. Checked by intervention: {check}.", f"{first}.", graph, baseline, error_share)
 
 
-def node_checks(data: dict[str, Any]) -> dict[str, Any] | None:
-    """Each validated node's three numbers, from the headline report's rows: ``{"report": name,
-    "target": what changes, "rows": {node_id: [graph, frozen model, real model]}}`` (``None`` when
-    the rows are not per node, as in a component graph's per-edge check)."""
-    validation = ((data.get("scrying") or {}).get("metadata") or {}).get("validation") or {}
+def node_checks(validation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Each validated node's three numbers, from the headline report's rows of ``validation``
+    (``GraphValidation.to_json``): ``{"report": name, "target": what changes, "rows": {node_id:
+    [graph, frozen model, real model]}}`` (``None`` when there is none or its rows are not per
+    node, as in a component graph's per-edge check)."""
+    validation = validation or {}
     name = validation.get("headline")
     report = (validation.get("reports") or {}).get(name) or {}
     rows = {

@@ -19,7 +19,7 @@
     if (text !== undefined) e.textContent = text;
     return e;
   }
-  function fmt(x, digits) { return x === null || x === undefined ? '-' : (+x).toPrecision(digits || 3); }
+  function fmt(x, digits) { return x === null || x === undefined ? '\u2014' : (+x).toPrecision(digits || 3); }
 
   // ---- 1. the graph -------------------------------------------------------------------------
   var data = JSON.parse($('scrying-graph').textContent);
@@ -35,7 +35,7 @@
       i: i, id: d.node_id, kind: kind, layer: layer, column: column, pos: d.ctx_idx,
       label: (s && s.label) || d.clerp || d.node_id, activation: d.activation,
       storedInfluence: s ? s.influence : d.influence, prob: d.token_prob || 0, isTarget: !!d.is_target_logit,
-      details: s ? s.details : '', index: s ? s.feature : d.feature, card: (s && s.card) || null,
+      details: s ? s.details : '', index: s ? s.feature : d.feature,
       summed: !!(s && s.pos < 0)
     };
   });
@@ -197,7 +197,8 @@
     return true;
   }
   applyQParams(view.state);
-  if (!readFragment() && !view.state && view.open_steps) openWhereFeaturesShow();
+  var chosen = view.state && view.state.pruningThreshold !== undefined && view.state.pruningThreshold !== null;
+  if (!readFragment() && !chosen && view.open_steps) openWhereFeaturesShow();
   function openWhereFeaturesShow() {  // the first step of the page's opening thresholds that shows features
     var total = nodes.filter(function (n) { return n.kind === 'feature'; }).length, want = Math.min(view.min_features, total);
     for (var k = 0; k < view.open_steps.length; k++) {
@@ -302,18 +303,25 @@
       }
     });
   }
-  // Labels on the most influential nodes, so the page reads without hovering: each tries a few
-  // places around its dot and takes the first that overlaps no label or labelled dot; none free:
-  // no label (the tooltip still has it).
-  var LABELS = 12;
+  // Labels on the most influential nodes, so the page reads without hovering: the LABELS most
+  // influential features (or components) and the ERROR_LABELS most influential error nodes, each
+  // at the first of a few places around its dot that overlaps no label or labelled dot (none free:
+  // no label; the tooltip still has it).
+  var LABELS = 10, ERROR_LABELS = 3;
   function shortLabel(n) {
-    var text = n.kind === 'feature' && basis === 'transcoders' ? 'L' + n.layer + ' #' + n.index + ' ' + n.label : n.label;
+    var text = n.kind === 'error' ? cliId(n)
+      : (n.kind === 'feature' && basis === 'transcoders' ? 'L' + n.layer + ' #' + n.index + ' ' + n.label : n.label);
     return text.length > 36 ? text.slice(0, 35) + '\u2026' : text;
+  }
+  function labelled() {
+    var byInfluence = function (a, b) { return pruned.influence[b.i] - pruned.influence[a.i] || a.i - b.i; };
+    var shown = nodes.filter(function (n) { return pruned.nodes[n.i]; }).sort(byInfluence);
+    var inner = shown.filter(function (n) { return n.kind === 'feature' || n.kind === 'component'; }).slice(0, LABELS);
+    return inner.concat(shown.filter(function (n) { return n.kind === 'error'; }).slice(0, ERROR_LABELS)).sort(byInfluence);
   }
   function overlaps(a, b) { return a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1; }
   function drawLabels(group) {
-    var ranked = nodes.filter(function (n) { return pruned.nodes[n.i] && n.kind !== 'logit' && n.kind !== 'embedding'; })
-      .sort(function (a, b) { return pruned.influence[b.i] - pruned.influence[a.i] || a.i - b.i; }).slice(0, LABELS);
+    var ranked = labelled();
     var taken = ranked.map(function (n) {
       var x = layout.x[n.i], y = layout.y[n.i], r = layout.r[n.i];
       return {x0: x - r, x1: x + r, y0: y - r, y1: y + r, owner: n.id};
@@ -435,7 +443,6 @@
     }
     var check = checkOf(clicked);
     if (check) panel.appendChild(checkLine(check, 'node-check'));
-    if (clicked.card) panel.appendChild(cardOf(clicked.card));
     var pin = el('button', {id: 'pin-button'}, state.pinnedIds.indexOf(clicked.id) >= 0 ? 'Unpin' : 'Pin to subgraph');
     pin.addEventListener('click', function () { togglePin(clicked.id); });
     panel.appendChild(pin);
@@ -503,29 +510,6 @@
   }
   if ($('shade-agreement')) $('shade-agreement').addEventListener('change', shadeAgreement);
 
-  // ---- 6c. a feature's card: top-activating contexts (the activating token marked), tokens ------
-  function cardOf(card) {
-    var box = el('div', {'class': 'card', id: 'node-card'});
-    if (card.contexts && card.contexts.length) {
-      box.appendChild(el('h4', {}, 'Top-activating contexts'));
-      var list = el('ol', {'class': 'contexts'});
-      card.contexts.forEach(function (c) {
-        var li = el('li');
-        li.appendChild(el('span', {'class': 'ctx-before'}, c.before));
-        li.appendChild(el('mark', {}, c.token));
-        li.appendChild(el('span', {'class': 'ctx-act'}, '  ' + fmt(c.activation)));
-        list.appendChild(li);
-      });
-      box.appendChild(list);
-    }
-    [['promoted', 'Promotes'], ['suppressed', 'Suppresses']].forEach(function (pair) {
-      if (!card[pair[0]] || !card[pair[0]].length) return;
-      var p = el('p', {'class': 'tokens ' + pair[0]}, pair[1] + ': ');
-      card[pair[0]].forEach(function (t) { p.appendChild(el('code', {}, t)); p.appendChild(document.createTextNode(' ')); });
-      box.appendChild(p);
-    });
-    return box;
-  }
   function click(id) {
     state.clickedId = state.clickedId === id ? '' : id;
     drawEdges();
@@ -697,6 +681,7 @@
     setThresholds: function (nodeThreshold, edgeThreshold) {
       state.pruningThreshold = nodeThreshold; state.edgeThreshold = edgeThreshold; draw();
     },
+    labelledIds: function () { return labelled().map(function (n) { return n.id; }); },
     nodePosition: function (id) { return [layout.x[byId[id].i], layout.y[byId[id].i]]; }
   };
   draw();

@@ -1,0 +1,181 @@
+"""A graph page read without hovering, in headless Chromium: labels sit on the most influential
+nodes (the ones Python ranks first) without overlapping, a feature's id and its `scrying intervene`
+command are the ones the CLI parses, a validated node shows the three numbers of the graph JSON,
+the page opens with features in view, says in one sentence what the validation says, and a
+component page draws the edge that helps the answer blue, as every other page does."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from scrying.attribution import Graph
+from scrying.attribution.influence import PruneConfig, node_influence, prune
+from scrying.cli.main import build_parser
+from scrying.cli.transcoders import _edits
+from scrying.transcoders.intervene import FeatureEdit
+from scrying.viewer import PageConfig, write_page
+from scrying.viewer.summary import summarise
+from tests.test_viewer_browser import _click, browser, console, open_page  # noqa: F401 (browser: a fixture)
+
+GALLERY = Path(__file__).resolve().parents[1] / "graphs" / "gallery"
+FEATURES = GALLERY / "ioi-features.json"
+
+
+def opened(browser, tmp_path, name: str, config: PageConfig | None = None):
+    data = json.loads((GALLERY / f"{name}.json").read_text())
+    open_page(browser, write_page(data, tmp_path / f"{name}.html", config))
+    return data
+
+
+def shown_by_python(graph: Graph, browser) -> set[str]:
+    """The node ids Python's pruning keeps at the page's current thresholds."""
+    q = browser.execute_script("return scryingViewer.qParams()")
+    result = prune(graph, PruneConfig(node_threshold=q["pruningThreshold"], edge_threshold=q["edgeThreshold"]))
+    ids = graph.schema_ids()
+    return {ids[i] for i in result.node_mask.nonzero().flatten().tolist()}
+
+
+def test_labels_sit_on_the_most_influential_nodes_without_overlapping(browser, tmp_path):
+    opened(browser, tmp_path, "ioi-features")
+    graph = Graph.read_json(FEATURES)
+    shown = shown_by_python(graph, browser)
+    scores = node_influence(graph)  # the embedded graph's own scores, as the sliders use them
+    ids = graph.schema_ids()
+    ranked = sorted((i for i in range(len(ids)) if ids[i] in shown), key=lambda i: (-float(scores[i]), i))
+    features = [ids[i] for i in ranked if graph.nodes[i].kind == "feature"][:10]
+    errors = [ids[i] for i in ranked if graph.nodes[i].kind == "error"][:3]
+    assert set(browser.execute_script("return scryingViewer.labelledIds()")) == set(features + errors)
+    labels = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#labels text'), t => { const b = t.getBBox();"
+        " return [t.dataset.for, t.textContent, b.x, b.y, b.width, b.height, getComputedStyle(t).visibility]; })")
+    assert len(labels) >= 9  # most of the 13 find a free place
+    assert {label[0] for label in labels} <= set(features + errors)
+    assert all(visibility == "visible" and w > 20 for *_, w, h, visibility in labels)
+    for a in range(len(labels)):  # no two overlap
+        for b in range(a + 1, len(labels)):
+            (_, _, xa, ya, wa, ha, _), (_, _, xb, yb, wb, hb, _) = labels[a], labels[b]
+            assert xa + wa <= xb or xb + wb <= xa or ya + ha <= yb or yb + hb <= ya, (labels[a], labels[b])
+    by_id = {n.node_id: n for n in graph.nodes}
+    top = by_id[features[0]] if features[0] in by_id else next(n for n, i in zip(graph.nodes, ids, strict=True) if i == features[0])
+    texts = {label[0]: label[1] for label in labels}
+    if features[0] in texts:
+        assert texts[features[0]].startswith(f"L{top.layer} #{top.feature} ")
+    assert console(browser) == []
+
+
+def test_a_transcoder_graph_opens_with_features_in_view(browser, tmp_path):
+    opened(browser, tmp_path, "ioi-features")
+    graph = Graph.read_json(FEATURES)
+    shown = shown_by_python(graph, browser)
+    drawn = browser.execute_script("return scryingViewer.visibleNodeIds()")
+    assert sorted(drawn) == sorted(shown)  # the opening thresholds prune as Python does
+    kinds = dict(zip(graph.schema_ids(), (n.kind for n in graph.nodes), strict=True))
+    assert sum(kinds[i] == "feature" for i in drawn) >= 10
+    q = browser.execute_script("return scryingViewer.qParams()")
+    smaller = prune(graph, PruneConfig(node_threshold=round(q["pruningThreshold"] - 0.05, 2), edge_threshold=q["edgeThreshold"]))
+    fewer = sum(1 for i, n in enumerate(graph.nodes) if n.kind == "feature" and smaller.node_mask[i])
+    assert fewer < 10  # the first step that shows ten, not more than needed
+    note = browser.execute_script("return document.getElementById('pruned-note').textContent")
+    assert "already pruned" in note and f"{len(graph.nodes)} of 490 nodes" in note
+
+
+def test_a_click_on_a_feature_shows_its_id_and_a_command_the_cli_parses(browser, tmp_path):
+    data = opened(browser, tmp_path, "ioi-features")
+    node = next(n for n in Graph.read_json(FEATURES).nodes if n.node_id == "11_1712_14")
+    _click(browser, "11_1712_14")
+    assert browser.execute_script("return document.getElementById('node-cli-id').textContent") == "L11 #1712 @14"
+    command = browser.execute_script("return document.getElementById('node-command').textContent")
+    words = shlex.split(command)
+    assert words[0] == "scrying"
+    args = build_parser().parse_args(words[1:])
+    assert args.prompt == data["metadata"]["prompt"] and args.model == "gemma-3-270m"
+    assert _edits(args) == [FeatureEdit(layer=node.layer, index=node.feature, mode="set", value=0.0, pos=node.pos)]
+    assert console(browser) == []
+
+
+def test_a_validated_node_shows_the_three_numbers_of_the_json(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    data = opened(browser, tmp_path, "ioi-features", PageConfig(node_threshold=1.0, edge_threshold=1.0))
+    validation = data["scrying"]["metadata"]["validation"]
+    rows = validation["reports"][validation["headline"]]["rows"]
+    drawn = set(browser.execute_script("return scryingViewer.visibleNodeIds()"))
+    checked = [r for r in rows if r["node_id"] in drawn][:3]
+    assert len(checked) == 3
+    for row in checked:
+        _click(browser, row["node_id"])
+        got = browser.execute_script(
+            "const p = document.getElementById('node-check'); return [p.dataset.graph, p.dataset.frozen, p.dataset.real, p.textContent]")
+        assert [float(v) for v in got[:3]] == [row["predicted"], row["measured"], row["real"]]
+        assert f"graph predicts {row['predicted']:#.3g} · frozen model {row['measured']:#.3g} · real model {row['real']:#.3g}" in got[3]
+        ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, f"#nodes [data-id='{row['node_id']}']")).perform()
+        assert f"real model {row['real']:#.3g}" in browser.find_element(By.ID, "tooltip").text
+    _click(browser, checked[-1]["node_id"])  # unclick
+    browser.find_element(By.ID, "shade-agreement").click()
+    for row in rows:
+        if row["node_id"] not in drawn:
+            continue
+        p, r = row["predicted"], row["real"]
+        want = "opposite" if p * r < 0 else ("agree" if 0.5 <= abs(p) / max(abs(r), 1e-12) <= 2 else "size")
+        classes = browser.execute_script(f"return document.querySelector(\"#nodes [data-id='{row['node_id']}']\").getAttribute('class')")
+        assert f"check-{want}" in classes.split(), (row, classes)
+    assert console(browser) == []
+
+
+@pytest.mark.parametrize("name", ["ioi-features", "ioi-components"])
+def test_the_page_says_what_its_validation_says(browser, tmp_path, name):
+    data = opened(browser, tmp_path, name)
+    text = browser.execute_script("return document.getElementById('summary').textContent")
+    assert text == summarise(data).sentence
+    reports = data["scrying"]["metadata"]["validation"]["reports"]
+    if name == "ioi-features":
+        real, baseline = reports["graph vs real, scale 0"], reports["activation x gradient vs real, scale 0"]
+        low, high = real["spearman_ci"]
+        assert f"graph vs real model, Spearman {real['spearman']:.2f} [{low:.2f}, {high:.2f}] (indistinguishable from 0)" in text
+        assert f"below the activation × gradient baseline {baseline['spearman']:.2f}" in text
+        assert "graph vs frozen" not in text
+    else:
+        recovered = data["scrying"]["metadata"]["scores"]["circuit_recovers"]
+        assert f"keep {100 * recovered:.0f}%" in text
+    assert "undefined" not in browser.execute_script("return document.body.innerText")
+
+
+def test_a_component_page_draws_the_edge_that_helps_the_answer_blue(browser, tmp_path):
+    data = opened(browser, tmp_path, "ioi-components")
+    legend = browser.execute_script("return document.querySelector('.legend').textContent")
+    assert "component" in legend and "feature" not in legend and "error" not in legend
+    assert "helps the answer (corrupting it lowers the metric)" in legend
+    target = next(n["node_id"] for n in data["nodes"] if n.get("is_target_logit"))
+    _click(browser, target)
+    strokes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#highlight .hl-edge'), e => [+e.dataset.weight, e.getAttribute('stroke')])")
+    assert strokes and any(w < 0 for w, _ in strokes)
+    assert all(stroke == ("#1f77b4" if w < 0 else "#d62728") for w, stroke in strokes)
+    assert console(browser) == []
+
+
+def test_a_supernode_sits_on_a_layer_its_members_are_on(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    opened(browser, tmp_path, "ioi-neurons", PageConfig(node_threshold=1.0, edge_threshold=1.0))
+    graph = Graph.read_json(GALLERY / "ioi-neurons.json")
+    drawn = set(browser.execute_script("return scryingViewer.visibleNodeIds()"))
+    by_layer: dict[int, list[str]] = {}
+    for node_id, node in zip(graph.schema_ids(), graph.nodes, strict=True):
+        if node.kind == "feature" and node_id in drawn:
+            by_layer.setdefault(node.layer, []).append(node_id)
+    low, high = min(by_layer), max(by_layer)  # members on two far-apart layers: the mean is on neither
+    members = [by_layer[low][0], by_layer[high][0], by_layer[high][1]]
+    for node_id in members:
+        _click(browser, node_id, shift=True)
+    for node_id in members:
+        browser.find_element(By.CSS_SELECTOR, f"#subgraph-svg rect[data-id='{node_id}']").click()
+    browser.find_element(By.ID, "group").click()
+    rows = browser.execute_script("return Array.from(document.querySelectorAll('#subgraph-svg .axis'), e => e.textContent)")
+    assert rows == [f"L{high}"]  # the layer two of its three members are on
+    assert console(browser) == []
