@@ -172,6 +172,21 @@ def test_prompts_follow_the_models_bos_setting(bos_models, setting):
     assert prompts.target_mask[0].nonzero()[:, 0].tolist() == [5 + setting, 6 + setting, 7 + setting, 8 + setting]
 
 
+@pytest.mark.parametrize("setting", [True, False])
+def test_transcoder_training_windows_follow_the_bos_setting(bos_models, setting):
+    from scrying.transcoders.train import token_windows
+
+    model = bos_models[setting]
+    text = " ".join(f"t{i % 10}" for i in range(30))
+    windows = list(token_windows(model, [text, text], 8))
+    body = model.to_tokens(text, prepend_bos=False)[0].tolist() + [model.tokenizer.eos_token_id]
+    stream = body + body
+    assert all(len(w) == 8 for w in windows) and len(windows) == len(stream) // (8 - setting)
+    for i, window in enumerate(windows):
+        n = 8 - setting
+        assert window.tolist() == ([model.tokenizer.bos_token_id] if setting else []) + stream[i * n : (i + 1) * n]
+
+
 def test_bos_setting_rules(tmp_path):
     class Tok:
         bos_token = "<s>"

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from scrying.axes import Int, Model, Tensor
 from scrying.errors import ConfigError, InvalidInputError
 from scrying.models.adapter import final_resid
+from scrying.prompts import prepends_bos
 from scrying.sites import Component, Site, recorded
 from scrying.transcoders.files import TranscoderSet, write_transcoders
 from scrying.transcoders.quality import quality_report
@@ -121,23 +122,30 @@ class TrainResult:
 
 
 def token_windows(model: Model, texts: Iterable[str], seq_len: int) -> Iterator[Int[Tensor, " seq"]]:
-    """Windows of ``seq_len`` tokens, BOS then ``seq_len - 1`` tokens of the concatenated texts
-    (each text followed by EOS where the tokenizer has one), in order."""
+    """Windows of ``seq_len`` tokens of the concatenated texts (each text followed by EOS where
+    the tokenizer has one), in order: BOS first where the model's own setting prepends one
+    (:func:`scrying.prompts.prepends_bos`; EOS stands in for a missing BOS token), else text
+    from the first position, as the model reads its prompts."""
     tok = model.tokenizer
-    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    if bos is None:
-        raise InvalidInputError("the tokenizer has neither a BOS nor an EOS token to start windows with")
+    start: list[int] = []
+    if prepends_bos(model):
+        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        if bos is None:
+            raise InvalidInputError("the tokenizer has neither a BOS nor an EOS token to start windows with")
+        start = [bos]
     eos = tok.eos_token_id
+    n_text = seq_len - len(start)
     buffer: list[int] = []
     for text in texts:
         buffer += tok(text, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
-        while len(buffer) >= seq_len - 1:
-            yield torch.tensor([bos] + buffer[: seq_len - 1], dtype=torch.long)
-            buffer = buffer[seq_len - 1 :]
+        while len(buffer) >= n_text:
+            yield torch.tensor(start + buffer[:n_text], dtype=torch.long)
+            buffer = buffer[n_text:]
 
 
 def harvest(model: Model, windows: Int[Tensor, "batch seq"]) -> tuple[Tensor, Tensor]:
-    """MLP inputs and outputs of every layer, ``[layer rows d_model]`` each (BOS dropped)."""
+    """MLP inputs and outputs of every layer, ``[layer rows d_model]`` each (position 0 dropped:
+    BOS, or a first token read without context; an attention sink either way)."""
     n = model.cfg.n_layers
     sites = [Site(Component.MLP_IN, ly) for ly in range(n)] + [Site(Component.MLP_RESULT, ly) for ly in range(n)]
     with torch.no_grad(), recorded(model, sites) as store:
