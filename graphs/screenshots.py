@@ -17,7 +17,7 @@ from selenium.webdriver.chrome.service import Service
 def main(folder: Path) -> int:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1050", "--hide-scrollbars"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000", "--hide-scrollbars"):
         options.add_argument(arg)
     browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     try:

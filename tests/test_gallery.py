@@ -9,6 +9,7 @@ from pathlib import Path
 
 from scrying.attribution import Graph
 from scrying.cli.trace import BATCH_FIELDS
+from scrying.html_pages import escape
 from scrying.journal import Journal
 from scrying.prompt_sets import read_prompt_file
 from scrying.viewer import PageConfig, read_graph_json, render_page
@@ -49,3 +50,20 @@ def test_gallery_has_every_prompt_and_reads_back():
     assert re.findall(r"href='([^']+)'", index) == [f"{name}.html" for name in sorted(line.fields["id"] for line in lines + features + qwen)]
     for name in ("scrying-viewer.js", "scrying-viewer.css"):  # the shared copies are the package's
         assert (ROOT / "gallery" / name).read_text() == asset(name.removeprefix("scrying-"))
+
+
+def test_index_shows_a_thumbnail_a_finding_and_the_check_against_the_real_model_per_graph():
+    from scrying.viewer.report import summarise
+
+    index = (ROOT / "gallery" / "index.html").read_text()
+    assert "undefined" not in index
+    names = sorted(p.stem for p in (ROOT / "gallery").glob("*.json"))
+    assert re.findall(r"<img class='gallery-thumb' src='([^']+)'", index) == [f"{name}.png" for name in names]
+    for name in names:
+        data = read_graph_json(ROOT / "gallery" / f"{name}.json")
+        summary = summarise(data)
+        assert escape(summary.finding) in index, name
+        if summary.graph_vs_real is not None:  # graph vs real beside the baseline, never graph vs frozen alone
+            assert f"graph vs real model: {summary.graph_vs_real.text()}" in index
+            assert f"activation × gradient: {summary.baseline.text()}" in index
+    assert "graph vs frozen" not in index

@@ -10,8 +10,6 @@ import io
 import json
 from pathlib import Path
 
-import pytest
-
 from scrying.attribution import Graph
 from scrying.attribution.export import most_influential
 from scrying.attribution.influence import PruneConfig, node_influence, prune, pruned_graph
@@ -56,8 +54,6 @@ def notebook_cell(path: Path, needle: str) -> str:
     return found[0]
 
 
-@pytest.mark.xfail(strict=True, reason="notebook 01 sorts by -influence, a cumulative fraction: it prints the ten LEAST "
-                   "influential features as 'top' (reported; another engineer edits notebook 01)")
 def test_notebook_01_prints_the_most_influential_features_as_top():
     """The cell that prints the "top" transcoder features, run on a graph whose influence ranks
     are known, prints the features :func:`most_influential` lists first."""

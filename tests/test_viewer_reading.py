@@ -18,8 +18,11 @@ from scrying.cli.main import build_parser
 from scrying.cli.transcoders import _edits
 from scrying.transcoders.intervene import FeatureEdit
 from scrying.viewer import PageConfig, write_page
-from scrying.viewer.summary import summarise
-from tests.test_viewer_browser import _click, browser, console, open_page  # noqa: F401 (browser: a fixture)
+from scrying.viewer.report import summarise
+from tests import test_viewer_browser
+from tests.test_viewer_browser import _click, console, open_page
+
+browser = test_viewer_browser.browser  # the module's one headless Chromium (a fixture)
 
 GALLERY = Path(__file__).resolve().parents[1] / "graphs" / "gallery"
 FEATURES = GALLERY / "ioi-features.json"

@@ -19,7 +19,7 @@
     if (text !== undefined) e.textContent = text;
     return e;
   }
-  function fmt(x, digits) { return x === null || x === undefined ? '-' : (+x).toPrecision(digits || 3); }
+  function fmt(x, digits) { return x === null || x === undefined ? '\u2014' : (+x).toPrecision(digits || 3); }
 
   // ---- 1. the graph -------------------------------------------------------------------------
   var data = JSON.parse($('scrying-graph').textContent);
@@ -35,7 +35,8 @@
       i: i, id: d.node_id, kind: kind, layer: layer, column: column, pos: d.ctx_idx,
       label: (s && s.label) || d.clerp || d.node_id, activation: d.activation,
       storedInfluence: s ? s.influence : d.influence, prob: d.token_prob || 0, isTarget: !!d.is_target_logit,
-      details: s ? s.details : ''
+      details: s ? s.details : '', index: s ? s.feature : d.feature,
+      summed: !!(s && s.pos < 0)
     };
   });
   var N = nodes.length;
@@ -49,6 +50,14 @@
   for (var e = 0; e < E; e++) { inEdges[tgt[e]].push(e); outEdges[src[e]].push(e); }
   var logitWeight = new Float64Array(N);
   nodes.forEach(function (n) { if (n.kind === 'logit') logitWeight[n.i] = n.prob; });
+  var checks = $('scrying-checks') ? JSON.parse($('scrying-checks').textContent) : null;
+  var isComponents = nodes.some(function (n) { return n.kind === 'component'; });
+  var basis = (own && own.metadata && own.metadata.basis) || '';
+  // one colour meaning on every page: blue helps (excites), red works against (inhibits). A
+  // component (EAP-IG) edge's score is the metric's change when it alone is corrupted, so there a
+  // negative score is the edge that helps the answer.
+  var SIGN = isComponents ? -1 : 1;
+  function edgeColor(weight) { return SIGN * weight > 0 ? POS : NEG; }
   var xLabels = (own && own.metadata && own.metadata.x_labels) || (own ? own.prompt_tokens : data.metadata.prompt_tokens);
   var maxLayer = Math.max.apply(null, nodes.map(function (n) { return n.layer; }).concat([0]));
 
@@ -118,7 +127,29 @@
         if (keep[k] && ((inner && !hasOut[k]) || (needsIn && !hasIn[k]))) { keep[k] = 0; changed = true; }
       }
     }
-    return {nodes: keep, edges: edgeKeep, influence: scores};
+    var order = [];  // influence.py's cumulative fraction at each node's rank (lower = more influential)
+    for (k = 0; k < N; k++) order.push(k);
+    order.sort(function (a, b) { return scores[b] - scores[a] || a - b; });
+    var total = 0, cumulative = new Float64Array(N), rank = new Int32Array(N), running = 0;
+    for (k = 0; k < N; k++) total += scores[k];
+    order.forEach(function (node, r) { running += scores[node]; cumulative[node] = running / (total > 0 ? total : 1); rank[node] = r + 1; });
+    return {nodes: keep, edges: edgeKeep, influence: scores, cumulative: cumulative, rank: rank};
+  }
+
+  // ---- 2b. names a reader can paste: the CLI's spelling of a node, written from its fields ------
+  function cliId(n) {
+    var at = n.summed ? '' : ' @' + n.pos;
+    if (n.kind === 'feature') return 'L' + n.layer + ' #' + n.index + at;
+    if (n.kind === 'error') return 'L' + n.layer + ' error' + at;
+    if (n.kind === 'embedding') return 'token' + at;
+    return n.id;
+  }
+  function shellQuote(text) { return "'" + String(text).replace(/'/g, "'\\''") + "'"; }
+  function command(n) {  // scrying/cli/transcoders.py: scrying intervene PROMPT --transcoders DIR --set L:I@P=V
+    if (n.kind !== 'feature' || basis !== 'transcoders') return '';
+    var model = (own && own.model) ? ' --model ' + shellQuote(own.model) : '';
+    return 'scrying intervene ' + shellQuote(data.metadata.prompt || '') + model + ' --transcoders DIR --set ' +
+      n.layer + ':' + n.index + (n.summed ? '' : '@' + n.pos) + '=0';
   }
 
   // ---- 3. state: circuit-tracer's qParams, kept in the URL fragment ---------------------------
@@ -166,7 +197,17 @@
     return true;
   }
   applyQParams(view.state);
-  readFragment();
+  var chosen = view.state && view.state.pruningThreshold !== undefined && view.state.pruningThreshold !== null;
+  if (!readFragment() && !chosen && view.open_steps) openWhereFeaturesShow();
+  function openWhereFeaturesShow() {  // the first step of the page's opening thresholds that shows features
+    var total = nodes.filter(function (n) { return n.kind === 'feature'; }).length, want = Math.min(view.min_features, total);
+    for (var k = 0; k < view.open_steps.length; k++) {
+      var step = view.open_steps[k], kept = prune(step[0], step[1]), shown = 0;
+      nodes.forEach(function (n) { if (n.kind === 'feature' && kept.nodes[n.i]) shown++; });
+      state.pruningThreshold = step[0]; state.edgeThreshold = step[1];
+      if (shown >= want) return;
+    }
+  }
 
   // ---- 4. layout: positions across, layers upwards --------------------------------------------
   var graphBox = $('graph'), canvas = $('edges'), svg = $('graph-svg');
@@ -222,7 +263,7 @@
     var faded = !!state.clickedId, BINS = 6, bins = {};
     visibleEdges.forEach(function (e) {
       var b = Math.min(BINS - 1, Math.floor(BINS * Math.abs(w[e]) / maxWeight));
-      var key = (w[e] > 0 ? 'p' : 'n') + b;
+      var key = (SIGN * w[e] > 0 ? 'p' : 'n') + b;
       (bins[key] = bins[key] || []).push(e);
     });
     Object.keys(bins).forEach(function (key) {
@@ -262,6 +303,48 @@
       }
     });
   }
+  // Labels on the most influential nodes, so the page reads without hovering: the LABELS most
+  // influential features (or components) and the ERROR_LABELS most influential error nodes, each
+  // at the first of a few places around its dot that overlaps no label or labelled dot (none free:
+  // no label; the tooltip still has it).
+  var LABELS = 10, ERROR_LABELS = 3;
+  function shortLabel(n) {
+    var text = n.kind === 'error' ? cliId(n)
+      : (n.kind === 'feature' && basis === 'transcoders' ? 'L' + n.layer + ' #' + n.index + ' ' + n.label : n.label);
+    return text.length > 36 ? text.slice(0, 35) + '\u2026' : text;
+  }
+  function labelled() {
+    var byInfluence = function (a, b) { return pruned.influence[b.i] - pruned.influence[a.i] || a.i - b.i; };
+    var shown = nodes.filter(function (n) { return pruned.nodes[n.i]; }).sort(byInfluence);
+    var inner = shown.filter(function (n) { return n.kind === 'feature' || n.kind === 'component'; }).slice(0, LABELS);
+    return inner.concat(shown.filter(function (n) { return n.kind === 'error'; }).slice(0, ERROR_LABELS)).sort(byInfluence);
+  }
+  function overlaps(a, b) { return a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1; }
+  function drawLabels(group) {
+    var ranked = labelled();
+    var taken = ranked.map(function (n) {
+      var x = layout.x[n.i], y = layout.y[n.i], r = layout.r[n.i];
+      return {x0: x - r, x1: x + r, y0: y - r, y1: y + r, owner: n.id};
+    });
+    ranked.forEach(function (n) {
+      var t = el('svg:text', {'class': 'node-label', 'data-for': n.id}, shortLabel(n));
+      group.appendChild(t);
+      var tw = t.getComputedTextLength(), x = layout.x[n.i], y = layout.y[n.i], r = layout.r[n.i] + 2;
+      var spots = [[x + r, y - r, 'start'], [x - r, y - r, 'end'], [x + r, y + r + 9, 'start'], [x - r, y + r + 9, 'end'],
+        [x + r + 1, y + 4, 'start'], [x - r - 1, y + 4, 'end'], [x, y - r - 3, 'middle'], [x, y + r + 12, 'middle']];
+      for (var k = 0; k < spots.length; k++) {
+        var sx = spots[k][0], sy = spots[k][1], anchor = spots[k][2];
+        var x0 = anchor === 'start' ? sx : (anchor === 'end' ? sx - tw : sx - tw / 2);
+        var box = {x0: x0 - 1, x1: x0 + tw + 1, y0: sy - 10, y1: sy + 3, owner: n.id};
+        if (box.x0 < 0 || box.x1 > width || box.y0 < 0 || box.y1 > height - M.bottom + 8) continue;
+        if (taken.some(function (b) { return b.owner !== n.id && overlaps(b, box); })) continue;
+        t.setAttribute('x', sx.toFixed(1)); t.setAttribute('y', sy.toFixed(1)); t.setAttribute('text-anchor', anchor);
+        taken.push(box);
+        return;
+      }
+      group.removeChild(t);
+    });
+  }
   function outputName(n) {
     var match = /^Output (.*) \(p=[^()]*\)$/.exec(n.label);
     return (match ? match[1] : n.label) + ' ' + (100 * n.prob).toFixed(1) + '%';
@@ -293,6 +376,10 @@
       dots.appendChild(shape);
       dotOf[n.i] = shape;
     });
+    var labels = el('svg:g', {id: 'labels'});
+    svg.appendChild(labels);
+    drawLabels(labels);
+    shadeAgreement();
     $('counts').textContent = shown + ' of ' + N + ' nodes, ' + visibleEdges.length + ' of ' + E + ' edges';
     $('node-threshold').value = state.pruningThreshold; $('node-threshold-value').textContent = (+state.pruningThreshold).toFixed(2);
     $('edge-threshold').value = state.edgeThreshold; $('edge-threshold-value').textContent = (+state.edgeThreshold).toFixed(2);
@@ -330,7 +417,7 @@
       lists[pair[0]].forEach(function (e) {
         linked[pair[1][e]] = true;
         hl.appendChild(el('svg:line', {x1: layout.x[src[e]], y1: layout.y[src[e]], x2: layout.x[tgt[e]], y2: layout.y[tgt[e]],
-          'class': 'hl-edge ' + pair[0], stroke: w[e] > 0 ? POS : NEG,
+          'class': 'hl-edge ' + pair[0], stroke: edgeColor(w[e]),
           'stroke-width': (0.8 + 4 * Math.abs(w[e]) / maxWeight).toFixed(2), 'data-weight': w[e]}));
       });
     });
@@ -340,6 +427,22 @@
     if (dotOf[clicked.i]) dotOf[clicked.i].classList.add('clicked');
     panel.appendChild(el('h3', {}, clicked.label));
     panel.appendChild(el('p', {'class': 'where'}, describe(clicked).join(' · ')));
+    var idLine = el('p', {'class': 'cli-id'}, 'id: ');
+    idLine.appendChild(el('code', {id: 'node-cli-id'}, cliId(clicked)));
+    panel.appendChild(idLine);
+    var cmd = command(clicked);
+    if (cmd) {
+      var box = el('div', {'class': 'command'});
+      box.appendChild(el('code', {id: 'node-command'}, cmd));
+      var copy = el('button', {id: 'copy-command', type: 'button'}, 'Copy');
+      copy.addEventListener('click', function () { copyText(cmd, copy); });
+      box.appendChild(copy);
+      box.appendChild(el('div', {'class': 'hint'}, 'Ablates it (=0) in the real model and prints the top tokens before and after; ' +
+        'DIR: the transcoder directory the graph was traced with.'));
+      panel.appendChild(box);
+    }
+    var check = checkOf(clicked);
+    if (check) panel.appendChild(checkLine(check, 'node-check'));
     var pin = el('button', {id: 'pin-button'}, state.pinnedIds.indexOf(clicked.id) >= 0 ? 'Unpin' : 'Pin to subgraph');
     pin.addEventListener('click', function () { togglePin(clicked.id); });
     panel.appendChild(pin);
@@ -350,7 +453,7 @@
       table.appendChild(el('tr')).append(el('th', {}, spec[1]), el('th', {}, 'weight'));
       list.forEach(function (e) {
         var other = nodes[spec[2][e]], row = el('tr', {'data-id': other.id});
-        row.append(el('td', {}, other.label), el('td', {'class': w[e] > 0 ? 'pos' : 'neg'}, fmt(w[e])));
+        row.append(el('td', {}, other.label), el('td', {'class': SIGN * w[e] > 0 ? 'pos' : 'neg'}, fmt(w[e])));
         row.addEventListener('click', function () { click(other.id); });
         table.appendChild(row);
       });
@@ -362,10 +465,51 @@
     var where = n.column >= 0 && n.column < xLabels.length ? xLabels[n.column] : 'all positions';
     var out = [n.kind, layerName, (n.pos >= 0 && own && own.nodes[n.i].pos < 0 ? 'summed over positions' : 'position ' + n.pos) + ' (' + where + ')'];
     if (n.activation !== null && n.activation !== undefined) out.push('activation ' + fmt(n.activation));
-    if (pruned) out.push('influence ' + fmt(pruned.influence[n.i]));
+    if (pruned && n.kind !== 'logit') {
+      var from = Math.min(1, Math.ceil(100 * pruned.cumulative[n.i] - 1e-9) / 100);
+      out.push('cumulative influence ' + (+pruned.cumulative[n.i]).toFixed(3) + ' (rank ' + pruned.rank[n.i] + ' of ' + N +
+        '; the node threshold keeps it from ' + from.toFixed(2) + ')');
+    }
     if (n.kind === 'logit') out.push('p = ' + fmt(n.prob));
     return out;
   }
+  function copyText(text, button) {
+    var done = function () { button.textContent = 'Copied'; };
+    if (navigator.clipboard && navigator.clipboard.writeText) navigator.clipboard.writeText(text).then(done, function () {});
+    var range = document.createRange(), code = button.previousSibling;  // also selected, for Ctrl-C
+    range.selectNodeContents(code);
+    var sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+  }
+
+  // ---- 6b. validation by intervention, per node: scrying.metadata.validation's headline rows ----
+  function checkOf(n) { return checks && checks.rows[n.id] ? checks.rows[n.id] : null; }
+  function agreement(row) {  // the graph's prediction against the real model's measurement
+    var p = row[0], r = row[2];
+    if (p === null || r === null || p === undefined || r === undefined) return '';
+    if (p * r < 0) return 'opposite';
+    var ratio = Math.abs(p) / Math.max(Math.abs(r), 1e-12);
+    return ratio >= 0.5 && ratio <= 2 ? 'agree' : 'size';
+  }
+  var AGREEMENT = {agree: 'same sign, within a factor of 2', size: 'same sign, size off by more than 2\u00d7',
+    opposite: 'opposite sign'};
+  function checkLine(row, id) {
+    var p = el('p', {'class': 'check', id: id, 'data-graph': String(row[0]), 'data-frozen': String(row[1]), 'data-real': String(row[2])});
+    p.appendChild(el('b', {}, 'graph predicts ' + fmt(row[0]) + ' \u00b7 frozen model ' + fmt(row[1]) + ' \u00b7 real model ' + fmt(row[2])));
+    var a = agreement(row);
+    p.appendChild(el('span', {}, ' (' + checks.report + '; ' + checks.target + (a ? '; graph vs real: ' + AGREEMENT[a] : '') + ')'));
+    return p;
+  }
+  function shadeAgreement() {
+    var on = $('shade-agreement') && $('shade-agreement').checked;
+    nodes.forEach(function (n) {
+      var dot = dotOf[n.i], row = checkOf(n);
+      if (!dot) return;
+      ['agree', 'size', 'opposite'].forEach(function (c) { dot.classList.remove('check-' + c); });
+      if (on && row && agreement(row)) dot.classList.add('check-' + agreement(row));
+    });
+  }
+  if ($('shade-agreement')) $('shade-agreement').addEventListener('change', shadeAgreement);
+
   function click(id) {
     state.clickedId = state.clickedId === id ? '' : id;
     drawEdges();
@@ -393,6 +537,8 @@
     while (tip.firstChild) tip.removeChild(tip.firstChild);
     tip.appendChild(el('b', {}, n.label));
     describe(n).forEach(function (line) { tip.appendChild(el('div', {}, line)); });
+    tip.appendChild(el('div', {'class': 'cli-id'}, 'id: ' + cliId(n)));
+    if (checkOf(n)) tip.appendChild(checkLine(checkOf(n), 'tip-check'));
     if (n.details) tip.appendChild(el('div', {'class': 'details'}, n.details));
     tip.hidden = false;
     tip.style.left = (ev.pageX + 14) + 'px'; tip.style.top = (ev.pageY + 10) + 'px';
@@ -410,6 +556,12 @@
   function groupOf(id) {
     for (var k = 0; k < state.supernodes.length; k++) if (state.supernodes[k].indexOf(id, 1) > 0) return k;
     return -1;
+  }
+  function layerOf(members) {  // a supernode sits on the layer most of its members are on (ties: the highest)
+    var count = {}, best = members[0].layer;
+    members.forEach(function (n) { count[n.layer] = (count[n.layer] || 0) + 1; });
+    Object.keys(count).forEach(function (l) { if (count[l] > count[best] || (count[l] === count[best] && +l > best)) best = +l; });
+    return best;
   }
   function drawSubgraph() {
     var s = $('subgraph-svg');
@@ -430,7 +582,7 @@
     $('subgraph-count').textContent = state.pinnedIds.length + ' pinned, ' + state.supernodes.length + ' supernodes';
     var W = Math.max($('subgraph-panel').clientWidth - 20, 400), rows = {};
     items.forEach(function (it) {
-      it.layer = Math.round(it.members.reduce(function (a, n) { return a + n.layer; }, 0) / it.members.length);
+      it.layer = layerOf(it.members);
       it.pos = it.members.reduce(function (a, n) { return a + n.column; }, 0) / it.members.length;
       (rows[it.layer] = rows[it.layer] || []).push(it);
     });
@@ -464,7 +616,7 @@
     var biggest = Math.max.apply(null, links.map(function (l) { return Math.abs(l.w); }).concat([1e-12]));
     links.forEach(function (l) {
       var line = el('svg:line', {x1: l.a.x, y1: l.a.y, x2: l.b.x, y2: l.b.y, 'class': 'sg-edge',
-        stroke: l.w > 0 ? POS : NEG, 'stroke-width': (0.8 + 5 * Math.abs(l.w) / biggest).toFixed(2)});
+        stroke: edgeColor(l.w), 'stroke-width': (0.8 + 5 * Math.abs(l.w) / biggest).toFixed(2)});
       line.appendChild(el('svg:title', {}, l.a.name + ' \u2192 ' + l.b.name + ': ' + fmt(l.w)));
       s.appendChild(line);
     });
@@ -529,6 +681,7 @@
     setThresholds: function (nodeThreshold, edgeThreshold) {
       state.pruningThreshold = nodeThreshold; state.edgeThreshold = edgeThreshold; draw();
     },
+    labelledIds: function () { return labelled().map(function (n) { return n.id; }); },
     nodePosition: function (id) { return [layout.x[byId[id].i], layout.y[byId[id].i]]; }
   };
   draw();

@@ -1,6 +1,6 @@
 """A gallery of graph pages: every ``*.json`` graph of a folder rendered as a page beside it, and
 ``index.html`` listing each with its screenshot (``NAME.png``, where there is one), model, prompt,
-target, level, a one-line finding (:mod:`~scrying.viewer.summary`), its check against the real model
+target, level, a one-line finding (:func:`~scrying.viewer.report.summarise`), its check against the real model
 beside the activation x gradient baseline, and its scores, a missing one shown as "—" with the
 reason (``make gallery``). Pages are rendered from the stored graphs; nothing reruns a model."""
 
@@ -14,8 +14,8 @@ from typing import Any
 from scrying.errors import InvalidInputError
 from scrying.html_pages import escape
 from scrying.viewer.page import PageConfig, asset, check_graph_json, write_page
+from scrying.viewer.report import Estimate, summarise
 from scrying.viewer.schema import read_json_file
-from scrying.viewer.summary import Estimate, summarise
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,8 @@ from typing import Any
 
 from scrying.errors import ConfigError
 from scrying.html_pages import escape, json_for_script
-from scrying.viewer.report import scores_html, validation_html
+from scrying.viewer.report import node_checks, scores_html, summarise, validation_html
 from scrying.viewer.schema import check_graph, check_validation, is_number
-from scrying.viewer.summary import node_checks, summarise
 from scrying.viewer.state import ViewState
 
 logger = logging.getLogger(__name__)
