@@ -12,6 +12,9 @@ never attends to the later pad tokens, so no attention mask or shifted position 
 * :func:`continuation_logprobs` — each row ``prompt + continuation`` in one forward; the
   log-probability of continuation token ``j`` is
   ``log softmax(logits[len(prompt) + j - 1])[token j]`` (:func:`scrying.metrics.target_logprob`).
+  :func:`continuation_scores` adds, from the same logits, whether token ``j`` is their argmax
+  (teacher-forced; banned tokens excluded as in greedy decoding): a greedy continuation equals
+  the target exactly when every token is.
 * :func:`greedy_continuations` — row ``i`` advances from its own length: at step ``s`` one
   forward of the batch, row ``i`` reads its next token from the logits at ``len_i + s - 1`` and
   writes it at ``len_i + s``; rows whose budget is spent are carried along unchanged. No
@@ -136,6 +139,17 @@ def batched_greedy(
 def continuation_logprobs(model: Model, prompts: list[list[int]], continuations: list[list[int]]) -> list[list[float]]:
     """Teacher-forced log-probability of each continuation token; the rows right-padded into
     one forward."""
+    return [logprobs for logprobs, _ in continuation_scores(model, prompts, continuations)]
+
+
+@torch.no_grad()
+def continuation_scores(
+    model: Model, prompts: list[list[int]], continuations: list[list[int]], *, banned: list[int] | None = None
+) -> list[tuple[list[float], list[bool]]]:
+    """Per continuation token, teacher-forced: its log-probability, and whether it is the argmax
+    of the logits there (``banned`` tokens never are, as in greedy decoding; so a greedy
+    continuation equals the target exactly when every token is the argmax). One forward, the
+    rows right-padded."""
     rows = [torch.tensor(p + c, dtype=torch.long) for p, c in zip(prompts, continuations, strict=True)]
     tokens = pad_right(rows, pad_id(model)).to(model_device(model))
     read = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
@@ -144,11 +158,30 @@ def continuation_logprobs(model: Model, prompts: list[list[int]], continuations:
     logits = logits_where(model, tokens, read)  # row-major = row by row, position by position
     wanted: Int[Tensor, " read"] = torch.tensor([t for c in continuations for t in c], device=logits.device)
     values = target_logprob(logits, wanted).tolist()
+    hits = (_ban(logits, banned).argmax(-1) == wanted).tolist()
     out, start = [], 0
     for c in continuations:
-        out.append(values[start : start + len(c)])
+        out.append((values[start : start + len(c)], [bool(h) for h in hits[start : start + len(c)]]))
         start += len(c)
     return out
+
+
+def batched_scores(
+    model: Model,
+    prompts: list[list[int]],
+    continuations: list[list[int]],
+    *,
+    batch_size: int,
+    banned: list[int] | None = None,
+    after_batch: Callable[[], object] | None = None,
+) -> list[tuple[list[float], list[bool]]]:
+    """:func:`continuation_scores` of every row, batched as :func:`batched_logprobs`."""
+    lengths = [len(p) + len(c) for p, c in zip(prompts, continuations, strict=True)]
+    return _in_batches(
+        lengths, batch_size,
+        lambda batch: continuation_scores(model, [prompts[i] for i in batch], [continuations[i] for i in batch], banned=banned),
+        after_batch,
+    )
 
 
 #: An added token's text that marks something other than text: ``<start_of_image>``,
@@ -207,6 +240,17 @@ def forced_logprobs_one(model: Model, prompt: list[int], continuation: list[int]
     logprobs = logits.to(torch.float64).log_softmax(-1)
     n = len(prompt)
     return [float(logprobs[n + j - 1, tok]) for j, tok in enumerate(continuation)]
+
+
+@torch.no_grad()
+def forced_hits_one(model: Model, prompt: list[int], continuation: list[int], *, banned: list[int] | None = None) -> list[bool]:
+    """Reference for :func:`continuation_scores`' argmax flags: one unpadded sequence, the
+    model's full logits, the banned tokens' logits set to minus infinity."""
+    logits = model(torch.tensor([prompt + continuation], device=model_device(model)))[0].clone()
+    if banned:
+        logits[:, banned] = -torch.inf
+    n = len(prompt)
+    return [bool(int(logits[n + j - 1].argmax()) == tok) for j, tok in enumerate(continuation)]
 
 
 @torch.no_grad()

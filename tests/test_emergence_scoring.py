@@ -35,6 +35,7 @@ def test_batched_equals_item_by_item(model, config):
         assert b.target_logprobs == pytest.approx(r.target_logprobs, abs=1e-5)
         assert b.output_tokens == r.output_tokens
         assert b.output == r.output
+        assert b.target_hits == r.target_hits and len(b.target_hits) == len(b.target_tokens)
         assert (b.choice_logprobs is None) == (r.choice_logprobs is None)
         if b.choice_logprobs is not None:
             assert list(b.choice_logprobs) == list(r.choice_logprobs)
@@ -43,6 +44,25 @@ def test_batched_equals_item_by_item(model, config):
     assert [len(s.output_tokens) for s in batched] == [n_new or len(s.target_tokens) for s in batched]
     # the rows really differ in length, so padding is exercised in every batch
     assert len({len(s.target_tokens) for s in batched}) > 2
+
+
+def test_argmax_flags_are_what_greedy_decoding_needs(model):
+    """Teacher-forced argmax flags: each is "the target token is the argmax of the logits after
+    the target's own prefix" (by hand from a full forward), and greedy decoding reproduces the
+    target exactly when every flag is set (also: the greedy output agrees with the target up to
+    the first unset flag)."""
+    scored = score_items(model, ITEMS, ScoringConfig(batch_size=4, text_only=False))
+    for s in scored:
+        prompt = model.to_tokens(s.prompt)[0].tolist()
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + s.target_tokens]))[0]
+        n = len(prompt)
+        assert s.target_hits == [int(logits[n + j - 1].argmax()) == t for j, t in enumerate(s.target_tokens)]
+        first_miss = next((j for j, h in enumerate(s.target_hits) if not h), len(s.target_hits))
+        assert s.output_tokens[:first_miss] == s.target_tokens[:first_miss]
+        assert (s.output_tokens == s.target_tokens) == all(s.target_hits)
+        if first_miss < len(s.target_tokens):
+            assert s.output_tokens[first_miss] != s.target_tokens[first_miss]
 
 
 def _in_item_order(model, items: list[Item], config: ScoringConfig) -> list[tuple[list[float], dict | None, list[int]]]:
@@ -189,6 +209,8 @@ def test_batched_equals_item_by_item_on_gemma(gemma):
         assert b.target_tokens == r.target_tokens
         assert b.target_logprobs == pytest.approx(r.target_logprobs, abs=1e-4)  # float32 matmuls
         assert b.output_tokens == r.output_tokens
+        assert b.target_hits == r.target_hits
+        assert (b.output_tokens == b.target_tokens) == all(b.target_hits)  # greedy exact = every token the argmax
     assert [len(s.target_tokens) for s in batched[:4]] == [len(i.target) for i in items[:4]]  # one token per digit
 
 

@@ -7,8 +7,10 @@ For each :class:`~scrying.emergence.tasks.Item` (``prompt``, ``target``, optiona
    tokenizes to nothing is a :class:`~scrying.errors.PromptError` naming the item.
 2. **Teacher forcing.** Each sequence ``prompt + continuation`` (the target, and every choice)
    is right-padded into batches of ``batch_size``, formed by the shared rule (sorted by length,
-   :func:`scrying.continuations.batched_logprobs`), and run once. A choice's score is the sum over its
-   tokens.
+   :func:`scrying.continuations.batched_scores`), and run once. A choice's score is the sum over its
+   tokens. The same logits say whether each target token is their argmax (``target_hits``,
+   banned tokens excluded as in greedy decoding): per-token argmax accuracy, of which greedy
+   exact match is the all-tokens case.
 3. **Greedy decoding.** The prompts are batched by the same rule, right-padded, and each row
    advances from its own length (:func:`scrying.continuations.batched_greedy`). Decoding does not stop at an
    end-of-sequence token: every item gets its full ``max_new_tokens`` (default: its target's
@@ -32,8 +34,9 @@ from tqdm.auto import tqdm
 from scrying.axes import Model
 from scrying.continuations import (
     batched_greedy,
-    batched_logprobs,
+    batched_scores,
     continuation_tokens,
+    forced_hits_one,
     forced_logprobs_one,
     greedy_one,
     non_text_tokens,
@@ -88,6 +91,7 @@ class ScoredItem:
     output_tokens: list[int]
     choice_logprobs: dict[str, float] | None = None
     samples: list[str] | None = None
+    target_hits: list[bool] | None = None  # teacher-forced: is each target token the argmax?
 
     @property
     def target_logprob(self) -> float:
@@ -140,8 +144,9 @@ def score_items(model: Model, items: list[Item], config: ScoringConfig) -> list[
     log.info("scoring %d items: %d teacher-forced and %d greedy batches", len(items), n_forced, n_greedy)
     banned = non_text_tokens(model) if config.text_only else None
     bar = tqdm(total=n_forced + n_greedy, desc="scoring", disable=not config.progress)
-    forced = batched_logprobs(model, prompts, conts, batch_size=config.batch_size, after_batch=bar.update)
-    logprobs = dict(zip(sequences, forced, strict=True))
+    forced = batched_scores(model, prompts, conts, batch_size=config.batch_size, banned=banned, after_batch=bar.update)
+    logprobs = {key: values for key, (values, _) in zip(sequences, forced, strict=True)}
+    hits = {key: flags for key, (_, flags) in zip(sequences, forced, strict=True)}
     outputs = batched_greedy(
         model, [t.prompt for t in tokenized], [t.n_new for t in tokenized],
         batch_size=config.batch_size, banned=banned, after_batch=bar.update,
@@ -155,7 +160,7 @@ def score_items(model: Model, items: list[Item], config: ScoringConfig) -> list[
     results = []
     for i, (item, t) in enumerate(zip(items, tokenized, strict=True)):
         others = {c: logprobs[(i, c)] for c in t.choices if c != item.target} if t.choices else None
-        results.append(_scored(model, item, t, logprobs[(i, None)], others, outputs[i], sampled[i]))
+        results.append(_scored(model, item, t, logprobs[(i, None)], others, outputs[i], sampled[i], hits[(i, None)]))
     return results
 
 
@@ -167,6 +172,7 @@ def _scored(
     other_choices: dict[str, list[float]] | None,
     output: list[int],
     samples: list[list[int]] | None = None,
+    target_hits: list[bool] | None = None,
 ) -> ScoredItem:
     choice_logprobs = None
     if t.choices is not None:
@@ -182,6 +188,7 @@ def _scored(
         output_tokens=output,
         choice_logprobs=choice_logprobs,
         samples=None if samples is None else [model.tokenizer.decode(s) for s in samples],
+        target_hits=target_hits,
     )
 
 
@@ -193,7 +200,9 @@ def score_item_by_item(model: Model, items: list[Item], config: ScoringConfig) -
     for item in tqdm(items, desc="scoring", disable=not config.progress):
         t = _tokenize_item(model, item, config)
         others = {c: forced_logprobs_one(model, t.prompt, ids) for c, ids in (t.choices or {}).items() if c != item.target}
-        output = greedy_one(model, t.prompt, t.n_new, banned=non_text_tokens(model) if config.text_only else None)
+        banned = non_text_tokens(model) if config.text_only else None
+        output = greedy_one(model, t.prompt, t.n_new, banned=banned)
         target = forced_logprobs_one(model, t.prompt, t.target)
-        results.append(_scored(model, item, t, target, others if t.choices else None, output))
+        hits = forced_hits_one(model, t.prompt, t.target, banned=banned)
+        results.append(_scored(model, item, t, target, others if t.choices else None, output, None, hits))
     return results

@@ -45,6 +45,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "target_log_likelihood": ("continuous", True),
     "predicted_accuracy": ("continuous", True),
     "per_token_accuracy": ("continuous", True),
+    "per_token_argmax_accuracy": ("continuous", True),
     "sampled_exact_match": ("nonlinear", True),
 }
 
@@ -93,6 +94,15 @@ def per_token_accuracy(output_tokens: Sequence[int], target_tokens: Sequence[int
     if len(target_tokens) == 0:
         raise InvalidInputError("target_tokens is empty (the target has no tokens)")
     return sum(a == b for a, b in zip(output_tokens, target_tokens, strict=False)) / len(target_tokens)
+
+
+def per_token_argmax_accuracy(target_hits: Sequence[bool]) -> float:
+    """Fraction of the target's tokens that are the argmax given the target's own prefix
+    (teacher-forced); greedy decoding reproduces the target exactly when it is 1, so ``a^L``
+    with ``a`` this accuracy is the greedy analogue of ``p^L``."""
+    if len(target_hits) == 0:
+        raise InvalidInputError("target_hits is empty (the target has no tokens)")
+    return sum(bool(h) for h in target_hits) / len(target_hits)
 
 
 def sampled_exact_match(samples: Sequence[str], target: str) -> float:

@@ -41,11 +41,12 @@ class OutputRecord:
     target_tokens: tuple[int, ...] | None = None
     output_tokens: tuple[int, ...] | None = None
     samples: tuple[str, ...] | None = None
+    target_hits: tuple[bool, ...] | None = None  # teacher-forced: each target token the argmax?
     where: str = field(default="", compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "where" and v is not None}
-        for key in ("target_logprobs", "target_tokens", "output_tokens", "samples"):
+        for key in ("target_logprobs", "target_tokens", "output_tokens", "samples", "target_hits"):
             if key in out:
                 out[key] = list(out[key])
         if not out.get("label"):
@@ -86,12 +87,18 @@ def parse_output(obj: Any, where: str) -> OutputRecord:
     samples = obj.get("samples")
     if samples is not None and not (isinstance(samples, list) and samples and all(isinstance(t, str) for t in samples)):
         raise InvalidInputError(f"{where}: 'samples' must be a non-empty list of sampled outputs (strings), got {samples!r}")
+    hits = obj.get("target_hits")
+    if hits is not None and not (isinstance(hits, list) and len(hits) == len(logprobs) and all(isinstance(h, bool) for h in hits)):
+        raise InvalidInputError(
+            f"{where}: 'target_hits' must be one true/false per target token ({len(logprobs)}), got {hits!r}"
+        )
     return OutputRecord(
         model=obj["model"], scale=float(scale), item=str(obj["item"]), target=obj["target"], output=obj["output"],
         target_logprobs=tuple(float(v) for v in logprobs), label=str(obj.get("label", "")),
         choices=None if choices is None else {str(k): float(v) for k, v in choices.items()},
         target_tokens=tokens["target_tokens"], output_tokens=tokens["output_tokens"],
-        samples=None if samples is None else tuple(samples), where=where,
+        samples=None if samples is None else tuple(samples),
+        target_hits=None if hits is None else tuple(hits), where=where,
     )
 
 
@@ -134,7 +141,10 @@ def write_outputs(records: list[OutputRecord], path: Path | str) -> Path:
 
 def score_outputs(records: list[OutputRecord]) -> pd.DataFrame:
     """Tidy scores: one row per record and metric it allows (choices metrics need choices,
-    per-token accuracy tokens, sampled exact match samples)."""
+    per-token accuracy tokens, per-token argmax accuracy argmax flags, sampled exact match
+    samples). Argmax flags count only when every record has them (a journal resumed from an
+    older version may mix records with and without)."""
+    with_hits = all(r.target_hits is not None for r in records)
     rows = []
     for r in records:
         values = {
@@ -152,6 +162,8 @@ def score_outputs(records: list[OutputRecord]) -> pd.DataFrame:
             values["brier_score"] = m.brier_score(r.choices, r.target)
         if r.target_tokens is not None and r.output_tokens is not None:
             values["per_token_accuracy"] = m.per_token_accuracy(r.output_tokens, r.target_tokens)
+        if with_hits and r.target_hits is not None:
+            values["per_token_argmax_accuracy"] = m.per_token_argmax_accuracy(r.target_hits)
         if r.samples is not None:
             values["sampled_exact_match"] = m.sampled_exact_match(r.samples, r.target)
         for name, value in values.items():

@@ -101,7 +101,12 @@ def predict_and_compare(
         mode, measured, continuous = "sampled", "sampled_exact_match", "per_token_probability"
     elif "exact_match" in present:
         measured = "exact_match"
-        mode, continuous = ("greedy", "per_token_accuracy") if "per_token_accuracy" in present else ("greedy-vs-p", "per_token_probability")
+        if "per_token_argmax_accuracy" in present:  # teacher-forced: exact match is its all-tokens case
+            mode, continuous = "greedy", "per_token_argmax_accuracy"
+        elif "per_token_accuracy" in present:  # outputs without argmax flags: the greedy output's agreement
+            mode, continuous = "greedy", "per_token_accuracy"
+        else:
+            mode, continuous = "greedy-vs-p", "per_token_probability"
     else:
         return None
     models = scores.drop_duplicates("model").sort_values("scale")[["model", "label", "scale"]]

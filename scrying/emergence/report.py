@@ -96,6 +96,7 @@ _UNITS = {
     "multiple_choice_grade": "grade (fraction of items)", "token_edit_distance": "edit distance (tokens)",
     "brier_score": "Brier score", "per_token_probability": "per-token probability",
     "target_log_likelihood": "log-likelihood (nats)", "per_token_accuracy": "per-token accuracy (fraction)",
+    "per_token_argmax_accuracy": "per-token argmax accuracy, teacher-forced (fraction)",
 }
 
 

@@ -29,7 +29,7 @@ from plotly.subplots import make_subplots
 from scrying.emergence.verdict import EmergenceSummary, jump_span
 from scrying.html_pages import escape, write_report_page
 
-BAND_METRICS = ("exact_match", "per_token_probability", "per_token_accuracy", "sampled_exact_match")
+BAND_METRICS = ("exact_match", "per_token_probability", "per_token_accuracy", "per_token_argmax_accuracy", "sampled_exact_match")
 
 
 @dataclass(frozen=True)

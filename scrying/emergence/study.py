@@ -74,6 +74,7 @@ def records_of(member: Member, scored: list[ScoredItem]) -> list[OutputRecord]:
             target_logprobs=tuple(s.target_logprobs), label=member.label, choices=s.choice_logprobs,
             target_tokens=tuple(s.target_tokens), output_tokens=tuple(s.output_tokens),
             samples=None if s.samples is None else tuple(s.samples),
+            target_hits=None if s.target_hits is None else tuple(s.target_hits),
         )
         for s in scored
     ]
