@@ -214,6 +214,19 @@ def greedy_continuations(
 ) -> list[list[int]]:
     """``n_new[i]`` greedy tokens after each prompt (never one of ``banned``); the rows
     right-padded and each advanced from its own length."""
+    return decode_rows(model, prompts, n_new, lambda logits: _ban(logits, banned).argmax(-1))
+
+
+@torch.no_grad()
+def decode_rows(
+    model: Model,
+    prompts: list[list[int]],
+    n_new: list[int],
+    choose: Callable[[Float[Tensor, "row d_vocab"]], Int[Tensor, " row"]],
+) -> list[list[int]]:
+    """The one decoding loop: ``n_new[i]`` tokens after each prompt, each chosen by ``choose``
+    from the logits at the row's last position (argmax for greedy decoding, a draw for
+    sampling); the rows right-padded and each advanced from its own length."""
     lengths = [len(p) for p in prompts]
     width = max(n + k for n, k in zip(lengths, n_new, strict=True))
     tokens = pad_right([torch.tensor(p, dtype=torch.long) for p in prompts], pad_id(model), width)
@@ -225,7 +238,7 @@ def greedy_continuations(
         read_at = torch.tensor([min(n + step, end) - 1 for n in lengths], device=tokens.device)
         read = torch.zeros((len(prompts), end), dtype=torch.bool, device=tokens.device)
         read[rows, read_at] = True
-        chosen = _ban(logits_where(model, tokens[:, :end], read), banned).argmax(-1)
+        chosen = choose(logits_where(model, tokens[:, :end], read))
         for i, (n, k) in enumerate(zip(lengths, n_new, strict=True)):
             if step < k:
                 tokens[i, n + step] = chosen[i]

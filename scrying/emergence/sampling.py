@@ -18,34 +18,21 @@ from __future__ import annotations
 import torch
 
 from scrying.axes import Model
-from scrying.continuations import length_batches, logits_where
+from scrying.continuations import decode_rows, length_batches
 from scrying.errors import ConfigError
-from scrying.models.adapter import model_device
-from scrying.prompt_sets import pad_id, pad_right
 
 
 @torch.no_grad()
 def _sample_rows(
     model: Model, prompts: list[list[int]], n_new: list[int], banned: list[int] | None, generator: torch.Generator
 ) -> list[list[int]]:
-    lengths = [len(p) for p in prompts]
-    width = max(n + k for n, k in zip(lengths, n_new, strict=True))
-    tokens = pad_right([torch.tensor(p, dtype=torch.long) for p in prompts], pad_id(model), width)
-    tokens = tokens.to(model_device(model))
-    rows = torch.arange(len(prompts), device=tokens.device)
-    for step in range(max(n_new)):
-        end = max(n + step for n, k in zip(lengths, n_new, strict=True) if step < k)
-        read_at = torch.tensor([min(n + step, end) - 1 for n in lengths], device=tokens.device)
-        read = torch.zeros((len(prompts), end), dtype=torch.bool, device=tokens.device)
-        read[rows, read_at] = True
-        logits = logits_where(model, tokens[:, :end], read).float()
+    def draw(logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
         if banned:
             logits[:, banned] = -torch.inf
-        chosen = torch.multinomial(torch.softmax(logits, -1).cpu(), 1, generator=generator)[:, 0]
-        for i, (n, k) in enumerate(zip(lengths, n_new, strict=True)):
-            if step < k:
-                tokens[i, n + step] = chosen[i]
-    return [tokens[i, n : n + k].tolist() for i, (n, k) in enumerate(zip(lengths, n_new, strict=True))]
+        return torch.multinomial(torch.softmax(logits, -1).cpu(), 1, generator=generator)[:, 0]
+
+    return decode_rows(model, prompts, n_new, draw)
 
 
 def sample_continuations(
