@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--family", type=Path, metavar="FAMILY.json|toy|toy-widths|tiny|real|pythia-sizes|pythia-410m-steps",
                    help='models to score: a JSON list of {"model": spec, "scale": number, "label"?}; a preset of '
                    'toy models scrying trains itself offline (cached): toy (checkpoints over training), toy-widths (sizes), '
-                   'tiny (seconds); real: SmolLM2-135M, Gemma 3 270M, Qwen2.5-Coder 0.5B and 1.5B, offline (scale = parameters); or a shipped hub family (needs a network): pythia-sizes, pythia-410m-steps '
+                   'tiny (minutes cold: 3 min 49 s measured on 2 cores; then cached); real: SmolLM2-135M, Gemma 3 270M, Qwen2.5-Coder 0.5B and 1.5B, offline (scale = parameters); or a shipped hub family (needs a network): pythia-sizes, pythia-410m-steps '
                    '(training checkpoints, loaded as NAME@stepN)')
     p.add_argument("--task", help="with --family: addition:K, multiplication:K, induction[:HALF_LEN] or TASK.jsonl "
                    "(a toy preset trains on the task: induction, addition:K or multiplication:K)")

@@ -20,7 +20,7 @@ Phases of :func:`toy_family`:
    itself, Olsson et al.) or shown to have none.
 
 Presets (the same names for both tasks): ``tiny`` (one 2-layer model, a few checkpoints;
-seconds, for the tests), ``toy`` (one 2-layer model, checkpoints over training: a family over
+for the tests: training takes seconds, a whole study cold 3 min 49 s measured on 2 cores), ``toy`` (one 2-layer model, checkpoints over training: a family over
 training time; about a minute to train here) and ``toy-widths`` (several widths, each trained
 the same number of steps: a family over size; a few minutes). A family mixing widths and
 training steps on one compute axis interleaves curves that differ in kind, so the presets keep
