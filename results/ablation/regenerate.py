@@ -1,7 +1,7 @@
 """Regenerate the committed head-ablation results on Gemma 3 270M (``make results``).
 
-* ``ioi_heads_gemma.csv``: ``scrying ablate`` on the packaged IOI prompts (32, logit difference,
-  mean ablation, 1,000 bootstrap resamples);
+* ``ioi_heads_gemma.csv`` and its report ``ioi_heads_gemma.html``: ``scrying ablate`` on the
+  packaged IOI prompts (32, logit difference, mean ablation, 1,000 bootstrap resamples);
 * ``gemma_induction_heads.csv``: :func:`scrying.ablation.detect_heads` with its defaults (16
   repeated random-token prompts of 20 tokens, loss, mean ablation).
 """
@@ -23,7 +23,7 @@ def run(out: Path) -> None:
     ioi = Path(__file__).resolve().parents[2] / "scrying" / "data" / "ioi.jsonl"
     journal = out / "ioi_heads_gemma.effects.jsonl"
     journal.unlink(missing_ok=True)  # a fresh run, not a resume of an older one
-    code = cli(["ablate", "--prompts", str(ioi), "--out", str(out / "ioi_heads_gemma.csv")])
+    code = cli(["ablate", "--prompts", str(ioi), "--out", str(out / "ioi_heads_gemma.csv"), "--html", str(out / "ioi_heads_gemma.html")])
     journal.unlink(missing_ok=True)  # per-prompt effects are not committed
     if code:
         raise SystemExit(code)
