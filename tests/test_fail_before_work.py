@@ -80,7 +80,7 @@ CASES = [
     # emergence
     (["emergence", "--family", "nosuchfamily", "--task", "addition:2", "--out-dir", "{tmp}/e"],
      "--family 'nosuchfamily' is neither a family file nor a known family; expected FAMILY.json, a toy preset (tiny, toy, "
-     "toy-widths) or a shipped family (pythia-410m-steps, pythia-sizes)"),
+     "toy-widths) or a shipped family (pythia-410m-steps, pythia-sizes, real)"),
     (["emergence", "--family", "toy", "--task", "addition:999999", "--out-dir", "{tmp}/e"], "not 'addition:999999'"),
     (["emergence", "--family", "{family}", "--task", "addition:999999", "--out-dir", "{tmp}/e"],
      "addition: K (digits per operand) must be at most 64, got 999999"),

@@ -15,9 +15,9 @@ from scrying.errors import ConfigError, InvalidInputError
 from scrying.reversal.causal_tracing import CausalTraceConfig, noise_draws
 from scrying.reversal.experiment import ExperimentConfig
 from scrying.reversal.finetune import FinetuneConfig
-from scrying.reversal.pair_scoring import ReversalConfig, distractors
+from scrying.reversal.pair_scoring import ReversalConfig, distractors, relation_distractors
 from scrying.reversal.pairs import Pair, prompt_generator
-from scrying.reversal.probe import probe_settings, read_pair_files
+from scrying.reversal.probe import probe_settings, read_pair_files, subset
 from scrying.reversal.records import PairRecord, read_results
 from scrying.reversal.relations import packaged_relation_files
 from scrying.toys.train import train_steps
@@ -34,7 +34,9 @@ def test_stored_records_read_and_write_back_byte_for_byte(path):
     for line in body:
         record = PairRecord.from_json(json.loads(line))
         assert json.dumps(record.to_json()) == line
-        assert record.forward.n_candidates == len(record.forward.distractors) + 1
+        for side in (record.forward, record.reverse):
+            assert side.n_candidates == len(side.distractors) + side.n_right
+            assert side.n_right == len(side.right_answers) + 1
 
 
 def _line() -> dict:
@@ -85,15 +87,16 @@ def test_stored_distractors_are_redrawn_by_the_one_seed_rule():
     from the shipped relations: the per-prompt key and its hashing are unchanged."""
     header = json.loads((RESULTS / "results.jsonl").read_text(encoding="utf-8").splitlines()[0])["settings"]
     files = packaged_relation_files()
-    config = ReversalConfig(distractors=header["distractors"], seed=header["seed"])
+    config = ReversalConfig(distractors=header["distractors"], seed=header["seed"], fit=header.get("fit", False))
     if probe_settings("x", files, config)["pairs_sha256"] != header["pairs_sha256"]:
         pytest.skip("the shipped relations changed since results/reversal was stored")
     pairs = read_pair_files(files)
     records = read_results(RESULTS / "results.jsonl")
-    assert len(records) == len(pairs)
+    assert [r.index for r in records] == subset(pairs, header.get("every", 1))  # every pair, or the documented subset
+    ks = relation_distractors(pairs, config).k
     for record in records:
         for direction in ("forward", "reverse"):
-            drawn = [d.strip() for d in distractors(pairs, record.index, direction, config)]
+            drawn = [d.strip() for d in distractors(pairs, record.index, direction, config, ks[record.relation])]
             assert list(record.direction(direction).distractors) == drawn
 
 

@@ -93,3 +93,97 @@ def test_readme_patching_figures_are_the_stored_causal_trace():
     top = rev.indirect_effect[:13].idxmax()
     assert f"at most {rev.indirect_effect[top]:.3f} [{rev.ci_low[top]:.3f}, {rev.ci_high[top]:.3f}]" in readme
     assert table["index"].nunique() == pd.read_csv(RESULTS / "results.lens.csv")["index"].nunique()
+
+
+def _lines() -> tuple[dict, list[dict]]:
+    raw = (RESULTS / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    return json.loads(raw[0])["settings"], [json.loads(x) for x in raw[1:]]
+
+
+def test_random_and_hard_top1_and_chance_from_the_raw_lines():
+    """The new columns, computed straight from the JSON lines (not through the typed records or
+    :func:`summarize`): top-1 among random and among hard distractors, and chance as right answers
+    over candidates."""
+    _, lines = _lines()
+    stored = pd.read_csv(RESULTS / "results.summary.csv").set_index("relation")
+    for relation in stored.index:
+        part = lines if relation == "all" else [x for x in lines if x["relation"] == relation]
+        assert stored.loc[relation, "n"] == len(part)
+        for d in ("forward", "reverse"):
+            assert all(len(x[d]["hard_distractors"]) == len(x[d]["distractors"]) for x in part)
+            for column, value in ((f"{d}_top1", [x[d]["rank"] == 1 for x in part]),
+                                  (f"{d}_top1_hard", [x[d]["hard_rank"] == 1 for x in part]),
+                                  (f"{d}_chance", [x[d]["n_right"] / x[d]["n_candidates"] for x in part])):
+                assert stored.loc[relation, column] == pytest.approx(sum(value) / len(value), abs=1e-12), (relation, column)
+
+
+def test_the_many_direction_ranked_every_right_city_of_the_state():
+    from scrying.reversal.probe import read_pair_files
+    from scrying.reversal.relations import packaged_relation_files
+
+    _, lines = _lines()
+    pairs = read_pair_files(packaged_relation_files())
+    cities: dict[str, set[str]] = {}
+    for p in pairs:
+        if p.relation == "us_city_state":
+            cities.setdefault(p.b, set()).update({p.a, *p.also_true})
+    part = [x for x in lines if x["relation"] == "us_city_state"]
+    assert part and any(x["reverse"]["n_right"] > 1 for x in part)
+    for x in part:
+        in_file = {p.a for p in pairs if p.relation == "us_city_state" and p.b == x["b"]}
+        assert {x["a"], *x["reverse"]["right_answers"]} == in_file
+        assert not set(x["reverse"]["distractors"]) & cities[x["b"]]
+        assert not set(x["reverse"]["hard_distractors"]) & cities[x["b"]]
+        assert x["forward"]["n_right"] == 1
+
+
+def test_readme_names_the_stored_subset_and_distractors():
+    settings, lines = _lines()
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    every = settings.get("every", 1)
+    assert settings["distractors"] == 20 and settings["fit"] is True
+    if every > 1:
+        assert f"`--every {every}`: every {every}th pair of each relation, {len(lines)} of" in readme
+
+
+def test_readme_prose_figures_are_the_stored_summary():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    t = pd.read_csv(RESULTS / "results.summary.csv").set_index("relation")
+    cap, state, city = t.loc["country_capital"], t.loc["state_capital"], t.loc["us_city_state"]
+    _, lines = _lines()
+    n_pairs = len(read_pair_files_all())
+    for text in (
+        f"{len(lines)} of {n_pairs} pairs",
+        f"(country → capital {cap.forward_top1:.2f} / {cap.reverse_top1:.2f}, state capitals "
+        f"{state.forward_top1:.2f} / {state.reverse_top1:.2f})",
+        f"for {state.forward_top1_hard:.2f} of states forward",
+        f"against {state.reverse_top1_hard:.2f} reverse",
+        f"falls to {cap.forward_top1_hard:.2f} forward",
+        f"reverse stays at {cap.reverse_top1_hard:.2f} (p={cap.p_top1_hard:.2g})",
+        f"a city of the state for {city.reverse_exact:.2f} of the prompts",
+        f"the gap is {city.diff_exact:.2f} (p={city.p_exact:.3g})",
+    ):
+        assert text in readme, text
+
+
+def read_pair_files_all() -> list:
+    from scrying.reversal.probe import read_pair_files
+    from scrying.reversal.relations import packaged_relation_files
+
+    return read_pair_files(packaged_relation_files())
+
+
+def test_readme_hard_negative_examples_are_stored_records():
+    """The named confusions: the greedy answer is the named city, and a hard distractor outranks
+    the capital (hard rank > 1) while no random one does (rank 1)."""
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    _, lines = _lines()
+    by = {(x["relation"], x["a"]): x["forward"] for x in lines}
+    examples = [("state_capital", "Alabama", "Birmingham"), ("state_capital", "Illinois", "Chicago"),
+                ("state_capital", "Michigan", "Detroit"), ("country_capital", "New Zealand", "Auckland"),
+                ("country_capital", "Pakistan", "Lahore"), ("country_capital", "Switzerland", "Geneva")]
+    for relation, a, city in examples:
+        assert f"{city} for {a}" in readme, (a, city)
+        side = by[relation, a]
+        assert side["greedy"].strip().startswith(city) and city in side["hard_distractors"]
+        assert side["hard_rank"] > 1 and side["rank"] == 1, (a, side["hard_rank"], side["rank"])

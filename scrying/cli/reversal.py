@@ -24,6 +24,10 @@ def _skipped(message: str) -> None:
     sys.stderr.write(f"scrying: error: {message} (skipped)\n")
 
 
+def _note(message: str) -> None:
+    sys.stderr.write(f"scrying: note: {message}\n")
+
+
 def _attribution_graph(model: Model, model_name: str, prompt: str, target: str, stem: Path) -> None:
     """``scrying trace`` at neuron level, written to ``stem.html`` and ``stem.json``."""
     from scrying.attribution.trace import TraceConfig, trace, write_trace
@@ -32,15 +36,26 @@ def _attribution_graph(model: Model, model_name: str, prompt: str, target: str, 
     write_trace(result, html_path=stem.with_suffix(".html"), json_path=stem.with_suffix(".json"))
 
 
+DEFAULT_DISTRACTORS = 20
+
+
+def _distractors(asked: int | None) -> int | None:
+    """``--distractors``: not given, the default ``K`` (fitted to small relations); 0, all."""
+    if asked is None:
+        return DEFAULT_DISTRACTORS
+    return None if asked == 0 else asked
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     """Pair files, options and outputs are checked (by the library) before the model loads."""
     config = ProbeJobConfig(
         pairs=tuple(args.pairs), model=args.model, out=args.out, html=args.html, lens=args.lens, graphs=args.graphs,
-        scoring=ReversalConfig(distractors=None if args.distractors == 0 else args.distractors,
+        every=args.every, scoring=ReversalConfig(distractors=_distractors(args.distractors), fit=args.distractors is None,
                                batch_size=args.batch_size, seed=args.seed, progress=True),
         bootstrap=BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed),
     )
-    result = run_probe_job(config, load_config(args), trace_graph=_attribution_graph, on_skip=_skipped)
+    result = run_probe_job(config, load_config(args), trace_graph=_attribution_graph, on_skip=_skipped,
+                           on_note=_note)
     sys.stdout.write(text_table(result.table))
     sys.stdout.write(f"wrote {', '.join(map(str, result.written))}\n")
     if result.skipped:
@@ -79,8 +94,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    help="pair files (a, b, relation, forward template with {a}, reverse template with {b}); "
                    "'packaged' for the shipped relations")
     add_model_args(p)
-    p.add_argument("--distractors", "-k", type=int, default=20,
-                   help="distractors per prompt, drawn from the relation's other answers (0: all of them; default 20)")
+    p.add_argument("--distractors", "-k", type=int, default=None,
+                   help="random distractors per prompt, drawn from the relation's other answers, and as many hard ones "
+                   "(0: all of them; default 20, or all a relation has where it has fewer, with a note; a K given here "
+                   "that a relation cannot fill stops the run before the model loads)")
     p.add_argument("--out", type=Path, metavar="RESULTS.jsonl",
                    help="one line per pair with forward and reverse results (a rerun resumes); "
                    "the summary goes to RESULTS.summary.csv and .summary.md")
@@ -91,6 +108,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--graphs", type=int, default=0, metavar="N",
                    help="with --html: attribution graphs of both directions of the first N pairs known forward and not "
                    "in reverse, linked from the report (REPORT_graphs/)")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="score only every N-th pair of each relation (a subset for a slow machine; distractors are "
+                   "still drawn from the whole relation)")
     p.add_argument("--batch-size", type=int, default=64, help="rows per forward pass")
     p.add_argument("--n-bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)

@@ -41,9 +41,25 @@ def probe_journal(path: Path | str, settings: dict[str, Any]) -> Journal:
     return Journal(path, settings, key=lambda r: int(r["index"]), check=check_record, what="reversal probe")
 
 
-def run_probe(scorer: Scorer, pairs: list[Pair], config: ReversalConfig, journal: Journal) -> list[PairRecord]:
-    """Score the pairs the journal has not finished, saving each; every pair's record in order."""
-    journal.resume_note(len(pairs), "pairs")
-    for record in score_pairs(scorer, pairs, config, skip=set(journal.done)):
+def subset(pairs: list[Pair], every: int) -> list[int]:
+    """Every ``every``-th pair of each relation (its 1st, ``every + 1``-th, ...), in file order."""
+    seen: dict[str, int] = {}
+    chosen = []
+    for i, pair in enumerate(pairs):
+        n = seen.get(pair.relation, 0)
+        seen[pair.relation] = n + 1
+        if n % every == 0:
+            chosen.append(i)
+    return chosen
+
+
+def run_probe(scorer: Scorer, pairs: list[Pair], config: ReversalConfig, journal: Journal,
+              chosen: list[int] | None = None) -> list[PairRecord]:
+    """Score the pairs (``chosen``: only these positions; their distractors are still drawn from
+    every pair) the journal has not finished, saving each; every scored pair's record in order."""
+    chosen = list(range(len(pairs))) if chosen is None else chosen
+    journal.resume_note(len(chosen), "pairs")
+    skip = set(journal.done) | (set(range(len(pairs))) - set(chosen))
+    for record in score_pairs(scorer, pairs, config, skip=skip):
         journal.append(record.to_json())
-    return [PairRecord.from_json(journal.done[i], f"{journal.path.name} record {i}") for i in range(len(pairs))]
+    return [PairRecord.from_json(journal.done[i], f"{journal.path.name} record {i}") for i in chosen]

@@ -37,10 +37,14 @@ def _field(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class DirectionRecord:
-    """One direction of a pair: the prompt, the true answer (stripped), its summed and per-token
-    mean log-probability over ``n_tokens`` tokens, its ``rank`` among ``n_candidates`` (1 + the
-    distractors scoring strictly higher), whether greedy decoding said it token for token
-    (``exact``), the greedy text, and the distractors (stripped)."""
+    """One direction of a pair: the prompt, the pair's own answer (stripped), its summed and
+    per-token mean log-probability over ``n_tokens`` tokens, the ``rank`` of the best of the
+    ``n_right`` right answers among ``n_candidates`` (the right answers and the random
+    distractors: 1 + the distractors scoring strictly higher than it), whether greedy decoding said
+    a right answer token for token (``exact``), the greedy text, the random distractors
+    (stripped), the other right answers ranked (``right_answers``: in the many direction of a
+    one-to-many relation), and the rank among the hard distractors (``hard_rank``, as many as the
+    random ones; ``None`` in results written before hard negatives)."""
 
     prompt: str
     answer: str
@@ -52,10 +56,18 @@ class DirectionRecord:
     exact: bool
     greedy: str
     distractors: tuple[str, ...]
+    n_right: int = 1
+    right_answers: tuple[str, ...] = ()
+    hard_rank: int | None = None
+    hard_distractors: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["distractors"] = list(self.distractors)
+        for key in ("distractors", "right_answers", "hard_distractors"):
+            out[key] = list(out[key])
+        if self.hard_rank is None:  # a record from before hard negatives writes back as it was read
+            for key in ("n_right", "right_answers", "hard_rank", "hard_distractors"):
+                del out[key]
         return out
 
     @classmethod
@@ -63,10 +75,17 @@ class DirectionRecord:
         if not isinstance(obj, dict):
             raise InvalidInputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         values = {key: _field(obj, key, kind, where) for key, kind in _KINDS.items()}
-        distractors = obj.get("distractors", [])
-        if not isinstance(distractors, list) or not all(isinstance(d, str) for d in distractors):
-            raise InvalidInputError(f"{where}: 'distractors' must be a list of strings, got {distractors!r}")
-        return cls(**values, distractors=tuple(distractors))
+        lists = {}
+        for key in ("distractors", "right_answers", "hard_distractors"):
+            value = obj.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+                raise InvalidInputError(f"{where}: {key!r} must be a list of strings, got {value!r}")
+            lists[key] = tuple(value)
+        n_right = _field(obj, "n_right", int, where) if "n_right" in obj else 1
+        hard_rank = obj.get("hard_rank")
+        if hard_rank is not None:
+            hard_rank = _field(obj, "hard_rank", int, where)
+        return cls(**values, n_right=n_right, hard_rank=hard_rank, **lists)
 
 
 @dataclass(frozen=True, kw_only=True)

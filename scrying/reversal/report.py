@@ -15,15 +15,17 @@ from scrying.html_pages import escape, write_report_page
 from scrying.reversal.records import PairRecord
 from scrying.reversal.summary import known_one_way
 
-_LABELS = {"exact": "greedy exact match", "top1": "top-1 among candidates"}
+_LABELS = {"exact": "greedy exact match", "top1": "top-1 among random distractors",
+           "top1_hard": "top-1 among hard distractors"}
+_SHOWN = ("exact", "top1", "top1_hard")
 
 
 def figure(table: pd.DataFrame) -> go.Figure:
-    """Two panels (exact match, top-1): forward and reverse bars per relation with 95% intervals;
-    top-1 chance drawn as a marker."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[_LABELS["exact"], _LABELS["top1"]])
+    """Three panels (exact match, top-1 among random and among hard distractors): forward and
+    reverse bars per relation with 95% intervals; top-1 chance drawn as a marker."""
+    fig = make_subplots(rows=1, cols=len(_SHOWN), subplot_titles=[_LABELS[m] for m in _SHOWN])
     colors = {"forward": "#1f77b4", "reverse": "#d62728"}
-    for col, measure in enumerate(("exact", "top1"), start=1):
+    for col, measure in enumerate(_SHOWN, start=1):
         for direction in ("forward", "reverse"):
             key = f"{direction}_{measure}"
             fig.add_trace(
@@ -34,9 +36,10 @@ def figure(table: pd.DataFrame) -> go.Figure:
                        hovertemplate=f"%{{x}} {direction}<br>%{{y:.3f}}<extra></extra>"),
                 row=1, col=col,
             )
-        if measure == "top1":
+        if measure != "exact":
             fig.add_trace(go.Scatter(x=table.relation, y=table.reverse_chance, mode="markers", name="chance",
-                                     marker={"symbol": "line-ew-open", "size": 30, "color": "black"}), row=1, col=col)
+                                     showlegend=measure == "top1", marker={"symbol": "line-ew-open", "size": 30, "color": "black"}),
+                          row=1, col=col)
         fig.update_yaxes(range=[0, 1.05], title_text="accuracy", row=1, col=col)
     fig.update_layout(barmode="group", height=420)
     return fig
@@ -92,7 +95,7 @@ def write_report(
             f"<td>{r[f'forward_{m}']:.2f} [{r[f'forward_{m}_low']:.2f}, {r[f'forward_{m}_high']:.2f}]</td>"
             f"<td>{r[f'reverse_{m}']:.2f} [{r[f'reverse_{m}_low']:.2f}, {r[f'reverse_{m}_high']:.2f}]</td>"
             f"<td>{r[f'diff_{m}']:+.2f} [{r[f'diff_{m}_low']:+.2f}, {r[f'diff_{m}_high']:+.2f}], p={r[f'p_{m}']:.3g}</td>"
-            for m in ("exact", "top1")
+            for m in _SHOWN
         )
         + f"<td>{r.forward_mean_logprob:.2f} / {r.reverse_mean_logprob:.2f}</td></tr>"
         for _, r in table.iterrows()
@@ -129,7 +132,7 @@ def write_report(
             f"with 95% bootstrap intervals (Meng et al. 2022). Mean answer probability {escape(means)}.</p>"
             + pio.to_html(patching_figure(summary), include_plotlyjs=False, full_html=False)
         )
-    m_heads = "".join(f"<th>{escape(_LABELS[m])} forward</th><th>reverse</th><th>forward − reverse</th>" for m in ("exact", "top1"))
+    m_heads = "".join(f"<th>{escape(_LABELS[m])} forward</th><th>reverse</th><th>forward − reverse</th>" for m in _SHOWN)
     body = (
         "<p>Per relation: accuracy in each direction with 95% percentile-bootstrap intervals over pairs; "
         "forward minus reverse over the same pairs with its interval and two-sided sign-flip permutation p-value.</p>"

@@ -5,11 +5,18 @@ Phases of :func:`run_probe_job`:
 
 1. **Check, before any model loads**: the output paths (the results file, its summary beside it,
    the report; :mod:`scrying.preflight`), every line of every pair file (a bad line is skipped and
-   named), and the number of distractors against every relation
-   (:func:`~scrying.reversal.pair_scoring.check_distractors`). A refused run writes nothing.
-2. **Load** the model (``load``); pairs an answer of which tokenizes to nothing are skipped and
-   named too.
-3. **Score** the pairs the results file (a :class:`~scrying.journal.Journal`, created with its
+   named), each relation's declared cardinality against its lines, and the number of
+   distractors against every relation (:func:`~scrying.reversal.pair_scoring.check_distractors`:
+   with ``ReversalConfig.fit``, the default here, a relation with fewer candidates uses all it
+   has and one line per such relation says so; without it, the error names the relation and the
+   largest ``K`` allowed). A refused run writes nothing.
+   Then, with the tokenizer alone where the model is a local folder (the model's own, loaded
+   without its weights), pairs an answer of which tokenizes to nothing are skipped and named, and
+   ``K`` is fitted to the pairs left (the notes are said here, once).
+2. **Load** the model (``load``); the empty-answer check runs again on the model's tokenizer (for
+   hub models it runs only here).
+3. **Score** (with ``every > 1``, only every ``every``-th pair of each relation, a documented
+   subset whose distractors are still drawn from the whole relation) the pairs the results file (a :class:`~scrying.journal.Journal`, created with its
    first record) has not finished (:func:`~scrying.reversal.probe.run_probe`).
 4. **Summarise**: per relation and direction with bootstrap intervals
    (:func:`~scrying.reversal.summary.summarize`), as ``RESULTS.summary.csv`` and ``.summary.md``.
@@ -36,12 +43,12 @@ import pandas as pd
 
 from scrying.axes import Model
 from scrying.continuations import continuation_tokens, non_text_tokens
-from scrying.errors import ConfigError, InvalidInputError
-from scrying.models import LoadConfig, load_model
+from scrying.errors import ConfigError, InvalidInputError, PromptError
+from scrying.models import LoadConfig, load_model, local_hf_dir
 from scrying.preflight import check_distinct, check_output_file
 from scrying.reversal.pair_scoring import ModelScorer, ReversalConfig, check_distractors, unscorable
 from scrying.reversal.pairs import DIRECTIONS, Pair
-from scrying.reversal.probe import probe_journal, probe_settings, read_pair_files, run_probe
+from scrying.reversal.probe import probe_journal, probe_settings, read_pair_files, run_probe, subset
 from scrying.reversal.records import PairRecord
 from scrying.reversal.relations import packaged_relation_files
 from scrying.reversal.report import write_report
@@ -60,7 +67,8 @@ class ProbeJobConfig:
     """One probe: ``pairs`` (pair files; ``"packaged"`` for the shipped relations), the ``model``
     spec, the results file ``out`` (a journal: a rerun resumes; the summary goes beside it), an
     optional ``html`` report with ``graphs`` attribution graphs, the ``lens`` flag, how pairs are
-    scored (``scoring``) and the bootstrap of the summary."""
+    scored (``scoring``; by default ``K = 20`` fitted to small relations) and the bootstrap of the
+    summary."""
 
     pairs: tuple[str | Path, ...]
     model: str
@@ -68,7 +76,8 @@ class ProbeJobConfig:
     html: Path | None = None
     lens: bool = False
     graphs: int = 0
-    scoring: ReversalConfig = field(default_factory=ReversalConfig)
+    every: int = 1
+    scoring: ReversalConfig = field(default_factory=lambda: ReversalConfig(fit=True))
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
     def __post_init__(self) -> None:
@@ -80,6 +89,8 @@ class ProbeJobConfig:
             raise ConfigError("--pairs needs --out RESULTS.jsonl")
         if isinstance(self.graphs, bool) or not isinstance(self.graphs, int) or self.graphs < 0:
             raise ConfigError(f"--graphs must be >= 0, got {self.graphs}")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ConfigError(f"--every must be >= 1, got {self.every!r}")
         if self.graphs and self.html is None:
             raise ConfigError("--graphs N links the graphs from the report: give --html REPORT.html too")
         if not isinstance(self.scoring, ReversalConfig):
@@ -114,6 +125,10 @@ def _log_skipped(message: str) -> None:
     logger.warning("%s (skipped)", message)
 
 
+def _log_note(message: str) -> None:
+    logger.warning("%s", message)
+
+
 def _check(config: ProbeJobConfig, trace_graph: GraphTracer | None) -> tuple[list[Path], list[Pair], list[str]]:
     """Phase 1, no model: the output paths, the pair files (bad lines skipped and returned), the
     number of distractors; the pair files, the pairs and the skipped lines' errors."""
@@ -127,8 +142,34 @@ def _check(config: ProbeJobConfig, trace_graph: GraphTracer | None) -> tuple[lis
     files = config.pair_files()
     bad: list[str] = []
     pairs = read_pair_files(files, bad=bad)
-    check_distractors(pairs, config.scoring)
+    check_distractors(pairs, config.scoring)  # errors now; notes once the pairs are final
     return files, pairs, bad
+
+
+class _TokenizerScorer:
+    """Just enough of a :class:`~scrying.reversal.pair_scoring.Scorer` to find empty answers with
+    the tokenizer alone (the same text and rule as :func:`scrying.continuations.continuation_tokens`)."""
+
+    def __init__(self, tokenizer: object):
+        self.tokenizer = tokenizer
+
+    def answer_tokens(self, text: str, *, what: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+        if not ids:
+            raise PromptError(f"{what} {text!r} tokenizes to no tokens; expected some text")
+        return list(ids)
+
+
+def _drop_empty_answers(model_spec: str, load: LoadConfig, pairs: list[Pair]) -> dict[int, str]:
+    """Before the weights load: the pairs an answer of which tokenizes to nothing, by the model's
+    tokenizer (none found for a hub model, whose tokenizer comes with it)."""
+    hf_dir = local_hf_dir(model_spec, load)
+    if hf_dir is None:
+        return {}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir), local_files_only=True)
+    return unscorable(_TokenizerScorer(tokenizer), pairs)
 
 
 def run_probe_job(
@@ -137,13 +178,23 @@ def run_probe_job(
     *,
     trace_graph: GraphTracer | None = None,
     on_skip: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> ProbeJobResult:
     """Run one probe (see the module docstring for its phases). ``trace_graph`` draws the
     attribution graphs (needed when ``config.graphs > 0``); ``on_skip`` hears each skipped line or
-    pair as it is found (default: logged as a warning)."""
+    pair as it is found, ``on_note`` each relation whose ``K`` was lowered to fit, before the
+    model loads (default for both: logged as a warning)."""
     files, pairs, bad = _check(config, trace_graph)
+    load = load or LoadConfig()
+    empty = _drop_empty_answers(config.model, load, pairs)
+    bad += list(empty.values())
+    pairs = [p for i, p in enumerate(pairs) if i not in empty]
+    if not pairs:
+        raise InvalidInputError(f"no pair can be scored; {bad[-1]}")
+    for note in check_distractors(pairs, config.scoring).notes:
+        (on_note or _log_note)(note)
     logger.info("loading %s", config.model)
-    model = load_model(config.model, load or LoadConfig())
+    model = load_model(config.model, load)
     scorer = ModelScorer(model, config.scoring.batch_size, banned=non_text_tokens(model))
     dropped = unscorable(scorer, pairs)
     bad += list(dropped.values())
@@ -152,14 +203,18 @@ def run_probe_job(
         raise InvalidInputError(f"no pair can be scored; {bad[-1]}")
     for message in bad:
         (on_skip or _log_skipped)(message)
-    journal = probe_journal(config.out, probe_settings(config.model, files, config.scoring, model=model))
-    records = run_probe(scorer, pairs, config.scoring, journal)
+    settings = probe_settings(config.model, files, config.scoring, model=model)
+    if config.every > 1:
+        settings["every"] = config.every
+    journal = probe_journal(config.out, settings)
+    chosen = subset(pairs, config.every)
+    records = run_probe(scorer, pairs, config.scoring, journal, chosen)
     table = summarize(records, config.bootstrap)
     stem = config.stem()
     table.to_csv(f"{stem}.summary.csv", index=False)
     Path(f"{stem}.summary.md").write_text(markdown_table(table), encoding="utf-8")
     written = [config.out, Path(f"{stem}.summary.csv"), Path(f"{stem}.summary.md")]
-    gap = known_one_way(records)
+    gap = [records[j].index for j in known_one_way(records)]  # positions in the pair list
     lens = patching = None
     if config.lens:
         lens, patching = _look_inside(model, pairs, gap)
