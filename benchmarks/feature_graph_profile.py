@@ -2,6 +2,20 @@
 
     .venv/bin/python benchmarks/feature_graph_profile.py --transcoders /tmp/tc-quick \
         [--profile-lengths 15 256] [--memory-lengths 256 1024] [--max-feature-nodes 200] [--batch-size 16]
+    .venv/bin/python benchmarks/feature_graph_profile.py [--transcoders DIR | --random-transcoders] \
+        --validation-lengths 15 --profile-lengths --memory-lengths [--old-path]
+
+**Validation cost** (``--validation-lengths``): ``trace`` of a prompt of about N tokens without
+validation (``trace(..., validate=False)``, what ``scrying trace --no-validate`` runs) and with
+it (``ValidationConfig()``'s defaults), wall time, after one warm-up trace; the validation's
+phases (clean run, intervened passes per unfreezing stage, the activation x gradient baseline)
+timed by wrapping the module's functions. Neurons without ``--transcoders``;
+``--random-transcoders`` builds a seeded random TopK-32 set of the ``default`` preset's shape
+(4,096 features and a skip connection per layer; the costs of a trained set, not its graph).
+``--old-path`` also times the path validation took before it read target columns alone: each
+stage and scale through :func:`~scrying.attribution.replacement.intervention_pass`
+(``last_only``, the whole vocabulary at the last position, every pass from the first block,
+dense features), 8 rows a pass, and prints the ratio.
 
 **Profile** (one process, model loaded once, one unprofiled graph build first to warm up): ``trace`` (build, scores, pruning, validation) and
 ``write_trace`` (JSON + HTML) under cProfile on a prompt of about N tokens, split into phases by
@@ -116,6 +130,123 @@ def profile(args) -> None:
             sys.stdout.write(f"  {k:<72} {v:7.2f} s  {100 * v / total:5.1f}%\n")
 
 
+def _random_set(model, seed: int = 0):
+    """A seeded random TopK-32 transcoder set of the ``default`` preset's shape (timing only)."""
+    import torch
+
+    from scrying.transcoders import Transcoder, TranscoderSet, TranscoderSpec
+
+    gen = torch.Generator().manual_seed(seed)
+    d = model.cfg.d_model
+    out = []
+    for _ in range(model.cfg.n_layers):
+        tc = Transcoder(TranscoderSpec(d_model=d, n_features=4096, activation="topk", k=32, skip=True))
+        tc.load_tensors({name: torch.randn(p.shape, generator=gen) / d**0.5 for name, p in tc.tensors().items()})
+        out.append(tc)
+    return TranscoderSet(out, "random")
+
+
+def validation_cost(args) -> None:
+    import torch
+
+    import scrying.attribution.validation as validation
+    from scrying.attribution.trace import TraceConfig, trace
+    from scrying.attribution.validation import ValidationConfig
+    from scrying.models import load_model
+    from scrying.prompts import tokenize
+    from scrying.transcoders import TranscoderBasis, read_transcoders
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    if args.transcoders is not None:
+        basis, what = TranscoderBasis(read_transcoders(args.transcoders)), f"transcoders {args.transcoders}"
+    elif args.random_transcoders:
+        basis, what = TranscoderBasis(_random_set(model)), "random TopK-32 transcoders, 4,096 features (timing only)"
+    else:
+        basis, what = None, "neurons"
+    phases: dict[str, list[float]] = {}  # name -> [wall, CPU] seconds
+
+    def timed(name, fn, label=None):
+        def wrapper(*a, **k):
+            start, cpu = time.perf_counter(), time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                key = label(*a, **k) if label else name
+                spent = phases.setdefault(key, [0.0, 0.0])
+                spent[0] += time.perf_counter() - start
+                spent[1] += time.process_time() - cpu
+        return wrapper
+
+    originals = {n: getattr(validation, n) for n in ("clean_run", "_measure", "_real_gradient")}
+    validation.clean_run = timed("  clean run", originals["clean_run"])
+    validation._measure = timed("", originals["_measure"], lambda *a, **k: f"  intervened passes, unfrozen {sorted(a[6]) or 'nothing'}, {len(a[4])} scale(s)")
+    validation._real_gradient = timed("  activation x gradient baseline (1 forward + 1 backward)", originals["_real_gradient"])
+    validation.validate_feature_graph = timed("validation", validation.validate_feature_graph)
+    import scrying.attribution.trace as trace_module
+
+    trace_module.validate_feature_graph = validation.validate_feature_graph
+    vconfig = ValidationConfig()
+    with_v = TraceConfig(features=_settings(args), validation=vconfig)
+    for n in args.validation_lengths:
+        prompt = prompt_of(model.tokenizer, n)
+        n_pos = tokenize(model, prompt).shape[-1]
+        trace(model, prompt, with_v, basis=basis, validate=False)  # warm-up
+        start, cpu = time.perf_counter(), time.process_time()
+        trace(model, prompt, with_v, basis=basis, validate=False)
+        bare, bare_cpu = time.perf_counter() - start, time.process_time() - cpu
+        phases.clear()
+        start, cpu = time.perf_counter(), time.process_time()
+        result = trace(model, prompt, with_v, basis=basis)
+        full, full_cpu = time.perf_counter() - start, time.process_time() - cpu
+        sys.stdout.write(f"validation cost, {n_pos} tokens, {what}, {args.max_feature_nodes} feature nodes, "
+                         f"validation of the top {result.validation.main.n} nodes at scales {vconfig.scales}, "
+                         f"chunk {vconfig.chunk}, {args.threads} threads:\n")
+        sys.stdout.write(f"  {'(wall s, CPU s of all threads)':<86}\n")
+        sys.stdout.write(f"  {'trace without validation':<80} {bare:7.2f} {bare_cpu:7.2f}\n")
+        sys.stdout.write(f"  {'trace with validation':<80} {full:7.2f} {full_cpu:7.2f}\n")
+        for k, (wall, cpu) in phases.items():
+            sys.stdout.write(f"  {k:<80} {wall:7.2f} {cpu:7.2f}\n")
+        if args.old_path:
+            old, old_cpu = _old_path(model, result, basis, vconfig)
+            new = sum(v[0] for k, v in phases.items() if "intervened passes" in k)
+            new_cpu = sum(v[1] for k, v in phases.items() if "intervened passes" in k)
+            sys.stdout.write(f"  old path (intervention_pass, last_only, whole vocabulary, 8 rows a pass), the same "
+                             f"interventions: {old:.2f} s wall, {old_cpu:.2f} s CPU; new {new:.2f} s wall, {new_cpu:.2f} s CPU: "
+                             f"ratio new/old {new / old:.3f} wall, {new_cpu / old_cpu:.3f} CPU\n")
+
+
+def _old_path(model, result, basis, vconfig) -> tuple[float, float]:
+    """Seconds the interventions of the last validation took on the path validation used before
+    (every stage and scale through ``intervention_pass(last_only=True)``, 8 rows a pass)."""
+    import torch
+
+    from scrying.attribution.replacement import Intervention, clean_run, intervention_pass
+    from scrying.attribution.validation import stages
+    from scrying.metrics import demeaned_logit
+    from scrying.prompts import tokenize
+
+    graph = result.graph
+    clean = clean_run(model, tokenize(model, graph.prompt), basis or None)
+    nodes = [graph.nodes[graph.index[i]] for i in result.validation.main.table.node_id]
+    target = next(n for n in graph.nodes if n.kind == "logit" and n.is_target)
+    live = torch.zeros_like(clean.features, dtype=torch.bool)
+    for node in (n for n in graph.nodes if n.kind == "feature"):
+        live[node.layer, node.pos, node.feature] = True
+    steps = stages(clean.basis)
+    start, cpu = time.perf_counter(), time.process_time()
+    for i, (_, unfrozen) in enumerate(steps):
+        for scale in vconfig.scales if i in (0, len(steps) - 1) else vconfig.scales[:1]:
+            rows = [Intervention()] + [
+                Intervention(features={(n.layer, n.pos, n.feature): scale * float(clean.features[n.layer, n.pos, n.feature])})
+                for n in nodes
+            ]
+            for lo in range(0, len(rows), 8):
+                logits, _ = intervention_pass(model, clean, rows[lo : lo + 8], live=live, unfrozen=unfrozen, last_only=True)
+                demeaned_logit(logits[:, -1].double(), target.feature)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
 def memory_child(args) -> None:
     import torch
 
@@ -156,19 +287,26 @@ def memory(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--transcoders", type=Path, required=True)
+    p.add_argument("--transcoders", type=Path, help="a transcoder directory (profile and memory need one)")
+    p.add_argument("--random-transcoders", action="store_true", help="validation cost: a random TopK-32 set")
+    p.add_argument("--validation-lengths", type=int, nargs="*", default=[], help="validation cost at these lengths")
+    p.add_argument("--old-path", action="store_true", help="validation cost: also time the old intervention path")
     p.add_argument("--model", default="gemma-3-270m")
     p.add_argument("--profile-lengths", type=int, nargs="*", default=[15, 256])
     p.add_argument("--memory-lengths", type=int, nargs="*", default=[256, 1024])
     p.add_argument("--max-feature-nodes", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--validate-top", type=int, default=50, help="nodes checked by validation in the profile (trace's default)")
+    p.add_argument("--validate-top", type=int, default=100, help="nodes checked by validation in the profile (trace's default)")
     p.add_argument("--memory-child", type=int, dest="length", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.length is not None:
         memory_child(args)
         return
+    if args.validation_lengths:
+        validation_cost(args)
+    if (args.profile_lengths or args.memory_lengths) and args.transcoders is None:
+        p.error("--profile-lengths and --memory-lengths need --transcoders (or pass them empty)")
     if args.profile_lengths:
         profile(args)
     if args.memory_lengths:

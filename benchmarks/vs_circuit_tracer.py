@@ -77,7 +77,9 @@ Where the algorithms differ, and what is compared:
 
 Agreement is reported as the largest |difference| over the largest |edge| of the compared set,
 and as the fraction of edges within relative 1e-4 (``|a - b| <= 1e-4 max(|a|, |b|)``, with an
-absolute floor of 1e-6 x the largest edge for edges that are zero up to rounding).
+absolute floor for edges that are zero up to rounding of 1e-6 x the largest edge *of the same
+kind*, feature -> feature, token -> feature, feature -> logit, token -> logit: one floor for all,
+set by the largest edge (a token -> logit edge), would count most feature edges as zero).
 
 circuit-tracer's venv (outside the repository; torch pinned to the local CPU wheel, since an
 unpinned torch pulls a multi-GB CUDA build)::
@@ -174,6 +176,24 @@ def scrying_side(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- comparison
+def edge_agreement(a, b, kinds, *, rtol: float = 1e-4, floor: float = 1e-6):
+    """Which edges agree (``|a - b| <= max(rtol x max(|a|, |b|), floor x s)``) and which are
+    nonzero (``max(|a|, |b|) > floor x s``), where ``s`` is the largest |edge| *of the edge's
+    kind* (``kinds``: an integer per edge; -1 for none): one floor for every edge would be set by
+    the largest kind (a token -> logit edge of ~10 against feature edges of ~1e-3) and call
+    whole kinds zero."""
+    import torch
+
+    size = torch.maximum(a.abs(), b.abs())
+    scale = torch.zeros_like(size)
+    for k in kinds.unique().tolist():
+        if k >= 0:
+            here = kinds == k
+            scale[here] = size[here].max()
+    zero = floor * scale
+    return (a - b).abs() <= torch.maximum(rtol * size, zero), size > zero
+
+
 def compare(scry: dict, ct: dict) -> dict:
     """Edges of both graphs on the nodes both keep; see the module docstring."""
     import torch
@@ -218,30 +238,32 @@ def compare(scry: dict, ct: dict) -> dict:
 
     scale = float(torch.maximum(a.abs(), b.abs()).max())
     diff = (a - b).abs()
-    bound = torch.maximum(RTOL * torch.maximum(a.abs(), b.abs()), torch.full_like(a, 1e-6 * scale))
-    ok = diff <= bound
-    nonzero = torch.maximum(a.abs(), b.abs()) > 1e-6 * scale
+    blocks = {
+        "feature -> feature": (range(len(feats)), range(len(feats))),
+        "token -> feature": (range(len(feats)), range(len(feats), len(sources))),
+        "feature -> logit": (range(len(feats), len(targets)), range(len(feats))),
+        "token -> logit": (range(len(feats), len(targets)), range(len(feats), len(sources))),
+    }
+    kinds = torch.full(a.shape, -1, dtype=torch.long)
+    for k, (rows, cols) in enumerate(blocks.values()):
+        kinds[torch.tensor(list(rows), dtype=torch.long)[:, None], torch.tensor(list(cols), dtype=torch.long)] = k
+    ok, nonzero = edge_agreement(a, b, kinds, rtol=RTOL)
 
     s_vals = scry["values"][torch.tensor([s for s, _ in feats])].double()
     c_vals = ct["selected_values"][torch.tensor([c for _, c in feats])].double()
     by_kind = {}
-    for name, rows, cols in (
-        ("feature -> feature", range(len(feats)), range(len(feats))),
-        ("token -> feature", range(len(feats)), range(len(feats), len(sources))),
-        ("feature -> logit", range(len(feats), len(targets)), range(len(feats))),
-        ("token -> logit", range(len(feats), len(targets)), range(len(feats), len(sources))),
-    ):
-        r, c = torch.tensor(list(rows), dtype=torch.long), torch.tensor(list(cols), dtype=torch.long)
-        block_ok = ok[r][:, c]
-        block_nz = nonzero[r][:, c]
-        block_diff = diff[r][:, c]
-        block_size = torch.maximum(a.abs(), b.abs())[r][:, c]
-        large = block_size >= 1e-3 * scale  # relative differences of smaller edges are rounding
+    for k, name in enumerate(blocks):
+        here = kinds == k
+        block_diff = diff[here]
+        block_size = torch.maximum(a.abs(), b.abs())[here]
+        kind_scale = float(block_size.max()) if block_size.numel() else 0.0
+        large = block_size >= 1e-3 * kind_scale  # relative differences of smaller edges are rounding
         rel = (block_diff / block_size)[large] if bool(large.any()) else torch.zeros(1)
         by_kind[name] = {
-            "edges": int(block_ok.numel()),
-            "nonzero": int(block_nz.sum()),
-            "within": int(block_ok.sum()),
+            "edges": int(here.sum()),
+            "nonzero": int(nonzero[here].sum()),
+            "within": int(ok[here].sum()),
+            "largest_edge": kind_scale,
             "max_abs_diff": float(block_diff.max()) if block_diff.numel() else 0.0,
             "max_rel_diff": float(rel.max()),
         }
@@ -252,9 +274,9 @@ def compare(scry: dict, ct: dict) -> dict:
         "common_logits": len(logit_nodes),
         "scrying_logits": sum(1 for k in keys if k[0] == 3),
         "ct_logits": len(ct_logits),
-        "edges": int(ok.numel()),
+        "edges": int((kinds >= 0).sum()),
         "nonzero_edges": int(nonzero.sum()),
-        "within": int(ok.sum()),
+        "within": int(ok[kinds >= 0].sum()),
         "within_nonzero": int((ok & nonzero).sum()),
         "max_abs_diff": float(diff.max()),
         "max_edge": scale,
@@ -353,8 +375,9 @@ def report(args: argparse.Namespace, model_dir: Path, scry: dict, ct: dict) -> N
       f"within relative {RTOL:g} ({c['within_nonzero']}/{c['nonzero_edges']} nonzero edges); "
       f"max |diff| {c['max_abs_diff']:.3e} = {c['relative_max']:.2e} x the largest edge ({c['max_edge']:.3e})\n")
     for name, k in c["by_kind"].items():
-        w(f"  {name}: {k['within']}/{k['edges']} within ({k['nonzero']} nonzero), max |diff| {k['max_abs_diff']:.3e}, "
-          f"max relative difference of an edge >= 1e-3 x the largest {k['max_rel_diff']:.2e}\n")
+        w(f"  {name}: {k['within']}/{k['edges']} within ({k['nonzero']} nonzero above 1e-6 x this kind's largest edge, "
+          f"{k['largest_edge']:.3e}), max |diff| {k['max_abs_diff']:.3e}, "
+          f"max relative difference of an edge >= 1e-3 x this kind's largest {k['max_rel_diff']:.2e}\n")
     st, ct_t = min(sm["seconds"]), min(cm["seconds"])
     sc, cc = min(sm["cpu_seconds"]), min(cm["cpu_seconds"])
     w(f"time (graph build, best of {args.repeat}): wall scrying {st:.2f} s, circuit-tracer {ct_t:.2f} s, ratio "
@@ -363,10 +386,10 @@ def report(args: argparse.Namespace, model_dir: Path, scry: dict, ct: dict) -> N
       f"circuit-tracer {[round(x, 2) for x in cm['seconds']]})\n")
     sp, cp = sm["peak_rss_kb"] / 1e6, cm["peak_rss_kb"] / 1e6
     si, ci = max(sm["attribution_rss_increment_bytes"]) / 1e9, max(cm["attribution_rss_increment_bytes"]) / 1e9
-    w(f"peak memory (whole process, model load included): scrying {sp:.2f} GB, circuit-tracer {cp:.2f} GB, "
-      f"ratio {sp / cp:.2f}\n")
-    w(f"memory rise during the graph build: scrying {si:.3f} GB, circuit-tracer {ci:.3f} GB, ratio "
-      f"{si / ci:.2f}\n" if ci > 0 else f"memory rise during the graph build: scrying {si:.3f} GB, circuit-tracer {ci:.3f} GB\n")
+    rise = f"{si / ci:.2f}" if ci > 0 else "undefined"
+    w(f"memory: the attribution phase's own rise (resident memory during the graph build, sampled every 5 ms) "
+      f"scrying {si:.3f} GB, circuit-tracer {ci:.3f} GB, ratio {rise}; beside the whole process's peak (model load "
+      f"included) scrying {sp:.2f} GB, circuit-tracer {cp:.2f} GB, ratio {sp / cp:.2f}\n")
     w(f"model load: scrying {sm['load_seconds']:.1f} s, circuit-tracer {cm['load_seconds']:.1f} s\n")
 
 

@@ -47,6 +47,16 @@ class ValidationReport:
     def n(self) -> int:
         return len(self.table)
 
+    def indistinguishable_from_zero(self) -> dict[str, bool]:
+        """Per correlation (``spearman``, ``pearson``): whether its interval includes 0 (or is
+        undefined), so the figure cannot be told apart from no correlation."""
+        return {"spearman": includes_zero(self.spearman), "pearson": includes_zero(self.pearson)}
+
+    def describe(self) -> str:
+        """One line: both correlations with their intervals (each whose interval includes 0
+        said to be indistinguishable from 0), the slope."""
+        return f"Spearman {_shown(self.spearman)}, Pearson {_shown(self.pearson)}, slope {self.slope:.3f}"
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready: ``target``, ``method``, ``spearman`` (value), ``spearman_ci``, ``pearson``,
         ``pearson_ci``, ``slope``, ``confidence``, the settings, and ``rows``."""
@@ -62,6 +72,17 @@ class ValidationReport:
             **self.settings,
             "rows": self.table.to_dict(orient="records"),
         }
+
+
+def includes_zero(estimate: Estimate) -> bool:
+    """Whether ``estimate``'s interval includes 0, or is undefined (NaN)."""
+    low, high = estimate.ci_low, estimate.ci_high
+    return not (np.isfinite(low) and np.isfinite(high)) or low <= 0.0 <= high
+
+
+def _shown(estimate: Estimate) -> str:
+    text = f"{estimate.value:.3f} [{estimate.ci_low:.3f}, {estimate.ci_high:.3f}]"
+    return text + " (interval includes 0: indistinguishable from 0)" if includes_zero(estimate) else text
 
 
 def _finite(value: float) -> float | None:

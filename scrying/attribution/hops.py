@@ -38,10 +38,10 @@ import pandas as pd
 import torch
 
 from scrying.attribution.graph import Graph
-from scrying.attribution.influence import influence, normalize_rows
 from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError
-from scrying.models.adapter import mlp_output_logits
+from scrying.models.adapter import logits_at, mlp_output_logits, mlp_output_rows
+from scrying.path_influence import influence, normalize_rows
 from scrying.prompts import single_token, token_strings, tokenize
 from scrying.sites import Component, Site, hooks
 
@@ -92,7 +92,7 @@ def logit_lens(model: Model, prompt: str, tokens: Sequence[str], positions: Sequ
     for pos in positions:
         if not -n_pos <= pos < n_pos:
             raise InvalidInputError(f"lens position {pos} is outside the prompt's {n_pos} tokens")
-        logits = model.unembed(model.ln_final(resid[:, pos].unsqueeze(0)))[0].double()  # layer vocab
+        logits = torch.cat(list(logits_at(model, resid[:, pos]))).double()  # layer vocab
         probs = logits.softmax(-1)
         top = logits.argmax(-1)
         for layer in range(resid.shape[0]):
@@ -125,7 +125,7 @@ def bridge_nodes(
     for node in graph.nodes:
         if node.kind != "feature" or node.pos not in wanted:
             continue
-        direct = mlp_output_logits(model, node.layer, _neuron_output_rows(model, node.layer, [node.feature]))[0].double()
+        direct = mlp_output_logits(model, node.layer, mlp_output_rows(model, node.layer, [node.feature]))[0].double()
         activation = float(node.activation or 0.0)
         row = {
             "node_id": node.node_id,
@@ -140,15 +140,6 @@ def bridge_nodes(
             row["writes_answer"] = float(activation * (direct[aid] - direct.mean()))
         rows.append(row)
     return pd.DataFrame(rows).sort_values("writes", ascending=False, ignore_index=True)
-
-
-def _neuron_output_rows(model: Model, layer: int, neurons: list[int]) -> Float[Tensor, "n d_model"]:
-    """Rows of the MLP's output projection for ``neurons`` (what each writes per unit activation)."""
-    out = model.blocks[layer].mlp.out.original_component if hasattr(model.blocks[layer].mlp, "out") else None
-    if out is None:
-        raise InvalidInputError(f"layer {layer}: no MLP output projection found")
-    weight = out.weight  # nn.Linear [d_model, d_mlp]
-    return weight[:, neurons].T
 
 
 @torch.no_grad()

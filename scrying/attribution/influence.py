@@ -31,6 +31,7 @@ from scrying.attribution.graph import Graph
 from scrying.axes import Bool, Float, Tensor
 from scrying.circuits.dead_nodes import prune_dead_nodes
 from scrying.errors import ConfigError
+from scrying.path_influence import influence, normalize_rows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,23 +51,6 @@ class PruneConfig:
                 raise ConfigError(f"PruneConfig.{name} must be in [0, 1], got {value}")
         if self.max_feature_nodes is not None and self.max_feature_nodes < 1:
             raise ConfigError(f"PruneConfig.max_feature_nodes must be >= 1, got {self.max_feature_nodes}")
-
-
-def normalize_rows(matrix: Float[Tensor, "node node"]) -> Float[Tensor, "node node"]:
-    absolute = matrix.abs().double()
-    return absolute / absolute.sum(-1, keepdim=True).clamp(min=1e-10)
-
-
-def influence(normalized: Float[Tensor, "node node"], weights: Float[Tensor, " node"], max_iter: int = 10_000) -> Float[Tensor, " node"]:
-    """``weights @ (A + A^2 + ...)`` for an acyclic normalised adjacency ``A``."""
-    current = weights.double() @ normalized
-    total = current.clone()
-    for _ in range(max_iter):
-        if not current.any():
-            return total
-        current = current @ normalized
-        total += current
-    raise RuntimeError(f"influence did not converge in {max_iter} steps: is the graph cyclic?")
 
 
 def node_influence(graph: Graph) -> Float[Tensor, " node"]:

@@ -24,13 +24,19 @@ Two ways to run it and one reader of its logits, all built from hooks on :mod:`s
 * :func:`intervention_pass` — a forward with every frozen quantity *replaced* by its clean value
   and every feature clamped to its clean activation except where told otherwise; the reference
   measurement of what an edge predicts.
+* :func:`intervened_targets` — the same interventions, read as validation needs them: the
+  demeaned logits of a few target tokens at the last position (never the whole vocabulary),
+  from the clean residual stream before the earliest intervened layer (the blocks before it
+  are the clean run's), with the frozen basis computed from its active features alone
+  (:meth:`~scrying.attribution.basis.FeatureBasis.attribution_hooks`; a transcoder's real MLP is
+  then skipped). Equal to :func:`intervention_pass` to rounding (tested).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -66,9 +72,13 @@ _SCALES = (
 
 #: What :func:`intervention_pass` can unfreeze, one kind at a time (validation locates the gap
 #: between the frozen and the real model with it): attention patterns, normalization scales, the
-#: basis's own frozen nonlinearity (MLP gates / slopes), and the features the graph did not
-#: select (its error nodes), which are otherwise clamped to their clean values.
-Unfreeze = Literal["patterns", "norms", "basis", "errors"]
+#: basis (its frozen nonlinearity, MLP gates / slopes / a transcoder's mask, and a transcoder's
+#: frozen reconstruction error: the real MLP), and the features the graph did not select (its
+#: error nodes), which are otherwise clamped to their clean values. ``"masks"`` lifts the
+#: basis's nonlinearity alone and keeps its error term frozen (for a transcoder: features
+#: computed with their live activation, the MLP still replaced by the transcoder plus the clean
+#: error); ``"basis"`` implies it.
+Unfreeze = Literal["patterns", "norms", "masks", "basis", "errors"]
 
 
 def frozen_sites(model: Model, basis: FeatureBasis) -> list[Site]:
@@ -99,8 +109,23 @@ def frozen_sites(model: Model, basis: FeatureBasis) -> list[Site]:
 
 def _kind(site: Site, basis_sites: set[Site]) -> Unfreeze:
     if site in basis_sites:
-        return "basis"
+        return "masks"  # a gate or slope: the basis's nonlinearity
     return "patterns" if site.component == Component.PATTERN else "norms"
+
+
+def _lifted(unfrozen: frozenset[str]) -> frozenset[str]:
+    """``unfrozen`` with what it implies (the whole basis live: its nonlinearity too)."""
+    return unfrozen | {"masks"} if "basis" in unfrozen else unfrozen
+
+
+def _state(clean: CleanRun, unfrozen: frozenset[str]) -> BasisState:
+    """The basis's state with what ``unfrozen`` lifts: everything (``"basis"``), or its
+    nonlinearity alone (``"masks"``: the live state with the clean error term kept)."""
+    if "basis" in unfrozen:
+        return clean.basis.live_state(clean.state)
+    if "masks" in unfrozen:
+        return replace(clean.basis.live_state(clean.state), error=clean.state.error)
+    return clean.state
 
 
 @dataclass
@@ -111,6 +136,8 @@ class CleanRun:
     frozen: dict[Site, Tensor]
     features: Float[Tensor, "layer pos feature"]
     resid0: Float[Tensor, "pos d_model"]
+    # the residual stream before each block (intervened passes start at the first block they change)
+    resid: Float[Tensor, "layer pos d_model"]
     last_logits: Float[Tensor, " d_vocab"]  # at the last position only (1 GB for all at 1,024 tokens)
     basis: FeatureBasis
     state: BasisState = field(default_factory=BasisState)  # the basis's own clean quantities
@@ -124,7 +151,8 @@ def clean_run(model: Model, tokens: Int[Tensor, "1 pos"], basis: FeatureBasis | 
     """Run the prompt once and keep what the replacement model needs (default basis: neurons)."""
     basis = basis or NeuronBasis()
     frozen = frozen_sites(model, basis)
-    sites = list(dict.fromkeys(frozen + basis.record_sites(model) + [Site(Component.RESID_PRE, 0)] + attention_sites(model)))
+    resids = [Site(Component.RESID_PRE, layer) for layer in range(model.cfg.n_layers)]
+    sites = list(dict.fromkeys(frozen + basis.record_sites(model) + resids + attention_sites(model)))
     with recorded(model, sites, clone=True) as store:
         last_logits = last_position_logits(model, final_resid(model, tokens))[0, 0]
     features, state = basis.clean_state(model, store)
@@ -133,6 +161,7 @@ def clean_run(model: Model, tokens: Int[Tensor, "1 pos"], basis: FeatureBasis | 
         frozen={s: store[s] for s in frozen},
         features=features,
         resid0=store[Site(Component.RESID_PRE, 0)][0],
+        resid=torch.cat([store[site] for site in resids]),
         last_logits=last_logits.detach(),
         basis=basis,
         state=state,
@@ -168,15 +197,16 @@ class Leaves:
 def _freeze_hooks(
     model: Model, clean: CleanRun, batch: int, unfrozen: frozenset[str] = frozenset()
 ) -> list[tuple[Site, HookFn]]:
-    def replace(value: Tensor) -> HookFn:
+    def replaced(value: Tensor) -> HookFn:
         def fn(act: Tensor, hook: Any) -> Tensor:
             return value.expand(batch, *value.shape[1:]).to(act.dtype)
 
         return fn
 
     basis_sites = set(clean.basis.frozen_sites(model))
+    unfrozen = _lifted(unfrozen)
     return [
-        (site, replace(value))
+        (site, replaced(value))
         for site, value in clean.frozen.items()
         if _kind(site, basis_sites) not in unfrozen
     ]
@@ -218,10 +248,12 @@ def attribution_pass(
     def on_error(layer: int, error: Tensor) -> Tensor:
         # error * (1 + tap), tap a zero leaf with one entry per (copy, position): the same value,
         # and tap's gradient is the error term's direct effect, sum over d of error x gradient,
-        # without a [batch pos d_model] copy of the error or of its gradient per layer.
+        # without a [batch pos d_model] copy of the error or of its gradient per layer. Frozen,
+        # the error is a constant; unfrozen it is the real MLP's output minus the reconstruction,
+        # a function of the layer's input that the real model's gradient must flow through.
         tap = torch.zeros(*error.shape[:-1], 1, dtype=error.dtype, requires_grad=True)
         leaves.errors[layer] = tap
-        return error.detach() * (1 + tap)
+        return (error.detach() if frozen else error) * (1 + tap)
 
     def on_resid0(act: Tensor, hook: Any) -> Tensor:
         leaf = act.detach().requires_grad_(True)
@@ -315,7 +347,7 @@ def intervention_pass(
                 act[row, pos] = vector
         return act
 
-    state = clean.basis.live_state(clean.state) if "basis" in unfrozen else clean.state
+    state = _state(clean, unfrozen)
     fwd = [(Site(Component.RESID_PRE, 0), on_resid0)]
     fwd += _freeze_hooks(model, clean, batch, frozenset(unfrozen))
     fwd += clean.basis.feature_hooks(model, state, on_features, lambda _, e: e)
@@ -325,3 +357,91 @@ def intervention_pass(
         else:
             logits = model(clean.tokens.expand(batch, -1))
     return logits, torch.stack([computed[layer] for layer in range(model.cfg.n_layers)], dim=1)
+
+
+@torch.no_grad()
+def intervened_targets(
+    model: Model,
+    clean: CleanRun,
+    interventions: list[Intervention],
+    columns: Int[Tensor, " col"],
+    *,
+    live: Bool[Tensor, "layer pos feature"] | None = None,
+    unfrozen: frozenset[Unfreeze] = frozenset(),
+) -> Float[Tensor, "batch col"]:
+    """The demeaned logits (logit minus the vocabulary mean) of tokens ``columns`` at the last
+    position, one row per intervention: :func:`intervention_pass` (``free_layer`` None) read for
+    a few targets, cheaply (module docstring).
+
+    * The pass starts at the earliest block an intervention changes, from the clean residual
+      stream there (``clean.resid``): nothing before it differs from the clean run.
+    * Where the basis is frozen (``"masks"`` and ``"basis"`` not in ``unfrozen``) its features
+      are computed through :meth:`~scrying.attribution.basis.FeatureBasis.attribution_hooks`, the
+      active features only (the others are 0 under the frozen mask), clamped there.
+    * Only the target columns of the unembedding and its mean row are read, with the final norm's
+      clean scale where norms are frozen (:func:`frozen_demeaned_logits`).
+    """
+    batch = len(interventions)
+    touched = [ly for iv in interventions for ly, _, _ in iv.features]
+    start = 0 if any(iv.resid0 for iv in interventions) else min(touched, default=0)
+    resid = clean.resid[start].unsqueeze(0).expand(batch, -1, -1).clone()
+    for row, intervention in enumerate(interventions):
+        for pos, vector in intervention.resid0.items():
+            resid[row, pos] = vector.to(resid.dtype)
+    settings = _settings(interventions)
+    every = "errors" in unfrozen
+    fwd = _freeze_hooks(model, clean, batch, frozenset(unfrozen))
+    if _lifted(frozenset(unfrozen)) & {"masks", "basis"}:
+
+        def on_features(layer: int, act: Tensor) -> Tensor:
+            if every:
+                value = act.clone()
+            else:
+                value = clean.features[layer].unsqueeze(0).expand(batch, -1, -1).to(act.dtype).clone()
+                if live is not None:
+                    value = torch.where(live[layer].to(act.device), act, value)
+            if layer in settings:
+                rows, pos, index, values = settings[layer]
+                value[rows, pos, index] = values.to(value.dtype)
+            return value
+
+        fwd += clean.basis.feature_hooks(model, _state(clean, frozenset(unfrozen)), on_features, lambda _, e: e)
+    else:
+        active = clean.basis.active_features(clean.features, clean.state)
+        fixed = [a.compact(clean.features[layer]) for layer, a in enumerate(active)]
+        moving = None if live is None else [
+            a.compact(live[layer].to(clean.features.dtype)) > 0 for layer, a in enumerate(active)
+        ]
+
+        def on_active(layer: int, act: Tensor) -> Tensor:
+            if every:
+                value = act.clone()
+            else:
+                value = fixed[layer].unsqueeze(0).expand(batch, -1).to(act.dtype).clone()
+                if moving is not None:
+                    value = torch.where(moving[layer].to(act.device), act, value)
+            if layer in settings:
+                rows, pos, index, values = settings[layer]
+                value[rows, active[layer].lookup(pos, index)] = values.to(value.dtype)
+            return value
+
+        fwd += clean.basis.attribution_hooks(model, clean.features, clean.state, active, on_active, lambda _, e: e)
+    with hooks(model, fwd):
+        final = final_resid(model, resid, start_layer=start)[:, -1]
+    wanted = columns.unsqueeze(0).expand(batch, -1)
+    if "norms" in unfrozen:
+        return logit_columns(model, final, wanted, demean=True)
+    return frozen_demeaned_logits(model, clean, final, wanted)
+
+
+def _settings(interventions: list[Intervention]) -> dict[int, tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """The interventions' feature settings by layer: ``(row, pos, index, value)`` tensors."""
+    by_layer: dict[int, list[tuple[int, int, int, float]]] = {}
+    for row, intervention in enumerate(interventions):
+        for (layer, pos, index), value in intervention.features.items():
+            by_layer.setdefault(layer, []).append((row, pos, index, value))
+    out = {}
+    for layer, entries in by_layer.items():
+        rows, pos, index, values = zip(*entries, strict=True)
+        out[layer] = (torch.tensor(rows), torch.tensor(pos), torch.tensor(index), torch.tensor(values, dtype=torch.float64))
+    return out

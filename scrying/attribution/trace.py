@@ -3,7 +3,7 @@
 Phases: build the graph at the requested level. Neurons (:mod:`~scrying.attribution.feature_graph`):
 replacement and completeness scores on the full graph (both definitions), pruning by influence
 (circuit-tracer's rule), and the two-layer validation of the top nodes
-(:mod:`~scrying.attribution.validation`). Components (:mod:`~scrying.attribution.components`):
+(:mod:`~scrying.attribution.validation`; ``validate=False`` skips it). Components (:mod:`~scrying.attribution.components`):
 EAP-IG scores, the circuit of the top-n edges after dead-node pruning (Hanna et al. 2024; EAP-IG
 scores are end-to-end effects, so influence along paths has no meaning for them) with the
 fraction of the metric it recovers, and the top edges checked by exact patching. Then write JSON
@@ -36,7 +36,7 @@ __all__ = ["TraceConfig", "TraceResult", "trace", "write_trace"]
 class TraceResult:
     graph: Graph  # full graph
     pruned: Graph
-    validation: GraphValidation
+    validation: GraphValidation | None  # None: a neurons-level trace with validate=False
     scores: dict[str, float | None]
     seconds: float
 
@@ -48,9 +48,13 @@ def trace(
     *,
     model_name: str = "",
     basis: FeatureBasis | None = None,
+    validate: bool = True,
 ) -> TraceResult:
     """Build, score, prune and validate the attribution graph of ``prompt``; ``basis``: the
-    feature basis of a neurons-level graph (default :class:`NeuronBasis`; a transcoder basis)."""
+    feature basis of a neurons-level graph (default :class:`NeuronBasis`; a transcoder basis).
+    ``validate=False``: no interventions on a neurons-level graph (its validation is most of a
+    short prompt's time); a components-level graph's check by exact patching is part of its
+    circuit and stays."""
     config = config or TraceConfig()
     check_text(prompt)
     start = time.perf_counter()
@@ -59,14 +63,15 @@ def trace(
         graph = build_feature_graph(model, prompt, config.target, config.features, basis=basis, model_name=model_name)
         scores = labelled_scores(graph)
         small = pruned_graph(graph, prune(graph, config.prune))
-        validation = validate_feature_graph(model, graph, small, config.validation, basis=basis)
+        validation = validate_feature_graph(model, graph, small, config.validation, basis=basis) if validate else None
     else:
         from scrying.attribution.components import build_component_graph
 
         graph, small, report = build_component_graph(model, prompt, config, model_name=model_name)
         validation = GraphValidation({"EAP-IG vs exact patching": report}, headline="EAP-IG vs exact patching")
         scores = {"circuit_recovers": small.metadata["circuit"]["recovered"]}
-    small.metadata.update({"scores": scores, "validation": validation.to_json(), "node_threshold": config.prune.node_threshold})
+    checked = validation.to_json() if validation is not None else None
+    small.metadata.update({"scores": scores, "validation": checked, "node_threshold": config.prune.node_threshold})
     seconds = time.perf_counter() - start
     logger.info("traced %r at level %s in %.1f s", prompt, config.level, seconds)
     return TraceResult(graph=graph, pruned=small, validation=validation, scores=scores, seconds=seconds)
@@ -95,6 +100,12 @@ def write_trace(
                 "(every other edge corrupted, exact patching)"
             )
         written.append(
-            write_html(result.pruned, html_path, validation=result.validation.to_json(), summary=summary, shared_plotlyjs=shared_plotlyjs)
+            write_html(
+                result.pruned,
+                html_path,
+                validation=result.validation.to_json() if result.validation is not None else None,
+                summary=summary,
+                shared_plotlyjs=shared_plotlyjs,
+            )
         )
     return written

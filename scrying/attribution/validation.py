@@ -12,14 +12,25 @@ Phases of :func:`validate_feature_graph`:
    selected features live, its unselected ones clamped, since they are its error nodes). The
    unpruned graph's prediction agrees to rounding; any gap of the pruned one is pruning loss.
 4. **(b) Frozen vs real model**: the same interventions in the real model. At the first scale the
-   gap is located by unfreezing one thing at a time, cumulatively: the unselected features
-   (error nodes), then attention patterns, then norm scales, then the basis's own nonlinearity
-   (MLP gates); the last stage is the real model.
+   gap is located by unfreezing one thing at a time, cumulatively (:func:`stages`): the
+   unselected features (error nodes), then attention patterns, then norm scales, then the
+   basis: for neurons their MLP gates (which *are* the real MLP: one step), for transcoders
+   first the features' activity masks (TopK recomputed, the clean reconstruction error kept),
+   then the real MLP. The last stage is the real model.
 5. **Baseline**: the real model's first-order estimate, ``(scale - 1) x activation x gradient``
-   (one backward pass, nothing frozen), so a reader sees whether the graph beats the cheap
-   attribution.
+   (one backward pass, nothing frozen, the gradient flowing through the real MLP as well as
+   the features: for a transcoder, along each feature's decoder row), so a reader sees whether
+   the graph beats the cheap attribution.
 6. **Report**: one :class:`~scrying.validation_report.ValidationReport` per comparison (Spearman and
-   Pearson with bootstrap intervals, slope), in a :class:`GraphValidation`.
+   Pearson with bootstrap intervals, slope), in a :class:`GraphValidation`; its text
+   (:meth:`GraphValidation.lines`, :meth:`GraphValidation.summary`) says where an interval
+   includes 0.
+
+Cost: every stage's interventions (all its scales) are rows of a few batched passes through
+:func:`~scrying.attribution.replacement.intervened_targets`, which reads the target column
+alone, starts each pass at its earliest node's block from the clean run's residual stream, and
+computes a frozen basis's active features only; its agreement with the reference
+:func:`~scrying.attribution.replacement.intervention_pass` is tested.
 """
 
 from __future__ import annotations
@@ -39,15 +50,17 @@ from scrying.attribution.replacement import (
     Unfreeze,
     attribution_pass,
     clean_run,
-    intervention_pass,
+    intervened_targets,
 )
 from scrying.axes import Model
 from scrying.errors import ConfigError, InvalidInputError
-from scrying.metrics import demeaned_logit
+from scrying.models.adapter import final_resid, logit_columns
 from scrying.prompts import tokenize
 from scrying.validation_report import ValidationReport, compare
 
-#: Cumulative unfreezing stages of phase 4 (the last one is the real model).
+#: Cumulative unfreezing stages of phase 4 for an exact basis (neurons; the last one is the
+#: real model). A gated MLP's neurons are the MLP: lifting their gates *is* the real MLP, so
+#: there is nothing to split.
 STAGES: tuple[tuple[str, frozenset[Unfreeze]], ...] = (
     ("frozen", frozenset()),
     ("+ error nodes live", frozenset({"errors"})),
@@ -56,15 +69,33 @@ STAGES: tuple[tuple[str, frozenset[Unfreeze]], ...] = (
     ("+ MLP gates live (real model)", frozenset({"errors", "patterns", "norms", "basis"})),
 )
 
+#: The stages for an inexact basis (transcoders): the last step split in two, the features'
+#: activity masks computed live (the MLP still replaced by the transcoder plus its clean
+#: reconstruction error), then the real MLP (the error recomputed: the real model).
+INEXACT_STAGES: tuple[tuple[str, frozenset[Unfreeze]], ...] = STAGES[:-1] + (
+    ("+ features' masks live", frozenset({"errors", "patterns", "norms", "masks"})),
+    ("+ real MLP (real model)", frozenset({"errors", "patterns", "norms", "basis"})),
+)
+
+
+def stages(basis: FeatureBasis) -> tuple[tuple[str, frozenset[Unfreeze]], ...]:
+    """The unfreezing stages of ``basis``: :data:`STAGES`, or :data:`INEXACT_STAGES` where the
+    basis has an error term of its own."""
+    return STAGES if basis.exact else INEXACT_STAGES
+
 
 @dataclass(frozen=True, kw_only=True)
 class ValidationConfig:
     """How many nodes to check (``top_k``), at which ``scales`` (0 ablates, 0.5 halves, 1.5
-    amplifies), and how many intervened copies of the prompt per forward pass (``chunk``)."""
+    amplifies), and how many intervened copies of the prompt per forward pass: at most ``chunk``
+    and at most ``chunk_tokens`` tokens in all (copies x prompt length: 64 copies of a 15-token
+    prompt, 4 of a 1,024-token one). Rows are sorted by layer, so a pass starts at its earliest
+    node's block."""
 
-    top_k: int = 50
+    top_k: int = 100
     scales: tuple[float, ...] = (0.0, 0.5, 1.5)
-    chunk: int = 8
+    chunk: int = 64
+    chunk_tokens: int = 4096
 
     def __post_init__(self) -> None:
         if self.top_k < 2:
@@ -73,6 +104,8 @@ class ValidationConfig:
             raise ConfigError(f"ValidationConfig.scales must be non-empty and must not contain 1.0 (no intervention), got {self.scales}")
         if self.chunk < 1:
             raise ConfigError(f"ValidationConfig.chunk must be >= 1, got {self.chunk}")
+        if self.chunk_tokens < 1:
+            raise ConfigError(f"ValidationConfig.chunk_tokens must be >= 1, got {self.chunk_tokens}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +121,8 @@ class GraphValidation:
         return self.reports[self.headline]
 
     def summary(self) -> pd.DataFrame:
-        """One row per comparison: n, Spearman and Pearson with intervals, slope."""
+        """One row per comparison: n, Spearman and Pearson with intervals and whether each
+        interval includes 0 (``*_includes_0``: indistinguishable from 0), slope."""
         return pd.DataFrame(
             [
                 {
@@ -97,14 +131,21 @@ class GraphValidation:
                     "spearman": r.spearman.value,
                     "spearman_low": r.spearman.ci_low,
                     "spearman_high": r.spearman.ci_high,
+                    "spearman_includes_0": r.indistinguishable_from_zero()["spearman"],
                     "pearson": r.pearson.value,
                     "pearson_low": r.pearson.ci_low,
                     "pearson_high": r.pearson.ci_high,
+                    "pearson_includes_0": r.indistinguishable_from_zero()["pearson"],
                     "slope": r.slope,
                 }
                 for name, r in self.reports.items()
             ]
         )
+
+    def lines(self) -> list[str]:
+        """The text report: one line per comparison (:meth:`ValidationReport.describe`), each
+        correlation whose interval includes 0 said to be indistinguishable from 0."""
+        return [f"{name} (n={report.n}): {report.describe()}" for name, report in self.reports.items()]
 
     def to_json(self) -> dict:
         return {"headline": self.headline, "reports": {k: r.to_json() for k, r in self.reports.items()}}
@@ -135,7 +176,8 @@ def validate_feature_graph(
     from_pruned = predicted_changes(pruned, ids, target.node_id, config.scales)
     from_full = predicted_changes(graph, ids, target.node_id, config.scales)
     clean = clean_run(model, tokenize(model, graph.prompt), _basis_of(graph, basis))
-    measured = _measure_stages(model, clean, graph, chosen, target, config)
+    steps = stages(clean.basis)
+    measured = _measure_stages(model, clean, graph, chosen, target, config, steps)
     gradient = _real_gradient(model, clean, chosen, target.feature)
     base = pd.DataFrame(
         {
@@ -149,7 +191,7 @@ def validate_feature_graph(
     reports: dict[str, ValidationReport] = {}
     for j, scale in enumerate(config.scales):
         reports |= _scale_reports(base, from_pruned[:, j], from_full[:, j], measured, gradient, scale, what)
-    reports |= _stage_reports(base, from_pruned[:, 0], measured, config.scales[0], what)
+    reports |= _stage_reports(base, from_pruned[:, 0], measured, config.scales[0], what, steps)
     return GraphValidation(reports, headline=f"graph vs frozen, scale {config.scales[0]:g}")
 
 
@@ -162,19 +204,28 @@ def _pick(graph: Graph, influence: torch.Tensor, top_k: int) -> list[Node]:
 
 
 def _measure_stages(
-    model: Model, clean: CleanRun, graph: Graph, chosen: list[Node], target: Node, config: ValidationConfig
+    model: Model,
+    clean: CleanRun,
+    graph: Graph,
+    chosen: list[Node],
+    target: Node,
+    config: ValidationConfig,
+    steps: tuple[tuple[str, frozenset[Unfreeze]], ...],
 ) -> dict[tuple[str, float], torch.Tensor]:
     """Phases 3-4: the target's change for each chosen node, by ``(stage, scale)``: every scale
-    in the frozen model (the graph's features live) and in the real model, the first scale at
-    every stage between."""
+    in the frozen model (the graph's features live) and in the real model (keyed ``"frozen"``
+    and ``"real"``), the first scale at every stage between."""
     live = torch.zeros_like(clean.features, dtype=torch.bool)
     for node in (n for n in graph.nodes if n.kind == "feature"):
         live[node.layer, node.pos, node.feature] = True
-    first = config.scales[0]
     measured: dict[tuple[str, float], torch.Tensor] = {}
-    for name, unfrozen in STAGES:
-        for scale in config.scales if name in (STAGES[0][0], STAGES[-1][0]) else (first,):
-            measured[name, scale] = _measure(model, clean, chosen, target.feature, scale, live, unfrozen, config.chunk)
+    for i, (name, unfrozen) in enumerate(steps):
+        ends = i in (0, len(steps) - 1)
+        scales = config.scales if ends else config.scales[:1]
+        key = ("frozen" if i == 0 else "real") if ends else name
+        chunk = max(1, min(config.chunk, config.chunk_tokens // clean.tokens.shape[-1]))
+        values = _measure(model, clean, chosen, target.feature, scales, live, unfrozen, chunk)
+        measured |= {(key, scale): values[:, j] for j, scale in enumerate(scales)}
     return measured
 
 
@@ -206,7 +257,7 @@ def _scale_reports(
 ) -> dict[str, ValidationReport]:
     """Phase 6 at one scale: the graphs against the frozen and the real model, the frozen
     against the real model, and the activation x gradient baseline against the real model."""
-    frozen, real = measured[STAGES[0][0], scale].numpy(), measured[STAGES[-1][0], scale].numpy()
+    frozen, real = measured["frozen", scale].numpy(), measured["real", scale].numpy()
     table = base.assign(
         predicted=from_pruned.numpy(), unpruned_graph=from_full.numpy(),
         pruning_loss=(from_full - from_pruned).numpy(), measured=frozen, real=real,
@@ -227,7 +278,12 @@ def _scale_reports(
 
 
 def _stage_reports(
-    base: pd.DataFrame, from_pruned: torch.Tensor, measured: dict[tuple[str, float], torch.Tensor], first: float, what: str
+    base: pd.DataFrame,
+    from_pruned: torch.Tensor,
+    measured: dict[tuple[str, float], torch.Tensor],
+    first: float,
+    what: str,
+    steps: tuple[tuple[str, frozenset[Unfreeze]], ...],
 ) -> dict[str, ValidationReport]:
     """Phase 6 at the first scale: the pruned graph against each partly unfrozen model."""
     return {
@@ -237,7 +293,7 @@ def _stage_reports(
             method=f"predicted: signed path sums through the pruned graph's edges; measured: the "
             f"intervention in the frozen model with, cumulatively, {name.removeprefix('+ ')}",
         )
-        for name, _ in STAGES[1:-1]
+        for name, _ in steps[1:-1]
     }
 
 
@@ -250,33 +306,40 @@ def _basis_of(graph: Graph, given: FeatureBasis | None = None) -> FeatureBasis:
     return NeuronBasis()
 
 
-@torch.no_grad()
 def _measure(
     model: Model,
     clean: CleanRun,
     nodes: list[Node],
     token_id: int,
-    scale: float,
+    scales: tuple[float, ...],
     live: torch.Tensor,
     unfrozen: frozenset[Unfreeze],
     chunk: int,
 ) -> torch.Tensor:
-    """Change of the demeaned target logit when each node is scaled, ``chunk`` rows a pass."""
-    rows = [Intervention()] + [
-        Intervention(features={(n.layer, n.pos, n.feature): scale * float(clean.features[n.layer, n.pos, n.feature])})
-        for n in nodes
+    """Change of the demeaned target logit when each node is scaled by each of ``scales``
+    (``[node scale]``): one row per (node, scale) plus the unintervened row, sorted by layer so
+    that each pass of ``chunk`` rows starts at its earliest node's block
+    (:func:`~scrying.attribution.replacement.intervened_targets`: the target column alone)."""
+    rows = [
+        (n.layer, j, k, Intervention(features={(n.layer, n.pos, n.feature): s * float(clean.features[n.layer, n.pos, n.feature])}))
+        for j, n in enumerate(nodes)
+        for k, s in enumerate(scales)
     ]
-    values = []
-    for start in range(0, len(rows), chunk):
-        logits, _ = intervention_pass(model, clean, rows[start : start + chunk], live=live, unfrozen=unfrozen, last_only=True)
-        values.append(demeaned_logit(logits[:, -1].double(), token_id))
-    out = torch.cat(values)
-    return (out[1:] - out[0]).cpu()
+    rows.sort(key=lambda r: r[0])
+    column = torch.tensor([token_id])
+    batches = [[Intervention()] + [r[3] for r in rows[: chunk - 1]]]
+    batches += [[r[3] for r in rows[start : start + chunk]] for start in range(chunk - 1, len(rows), chunk)]
+    values = torch.cat([intervened_targets(model, clean, b, column, live=live, unfrozen=unfrozen)[:, 0].double() for b in batches])
+    out = torch.empty(len(nodes), len(scales), dtype=torch.float64)
+    for (_, j, k, _), value in zip(rows, values[1:], strict=True):
+        out[j, k] = value - values[0]
+    return out
 
 
 def _real_gradient(model: Model, clean: CleanRun, nodes: list[Node], token_id: int) -> torch.Tensor:
-    """d target / d feature in the real model (nothing frozen), at each node."""
+    """d target / d feature in the real model (nothing frozen), at each node: the demeaned
+    target logit at the last position read from its unembedding column and mean row."""
     with attribution_pass(model, clean, 1, cut=False, frozen=False) as leaves:
-        logits = model(clean.tokens)
-        demeaned_logit(logits[0, -1], token_id).backward()
+        resid = final_resid(model, clean.tokens)[:, -1]
+        logit_columns(model, resid, torch.tensor([[token_id]]), demean=True).sum().backward()
     return torch.tensor([leaves.gradient(n.layer, n.pos, n.feature) for n in nodes], dtype=torch.float64)

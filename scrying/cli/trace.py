@@ -92,6 +92,7 @@ def batch_settings(args: argparse.Namespace, model: Model) -> dict[str, Any]:
         "edge_threshold": args.edge_threshold,
         "top_n": args.top_n,
         "validate_top": args.validate_top,
+        **({"validate": False} if args.no_validate else {}),
         "top_edges": args.top_edges,
         **({"transcoders": str(args.transcoders)} if args.transcoders is not None else {}),
     }
@@ -133,16 +134,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
     check_distinct({"--out": html_path, "--json": json_path})
     basis = _basis(args)
     model = model_from_args(args)
-    result = trace(model, args.prompt, config, model_name=args.model, basis=basis)
+    result = trace(model, args.prompt, config, model_name=args.model, basis=basis, validate=not args.no_validate)
     for path in write_trace(result, html_path=html_path, json_path=json_path):
         sys.stdout.write(f"wrote {path}\n")
     sys.stdout.write(f"{len(result.pruned.nodes)} nodes after pruning (of {len(result.graph.nodes)})\n")
-    summary = result.validation.summary()
-    for row in summary.itertuples(index=False):
-        sys.stdout.write(
-            f"validation {row.comparison} (n={row.n}): Spearman {row.spearman:.3f} "
-            f"[{row.spearman_low:.3f}, {row.spearman_high:.3f}], Pearson {row.pearson:.3f}, slope {row.slope:.3f}\n"
-        )
+    if result.validation is None:
+        sys.stdout.write("validation: skipped (--no-validate)\n")
+    else:
+        for line in result.validation.lines():
+            sys.stdout.write(f"validation {line}\n")
     for key, value in result.scores.items():
         shown = "undefined (error nodes mix unselected features and reconstruction error)" if value is None else f"{value:.3f}"
         sys.stdout.write(f"{key.replace('_', ' ')}: {shown}\n")
@@ -178,7 +178,7 @@ def _batch(args: argparse.Namespace) -> int:
     index.resume_note(len(records), "prompts")
     for number, record in tqdm(todo, desc="trace", disable=not todo):
         try:
-            result = trace(model, record.prompt, configs[number], model_name=args.model, basis=basis)
+            result = trace(model, record.prompt, configs[number], model_name=args.model, basis=basis, validate=not args.no_validate)
         except InvalidInputError as err:
             raise type(err)(f"{record.where}: {err}") from err
         name = _id(record, number)  # may hold dots ("qwen-1.5b"): appended to, never a suffix to replace
@@ -188,8 +188,11 @@ def _batch(args: argparse.Namespace) -> int:
             json_path=out_dir / f"{name}.json",
             shared_plotlyjs=args.shared_plotlyjs,
         )
+        checked = result.validation
         index.append(  # one line per finished prompt: resumable
-            {"id": _id(record, number), "prompt": record.prompt, "validation": result.validation.headline, "spearman": result.validation.main.spearman.value,
+            {"id": _id(record, number), "prompt": record.prompt,
+             "validation": checked.headline if checked is not None else None,
+             "spearman": checked.main.spearman.value if checked is not None else None,
              **result.scores, "seconds": result.seconds}
         )
     sys.stdout.write(f"{len(records)} graphs in {out_dir} ({len(todo)} new)\n")
@@ -225,5 +228,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--top-n", type=int, default=None, help="keep at most this many feature nodes")
     p.add_argument("--top-edges", type=int, default=100,
                    help="components level: the circuit's top edges by |EAP-IG score|, before dead-node pruning")
-    p.add_argument("--validate-top", type=int, default=50, help="nodes (neurons) or edges (components) checked by intervention")
+    p.add_argument("--validate-top", type=int, default=ValidationConfig().top_k,
+                   help="nodes (neurons) or edges (components) checked by intervention")
+    p.add_argument("--no-validate", action="store_true",
+                   help="neurons level: skip the check by intervention (most of a short prompt's time); the "
+                   "components level's exact patching is part of its circuit and stays")
     p.set_defaults(func=cmd_trace)

@@ -252,6 +252,16 @@ def _norm_gain(model: Model, norm: Any) -> Float[Tensor, " d_model"]:
 
 
 @torch.no_grad()
+def mlp_output_rows(model: Model, layer: int, neurons: list[int]) -> Float[Tensor, "n d_model"]:
+    """What each of ``neurons`` of ``layer``'s MLP writes per unit activation: its column of the
+    MLP's output projection (``mlp.out``, an ``nn.Linear`` ``[d_model, d_mlp]``), as rows."""
+    mlp = model.blocks[layer].mlp
+    if not hasattr(mlp, "out"):
+        raise InvalidInputError(f"layer {layer}: no MLP output projection (mlp.out) found")
+    return mlp.out.original_component.weight[:, neurons].T
+
+
+@torch.no_grad()
 def mlp_output_logits(model: Model, layer: int, vectors: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_vocab"]:
     """Direct logit direction of vectors written at ``layer``'s MLP output (``mlp.hook_out``):
     the MLP post-norm's gain where the block has one, the final norm's gain (LayerNorm also

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from scrying.html_pages import escape
+from scrying.path_influence import influence, normalize_rows
 from scrying.viewer.schema import is_number
 
 #: What each score or correlation means, one sentence each.
@@ -217,9 +218,7 @@ def _kind(node: dict[str, Any], mine: dict[str, Any]) -> str:
 
 def node_influence(data: dict[str, Any]) -> list[float]:
     """Each node's influence on the outputs in the embedded graph (phase 1): the viewer's and
-    :func:`scrying.attribution.influence.node_influence`'s score, from the JSON's links."""
-    from scrying.attribution.influence import influence, normalize_rows
-
+    :func:`scrying.attribution.influence.node_influence`'s score (one rule, :mod:`scrying.path_influence`), from the JSON's links."""
     index = {n["node_id"]: i for i, n in enumerate(data["nodes"])}
     n = len(index)
     adjacency = torch.zeros(n, n, dtype=torch.float64)
