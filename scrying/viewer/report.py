@@ -269,7 +269,7 @@ def _components_summary(data: dict[str, Any], validation: dict[str, Any]) -> Sum
     meta = (data.get("scrying") or {}).get("metadata") or {}
     headline = (validation.get("reports") or {}).get(validation.get("headline"))
     recovered = (meta.get("scores") or {}).get("circuit_recovers")
-    first = (f"The circuit's edges keep {100 * recovered:.0f}% of the change {meta.get('metric', 'the metric')} makes "
+    first = (f"The circuit's edges keep {100 * recovered:.0f}% of the change {meta.get('metric') or 'the metric'} makes "
              "between the clean and corrupted prompts" if recovered is not None else "No recovered share is stored for this circuit")
     estimate = _spearman_of(headline)
     check = (f"; its EAP-IG edge scores against exact patching of each edge: Spearman {estimate.text()}"

@@ -89,7 +89,11 @@ OWN_NODE = {
 }
 OWN_METADATA = {
     "targets": LIST, "corrupt_prompt": STRING, "x_labels": STRINGS, "scores": OBJECT, "validation": OBJECT.or_null(),
+    "circuit": OBJECT.or_null(), "pruned_from": INTEGER.or_null(), "node_threshold": NUMBER.or_null(),
+    "metric": STRING.or_null(),
 }
+#: A component circuit's selection record (``scrying.metadata.circuit``): the fields the page reads.
+CIRCUIT = {"rule": STRING.or_null()}
 #: A validation (``GraphValidation.to_json``), one report of it, one row of a report (the scatter
 #: leaves out a value that is not finite: code may pass NaN there; a file holds none).
 VALIDATION = {"headline": STRING, "reports": OBJECT}
@@ -220,6 +224,8 @@ def check_graph(data: Any) -> None:
     check_each(own["nodes"], lambda i: f"scrying.nodes[{i}]", OWN_NODE, required=("kind", "layer", "pos"))
     meta = own.get("metadata") or {}
     check_fields(meta, "scrying.metadata", OWN_METADATA)
+    if meta.get("circuit"):
+        check_fields(meta["circuit"], "scrying.metadata.circuit", CIRCUIT)
     for name, value in (meta.get("scores") or {}).items():
         if not NUMBER.or_null().test(value):
             expected = NUMBER.or_null().expected
