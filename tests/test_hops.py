@@ -157,3 +157,29 @@ def test_bridge_nodes_write_what_the_output_row_reads_out(model):
         for column, tid in (("writes", ids["bridge"]), ("writes_answer", ids["answer"])):
             expected = row.activation * float(logits[tid] - logits.mean())
             assert getattr(row, column) == pytest.approx(expected, rel=1e-6)  # node activations are float32
+
+
+def test_a_bridge_node_at_the_source_position_does_not_count_as_avoiding():
+    """As above plus d, a bridge node at the source position itself (d -> logit): its influence
+    passes through a bridge node (itself), so it is not part of the avoiding share. The logit
+    row normalises to b 1/3, d 1/3, e 1/6, c 1/6."""
+    target = LogitTarget(7, " x", 1.0)
+    nodes: list[Node] = [
+        embedding_node(0, 3, "e"),
+        feature_node(0, 1, 5, "bridge", 1.0),
+        feature_node(0, 1, 6, "other", 1.0),
+        feature_node(0, 0, 9, "bridge at the source", 1.0),
+        logit_node(2, 1, target, is_target=True),
+    ]
+    adjacency = torch.zeros(5, 5, dtype=torch.float64)
+    adjacency[1, 0] = 3.0  # e -> b
+    adjacency[4, 1] = -2.0  # b -> logit
+    adjacency[4, 0] = 1.0  # e -> logit
+    adjacency[4, 2] = 1.0  # c -> logit
+    adjacency[4, 3] = 2.0  # d -> logit
+    graph = Graph(prompt="e x", prompt_tokens=["e", " x"], model_name="hand", level="neurons",
+                  nodes=nodes, adjacency=adjacency, bias=torch.zeros(5, dtype=torch.float64))
+    share = shortcut_share(graph, 0, [nodes[1].node_id, nodes[3].node_id])
+    assert share["total"] == pytest.approx(1 / 6 + 1 / 3 + 1 / 3)
+    assert share["avoiding_bridge"] == pytest.approx(1 / 6)
+    assert share["direct_to_answer"] == pytest.approx(1 / 6 + 1 / 3)
