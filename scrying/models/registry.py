@@ -22,6 +22,7 @@ from pathlib import Path
 
 from scrying.errors import ModelLoadError, UnknownModelError
 from scrying.models.chunked import ChunkedGGUF, chunk_parts
+from scrying.models.gguf import is_converted
 
 DEFAULT_MODEL = "gemma-3-270m"
 
@@ -196,7 +197,7 @@ def availability(entry: ModelEntry, cache_dir: Path) -> str:
     if entry.kind is SpecKind.PACKAGED_GGUF:
         return "installed (a dependency)"
     if entry.kind is SpecKind.CHUNKED_GGUF and entry.chunks is not None:
-        if (cache_dir / "gguf" / entry.chunks.sha256[:24] / "scrying-complete").is_file():
+        if is_converted(cache_dir, entry.chunks.sha256):
             return "cached"
         try:
             chunk_parts(entry.chunks)
