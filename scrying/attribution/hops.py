@@ -42,7 +42,7 @@ from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError
 from scrying.models.adapter import logits_at, mlp_output_logits, mlp_output_rows
 from scrying.path_influence import influence, normalize_rows
-from scrying.prompts import single_token, token_strings, tokenize
+from scrying.prompts import prepends_bos, single_token, token_strings, tokenize
 from scrying.sites import Component, Site, hooks
 
 
@@ -189,12 +189,13 @@ def _filled(model: Model, template: str, filler: str) -> tuple[Tensor, int]:
     """Tokens of ``template`` with ``{}`` filled, and the position of the filler's last token."""
     if template.count("{}") != 1:
         raise InvalidInputError(f"template {template!r} must hold exactly one '{{}}'")
-    head = tokenize(model, template.split("{}")[0].rstrip() or " ", what="template head")
+    prefix = template.split("{}")[0]
     ids = tokenize(model, template.format(filler), what=f"template with {filler!r}")
-    with_filler = tokenize(model, template.split("{}")[0] + filler, what=f"template head with {filler!r}")
-    if with_filler.shape[-1] <= head.shape[-1] - (0 if template.split("{}")[0].strip() else 1):
+    through = tokenize(model, prefix + filler, what=f"template head with {filler!r}").shape[-1]
+    before = tokenize(model, prefix.rstrip(), what="template head").shape[-1] if prefix.strip() else int(prepends_bos(model))
+    if through <= before:
         raise InvalidInputError(f"filler {filler!r} adds no token to {template!r}")
-    return ids, with_filler.shape[-1] - 1
+    return ids, through - 1
 
 
 @torch.no_grad()
