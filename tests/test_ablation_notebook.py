@@ -14,6 +14,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_head_ablation
 @pytest.mark.notebook
 def test_head_ablation_notebook_runs(monkeypatch):
     monkeypatch.setenv("SCRYING_NB_PROMPTS", "4")
+    monkeypatch.setenv("SCRYING_STATIC_IMAGES", "0")  # no PNGs in the test run (seconds each)
     monkeypatch.setenv("SCRYING_NB_BOOTSTRAP", "100")
     monkeypatch.setenv("SCRYING_NB_HALF_LEN", "8")
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -12,6 +12,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_attribution_g
 @pytest.mark.notebook
 def test_attribution_notebook_runs(monkeypatch):
     monkeypatch.setenv("SCRYING_SMALL", "1")
+    monkeypatch.setenv("SCRYING_STATIC_IMAGES", "0")  # no PNGs in the test run (seconds each)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -12,6 +12,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_emergence.ipy
 @pytest.mark.notebook
 def test_emergence_notebook_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("SCRYING_SMALL", "1")
+    monkeypatch.setenv("SCRYING_STATIC_IMAGES", "0")  # no PNGs in the test run (seconds each)
     monkeypatch.setenv("SCRYING_CACHE_DIR", str(tmp_path))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()

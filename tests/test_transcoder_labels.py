@@ -3,6 +3,8 @@ contexts are the largest activations over the windows, and labels reach graph no
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from scrying.sites import Component, Site, has_site, hooks, recorded
 from scrying.transcoders import (
     TranscoderBasis,
     label_features,
+    read_cards,
     read_labels,
     write_labels,
     write_transcoders,
@@ -98,10 +101,16 @@ def test_labels_find_the_top_contexts_and_reach_the_graph(arch, tmp_path):
         x = store[Site(Component.MLP_IN, ly)].double()
         acts = torch.relu(x @ tc.W_enc.detach()[i] + tc.b_enc.detach()[i])[:, 1:]  # window pos
         top = acts.flatten().topk(5).values
-        got = [a for a, _ in labels[ly, i].contexts]
+        got = [c["activation"] for c in labels[ly, i].contexts]
         assert len(got) >= 2 and got == pytest.approx(top[top > 0].tolist(), rel=1e-9)
         w, p = divmod(int(acts.flatten().argmax()), acts.shape[1])
-        assert labels[ly, i].contexts[0][1].endswith(decode([int(windows[w, p + 1])]))
+        first = labels[ly, i].contexts[0]
+        assert first["tokens"][first["at"]] == decode([int(windows[w, p + 1])])
+        # up to 7 tokens before the activating one (none from BOS), 2 after; each shaded by its activation
+        lo, hi = max(0, p - 7), min(acts.shape[1], p + 3)
+        assert first["tokens"] == [decode([t]) for t in windows[w, 1 + lo : 1 + hi].tolist()]
+        assert first["at"] == p - lo
+        assert first["values"] == pytest.approx(acts[w, lo:hi].tolist(), rel=1e-3, abs=1e-4)
         change = direct_logit_change(model, ly, tc.W_dec.detach()[i], windows[:1])
         assert labels[ly, i].promoted == [decode([t]) for t in change.topk(5).indices.tolist()]
         assert labels[ly, i].suppressed == [decode([t]) for t in (-change).topk(5).indices.tolist()]
@@ -111,3 +120,6 @@ def test_labels_find_the_top_contexts_and_reach_the_graph(arch, tmp_path):
     assert stored == {k: v.label for k, v in labels.items()}
     assert TranscoderBasis(tset, labels=stored).label(2, 5) == labels[2, 5].label
     assert TranscoderBasis(tset, labels=stored).label(2, 6) == "L2 transcoder feature 6"
+    cards = read_cards(directory)
+    assert cards[2, 5]["contexts"] == json.loads(json.dumps(labels[2, 5].contexts))
+    assert cards[2, 5]["promoted"] == labels[2, 5].promoted

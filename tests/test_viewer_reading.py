@@ -182,3 +182,91 @@ def test_a_supernode_sits_on_a_layer_its_members_are_on(browser, tmp_path):
     rows = browser.execute_script("return Array.from(document.querySelectorAll('#subgraph-svg .axis'), e => e.textContent)")
     assert rows == [f"L{high}"]  # the layer two of its three members are on
     assert console(browser) == []
+
+
+def _tiny_feature_page(tmp_path):
+    """A transcoder graph of a tiny model whose feature cards come from labels.json (written by
+    ``label_features`` on corpus windows), as ``scrying trace --transcoders DIR`` makes it."""
+    from scrying.attribution.trace import trace
+    from scrying.transcoders import TranscoderBasis, label_features, read_cards, write_labels, write_transcoders
+    from tests.test_node_cards import KEEP_ALL, windows
+    from tests.test_transcoder_graph import random_set
+    from tests.tiny_models import tiny
+
+    model = tiny("gemma3", tmp_path)
+    tset = random_set(model.cfg.d_model, model.cfg.n_layers, seed=7, skip=False)
+    first = trace(model, "t3 t4 t5 t6 t7", KEEP_ALL, model_name="tiny", validate=False, basis=TranscoderBasis(tset), cards=False)
+    wanted = sorted({(n.layer, n.feature) for n in first.pruned.nodes if n.kind == "feature"})
+    directory = write_transcoders(tset, tmp_path / "tc")
+    write_labels(directory, label_features(model, tset, wanted, windows(n=24)))
+    basis = TranscoderBasis(tset, cards=read_cards(directory))
+    return trace(model, "t3 t4 t5 t6 t7", KEEP_ALL, model_name="tiny", validate=False, basis=basis).pruned
+
+
+def test_a_click_on_a_transcoder_feature_shows_its_card(browser, tmp_path):
+    graph = _tiny_feature_page(tmp_path)
+    path = graph.write_json(tmp_path / "tiny.json")
+    data = json.loads(path.read_text())
+    open_page(browser, write_page(data, tmp_path / "tiny.html", PageConfig(node_threshold=1.0, edge_threshold=1.0)))
+    cards = data["scrying"]["metadata"]["cards"]
+    node = max((n for n in graph.nodes if n.kind == "feature"), key=lambda n: len(cards[n.node_id]["contexts"]))
+    card = cards[node.node_id]
+    assert len(card["contexts"]) >= 3
+    _click(browser, node.node_id)
+    assert browser.execute_script("return document.getElementById('node-cli-id').textContent") == f"L{node.layer} #{node.feature} @{node.pos}"
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#card-contexts .context'), c => [c.querySelector('.hot').textContent,"
+        " Array.from(c.querySelectorAll('.ctx-tok'), t => t.textContent).join('')])")
+    assert len(shown) == len(card["contexts"]) >= 3
+    for (hot, text), context in zip(shown, card["contexts"], strict=True):
+        assert hot == context["tokens"][context["at"]] and text == "".join(context["tokens"])
+    promoted = browser.execute_script("return Array.from(document.querySelectorAll('#card-promotes .tok'), t => JSON.parse(t.textContent))")
+    assert promoted == [t for t, _ in card["promotes"]] and len(promoted) == 5
+    assert f"activation here: {node.activation:#.3g}" in browser.find_element("id", "node-card").text
+    assert console(browser) == []
+
+
+def test_a_click_on_a_head_shows_its_pattern_and_ablation_effect(browser, tmp_path):
+    from scrying.attribution.config import TraceConfig
+    from scrying.attribution.trace import trace
+    from tests.tiny_models import tiny
+
+    model = tiny("gpt2", tmp_path)
+    result = trace(model, "t3 t4 t5 t3 t4", TraceConfig(level="components", corrupt="t3 t6 t5 t3 t4"), model_name="tiny")
+    data = json.loads(result.pruned.write_json(tmp_path / "heads.json").read_text())
+    open_page(browser, write_page(data, tmp_path / "heads.html"))
+    cards = data["scrying"]["metadata"]["cards"]
+    drawn = set(browser.execute_script("return scryingViewer.visibleNodeIds()"))
+    ids = dict(zip((n.node_id for n in result.pruned.nodes), result.pruned.schema_ids(), strict=True))
+    head = next(n for n in result.pruned.nodes if n.kind == "component" and n.feature >= 0 and ids[n.node_id] in drawn)
+    _click(browser, ids[head.node_id])
+    effect = browser.execute_script("return document.getElementById('card-effect').dataset.effect")
+    assert float(effect) == cards[head.node_id]["effect"]
+    cells = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#card-pattern tr'), r => Array.from(r.querySelectorAll('td'), d => d.title))")
+    pattern = cards[head.node_id]["pattern"]
+    rows = [r for r in cells if r]
+    assert len(rows) == len(pattern) == len(data["scrying"]["prompt_tokens"])
+    assert all(len(r) == len(p) for r, p in zip(rows, pattern, strict=True))
+    assert console(browser) == []
+
+
+def test_a_graph_renders_the_viewer_inline_and_as_a_png(browser, tmp_path):
+    """In a notebook a Graph shows the interactive viewer in an iframe (its script runs there, no
+    server); :func:`scrying.viewer.screenshot_png` is the page as it opens."""
+    from selenium.webdriver.common.by import By
+
+    from scrying.viewer import screenshot_png
+
+    graph = Graph.read_json(FEATURES)
+    host = tmp_path / "notebook.html"
+    host.write_text(f"<!DOCTYPE html><html><body>{graph._repr_html_()}</body></html>", encoding="utf-8")
+    browser.get(host.resolve().as_uri())
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    try:
+        assert browser.execute_script("return document.body.getAttribute('data-ready')") == "1"
+        assert len(browser.execute_script("return scryingViewer.visibleNodeIds()")) > 10
+    finally:
+        browser.switch_to.default_content()
+    png = screenshot_png(json.loads(FEATURES.read_text()))
+    assert png is not None and png.startswith(b"\x89PNG") and len(png) > 20_000

@@ -39,6 +39,7 @@ import torch
 
 from scrying.axes import Bool, Float, Int, Model, Tensor
 from scrying.errors import InvalidInputError
+from scrying.models.adapter import mlp_output_rows
 from scrying.sites import Component, HookFn, Site, capture, has_site
 
 #: ``on_features(layer, activations)`` -> the tensor that flows on in place of the activations.
@@ -170,6 +171,23 @@ class FeatureBasis(Protocol):
         """``state`` with the basis's own freezing lifted, for validation's unfreezing steps."""
         ...
 
+    def unit_sites(self, model: Model, layer: int) -> list[Site]:
+        """Sites a plain forward pass records to compute ``layer``'s features (for corpus contexts)."""
+        ...
+
+    def unit_values(self, store: dict[Site, Tensor], layer: int, indices: Int[Tensor, " n"]) -> Float[Tensor, "batch seq n"]:
+        """The ``indices`` features of ``layer`` from a forward pass's recorded ``unit_sites``."""
+        ...
+
+    def write_rows(self, model: Model, layer: int, indices: list[int]) -> Float[Tensor, "n d_model"]:
+        """What each feature writes to the MLP output per unit activation (its decoder row)."""
+        ...
+
+    def stored_card(self, layer: int, index: int) -> dict[str, Any] | None:
+        """What the basis's files already say of a feature (transcoders: ``labels.json``'s
+        contexts), or None."""
+        ...
+
     def active_features(
         self, features: Float[Tensor, "layer pos feature"], state: BasisState
     ) -> list[ActiveSet]:
@@ -261,6 +279,18 @@ class NeuronBasis:
 
     def label(self, layer: int, index: int) -> str:
         return f"L{layer} neuron {index}"
+
+    def unit_sites(self, model: Model, layer: int) -> list[Site]:
+        return [Site(Component.MLP_POST, layer)]
+
+    def unit_values(self, store: dict[Site, Tensor], layer: int, indices: Int[Tensor, " n"]) -> Float[Tensor, "batch seq n"]:
+        return store[Site(Component.MLP_POST, layer)][..., indices]
+
+    def write_rows(self, model: Model, layer: int, indices: list[int]) -> Float[Tensor, "n d_model"]:
+        return mlp_output_rows(model, layer, indices)
+
+    def stored_card(self, layer: int, index: int) -> dict[str, Any] | None:
+        return None
 
     def live_state(self, state: BasisState) -> BasisState:
         """The state with the basis's own freezing lifted: no clean slope, so a non-gated neuron

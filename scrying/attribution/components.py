@@ -20,6 +20,7 @@ from typing import NamedTuple
 import pandas as pd
 import torch
 
+from scrying.attribution.cards import component_cards
 from scrying.attribution.config import TraceConfig
 from scrying.attribution.graph import Graph
 from scrying.attribution.nodes import (
@@ -33,10 +34,11 @@ from scrying.attribution.nodes import (
 from scrying.axes import Bool, Float, Int, Model, Tensor
 from scrying.circuits.circuit import ComponentCircuit, find_circuit, measure_edges
 from scrying.circuits.config import EAPConfig, SelectionConfig
-from scrying.circuits.eap import check_pair
+from scrying.circuits.eap import RunPair, check_pair, run_pair
 from scrying.circuits.faithfulness import recovered
 from scrying.circuits.nodes import ComponentNode, ComponentNodes
 from scrying.circuits.selection import score_matrix, select_edges
+from scrying.errors import InvalidInputError
 from scrying.metrics import LogitDiff, Metric, TargetLogProb
 from scrying.prompts import single_token, token_strings, tokenize
 from scrying.validation_report import ValidationReport, compare
@@ -119,6 +121,9 @@ def build_component_graph(model: Model, prompt: str, config: TraceConfig, *, mod
         "recovered": recovered(model, tokens, circuit, scoring.metric, kept),
     }
     small = _circuit_graph(graph, in_circuit, record)
+    small.metadata["cards"] = component_cards(
+        model, tokens, small, [n.node_id for n in graph_nodes], nodes, circuit.pair, scoring.metric, scoring.name
+    )
     return ComponentTrace(graph, small, _validation(nodes, circuit, graph, scoring.name))
 
 
@@ -205,3 +210,24 @@ def _circuit_graph(graph: Graph, in_circuit: Bool[Tensor, "node node"], record: 
         adjacency=torch.where(in_circuit, graph.adjacency, 0.0)[alive][:, alive],
         metadata={**graph.metadata, "circuit": record, "pruned_from": len(graph.nodes)},
     )
+
+
+def component_inputs(
+    model: Model, graph: Graph
+) -> tuple[Int[Tensor, "1 pos"], ComponentNodes, RunPair, Metric, str, list[str]]:
+    """What :func:`~scrying.attribution.cards.component_cards` needs for a component graph traced
+    earlier: its tokens, nodes, the clean and baseline runs, the metric (rebuilt from the stored
+    target, corrupt prompt and q/k/v setting as :func:`build_component_graph` built it; refused
+    when it comes out other than the stored one, e.g. on another model) and the node ids."""
+    meta = graph.metadata
+    config = TraceConfig(level="components", target=meta["targets"][0], corrupt=meta.get("corrupt_prompt"),
+                         split_qkv=bool(meta.get("split_qkv", False)))
+    tokens = tokenize(model, graph.prompt)
+    target = _target(model, tokens, config)
+    scoring = _metric(model, tokens, target, config)
+    if meta.get("metric") not in (None, scoring.name):
+        raise InvalidInputError(f"the graph's metric is {meta['metric']!r}, but this model gives {scoring.name!r}: is it the model it was traced on?")
+    nodes = ComponentNodes.of(model, split_qkv=config.split_qkv)
+    pair = run_pair(model, tokens, scoring.corrupt, scoring.metric, nodes, scoring.eap.baseline)
+    node_ids = [graph_node(n, model.cfg.n_layers, model.cfg.n_heads, target).node_id for n in nodes.nodes]
+    return tokens, nodes, pair, scoring.metric, scoring.name, node_ids

@@ -124,6 +124,14 @@ class Graph:
     def write_json(self, path: str | Path) -> Path:
         return graph_json.write_file(self, path)
 
+    def _repr_html_(self) -> str:
+        """In a notebook, the interactive viewer inline (:func:`scrying.viewer.inline_html`: the
+        page in an iframe, no server); :func:`scrying.viewer.show` adds a PNG for readers
+        without a kernel."""
+        from scrying.viewer import inline_html
+
+        return inline_html(self.to_json())
+
     @classmethod
     def read_json(cls, path: str | Path) -> Graph:
         """Read a graph written by :meth:`write_json` (exactly: ids, weights, typed node fields).

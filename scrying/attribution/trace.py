@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scrying.attribution.basis import FeatureBasis, NeuronBasis
+from scrying.attribution.cards import feature_cards
 from scrying.attribution.config import TraceConfig
 from scrying.attribution.export import write_html
 from scrying.attribution.feature_graph import build_feature_graph
 from scrying.attribution.graph import Graph
 from scrying.attribution.influence import labelled_scores, prune, pruned_graph
 from scrying.attribution.validation import GraphValidation, validate_feature_graph
-from scrying.axes import Model
+from scrying.axes import Int, Model, Tensor
 from scrying.prompts import check_text
 
 logger = logging.getLogger(__name__)
@@ -49,12 +50,17 @@ def trace(
     model_name: str = "",
     basis: FeatureBasis | None = None,
     validate: bool = True,
+    cards: bool = True,
+    card_windows: Int[Tensor, "batch seq"] | None = None,
+    contexts_from: str = "",
 ) -> TraceResult:
     """Build, score, prune and validate the attribution graph of ``prompt``; ``basis``: the
     feature basis of a neurons-level graph (default :class:`NeuronBasis`; a transcoder basis).
     ``validate=False``: no interventions on a neurons-level graph (its validation is most of a
     short prompt's time); a components-level graph's check by exact patching is part of its
-    circuit and stays."""
+    circuit and stays. ``cards``: each kept node's card for the page (:mod:`~scrying.attribution.cards`;
+    a feature's top contexts from ``card_windows``, corpus windows named by ``contexts_from``,
+    else from the basis's own files)."""
     config = config or TraceConfig()
     check_text(prompt)
     start = time.perf_counter()
@@ -64,6 +70,8 @@ def trace(
         scores = labelled_scores(graph)
         small = pruned_graph(graph, prune(graph, config.prune))
         validation = validate_feature_graph(model, graph, small, config.validation, basis=basis) if validate else None
+        if cards:
+            small.metadata["cards"] = feature_cards(model, small, basis, card_windows, contexts_from=contexts_from)
     else:
         from scrying.attribution.components import build_component_graph
 

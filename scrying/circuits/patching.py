@@ -115,3 +115,22 @@ def edge_effects(
     nodes = ComponentNodes.of(model, split_qkv=split_qkv)
     patched = patch_edges(model, clean, pair, metric, single_edge_masks(nodes, edges), nodes, config)
     return patched - pair.clean_metric.mean()
+
+
+def node_effects(
+    model: Model,
+    clean: Int[Tensor, "batch pos"],
+    pair: RunPair,
+    metric: Metric,
+    sources: list[int],
+    nodes: ComponentNodes,
+    config: PatchConfig | None = None,
+) -> Float[Tensor, " node"]:
+    """Exact effect ``metric(node patched) - metric(clean)`` of each of ``sources`` (indices of
+    :attr:`ComponentNodes.sources`), one at a time: every outgoing edge corrupted, so the node's
+    output is its corrupted (baseline) value everywhere downstream."""
+    mask = torch.zeros(len(sources), len(nodes.sources), len(nodes.receivers), dtype=torch.bool)
+    for i, u in enumerate(sources):
+        mask[i, u, :] = True
+    patched = patch_edges(model, clean, pair, metric, mask, nodes, config)
+    return patched - pair.clean_metric.mean()

@@ -1,5 +1,6 @@
-"""``scrying transcoders corpus|train|report|label`` (build the default corpus, train, report
-quality, label features) and ``scrying intervene`` (change features, see the top tokens move)."""
+"""``scrying transcoders corpus|train|report|label|download`` (build the default corpus, train,
+report quality, label features, fetch a published set from the hub) and ``scrying intervene``
+(change features, see the top tokens move)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from scrying.preflight import check_output_dir, check_output_file
 from scrying.prompts import check_text, tokenize
 from scrying.transcoders import label_features, read_transcoders, write_labels
 from scrying.transcoders.corpus import build_default_corpus, check_text_files, read_texts
+from scrying.transcoders.hub import download_published
 from scrying.transcoders.intervene import FeatureEdit, compare_top_tokens, intervened_logits
 from scrying.transcoders.quality import quality_report
 from scrying.transcoders.train import PRESETS, token_windows, train_transcoders
@@ -61,6 +63,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     windows = [w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)]
     report = quality_report(model, tset, torch.stack(windows))
     sys.stdout.write(report.to_string(index=False) + "\n")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, option="--out")
+    out = download_published(args.repo, list(args.folders), args.out, revision=args.revision)
+    sys.stdout.write(f"wrote {out}\n")
     return 0
 
 
@@ -163,6 +172,15 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     lab.add_argument("--windows", type=int, default=256)
     lab.add_argument("--seq-len", type=int, default=64)
     lab.set_defaults(func=cmd_label)
+
+    d = tsub.add_parser("download", help="fetch published transcoders (Gemma Scope, SAELens) from the hub into a folder",
+                        parents=parents)
+    d.add_argument("repo", metavar="REPO", help="hub repository, e.g. google/gemma-scope-2-270m-pt")
+    d.add_argument("folders", metavar="FOLDER", nargs="+",
+                   help="folder patterns in it, e.g. 'transcoder_all/layer_*_width_16k_l0_small_affine'")
+    d.add_argument("--out", type=Path, required=True, help="folder to write them into (then: --transcoders OUT/...)")
+    d.add_argument("--revision", help="branch, tag or commit (default: main)")
+    d.set_defaults(func=cmd_download)
 
     i = sub.add_parser("intervene", help="ablate, clamp, scale or steer transcoder features; top tokens before and after",
                        parents=parents)

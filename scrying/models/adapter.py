@@ -217,10 +217,15 @@ def _unembedding_mean(unembed: torch.nn.Module) -> tuple[Float[Tensor, " d_model
 def output_weight(model: Model, layer: int) -> Float[Tensor, "head d_head d_model"]:
     """W_O of ``layer`` split by head, from the bridge's attention output projection."""
     cfg = model.cfg
-    weight = model.blocks[layer].attn.o.weight
+    o = model.blocks[layer].attn.o
+    module = getattr(o, "original_component", o)
     d_in = cfg.n_heads * cfg.d_head
-    if weight.shape == (cfg.d_model, d_in):  # nn.Linear: [out, in]
-        weight = weight.T
+    # nn.Linear stores [out, in]; GPT-2's Conv1D [in, out]. Told apart by the module's type, not by
+    # the shape, which is square whenever d_model = n_heads * d_head (GPT-2 itself).
+    weight = module.weight.T if isinstance(module, torch.nn.Linear) else module.weight
+    if tuple(weight.shape) != (d_in, cfg.d_model):
+        raise InvalidInputError(f"layer {layer}: attention output projection {type(module).__name__} has weight "
+                                f"{tuple(module.weight.shape)}, expected [n_heads * d_head, d_model] = {(d_in, cfg.d_model)} (or its transpose for nn.Linear)")
     return einops.rearrange(weight, "(head d_head) d_model -> head d_head d_model", head=cfg.n_heads)
 
 
@@ -254,11 +259,19 @@ def _norm_gain(model: Model, norm: Any) -> Float[Tensor, " d_model"]:
 @torch.no_grad()
 def mlp_output_rows(model: Model, layer: int, neurons: list[int]) -> Float[Tensor, "n d_model"]:
     """What each of ``neurons`` of ``layer``'s MLP writes per unit activation: its column of the
-    MLP's output projection (``mlp.out``, an ``nn.Linear`` ``[d_model, d_mlp]``), as rows."""
+    MLP's output projection (``mlp.out``: an ``nn.Linear`` ``[d_model, d_mlp]``, or GPT-2's
+    ``Conv1D`` ``[d_mlp, d_model]``), as rows."""
     mlp = model.blocks[layer].mlp
     if not hasattr(mlp, "out"):
         raise InvalidInputError(f"layer {layer}: no MLP output projection (mlp.out) found")
-    return mlp.out.original_component.weight[:, neurons].T
+    out = mlp.out.original_component
+    if isinstance(out, torch.nn.Linear):
+        return out.weight[:, neurons].T
+    weight = out.weight  # GPT-2's Conv1D: [d_mlp, d_model], x @ W
+    if tuple(weight.shape) != (model.cfg.d_mlp, model.cfg.d_model):
+        raise InvalidInputError(f"layer {layer}: MLP output projection {type(out).__name__} has weight {tuple(weight.shape)}, "
+                                f"expected [d_mlp, d_model] = {(model.cfg.d_mlp, model.cfg.d_model)} or an nn.Linear")
+    return weight[neurons]
 
 
 @torch.no_grad()

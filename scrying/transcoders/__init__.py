@@ -8,6 +8,7 @@ from scrying.transcoders.labels import (
     FeatureLabel,
     LabelConfig,
     label_features,
+    read_cards,
     read_labels,
     write_labels,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "check_text_files",
     "check_transcoders",
     "label_features",
+    "read_cards",
     "read_labels",
     "read_transcoders",
     "write_labels",

@@ -55,9 +55,16 @@ class TranscoderBasis:
     feature_type = "transcoder feature"
     exact = False
 
-    def __init__(self, transcoders: TranscoderSet, *, labels: dict[tuple[int, int], str] | None = None) -> None:
+    def __init__(
+        self,
+        transcoders: TranscoderSet,
+        *,
+        labels: dict[tuple[int, int], str] | None = None,
+        cards: dict[tuple[int, int], dict[str, Any]] | None = None,
+    ) -> None:
         self.set = transcoders
         self.labels = labels or {}
+        self.cards = cards or {}  # labels.json's contexts and tokens (scrying.transcoders.read_cards)
 
     def _weights(self, layer: int) -> Transcoder:
         """``layer``'s transcoder as the basis reads it: a detached view of the caller's (graphs
@@ -203,6 +210,19 @@ class TranscoderBasis:
 
     def label(self, layer: int, index: int) -> str:
         return self.labels.get((layer, index), f"L{layer} transcoder feature {index}")
+
+    def unit_sites(self, model: Model, layer: int) -> list[Site]:
+        return [self.set.input_site(layer)]
+
+    def unit_values(self, store: dict[Site, Tensor], layer: int, indices: Tensor) -> Float[Tensor, "batch seq n"]:
+        tc = self._weights(layer)
+        return tc.encode(store[self.set.input_site(layer)].to(tc.dtype))[..., indices]
+
+    def write_rows(self, model: Model, layer: int, indices: list[int]) -> Float[Tensor, "n d_model"]:
+        return self._weights(layer).W_dec[indices]
+
+    def stored_card(self, layer: int, index: int) -> dict[str, Any] | None:
+        return self.cards.get((layer, index))
 
     def live_state(self, state: BasisState) -> BasisState:
         """No frozen mask, and the error recomputed from the real MLP (module docstring)."""

@@ -23,6 +23,7 @@ each naming the file (and the layer or key) and what was expected.
 from __future__ import annotations
 
 import json
+import math
 import re
 import reprlib
 from dataclasses import dataclass
@@ -34,10 +35,10 @@ from safetensors import safe_open
 
 from scrying.errors import ConfigError, InvalidInputError
 from scrying.sites import Component
-from scrying.transcoders.transcoder import ACTIVATIONS, TranscoderSpec
+from scrying.transcoders.transcoder import ACTIVATIONS, Transcoder, TranscoderSpec
 
 SCHEMA_VERSION = 1  # of the ``scrying`` block in config.yaml
-LABELS_SCHEMA_VERSION = 1  # of labels.json
+LABELS_SCHEMA_VERSION = 2  # of labels.json (1, contexts as text without the activating token, is read too)
 
 #: circuit-tracer's hook names (TransformerLens spelling) -> the sites they mean here.
 INPUT_HOOKS: dict[str, Component] = {"mlp.hook_in": Component.MLP_IN, "hook_resid_mid": Component.RESID_MID}
@@ -139,7 +140,10 @@ def inspect_transcoders(directory: str | Path) -> TranscoderLayout:
 
 def _read_config(path: Path) -> dict:
     if not path.is_file():
-        raise InvalidInputError(f"no transcoder config at {path} (expected a directory with config.yaml)")
+        raise InvalidInputError(
+            f"no transcoder config at {path} (expected a directory with config.yaml, or a folder of "
+            "Gemma Scope, Gemma Scope 2 or SAELens dictionaries)"
+        )
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -270,6 +274,19 @@ def _layer(layer: int, file: Path, activation: str | None, k: int | None, path: 
     return LayerFile(layer, file, spec, stored, frozenset(transposed))
 
 
+def check_finite(tc: Transcoder, where: str, stored: dict[str, str]) -> None:
+    """Refuse non-finite weights: NaN anywhere, or inf outside the JumpReLU threshold (an
+    infinite threshold is a feature that never fires). ``stored`` maps our tensor names to the
+    names in the file, for the message."""
+    for name, value in tc.tensors().items():
+        bad = value.isnan() if name == "threshold" else ~value.isfinite()
+        if bool(bad.any()):
+            what = "NaN values" if name == "threshold" else "non-finite values (NaN or inf)"
+            raise InvalidInputError(
+                f"{where}: tensor {stored.get(name, name)!r} has {int(bad.sum())} {what} in {value.dtype}; expected numbers"
+            )
+
+
 def read_label_file(path: Path) -> dict[tuple[int, int], dict[str, Any]]:
     """A ``labels.json``'s features by ``(layer, index)``, checked (empty when there is none):
     ``{"schema_version": 1, "features": {"LAYER:INDEX": {"label": str, ...}}}``."""
@@ -284,8 +301,8 @@ def read_label_file(path: Path) -> dict[tuple[int, int], dict[str, Any]]:
     if not isinstance(data, dict):
         raise InvalidInputError(f"{path}: expected a JSON object with schema_version and features, got {show(data)}")
     version = data.get("schema_version")
-    if not _is_int(version) or version != LABELS_SCHEMA_VERSION:
-        raise InvalidInputError(f"{path}: schema_version {show(version)}, expected {LABELS_SCHEMA_VERSION}")
+    if not _is_int(version) or version not in (1, LABELS_SCHEMA_VERSION):
+        raise InvalidInputError(f"{path}: schema_version {show(version)}, expected 1 or {LABELS_SCHEMA_VERSION}")
     features = data.get("features")
     if not isinstance(features, dict):
         raise InvalidInputError(f"{path}: 'features' {show(features)}, expected an object of LAYER:INDEX -> label")
@@ -297,8 +314,49 @@ def read_label_file(path: Path) -> dict[tuple[int, int], dict[str, Any]]:
         label = value.get("label") if isinstance(value, dict) else None
         if not isinstance(label, str) or not _encodes(label):
             raise InvalidInputError(f"{path}: features[{key!r}] is {show(value)}; expected an object with a text 'label'")
-        out[int(match[1]), int(match[2])] = value
+        out[int(match[1]), int(match[2])] = {**value, **_card_fields(path, key, value, version)}
     return out
+
+
+def _card_fields(path: Path, key: str, value: dict[str, Any], version: int) -> dict[str, Any]:
+    """A label's contexts (as :class:`scrying.contexts.Context` JSON; schema 1's ``[activation,
+    text]`` pairs become one-token contexts with nothing highlighted, ``at`` -1) and its promoted
+    and suppressed tokens, checked."""
+    where = f"{path}: features[{key!r}]"
+    out: dict[str, Any] = {}
+    for name in ("promoted", "suppressed"):
+        tokens = value.get(name, [])
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and _encodes(t) for t in tokens):
+            raise InvalidInputError(f"{where}.{name} is {show(tokens)}; expected a list of token strings")
+        out[name] = tokens
+    contexts = value.get("contexts", [])
+    if not isinstance(contexts, list):
+        raise InvalidInputError(f"{where}.contexts is {show(contexts)}; expected a list")
+    out["contexts"] = [_context(f"{where}.contexts[{i}]", c, version) for i, c in enumerate(contexts)]
+    return out
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _context(where: str, c: object, version: int) -> dict[str, Any]:
+    if version == 1:
+        if not (isinstance(c, list) and len(c) == 2 and _finite(c[0]) and isinstance(c[1], str) and _encodes(c[1])):
+            raise InvalidInputError(f"{where} is {show(c)}; expected [activation, text]")
+        return {"activation": c[0], "tokens": [c[1]], "values": [c[0]], "at": -1}
+    expected = "expected {activation: number, tokens: [str], values: [number] as many, at: index of a token}"
+    if not isinstance(c, dict):
+        raise InvalidInputError(f"{where} is {show(c)}; {expected}")
+    tokens, values, at = c.get("tokens"), c.get("values"), c.get("at")
+    if not (
+        _finite(c.get("activation"))
+        and isinstance(tokens, list) and all(isinstance(t, str) and _encodes(t) for t in tokens)
+        and isinstance(values, list) and len(values) == len(tokens) and all(_finite(v) for v in values)
+        and _is_int(at) and 0 <= at < len(tokens)
+    ):
+        raise InvalidInputError(f"{where} is {show(c)}; {expected}")
+    return {"activation": c["activation"], "tokens": tokens, "values": values, "at": at}
 
 
 def _encodes(text: str) -> bool:

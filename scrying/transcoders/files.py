@@ -15,7 +15,10 @@ it as ``activation_function.threshold``; both names are read). Also read: circui
 older config (``transcoders`` as a list of ``{id, layer, filepath}``) and its older orientation
 (``W_enc`` d_model x feature, ``W_dec`` d_model x feature), told apart by the bias shapes.
 Without a ``scrying`` block the activation is JumpReLU when a threshold is stored, else ReLU.
-``hf://`` paths are refused (no network here): download the files and point at them. Files a
+``hf://`` paths are refused (no network here): download the files and point at them
+(:func:`~scrying.transcoders.hub.download_published` does, when asked). A folder without
+``config.yaml`` that holds published dictionaries (Gemma Scope, Gemma Scope 2, SAELens) is read by
+:mod:`scrying.transcoders.published` instead. Files a
 config names must lie inside its directory (symlinks resolved). What a valid directory is lives
 in :mod:`scrying.transcoders.file_checks`, whose ``check_transcoders`` is the cheap pre-flight.
 """
@@ -37,8 +40,16 @@ from scrying.transcoders.file_checks import (
     OUTPUT_HOOKS,
     SCHEMA_VERSION,
     LayerFile,
+    check_finite,
+    config_path,
     inspect_transcoders,
     one_line,
+)
+from scrying.transcoders.published import (
+    check_set_hooks,
+    inspect_published,
+    is_published,
+    read_published_set,
 )
 from scrying.transcoders.transcoder import Transcoder
 
@@ -108,12 +119,19 @@ def write_transcoders(tset: TranscoderSet, directory: str | Path) -> Path:
 
 
 def read_transcoders(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> TranscoderSet:
-    """Read a transcoder directory (see the module docstring for the layouts read).
+    """Read a transcoder directory (see the module docstring for the layouts read), or, where
+    it has no ``config.yaml``, a folder of published dictionaries, one per layer (Gemma Scope,
+    Gemma Scope 2, SAELens: :mod:`scrying.transcoders.published`, checked the same way first).
 
     Checks the directory first with :func:`~scrying.transcoders.file_checks.check_transcoders`'s
     phases (config, paths inside the directory, headers), then reads the weights and refuses
     non-finite ones (NaN anywhere, or inf outside the JumpReLU threshold) in ``dtype``. Only
     ``InvalidInputError`` is raised, naming the file and layer."""
+    if not config_path(directory).is_file() and is_published(directory):
+        published = inspect_published(directory)
+        check_set_hooks(published)
+        transcoders = read_published_set(published, dtype)
+        return TranscoderSet(transcoders, published.model_name, published.input_hook, published.output_hook)
     layout = inspect_transcoders(directory)
     return TranscoderSet([_load(lf, dtype) for lf in layout.layers], layout.model_name, layout.input_hook, layout.output_hook)
 
@@ -132,9 +150,5 @@ def _load(layer: LayerFile, dtype: torch.dtype) -> Transcoder:
         tc = Transcoder(layer.spec, dtype=dtype).load_tensors(tensors)
     except InvalidInputError as err:  # the file changed since its header was checked
         raise InvalidInputError(f"{where}: {err}") from err
-    for name, value in tc.tensors().items():
-        bad = value.isnan() if name == "threshold" else ~value.isfinite()
-        if bool(bad.any()):
-            what = "NaN values" if name == "threshold" else "non-finite values (NaN or inf)"
-            raise InvalidInputError(f"{where}: tensor {layer.stored[name]!r} has {int(bad.sum())} {what} in {dtype}; expected numbers")
+    check_finite(tc, where, layer.stored)
     return tc

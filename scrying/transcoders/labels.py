@@ -3,8 +3,10 @@
 Phases of :func:`label_features` (for the features asked for, e.g. a graph's feature nodes):
 
 1. **Contexts** — encode the MLP inputs of ``windows`` corpus windows (one forward pass per
-   batch, every requested layer at once) and keep, per feature, the ``top_contexts`` largest
-   activations with the ``context_tokens`` tokens ending at the activating one.
+   batch, every requested layer at once; :func:`scrying.contexts.top_contexts`) and keep, per
+   feature, the ``top_contexts`` largest activations with the ``context_tokens`` tokens ending
+   at the activating one and ``after_tokens`` after it, each token with the feature's
+   activation on it (a page's feature card marks the activating token and shades the rest).
 2. **Tokens** — each decoder row through the MLP post-norm gain, the final norm and the
    unembedding (:func:`scrying.models.adapter.mlp_output_logits`): the most promoted and most
    suppressed tokens (the "logit lens" of a feature, as Neuronpedia shows beside its contexts).
@@ -23,9 +25,9 @@ from pathlib import Path
 import torch
 
 from scrying.axes import Int, Model, Tensor
+from scrying.contexts import ContextConfig, top_contexts
 from scrying.errors import ConfigError
-from scrying.models.adapter import final_resid, mlp_output_logits
-from scrying.sites import recorded
+from scrying.models.adapter import mlp_output_logits
 from scrying.transcoders.file_checks import LABELS_SCHEMA_VERSION as SCHEMA_VERSION
 from scrying.transcoders.file_checks import labels_path, read_label_file
 from scrying.transcoders.files import TranscoderSet
@@ -34,7 +36,8 @@ from scrying.transcoders.files import TranscoderSet
 @dataclass(frozen=True, kw_only=True)
 class LabelConfig:
     top_contexts: int = 5
-    context_tokens: int = 8
+    context_tokens: int = 8  # tokens shown up to and including the activating one
+    after_tokens: int = 2  # tokens shown after it
     top_tokens: int = 5
     batch: int = 16
 
@@ -42,12 +45,17 @@ class LabelConfig:
         for name in ("top_contexts", "context_tokens", "top_tokens", "batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"LabelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.after_tokens < 0:
+            raise ConfigError(f"LabelConfig.after_tokens must be >= 0, got {self.after_tokens}")
+
+    def contexts(self) -> ContextConfig:
+        return ContextConfig(k=self.top_contexts, before=self.context_tokens - 1, after=self.after_tokens, batch=self.batch)
 
 
 @dataclass(frozen=True)
 class FeatureLabel:
     label: str
-    contexts: list[tuple[float, str]]  # (activation, text ending at the activating token)
+    contexts: list[dict]  # Context.to_json(): activation, tokens, values, at (the activating token)
     promoted: list[str]
     suppressed: list[str]
 
@@ -68,24 +76,17 @@ def label_features(
         tset.check_feature(layer, index)
     layers = sorted({ly for ly, _ in features})
     wanted = {ly: torch.tensor([i for lx, i in features if lx == ly]) for ly in layers}
-    best = {ly: (torch.full((0, len(wanted[ly])), -1.0, dtype=torch.float64), torch.zeros(0, len(wanted[ly]), dtype=torch.long)) for ly in layers}
-    seq = windows.shape[1]
-    for start in range(0, windows.shape[0], config.batch):
-        rows = windows[start : start + config.batch]
-        with recorded(model, [tset.input_site(ly) for ly in layers]) as store:
-            final_resid(model, rows)
+    columns = [(ly, j) for ly in layers for j in range(len(wanted[ly]))]
+
+    def read(store: dict) -> Tensor:
+        parts = []
         for ly in layers:
             tc = tset.transcoders[ly]
-            x = store[tset.input_site(ly)].to(tc.dtype)
-            acts = tc.encode(x)[..., wanted[ly]].double()  # batch seq wanted
-            acts[:, 0] = -1.0  # BOS, as in training
-            flat = acts.flatten(0, 1)
-            where = torch.arange(flat.shape[0]) + start * seq  # global (window * seq + pos)
-            values = torch.cat([best[ly][0], flat])
-            places = torch.cat([best[ly][1], where[:, None].expand(-1, flat.shape[1])])
-            k = min(config.top_contexts, values.shape[0])
-            top = values.topk(k, dim=0)
-            best[ly] = (top.values, places.gather(0, top.indices))
+            parts.append(tc.encode(store[tset.input_site(ly)].to(tc.dtype))[..., wanted[ly]])
+        return torch.cat(parts, dim=-1)
+
+    found = top_contexts(model, windows, [tset.input_site(ly) for ly in layers], read, len(columns), config.contexts())
+    found_at = dict(zip(columns, found, strict=True))
     out: dict[tuple[int, int], FeatureLabel] = {}
     decode = model.tokenizer.decode
     for ly in layers:
@@ -94,19 +95,13 @@ def label_features(
         up = logits.topk(config.top_tokens, dim=-1).indices
         down = (-logits).topk(config.top_tokens, dim=-1).indices
         for j, index in enumerate(wanted[ly].tolist()):
-            contexts, tokens = [], []
-            for value, place in zip(best[ly][0][:, j].tolist(), best[ly][1][:, j].tolist(), strict=True):
-                if value <= 0:
-                    continue
-                w, p = divmod(place, seq)
-                ids = windows[w, max(1, p - config.context_tokens + 1) : p + 1].tolist()
-                contexts.append((value, decode(ids)))
-                tokens.append(decode([int(windows[w, p])]))
+            contexts = found_at[(ly, j)]
+            tokens = [c.tokens[c.at] for c in contexts]
             promoted = [decode([t]) for t in up[j].tolist()]
             suppressed = [decode([t]) for t in down[j].tolist()]
             head = f"{Counter(tokens).most_common(1)[0][0]!r} ctx" if tokens else "inactive"
             label = f"{head} → " + " ".join(f"+{t.strip() or repr(t)}" for t in promoted[:2])
-            out[(ly, index)] = FeatureLabel(label, contexts, promoted, suppressed)
+            out[(ly, index)] = FeatureLabel(label, [c.to_json() for c in contexts], promoted, suppressed)
     return out
 
 
@@ -119,6 +114,13 @@ def write_labels(directory: str | Path, labels: dict[tuple[int, int], FeatureLab
     data = {"schema_version": SCHEMA_VERSION, "features": features}
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
+
+
+def read_cards(directory: str | Path) -> dict[tuple[int, int], dict]:
+    """``(layer, index) -> {contexts, promoted, suppressed}`` from ``labels.json`` (empty when there
+    is none): what a graph page's feature card shows. A schema-1 file's contexts (text only, no
+    activating token) are shown as text with nothing highlighted."""
+    return {key: {k: value.get(k, []) for k in ("contexts", "promoted", "suppressed")} for key, value in read_label_file(labels_path(directory)).items()}
 
 
 def read_labels(directory: str | Path) -> dict[tuple[int, int], str]:

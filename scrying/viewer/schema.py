@@ -90,7 +90,7 @@ OWN_NODE = {
 OWN_METADATA = {
     "targets": LIST, "corrupt_prompt": STRING, "x_labels": STRINGS, "scores": OBJECT, "validation": OBJECT.or_null(),
     "circuit": OBJECT.or_null(), "pruned_from": INTEGER.or_null(), "node_threshold": NUMBER.or_null(),
-    "metric": STRING.or_null(),
+    "metric": STRING.or_null(), "cards": OBJECT.or_null(),
 }
 #: A component circuit's selection record (``scrying.metadata.circuit``): the fields the page reads.
 CIRCUIT = {"rule": STRING.or_null()}
@@ -102,6 +102,15 @@ REPORT = {
     "pearson": NUMBER.or_null(), "pearson_ci": INTERVAL.or_null(), "slope": NUMBER.or_null(),
     "confidence": NUMBER, "rows": OBJECTS,
 }
+TOKEN_VALUES = Kind(lambda v: isinstance(v, list) and all(isinstance(x, list) and len(x) == 2 and isinstance(x[0], str)
+                                                       and is_number(x[1]) for x in v), "a list of [token, number] pairs")
+MATRIX = Kind(lambda v: isinstance(v, list) and all(isinstance(r, list) and all(is_number(x) for x in r) for r in v),
+              "a list of rows of numbers")
+#: A node's card (``scrying.metadata.cards[node_id]``, :mod:`scrying.attribution.cards`) and one of its contexts.
+CARD = {"kind": STRING, "promotes": TOKEN_VALUES, "suppresses": TOKEN_VALUES, "contexts": OBJECTS,
+        "contexts_from": STRING, "effect": NUMBER, "effect_of": STRING, "pattern": MATRIX}
+CONTEXT = {"activation": NUMBER, "tokens": STRINGS, "values": Kind(lambda v: isinstance(v, list) and all(is_number(x) for x in v),
+                                                                   "a list of numbers"), "at": INTEGER}
 ROW = {name: Kind(lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number").or_null()
        for name in ("predicted", "measured")}
 
@@ -232,3 +241,13 @@ def check_graph(data: Any) -> None:
             raise InvalidInputError(f"scrying.metadata.scores: {show(name)} must be {expected}, got {show(value)}")
     if meta.get("validation"):
         check_validation(meta["validation"], "scrying.metadata.validation")
+    own_ids = {n.get("node_id") for n in own["nodes"]}
+    for node_id, card in (meta.get("cards") or {}).items():
+        where = f"scrying.metadata.cards[{show(node_id)}]"
+        if node_id not in own_ids:
+            raise InvalidInputError(f"{where} names no node of the graph (scrying.nodes[].node_id)")
+        check_fields(card, where, CARD)
+        check_each(card.get("contexts") or [], lambda i, w=where: f"{w}.contexts[{i}]", CONTEXT, required=tuple(CONTEXT))
+        for i, c in enumerate(card.get("contexts") or []):
+            if len(c["values"]) != len(c["tokens"]) or not -1 <= c["at"] < len(c["tokens"]):
+                raise InvalidInputError(f"{where}.contexts[{i}]: expected as many values as tokens and 'at' the index of one of them (or -1)")
