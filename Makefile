@@ -33,12 +33,16 @@ test-slow: setup
 # transcoder-feature graphs (graphs/gallery-features.jsonl) need TRANSCODERS=DIR, trained by
 # `scrying transcoders train --preset default --out DIR` and labelled (README, Transcoders).
 # QWEN=1 with RETRACE=1 also retraces graphs/gallery-qwen.jsonl on Qwen2.5-Coder-1.5B (make qwen first).
+# CARDS=1 (or RETRACE=1) adds node cards to the Gemma neuron and component graphs (graphs/add_cards.py:
+# contexts from the default corpus, minutes).
 TRANSCODERS ?=
 QWEN ?=
+CARDS ?=
 gallery: setup browser
 	$(if $(RETRACE),rm -f graphs/gallery/index.jsonl && $(VENV)/bin/scrying trace --prompts graphs/gallery.jsonl --out-dir graphs/gallery --shared-assets)
 	$(if $(and $(RETRACE),$(TRANSCODERS)),rm -rf build/gallery-features && $(VENV)/bin/scrying trace --prompts graphs/gallery-features.jsonl --out-dir build/gallery-features --transcoders $(TRANSCODERS) && cp build/gallery-features/*.json graphs/gallery/)
 	$(if $(and $(RETRACE),$(QWEN)),rm -rf build/gallery-qwen && $(VENV)/bin/scrying trace --prompts graphs/gallery-qwen.jsonl --model qwen2.5-coder-1.5b --out-dir build/gallery-qwen && cp build/gallery-qwen/*.json graphs/gallery/)
+	$(if $(or $(RETRACE),$(CARDS)),$(PY) graphs/add_cards.py graphs/gallery)
 	$(VENV)/bin/scrying view --gallery graphs/gallery
 	$(PY) graphs/screenshots.py graphs/gallery
 

@@ -1,5 +1,6 @@
 """Screenshots of the gallery's pages at their opening thresholds (``make gallery``): one PNG
-beside each page, taken in headless Chromium with no network (selenium 4.51, Debian
+beside each page (and, for :data:`CARD_PAGES`, ``<page>-card.png`` with the most influential
+labelled node clicked, its card in the side panel), taken in headless Chromium with no network (selenium 4.51, Debian
 chromium-driver: ``make browser``).
 
     python graphs/screenshots.py graphs/gallery
@@ -12,6 +13,10 @@ from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+
+
+#: Pages also shot with their most influential labelled node clicked, showing its card.
+CARD_PAGES = ("ioi-neurons", "ioi-components", "dallas-texas")
 
 
 def main(folder: Path) -> int:
@@ -31,6 +36,15 @@ def main(folder: Path) -> int:
             browser.save_screenshot(str(shot))
             counts = browser.execute_script("return document.getElementById('counts').textContent")
             sys.stdout.write(f"{shot}: {counts}\n")
+            if page.stem in CARD_PAGES:  # the most influential labelled node, clicked: its card
+                ids = browser.execute_script("return scryingViewer.labelledIds().filter(scryingViewer.hasCard)")
+                heads = [i for i in ids if browser.execute_script("return 'pattern' in scryingViewer.card(arguments[0])", i)]
+                ids = heads or ids  # a component page: the most influential head, its pattern shown
+                if ids:
+                    browser.execute_script("scryingViewer.click(arguments[0])", ids[0])
+                    card = page.with_name(page.stem + "-card.png")
+                    browser.save_screenshot(str(card))
+                    sys.stdout.write(f"{card}: {ids[0]} clicked\n")
     finally:
         browser.quit()
     return 0

@@ -41,3 +41,13 @@ class SiteError(ScryingError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ClusterError(ScryingError, RuntimeError):
+    """A Ray cluster cannot be reached, lacks the resources a worker asks for, or its workers
+    failed beyond their restarts (``scrying.batch``)."""
+
+
+class ModelMismatchError(InvalidInputError):
+    """A worker loaded other weights than the batch's journal was written with (a node with
+    another copy of the model at the same path)."""

@@ -88,14 +88,7 @@ class Journal:
             self._started = True
 
     def _text(self) -> str:
-        if not self.path.exists():
-            return ""
-        try:
-            return self.path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise InvalidInputError(f"{self.path} is not a {self._what} journal (not UTF-8 text: {err.reason})") from err
-        except OSError as err:
-            raise InvalidInputError(f"cannot read {self.path}: {err.strerror or err}") from err
+        return _text(self.path, self._what)
 
     def resume_note(self, total: int, unit: str) -> int:
         """Log ``Resuming: N of M UNIT already done (PATH)`` when the journal holds finished
@@ -106,19 +99,9 @@ class Journal:
 
     def _read(self, text: str) -> None:
         lines = text.splitlines()
-        try:
-            header = json.loads(lines[0])["settings"]
-            if not isinstance(header, dict):
-                raise TypeError("settings is not an object")
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as err:  # ValueError: JSON syntax, huge ints
-            raise InvalidInputError(f"{self.path}: line 1 is not a {self._what} header (expected {{\"settings\": ...}})") from err
+        header = _header(self.path, lines, self._what)
         if header != self.settings:
-            keys = set(header) | set(self.settings)
-            changed = sorted(k for k in keys if header.get(k) != self.settings.get(k))
-            raise InvalidInputError(
-                f"{self.path} holds a {self._what} with other settings ({', '.join(changed)} differ); "
-                "delete it or write elsewhere"
-            )
+            _refuse(self.path, self._what, header, self.settings, set(header) | set(self.settings))
         kept = [lines[0]]
         for number, line in enumerate(lines[1:], start=2):
             try:
@@ -155,3 +138,45 @@ class Journal:
             return
         self._write_lines([record], mode="a")
         self.done[self._key(record)] = record
+
+
+def _text(path: Path, what: str) -> str:
+    if not path.exists():
+        return ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(f"{path} is not a {what} journal (not UTF-8 text: {err.reason})") from err
+    except OSError as err:
+        raise InvalidInputError(f"cannot read {path}: {err.strerror or err}") from err
+
+
+def _header(path: Path, lines: list[str], what: str) -> dict[str, Any]:
+    try:
+        header = json.loads(lines[0])["settings"]
+        if not isinstance(header, dict):
+            raise TypeError("settings is not an object")
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as err:  # ValueError: JSON syntax, huge ints
+        raise InvalidInputError(f"{path}: line 1 is not a {what} header (expected {{\"settings\": ...}})") from err
+    return header
+
+
+def _refuse(path: Path, what: str, header: dict[str, Any], settings: dict[str, Any], keys: set[str]) -> None:
+    changed = sorted(k for k in keys if header.get(k) != settings.get(k))
+    raise InvalidInputError(
+        f"{path} holds a {what} with other settings ({', '.join(changed)} differ); delete it or write elsewhere"
+    )
+
+
+def check_settings_before_load(path: Path | str, settings: dict[str, Any], *, what: str = "journal") -> None:
+    """Refuse, before any model loads, a journal at ``path`` whose settings differ from
+    ``settings`` in anything but the weights fingerprint (which needs the model, and is checked
+    when the :class:`Journal` is opened): where workers elsewhere load the model
+    (:mod:`scrying.batch`), a rerun with other settings is refused before they start."""
+    path = Path(path)
+    text = _text(path, what)
+    if text.strip():
+        header = _header(path, text.splitlines(), what)
+        keys = (set(header) | set(settings)) - {"model_fingerprint"}
+        if any(header.get(k) != settings.get(k) for k in keys):
+            _refuse(path, what, header, settings, keys)

@@ -34,9 +34,7 @@ NODE_FIELDS = [
 ]
 
 EXPECTED = {
-    "metadata": {
-        "scan": "toy-model",
-        "transcoder_list": [],
+    "metadata": {  # and scan, transcoder_list: named by the slug (test_json_matches_...)
         "prompt_tokens": ["<bos>", "The", " capital"],
         "prompt": "The capital",
         "node_threshold": None,
@@ -112,7 +110,11 @@ def component_graph() -> Graph:
 def test_json_matches_circuit_tracer_field_by_field():
     data = tiny_graph().to_json()
     assert set(data) == {"metadata", "qParams", "nodes", "links", "scrying"}
-    assert {k: v for k, v in data["metadata"].items() if k != "slug"} == EXPECTED["metadata"]
+    meta, slug = data["metadata"], data["metadata"]["slug"]
+    assert {k: v for k, v in meta.items() if k not in ("slug", "scan", "transcoder_list")} == EXPECTED["metadata"]
+    # as circuit-tracer writes a graph of per-layer transcoders: "custom-" and each layer's feature folder
+    assert meta["scan"] == f"custom-{slug}"
+    assert meta["transcoder_list"] == [f"./graph_data/features/{slug}/{layer}" for layer in range(N_LAYERS)]
     assert data["qParams"] == EXPECTED["qParams"]
     assert len(data["nodes"]) == len(EXPECTED["nodes"])
     for written, expected in zip(data["nodes"], EXPECTED["nodes"], strict=True):
@@ -182,18 +184,24 @@ def test_read_json_refuses_another_scrying_schema(tmp_path):
         Graph.read_json(path)
 
 
-def test_component_nodes_sit_at_the_last_token():
+def test_component_nodes_sit_in_their_layout_columns():
+    """Summed over positions, a component graph's nodes are drawn in scrying's layout columns,
+    named under circuit-tracer's axis; their ids still name the last position (never read back)."""
     graph = component_graph()
     last = len(graph.prompt_tokens) - 1
-    nodes = graph.to_json()["nodes"]
-    assert all(n["ctx_idx"] == last for n in nodes)
+    data = graph.to_json()
+    nodes = data["nodes"]
+    assert data["metadata"]["prompt_tokens"] == ["all tokens", "H0", "H1", "H2", "H3", "MLP"]
+    assert [n["ctx_idx"] for n in nodes] == [0] + [1 + n.column for n in graph.nodes[1:]]
     by_id = {n["node_id"]: n for n in nodes}
     head = by_id[f"0_3_{last}"]  # a0.h3
-    assert head["feature"] == cantor_pair(0, 3) and head["jsNodeId"] == "0_3-0"
-    assert head["feature_type"] == "cross layer transcoder" and head["clerp"] == "attention L0 H3"
-    assert by_id[f"1_4_{last}"]["clerp"] == "MLP L1"  # the MLP's index is n_heads
-    assert by_id[f"E_-1_{last}"]["layer"] == "E"
-    assert graph.to_json()["scrying"]["feature_type"] == "component"
+    assert head["feature"] == cantor_pair(0, 3) and head["jsNodeId"] == "0_3-0" and head["ctx_idx"] == 4
+    assert head["feature_type"] == "attention head" and head["clerp"] == "attention L0 H3"
+    mlp = by_id[f"1_4_{last}"]  # the MLP's index is n_heads
+    assert mlp["clerp"] == "MLP L1" and mlp["feature_type"] == "mlp reconstruction error" and mlp["ctx_idx"] == 5
+    assert by_id[f"E_-1_{last}"]["layer"] == "E" and by_id[f"E_-1_{last}"]["ctx_idx"] == 0
+    assert data["scrying"]["feature_type"] == "component"
+    assert data["metadata"]["scan"] == "toy-model" and data["metadata"]["transcoder_list"] == []  # no feature files
     assert by_id[f"3_42_{last}"]["clerp"] == 'Output " Texas" (p=0.250)'
     # scrying's layout column survives, and the figure still lays heads out by it
     coords = _positions(graph)

@@ -21,7 +21,6 @@ from tests.test_transcoder_graph import random_set
 from tests.test_transcoder_labels import direct_logit_change
 from tests.tiny_models import tiny
 
-
 KEEP_ALL = TraceConfig(prune=PruneConfig(node_threshold=1.0, edge_threshold=1.0))
 
 
@@ -132,7 +131,7 @@ def test_cards_of_a_stored_graph_equal_the_traces_own(tmp_path):
     """A graph read back from its JSON gets the same cards as the trace wrote (component graphs
     rebuild their metric from the stored target and corrupt prompt)."""
     from scrying.attribution import Graph
-    from scrying.attribution.cards import cards_for_graph
+    from scrying.attribution.stored_cards import cards_for_graph
 
     model = tiny("gpt2", tmp_path)
     result = trace(model, "t3 t4 t5 t3 t4", TraceConfig(level="components", corrupt="t3 t6 t5 t3 t4"), model_name="tiny")

@@ -16,5 +16,6 @@ def test_reversal_notebook_runs(monkeypatch):
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "forward rank" in text and "state_capital" in text and "forward_only" in text
+    assert "both_directions_control" in text and "linear probes, country_capital" in text
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(figures) == 2
+    assert len(figures) == 3  # the stored run, the logit lens, the linear probes

@@ -39,13 +39,15 @@ def test_readme_table_is_the_stored_summary():
 
 
 def test_readme_toy_figures_are_the_stored_experiment():
+    from scrying.reversal.experiment import read_experiment_summary
+
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    conditions = {c["condition"]: c for c in json.loads((RESULTS / "toy" / "summary.json").read_text())["conditions"]}
+    conditions = read_experiment_summary(RESULTS / "toy" / "summary.json")  # written before the renaming
 
     def cell(row: dict, key: str) -> str:
         return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
 
-    curse, cure = conditions["forward_only"], conditions["reverse_training"]
+    curse, cure = conditions["forward_only"], conditions["both_directions_control"]
     for text in (cell(curse, "forward_exact"), cell(curse, "reverse_top1"), cell(cure, "reverse_top1"),
                  f"{curse['reverse_chance']:.2f}"):
         assert text in readme, text
@@ -65,13 +67,15 @@ def test_readme_lens_figures_are_the_stored_lens_table():
 
 
 def test_readme_finetune_figures_are_the_stored_experiment():
+    from scrying.reversal.experiment import read_experiment_summary
+
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    conditions = {c["condition"]: c for c in json.loads((RESULTS / "finetune" / "summary.json").read_text())["conditions"]}
+    conditions = read_experiment_summary(RESULTS / "finetune" / "summary.json")  # written before the renaming
 
     def cell(row: dict, key: str) -> str:
         return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
 
-    curse, cure = conditions["forward_only"], conditions["reverse_training"]
+    curse, cure = conditions["forward_only"], conditions["both_directions_control"]
     for text in (cell(curse, "forward_top1"), cell(curse, "reverse_top1"), cell(cure, "forward_top1"),
                  cell(cure, "reverse_top1"), f"p={curse['p_top1']:.2g}"):
         assert text in readme, text
@@ -187,3 +191,37 @@ def test_readme_hard_negative_examples_are_stored_records():
         side = by[relation, a]
         assert side["greedy"].strip().startswith(city) and city in side["hard_distractors"]
         assert side["hard_rank"] > 1 and side["rank"] == 1, (a, side["hard_rank"], side["rank"])
+
+
+def test_readme_cure_and_probe_tables_are_the_stored_results():
+    """The README's toy-cure table and linear-probe table are formatted from the stored files."""
+    import json
+
+    from scrying.reversal.experiment import read_experiment_summary
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    rows = read_experiment_summary(root / "results" / "reversal" / "toy_cure" / "summary.json")
+
+    def cell(row, key):
+        return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
+
+    names = {"forward_only": "curse (forward only)", "both_directions_control": "both-directions control",
+             "reverse_training": "reverse training (entity-preserving)"}
+    for condition, name in names.items():
+        row = rows[condition]
+        line = (f"| {name} | {row['n_sentences']} | {cell(row, 'forward_exact')} | {cell(row, 'reverse_exact')} | "
+                f"{cell(row, 'forward_top1')} | {cell(row, 'reverse_top1')} |")
+        assert line in readme, line
+    summary = json.loads((root / "results" / "reversal" / "probes" / "probes.json").read_text())["summary"]
+    best = {}
+    for r in summary:
+        key = (r["relation"], r["direction"])
+        if r["layer"] == -1:
+            best.setdefault(key, {})["embeddings"] = r
+        if r["layer"] >= 0 and r["accuracy"] > best.setdefault(key, {}).get("best", {"accuracy": -1})["accuracy"]:
+            best[key]["best"] = r
+    row = best[("country_capital", "reverse")]
+    assert f"{row['best']['accuracy']:.2f} [{row['best']['accuracy_low']:.2f}, {row['best']['accuracy_high']:.2f}] (layer {row['best']['layer']})" in readme
+    row = best[("country_capital", "forward")]
+    assert f"| {row['embeddings']['accuracy']:.2f} [{row['embeddings']['accuracy_low']:.2f}, {row['embeddings']['accuracy_high']:.2f}] |" in readme

@@ -193,3 +193,22 @@ def test_batch_ids_must_be_file_names(tmp_path, capsys, bad):
     result = call(capsys, "trace", "--prompts", str(prompts), "--out-dir", str(tmp_path / "out"), "--model", "no-such-model-needed")
     assert_one_line_error(result, "is not a file name")
     assert not (tmp_path / "out").exists()
+
+
+def test_contexts_give_neuron_cards_their_top_contexts(toy_dir, tmp_path, capsys):
+    """``--contexts FILE``: every feature node's card holds its top-activating contexts in the
+    file's windows, named on the page; in batch mode or at the components level it is refused
+    before the model loads."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(" ".join(f"t{(7 * i + j) % 20 + 1}" for j in range(40)) for i in range(30)), encoding="utf-8")
+    js = tmp_path / "g.json"
+    args = ["trace", "t3 t9 t4 t6 t3 t9", "--model", str(toy_dir), "--no-validate", "--out", str(tmp_path / "g.html"), "--json", str(js)]
+    assert main([*args, "--contexts", str(text), "--context-windows", "8"]) == 0
+    data = json.loads(js.read_text())
+    cards = data["scrying"]["metadata"]["cards"]
+    features = [n["node_id"] for n in data["scrying"]["nodes"] if n["kind"] == "feature"]
+    assert features and set(cards) == set(features)
+    assert any(cards[f]["contexts"] for f in features)
+    assert all(cards[f]["contexts_from"] == "8 windows of 64 tokens of corpus.txt" for f in features)
+    assert_one_line_error(call(capsys, "trace", "--prompts", str(tmp_path / "p.jsonl"), "--out-dir", str(tmp_path / "o"),
+                               "--contexts", str(text)), "--contexts is for one PROMPT")

@@ -188,7 +188,13 @@ def _tiny_feature_page(tmp_path):
     """A transcoder graph of a tiny model whose feature cards come from labels.json (written by
     ``label_features`` on corpus windows), as ``scrying trace --transcoders DIR`` makes it."""
     from scrying.attribution.trace import trace
-    from scrying.transcoders import TranscoderBasis, label_features, read_cards, write_labels, write_transcoders
+    from scrying.transcoders import (
+        TranscoderBasis,
+        label_features,
+        read_cards,
+        write_labels,
+        write_transcoders,
+    )
     from tests.test_node_cards import KEEP_ALL, windows
     from tests.test_transcoder_graph import random_set
     from tests.tiny_models import tiny

@@ -59,6 +59,7 @@
   var SIGN = isComponents ? -1 : 1;
   function edgeColor(weight) { return SIGN * weight > 0 ? POS : NEG; }
   var xLabels = (own && own.metadata && own.metadata.x_labels) || (own ? own.prompt_tokens : data.metadata.prompt_tokens);
+  var xTokens = own ? own.prompt_tokens : data.metadata.prompt_tokens;  // the prompt, for a head card's pattern
   var maxLayer = Math.max.apply(null, nodes.map(function (n) { return n.layer; }).concat([0]));
 
   // ---- 2. pruning: scrying/attribution/influence.py, edge by edge -----------------------------
@@ -179,7 +180,10 @@
     p.set('edgeThreshold', String(state.edgeThreshold));
     return p.toString();
   }
+  // inside a notebook the page is an iframe's srcdoc, whose URL is the notebook's: no state there
+  var EMBEDDED = location.href.indexOf('about:srcdoc') === 0;
   function saveState() {
+    if (EMBEDDED) return;
     var hash = '#' + fragment();
     if (location.hash === hash) return;
     try { history.replaceState(null, '', hash); } catch (err) { location.replace(hash); }
@@ -190,7 +194,7 @@
       pruningThreshold: state.pruningThreshold, edgeThreshold: state.edgeThreshold};
   }
   function readFragment() {
-    if (location.hash.length <= 1) return false;
+    if (EMBEDDED || location.hash.length <= 1) return false;
     var q = {pinnedIds: '', supernodes: '[]', clickedId: ''};  // a fragment is the whole state
     new URLSearchParams(location.hash.slice(1)).forEach(function (v, k) { q[k] = v; });
     applyQParams(q);
@@ -443,6 +447,8 @@
     }
     var check = checkOf(clicked);
     if (check) panel.appendChild(checkLine(check, 'node-check'));
+    var card = cardOf(clicked);
+    if (card) panel.appendChild(cardBox(card, clicked));
     var pin = el('button', {id: 'pin-button'}, state.pinnedIds.indexOf(clicked.id) >= 0 ? 'Unpin' : 'Pin to subgraph');
     pin.addEventListener('click', function () { togglePin(clicked.id); });
     panel.appendChild(pin);
@@ -479,6 +485,76 @@
     var range = document.createRange(), code = button.previousSibling;  // also selected, for Ctrl-C
     range.selectNodeContents(code);
     var sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+  }
+
+  // ---- 6a. the node's card: scrying.metadata.cards[id] (scrying/attribution/cards.py) ----------
+  var cards = (own && own.metadata && own.metadata.cards) || {};
+  function cardOf(n) {  // keyed by scrying's own node id (a component's differs from its circuit-tracer id)
+    var key = own && own.nodes[n.i] ? own.nodes[n.i].node_id : n.id;
+    return Object.prototype.hasOwnProperty.call(cards, key) ? cards[key] : null;
+  }
+  function tokenList(pairs, cls) {
+    var p = el('span', {'class': 'tokens ' + cls});
+    pairs.forEach(function (pair) { p.appendChild(el('span', {'class': 'tok', title: 'logit ' + fmt(pair[1])}, JSON.stringify(pair[0]))); });
+    return p;
+  }
+  function contextLine(c) {
+    var line = el('div', {'class': 'context'});
+    line.appendChild(el('span', {'class': 'ctx-act'}, fmt(c.activation)));
+    var top = Math.max.apply(null, c.values.concat([c.activation, 1e-12]));
+    c.tokens.forEach(function (t, k) {
+      var v = c.values[k], alpha = Math.max(0, Math.min(1, v / top));
+      var span = el('span', {'class': k === c.at ? 'ctx-tok hot' : 'ctx-tok', title: 'activation ' + fmt(v)}, t);
+      if (k !== c.at && alpha > 0) span.style.background = 'rgba(255, 127, 14, ' + (0.6 * alpha).toFixed(3) + ')';
+      line.appendChild(span);
+    });
+    return line;
+  }
+  function patternGrid(rows) {
+    var table = el('table', {'class': 'pattern', id: 'card-pattern'});
+    var head = el('tr');
+    head.appendChild(el('th', {}, 'query \u2193 key \u2192'));
+    xTokens.forEach(function (t) { head.appendChild(el('th', {'class': 'key'}, t)); });
+    table.appendChild(head);
+    rows.forEach(function (row, q) {
+      var tr = el('tr');
+      tr.appendChild(el('th', {}, xTokens[q] !== undefined ? xTokens[q] : String(q)));
+      row.forEach(function (v, k) {
+        var td = el('td', {title: (xTokens[q] || q) + ' \u2192 ' + (xTokens[k] || k) + ': ' + fmt(v)});
+        td.style.background = 'rgba(31, 119, 180, ' + Math.max(0, Math.min(1, v)).toFixed(3) + ')';
+        tr.appendChild(td);
+      });
+      table.appendChild(tr);
+    });
+    return table;
+  }
+  function cardBox(card, n) {
+    var box = el('div', {'class': 'card', id: 'node-card'});
+    if (n.activation !== null && n.activation !== undefined) box.appendChild(el('p', {'class': 'here'}, 'activation here: ' + fmt(n.activation)));
+    if (card.contexts && card.contexts.length) {
+      box.appendChild(el('h4', {}, 'Top-activating contexts' + (card.contexts_from ? ' (' + card.contexts_from + ')' : '')));
+      var list = el('div', {id: 'card-contexts'});
+      card.contexts.forEach(function (c) { list.appendChild(contextLine(c)); });
+      box.appendChild(list);
+    } else if (n.kind === 'feature') {
+      box.appendChild(el('p', {'class': 'hint'}, 'No corpus contexts stored for this feature (scrying trace --contexts FILE, or scrying transcoders label).'));
+    }
+    if (card.promotes) {
+      var up = el('p', {id: 'card-promotes'}, 'Promotes: ');
+      up.appendChild(tokenList(card.promotes, 'up'));
+      box.appendChild(up);
+    }
+    if (card.suppresses) {
+      var down = el('p', {id: 'card-suppresses'}, 'Suppresses: ');
+      down.appendChild(tokenList(card.suppresses, 'down'));
+      box.appendChild(down);
+    }
+    if (card.effect !== undefined) box.appendChild(el('p', {id: 'card-effect', 'data-effect': String(card.effect)}, 'Ablation effect: ' + fmt(card.effect) + ' (' + card.effect_of + ')'));
+    if (card.pattern) {
+      box.appendChild(el('h4', {}, 'Attention pattern on this prompt'));
+      box.appendChild(patternGrid(card.pattern));
+    }
+    return box;
   }
 
   // ---- 6b. validation by intervention, per node: scrying.metadata.validation's headline rows ----
@@ -682,6 +758,9 @@
       state.pruningThreshold = nodeThreshold; state.edgeThreshold = edgeThreshold; draw();
     },
     labelledIds: function () { return labelled().map(function (n) { return n.id; }); },
+    click: function (id) { if (byId[id] && state.clickedId !== id) click(id); },
+    hasCard: function (id) { return !!(byId[id] && cardOf(byId[id])); },
+    card: function (id) { return byId[id] ? cardOf(byId[id]) : null; },
     nodePosition: function (id) { return [layout.x[byId[id].i], layout.y[byId[id].i]]; }
   };
   draw();

@@ -10,6 +10,8 @@ Phases of :func:`run_ablation`:
 3. **Sweep** every head (:func:`~scrying.ablation.sweep.head_sweep`); with ``out`` the per-prompt
    effects are saved head by head in a journal beside it (``OUT-STEM.effects.jsonl``,
    :mod:`~scrying.ablation.resume`), so a killed job resumes.
+   With a :class:`~scrying.batch.RayConfig` the sweep runs on a Ray cluster instead, one layer
+   per item, the same journal written by this process alone (:mod:`~scrying.ablation.sharded`).
 4. **Write** the per-head table with bootstrap intervals (CSV) and the heatmap (HTML).
 
 The CLI turns its arguments into an :class:`AblationJob` and prints the result; a notebook or a
@@ -26,8 +28,11 @@ import pandas as pd
 from scrying.ablation.config import AblationConfig
 from scrying.ablation.plots import effect_heatmap
 from scrying.ablation.resume import resume_sweep, sweep_journal, sweep_settings
-from scrying.ablation.sweep import head_sweep
+from scrying.ablation.sharded import sharded_sweep
+from scrying.ablation.sweep import SweepResult, head_sweep
+from scrying.batch import PoolStats, RayConfig
 from scrying.errors import ConfigError
+from scrying.journal import check_settings_before_load
 from scrying.models import LoadConfig, load_model
 from scrying.preflight import check_distinct, check_output_file
 from scrying.prompt_sets import PromptRecord, prompt_set, read_prompt_file
@@ -57,11 +62,13 @@ class AblationJob:
 
 @dataclass(frozen=True)
 class AblationRun:
-    """What a job produced: the per-head table, the clean metric and the files written."""
+    """What a job produced: the per-head table, the number of prompts, the files written and,
+    on a Ray cluster, the workers' throughput."""
 
     table: pd.DataFrame
     n_prompts: int
     written: tuple[Path, ...]
+    stats: PoolStats | None = None
 
 
 def check_ablation_job(job: AblationJob) -> list[PromptRecord]:
@@ -75,10 +82,18 @@ def check_ablation_job(job: AblationJob) -> list[PromptRecord]:
     return records
 
 
-def run_ablation(job: AblationJob, load: LoadConfig | None = None) -> AblationRun:
+def run_ablation(job: AblationJob, load: LoadConfig | None = None, *, ray: RayConfig | None = None) -> AblationRun:
     """Run ``job`` (see the module docstring); the model loads with ``load``, as every batch
-    job's does (:func:`~scrying.emergence.run.run_study`, :func:`~scrying.reversal.run.run_probe_job`)."""
+    job's does (:func:`~scrying.emergence.run.run_study`, :func:`~scrying.reversal.run.run_probe_job`);
+    with ``ray``, on the workers of that Ray cluster."""
     records = check_ablation_job(job)
+    stats = None
+    if ray is not None:
+        if job.journal is not None:  # other settings refused before any worker loads the model
+            check_settings_before_load(job.journal, sweep_settings(job.model, job.prompts, job.ablation, len(records)),
+                                      what="sweep")
+        result, stats = sharded_sweep(job.model, job.prompts, records, job.ablation, job.journal, load or LoadConfig(), ray)
+        return _write(job, result, len(records), stats)
     model = load_model(job.model, load or LoadConfig())
     prompts = prompt_set(model, records)
     if job.journal is not None:
@@ -86,6 +101,11 @@ def run_ablation(job: AblationJob, load: LoadConfig | None = None) -> AblationRu
         result = resume_sweep(model, prompts, job.ablation, sweep_journal(job.journal, settings))
     else:
         result = head_sweep(model, prompts, job.ablation)
+    return _write(job, result, prompts.n_prompts, stats)
+
+
+def _write(job: AblationJob, result: SweepResult, n_prompts: int, stats: PoolStats | None) -> AblationRun:
+    """Phase 4: the table, its CSV and heatmap."""
     table = result.table(job.bootstrap)
     written = [job.journal] if job.journal is not None else []
     if job.out is not None:
@@ -96,4 +116,4 @@ def run_ablation(job: AblationJob, load: LoadConfig | None = None) -> AblationRu
         job.html.parent.mkdir(parents=True, exist_ok=True)
         effect_heatmap(table).write_html(job.html, include_plotlyjs=True)
         written.append(job.html)
-    return AblationRun(table, prompts.n_prompts, tuple(written))
+    return AblationRun(table, n_prompts, tuple(written), stats)

@@ -2,30 +2,55 @@
 
 Each node is written as circuit-tracer's writer writes a node of its kind
 (``circuit_tracer/frontend/graph_models.py``: ``Node.feature_node``, ``error_node``,
-``token_node``, ``logit_node``; ``Metadata``, ``QParams``), so circuit-tracer's viewer and
-Neuronpedia's read it as scrying means it. Every string below is written from a node's typed
-fields (:class:`~scrying.attribution.nodes.Node`) and never parsed back:
+``token_node``, ``logit_node``; ``Metadata``, ``QParams``), so circuit-tracer's viewer
+(``circuit_tracer/frontend/assets``) and Neuronpedia's read it as scrying means it. Every string
+below is written from a node's typed fields (:class:`~scrying.attribution.nodes.Node`) and never
+parsed back:
 
-* feature (and component) nodes: ``node_id`` ``{layer}_{index}_{pos}``, ``feature`` the Cantor
-  pairing of (layer, index), ``jsNodeId`` ``{layer}_{index}-0``, ``feature_type``
-  ``"cross layer transcoder"`` (the viewer's only feature type; scrying's own type is kept under
-  ``scrying``); a component's index is its layout column (head, or ``n_heads`` for the MLP);
+* feature nodes: ``node_id`` ``{layer}_{index}_{pos}``, ``feature`` the Cantor pairing of
+  (layer, index), ``jsNodeId`` ``{layer}_{index}-0``, ``feature_type``
+  ``"cross layer transcoder"``: the one type whose panel loads feature files (the viewer heads it
+  ``Feature L{layer}/{index}``); scrying's own type (neuron, transcoder feature) is kept under
+  ``scrying``;
 * error nodes: ``{layer}_-1_{pos}``, ``feature`` -1, ``jsNodeId`` ``{layer}_-1-{pos}``,
-  ``"mlp reconstruction error"``;
+  ``"mlp reconstruction error"`` (the viewer heads it with its ``clerp``);
+* components: ids as feature nodes with the layout column as index (head, or ``n_heads`` for
+  the MLP); an attention head is ``"attention head"`` (a type the viewer draws as a node and
+  heads ``L{layer}/{head}``, loading no feature file), an MLP is ``"mlp reconstruction error"``:
+  with no features, all of an MLP's output is what circuit-tracer's error node of that layer
+  carries, and the viewer heads it with its ``clerp`` (``MLP L3``);
 * embeddings: ``E_{token_id}_{pos}``, ``feature`` = pos, ``layer`` ``"E"``, ``jsNodeId``
   ``E_{token_id}-{pos}``;
 * logits: ``{n_layers + 1}_{token_id}_{pos}``, ``layer`` ``n_layers + 1``, ``jsNodeId``
   ``L_{token_id}-{pos}``, ``clerp`` ``Output "{token}" (p=0.123)``.
 
-``ctx_idx`` is always a real token position: nodes summed over positions (components) are
-placed at the last one, where the predicted token is read. Layout of the file: ``metadata``
-(circuit-tracer's ``Metadata``, its ``schema_version`` 1), ``qParams``, ``nodes``, ``links``
-(``source``, ``target``, ``weight``: the nonzero entries of the adjacency), and scrying's own
-records under ``scrying`` with scrying's :data:`SCHEMA_VERSION`: each node's typed fields, the
-full node order, bias terms, dtype and metadata, so a graph reads back exactly from them (the
-``nodes`` and ``links`` ids are only matched, never parsed). A logit node's ``token`` is stored
-in its record only where it is not the graph's ``metadata["targets"]`` entry of the same rank
-(:func:`implied_tokens`), so the files scrying has always written hold it without a change.
+Where nodes sit (circuit-tracer draws ``ctx_idx`` as the column, ``metadata.prompt_tokens
+[ctx_idx]`` under it, ``layer`` as the row): a node at a position sits at it. A graph whose nodes
+are all summed over positions (a component graph) has no positions to show, so its columns are
+scrying's layout columns instead (:func:`layout`): ``ctx_idx`` 0 holds the embeddings, named
+``all tokens``, and ``1 + column`` each head index and the MLP, named by
+``metadata["x_labels"]`` (``H0`` ... ``MLP``); circuit-tracer's ``metadata.prompt_tokens``
+are those column names, and the prompt's tokens stay in ``scrying.prompt_tokens``. A node summed
+over positions in a graph that has positions sits at the last one, where the predicted token is
+read. A summed node's ``node_id`` names the last position in either case (the ids files have
+always had), so ``ctx_idx`` is presentation only and never read back.
+
+``metadata.scan`` and ``transcoder_list`` say where the viewer finds feature files: a graph with
+feature nodes is written as circuit-tracer writes a graph made with one transcoder per layer,
+``scan`` ``custom-{slug}`` and ``transcoder_list[layer]`` the folder of that layer's feature
+files, ``./graph_data/features/{slug}/{layer}`` (:func:`feature_folder`; circuit-tracer's local
+server serves the graph's folder as ``/graph_data/``, and
+:mod:`scrying.attribution.circuit_tracer_files` writes the files there); a graph without
+feature nodes has ``scan`` the model's name and an empty list.
+
+Layout of the file: ``metadata`` (circuit-tracer's ``Metadata``, its ``schema_version`` 1),
+``qParams``, ``nodes``, ``links`` (``source``, ``target``, ``weight``: the nonzero entries of the
+adjacency), and scrying's own records under ``scrying`` with scrying's :data:`SCHEMA_VERSION`:
+each node's typed fields, the full node order, bias terms, dtype and metadata, so a graph reads
+back exactly from them (the ``nodes`` and ``links`` ids are only matched, never parsed). A logit
+node's ``token`` is stored in its record only where it is not the graph's
+``metadata["targets"]`` entry of the same rank (:func:`implied_tokens`), so the files scrying
+has always written hold it without a change.
 """
 
 from __future__ import annotations
@@ -44,13 +69,15 @@ from scrying.jsonl import read_json
 SCHEMA_VERSION = 2  # of scrying's records (the ``scrying`` key)
 CIRCUIT_TRACER_SCHEMA_VERSION = 1  # circuit-tracer's ``Metadata.schema_version``
 NODE_KINDS = ("embedding", "feature", "error", "component", "logit")
+#: circuit-tracer's ``feature_type`` of each kind of node (a component's: :func:`feature_type`).
 FEATURE_TYPES = {
     "embedding": "embedding",
     "feature": "cross layer transcoder",
     "error": "mlp reconstruction error",
-    "component": "cross layer transcoder",
     "logit": "logit",
 }
+HEAD_TYPE = "attention head"  # an attention head component (a type of scrying's; see the docstring)
+ALL_TOKENS = "all tokens"  # the name of a component graph's embedding column
 #: The typed fields of scrying's node record, in the order written (``token``: see the docstring).
 RECORD_FIELDS = (
     "node_id", "kind", "layer", "pos", "feature", "label", "activation", "influence", "token_prob",
@@ -115,8 +142,50 @@ def _index(node: NodeFields) -> int:
     return node.column if node.kind == "component" and node.column is not None else node.feature
 
 
-def schema_node(node: NodeFields, last_pos: int) -> dict[str, Any]:
-    """``node`` as circuit-tracer writes a node of its kind (see the module docstring)."""
+def feature_type(node: NodeFields) -> str:
+    """circuit-tracer's ``feature_type`` of ``node`` (see the module docstring)."""
+    if node.kind == "component":
+        return HEAD_TYPE if node.feature >= 0 else FEATURE_TYPES["error"]
+    return FEATURE_TYPES[node.kind]
+
+
+def layout(nodes: list[NodeFields], prompt_tokens: list[str], metadata: dict[str, Any]) -> tuple[list[int], list[str]]:
+    """Each node's ``ctx_idx`` (the column circuit-tracer draws it in) and the columns' names
+    (circuit-tracer's ``metadata.prompt_tokens``): positions and the prompt's tokens, or, when
+    every node is summed over positions, scrying's layout columns (see the module docstring)."""
+    if not nodes or any(n.pos >= 0 for n in nodes):
+        last = len(prompt_tokens) - 1
+        return [n.pos if n.pos >= 0 else last for n in nodes], [process_token(t) for t in prompt_tokens]
+    xs = [0 if n.kind == "embedding" else 1 + (n.column or 0) for n in nodes]
+    names = metadata.get("x_labels")
+    if not (isinstance(names, list) and len(names) >= max(xs) and all(isinstance(x, str) for x in names)):
+        names = [f"column {c}" for c in range(max(xs))]
+    return xs, [ALL_TOKENS, *names]
+
+
+def feature_folder(slug: str, layer: int) -> str:
+    """The folder, relative to a graph's circuit-tracer data folder, of the feature files of
+    the graph's layer ``layer`` (its ``transcoder_list`` entry names it under ``./graph_data/``)."""
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "-" for c in slug)
+    return f"features/{'-' + name[1:] if name.startswith('.') else name}/{layer}"
+
+
+def n_layers(nodes: list[NodeFields]) -> int:
+    """The model's layer count as a graph knows it: its logits' layer, else one past its top node."""
+    logits = [n.layer for n in nodes if n.kind == "logit"]
+    return logits[0] if logits else max((n.layer for n in nodes), default=-1) + 1
+
+
+def scan_fields(nodes: list[NodeFields], slug: str, model_name: str) -> tuple[str, list[str]]:
+    """circuit-tracer's ``scan`` and ``transcoder_list`` of a graph (see the module docstring)."""
+    if not any(n.kind == "feature" for n in nodes):
+        return model_name, []
+    return f"custom-{slug}", [f"./graph_data/{feature_folder(slug, layer)}" for layer in range(n_layers(nodes))]
+
+
+def schema_node(node: NodeFields, last_pos: int, ctx_idx: int) -> dict[str, Any]:
+    """``node`` as circuit-tracer writes a node of its kind, drawn in column ``ctx_idx`` (see
+    the module docstring)."""
     pos = node.pos if node.pos >= 0 else last_pos
     kind, index = node.kind, _index(node)
     clerp, activation, influence = node.label, node.activation, node.influence
@@ -134,8 +203,8 @@ def schema_node(node: NodeFields, last_pos: int) -> dict[str, Any]:
         "node_id": circuit_tracer_id(kind, node.layer, index, pos),
         "feature": cantor_pair(node.layer, index) if feature is None else feature,
         "layer": layer,
-        "ctx_idx": pos,
-        "feature_type": FEATURE_TYPES[kind],
+        "ctx_idx": ctx_idx,
+        "feature_type": feature_type(node),
         "token_prob": (node.token_prob or 0.0) if kind == "logit" else 0.0,
         "is_target_logit": node.is_target if kind == "logit" else False,
         "run_idx": 0,
@@ -192,7 +261,8 @@ class GraphFields(Protocol):
 def graph_dict(graph: GraphFields) -> dict[str, Any]:
     """The JSON document of ``graph`` (see the module docstring)."""
     last = len(graph.prompt_tokens) - 1
-    schema_nodes = [schema_node(n, last) for n in graph.nodes]
+    columns, column_names = layout(graph.nodes, graph.prompt_tokens, graph.metadata)
+    schema_nodes = [schema_node(n, last, x) for n, x in zip(graph.nodes, columns, strict=True)]
     ids = [n["node_id"] for n in schema_nodes]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
@@ -206,12 +276,14 @@ def graph_dict(graph: GraphFields) -> dict[str, Any]:
     kinds = [n.kind for n in graph.nodes]
     own_type = "component" if "component" in kinds else graph.metadata.get("feature_type", "mlp neuron")
     implied = implied_tokens(kinds, graph.metadata)
+    slug = graph.slug()
+    scan, transcoder_list = scan_fields(graph.nodes, slug, graph.model_name)
     return {
         "metadata": {
-            "slug": graph.slug(),
-            "scan": graph.model_name,
-            "transcoder_list": [],
-            "prompt_tokens": [process_token(t) for t in graph.prompt_tokens],
+            "slug": slug,
+            "scan": scan,
+            "transcoder_list": transcoder_list,
+            "prompt_tokens": column_names,
             "prompt": graph.prompt,
             "node_threshold": graph.metadata.get("node_threshold"),
             "schema_version": CIRCUIT_TRACER_SCHEMA_VERSION,
@@ -223,7 +295,7 @@ def graph_dict(graph: GraphFields) -> dict[str, Any]:
             "schema_version": SCHEMA_VERSION,
             "level": graph.level,
             "model": graph.model_name,
-            "feature_type": own_type,  # what the "cross layer transcoder" nodes really are
+            "feature_type": own_type,  # what the "cross layer transcoder" (or component) nodes really are
             "prompt_tokens": graph.prompt_tokens,
             "nodes": [_record(n, t) for n, t in zip(graph.nodes, implied, strict=True)],
             "bias": None if graph.bias is None else graph.bias.tolist(),

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from scrying.ablation import AblationConfig, BootstrapConfig
 from scrying.ablation.run import AblationJob, run_ablation
-from scrying.cli.common import add_model_args, load_config
+from scrying.cli.common import (
+    add_model_args,
+    add_ray_args,
+    load_config,
+    ray_from_args,
+    throughput_lines,
+)
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -25,7 +31,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         out=args.out,
         html=args.html,
     )
-    run = run_ablation(job, load_config(args))
+    ray = ray_from_args(args)
+    run = run_ablation(job, load_config(args), ray=ray)
     table = run.table
     ranked = table.reindex(table.effect.abs().sort_values(ascending=False).index)
     sys.stdout.write(
@@ -36,6 +43,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     sys.stdout.write(ranked[cols].head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4f}") + "\n")
     for path in run.written:
         sys.stdout.write(f"{'per-prompt effects in' if path == job.journal else 'wrote'} {path}\n")
+    if run.stats is not None:
+        sys.stdout.write("throughput:\n" + "".join(f"{line}\n" for line in throughput_lines(run.stats, "layers")))
     return 0
 
 
@@ -56,4 +65,5 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--out", type=Path, help="write the per-head table as CSV (and per-prompt effects, "
                    "saved head by head so that a rerun resumes, as OUT-STEM.effects.jsonl)")
     p.add_argument("--html", type=Path, help="write the layer x head heatmap as HTML")
+    add_ray_args(p)
     p.set_defaults(func=cmd_ablate)

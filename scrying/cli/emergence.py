@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scrying.cli.common import load_config
+from scrying.cli.common import add_ray_args, load_config, ray_from_args
 from scrying.emergence.item_scoring import ScoringConfig
 from scrying.emergence.run import StudyRunConfig, run_study
 from scrying.emergence.verdict import VerdictConfig
@@ -27,7 +27,7 @@ def cmd_emergence(args: argparse.Namespace) -> int:
         verdict=VerdictConfig(threshold=args.threshold, tolerance=args.tolerance,
                               bootstrap=BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed)),
     )
-    result = run_study(config, load_config(args))
+    result = run_study(config, load_config(args), ray=ray_from_args(args))
     summary, references, out = result.summary, result.references, result.out_dir
     for spec in result.skipped_references:
         sys.stderr.write(f"reference {spec} skipped: its model is not installed\n")
@@ -87,4 +87,5 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    help="with a toy preset: train and score it once per seed (seed-N/), verdict over seeds and bands")
     p.add_argument("--n-bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    add_ray_args(p)
     p.set_defaults(func=cmd_emergence)

@@ -11,7 +11,13 @@ import sys
 from pathlib import Path
 
 from scrying.axes import Model
-from scrying.cli.common import add_model_args, load_config
+from scrying.cli.common import (
+    add_model_args,
+    add_ray_args,
+    load_config,
+    ray_from_args,
+    throughput_lines,
+)
 from scrying.errors import InvalidInputError
 from scrying.reversal.pair_scoring import ReversalConfig
 from scrying.reversal.run import ProbeJobConfig, run_probe_job
@@ -55,9 +61,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
         bootstrap=BootstrapConfig(n_resamples=args.n_bootstrap, seed=args.seed),
     )
     result = run_probe_job(config, load_config(args), trace_graph=_attribution_graph, on_skip=_skipped,
-                           on_note=_note)
+                           on_note=_note, ray=ray_from_args(args))
     sys.stdout.write(text_table(result.table))
     sys.stdout.write(f"wrote {', '.join(map(str, result.written))}\n")
+    if result.stats is not None:
+        sys.stdout.write("throughput:\n" + "".join(f"{line}\n" for line in throughput_lines(result.stats, "chunks")))
     if result.skipped:
         sys.stderr.write(f"scrying: error: {len(result.skipped)} bad line(s) skipped, named above; "
                          f"the other {len(result.records)} pairs were scored\n")
@@ -71,6 +79,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     if args.out_dir is None:
         raise InvalidInputError("--experiment needs --out-dir DIR")
+    if args.ray is not None:
+        raise InvalidInputError("--ray is for --pairs (the experiment trains one model)")
     if args.experiment == "toy":
         result = run_experiment(experiment_preset(args.preset), args.out_dir, progress=True)
     else:
@@ -118,5 +128,6 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--preset", default="default", help="with --experiment toy: default or tiny")
     p.add_argument("--steps", type=int, default=40, help="with --experiment finetune: optimizer steps per condition")
     p.add_argument("--out-dir", type=Path, help="with --experiment: where results go")
+    add_ray_args(p)
     p.set_defaults(func=cmd_reversal)
 

@@ -4,43 +4,48 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
-from tqdm.auto import tqdm
+import torch
 
 from scrying.attribution.basis import FeatureBasis
+from scrying.attribution.batch import (
+    BATCH_FIELDS,
+    TraceBatchConfig,
+    check_trace_batch,
+    read_prompts,
+    run_trace_batch,
+)
 from scrying.attribution.feature_graph import FeatureGraphConfig
 from scrying.attribution.influence import PruneConfig
 from scrying.attribution.trace import TraceConfig, trace, write_trace
 from scrying.attribution.validation import ValidationConfig
-from scrying.axes import Model
 from scrying.circuits.config import SelectionConfig
-from scrying.cli.common import add_model_args, model_from_args
+from scrying.cli.common import (
+    add_model_args,
+    add_ray_args,
+    load_config,
+    model_from_args,
+    ray_from_args,
+    throughput_lines,
+)
 from scrying.errors import InvalidInputError
-from scrying.journal import Journal, file_digest, model_identity
-from scrying.preflight import check_distinct, check_output_dir, check_output_file
-from scrying.prompt_sets import PromptRecord, read_prompt_file
+from scrying.preflight import check_distinct, check_output_file
 from scrying.prompts import check_text
+
+__all__ = ["BATCH_FIELDS", "cmd_trace", "read_prompts", "register"]
 
 logger = logging.getLogger(__name__)
 
 
-def _config(
-    args: argparse.Namespace,
-    *,
-    prompt_target: str | None = None,
-    corrupt: str | None = None,
-    level: str | None = None,
-    split_qkv: bool | None = None,
-) -> TraceConfig:
+def _config(args: argparse.Namespace) -> TraceConfig:
+    """The trace options (in batch mode: the settings each line's options override)."""
     return TraceConfig(
-        level=level or args.level,
-        target=prompt_target if prompt_target is not None else args.target,
-        corrupt=corrupt if corrupt is not None else args.corrupt,
-        split_qkv=split_qkv if split_qkv is not None else args.split_qkv,
+        level=args.level,
+        target=args.target,
+        corrupt=args.corrupt,
+        split_qkv=args.split_qkv,
         features=FeatureGraphConfig(max_feature_nodes=args.max_features, batch_size=args.batch_size, progress=args.verbose),
         prune=PruneConfig(node_threshold=args.node_threshold, edge_threshold=args.edge_threshold, max_feature_nodes=args.top_n),
         validation=ValidationConfig(top_k=args.validate_top),
@@ -48,63 +53,28 @@ def _config(
     )
 
 
-#: The keys a trace batch file may carry besides ``prompt``, with their types.
-BATCH_FIELDS = {"target": str, "corrupt": str, "level": str, "split_qkv": bool, "id": (str, int)}
-
-
-_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
-
-
-def read_prompts(path: Path) -> list[PromptRecord]:
-    """The batch file's records (:func:`~scrying.prompt_sets.read_prompt_file`), ids unique
-    (default: the line's index, ``0000``, ``0001``, ...)."""
-    records = read_prompt_file(path, fields=BATCH_FIELDS)
-    seen: dict[str, str] = {}
-    for number, record in enumerate(records):
-        key = _id(record, number)
-        if not _ID.fullmatch(key):
-            raise InvalidInputError(
-                f"{record.where}: id {key!r} is not a file name; expected letters, digits, '.', '_' or '-' "
-                "(not starting with '.')"
-            )
-        if key in seen:
-            raise InvalidInputError(f"{record.where}: id {key!r} is already used by {seen[key]}")
-        seen[key] = record.where
-    return records
-
-
-def _id(record: PromptRecord, number: int) -> str:
-    return str(record.get("id", f"{number:04d}"))
-
-
-def batch_settings(args: argparse.Namespace, model: Model) -> dict[str, Any]:
-    """What must match for two runs' graphs to share one output directory: the model, the
-    prompt file and every option that changes a graph (not speed or page layout)."""
-    return {
-        **model_identity(str(args.model), model),
-        "prompts_sha256": file_digest(args.prompts),
-        "level": args.level,
-        "target": args.target,
-        "corrupt": args.corrupt,
-        "split_qkv": args.split_qkv,
-        "max_features": args.max_features,
-        "node_threshold": args.node_threshold,
-        "edge_threshold": args.edge_threshold,
-        "top_n": args.top_n,
-        "validate_top": args.validate_top,
-        **({"validate": False} if args.no_validate else {}),
-        "top_edges": args.top_edges,
-        **({"transcoders": str(args.transcoders)} if args.transcoders is not None else {}),
-    }
-
-
 def _basis(args: argparse.Namespace) -> FeatureBasis | None:
     """The transcoder basis of ``--transcoders DIR`` (neuron graphs without it)."""
     if args.transcoders is None:
         return None
-    from scrying.transcoders import TranscoderBasis, read_labels, read_transcoders
+    from scrying.transcoders import TranscoderBasis, read_cards, read_labels, read_transcoders
 
-    return TranscoderBasis(read_transcoders(args.transcoders), labels=read_labels(args.transcoders))
+    return TranscoderBasis(read_transcoders(args.transcoders), labels=read_labels(args.transcoders), cards=read_cards(args.transcoders))
+
+
+def _context_windows(args: argparse.Namespace, model) -> tuple[torch.Tensor | None, str]:
+    """``--contexts FILE...``: the first ``--context-windows`` windows of 64 tokens of the files'
+    text, where the page's feature cards find each feature's top-activating contexts."""
+    if not args.contexts:
+        return None, ""
+    from scrying.transcoders.corpus import read_texts
+    from scrying.transcoders.train import token_windows
+
+    windows = [w for _, w in zip(range(args.context_windows), token_windows(model, read_texts(args.contexts), 64), strict=False)]
+    if not windows:
+        raise InvalidInputError(f"--contexts {' '.join(map(str, args.contexts))}: fewer than 64 tokens of text")
+    names = ", ".join(p.name for p in args.contexts)
+    return torch.stack(windows), f"{len(windows)} windows of 64 tokens of {names}"
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -120,6 +90,12 @@ def _check_options(args: argparse.Namespace) -> None:
                                     f"{'use --out-dir' if batch else 'use --out and --json'}")
     if args.transcoders is not None and args.level == "components":
         raise InvalidInputError("--transcoders is for --level neurons (component graphs have no features)")
+    if args.contexts and (batch or args.level == "components"):
+        raise InvalidInputError("--contexts is for one PROMPT at --level neurons (feature cards' contexts)")
+    if args.context_windows < 1:
+        raise InvalidInputError(f"--context-windows must be >= 1, got {args.context_windows}")
+    if not batch and args.ray is not None:
+        raise InvalidInputError("--ray is for batch mode (--prompts FILE.jsonl)")
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -133,8 +109,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
     json_path = check_output_file(args.json or html_path.with_suffix(".json"), option="--json")
     check_distinct({"--out": html_path, "--json": json_path})
     basis = _basis(args)
+    if args.contexts:
+        from scrying.transcoders import check_text_files
+
+        check_text_files(args.contexts)
     model = model_from_args(args)
-    result = trace(model, args.prompt, config, model_name=args.model, basis=basis, validate=not args.no_validate)
+    windows, contexts_from = _context_windows(args, model)
+    result = trace(model, args.prompt, config, model_name=args.model, basis=basis, validate=not args.no_validate,
+                   card_windows=windows, contexts_from=contexts_from)
     for path in write_trace(result, html_path=html_path, json_path=json_path):
         sys.stdout.write(f"wrote {path}\n")
     sys.stdout.write(f"{len(result.pruned.nodes)} nodes after pruning (of {len(result.graph.nodes)})\n")
@@ -149,53 +131,19 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_config(args: argparse.Namespace, record: PromptRecord) -> TraceConfig:
-    if record.get("level") not in (None, "neurons", "components"):
-        raise InvalidInputError(f"{record.where}: 'level' must be 'neurons' or 'components', got {record.get('level')!r}")
-    try:
-        config = _config(
-            args,
-            prompt_target=record.get("target"),
-            corrupt=record.get("corrupt"),
-            level=record.get("level"),
-            split_qkv=record.get("split_qkv"),
-        )
-    except InvalidInputError as err:
-        raise type(err)(f"{record.where}: {err}") from err
-    if args.transcoders is not None and config.level == "components":
-        raise InvalidInputError(f"{record.where}: level 'components' cannot use --transcoders")
-    return config
-
-
 def _batch(args: argparse.Namespace) -> int:
-    records = read_prompts(args.prompts)
-    configs = [_record_config(args, record) for record in records]  # every line's options, before the model
-    out_dir = check_output_dir(args.out_dir or Path("graphs") / args.prompts.stem, option="--out-dir")
-    basis = _basis(args)
-    model = model_from_args(args)
-    index = Journal(out_dir / "index.jsonl", batch_settings(args, model), key=lambda r: str(r["id"]), what="trace batch")
-    todo = [(n, r) for n, r in enumerate(records) if _id(r, n) not in index.done]
-    index.resume_note(len(records), "prompts")
-    for number, record in tqdm(todo, desc="trace", disable=not todo):
-        try:
-            result = trace(model, record.prompt, configs[number], model_name=args.model, basis=basis, validate=not args.no_validate)
-        except InvalidInputError as err:
-            raise type(err)(f"{record.where}: {err}") from err
-        name = _id(record, number)  # may hold dots ("qwen-1.5b"): appended to, never a suffix to replace
-        write_trace(
-            result,
-            html_path=out_dir / f"{name}.html",
-            json_path=out_dir / f"{name}.json",
-            shared_plotlyjs=args.shared_plotlyjs,
-        )
-        checked = result.validation
-        index.append(  # one line per finished prompt: resumable
-            {"id": _id(record, number), "prompt": record.prompt,
-             "validation": checked.headline if checked is not None else None,
-             "spearman": checked.main.spearman.value if checked is not None else None,
-             **result.scores, "seconds": result.seconds}
-        )
-    sys.stdout.write(f"{len(records)} graphs in {out_dir} ({len(todo)} new)\n")
+    """Arguments to a :class:`~scrying.attribution.batch.TraceBatchConfig`; the library checks
+    the prompt file and every line's options before the model loads."""
+    config = TraceBatchConfig(
+        prompts=args.prompts, model=str(args.model), out_dir=args.out_dir, trace=_config(args),
+        validate=not args.no_validate, transcoders=args.transcoders, shared_assets=args.shared_plotlyjs,
+    )
+    ray = ray_from_args(args)
+    check_trace_batch(config)  # before the transcoders are read
+    result = run_trace_batch(config, load_config(args), basis=_basis(args), ray=ray)
+    sys.stdout.write(f"{result.n_prompts} graphs in {result.out_dir} ({result.n_new} new)\n")
+    if ray is not None:
+        sys.stdout.write("throughput:\n" + "".join(f"{line}\n" for line in throughput_lines(result.stats, "prompts")))
     return 0
 
 
@@ -221,6 +169,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--transcoders", type=Path, default=None,
                    help="neurons level: a transcoder directory (config.yaml + layer_<i>.safetensors); features are "
                    "its latents, error nodes hold MLP output minus reconstruction")
+    p.add_argument("--contexts", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="UTF-8 text whose windows give each feature node's top-activating contexts on the page "
+                        "(default: a transcoder set's labels.json; neurons show their output tokens only)")
+    p.add_argument("--context-windows", type=int, default=256, metavar="N", help="windows of 64 tokens read from --contexts")
     p.add_argument("--max-features", type=int, default=200, help="neuron nodes kept before pruning")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--node-threshold", type=float, default=0.8)
@@ -233,4 +185,5 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--no-validate", action="store_true",
                    help="neurons level: skip the check by intervention (most of a short prompt's time); the "
                    "components level's exact patching is part of its circuit and stays")
+    add_ray_args(p)
     p.set_defaults(func=cmd_trace)

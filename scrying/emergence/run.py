@@ -9,7 +9,8 @@ Phases of :func:`run_study`:
    trains on), the task's items and the references file. A refused run writes nothing.
 2. **Score** (a family): a toy preset is trained (cached under ``load.cache_dir``) and its
    ``family.json`` written; every member not yet in ``journal.jsonl`` is loaded and scored
-   (:func:`~scrying.emergence.study.run_family`), then the reference models
+   (:func:`~scrying.emergence.study.run_family`; with a :class:`~scrying.batch.RayConfig`, one
+   member per item on the Ray workers, :mod:`~scrying.emergence.sharded`), then the reference models
    (:func:`~scrying.emergence.references.score_references`; one not installed is skipped and
    named); a toy preset's head-detector curves go to ``mechanism.csv``.
 3. **Verdict and files**: ``outputs.jsonl``, ``metrics.csv``, ``summary.json`` (the verdict,
@@ -35,11 +36,13 @@ from pathlib import Path
 import pandas as pd
 
 from scrying.axes import Model
+from scrying.batch import RayConfig
 from scrying.emergence.item_scoring import ScoringConfig
 from scrying.emergence.outputs import OutputRecord, read_outputs, score_outputs, write_outputs
 from scrying.emergence.references import reference_curves, score_references
 from scrying.emergence.report import write_report
 from scrying.emergence.seeds import SeedsSummary, over_seeds, write_seeds_report
+from scrying.emergence.sharded import ray_scorer
 from scrying.emergence.study import Member, read_family, run_family, study_settings
 from scrying.emergence.tasks import DEFAULT_WORDS, Item, task_from_spec
 from scrying.emergence.toy_family import (
@@ -177,7 +180,7 @@ class _Scored:
     mechanism: pd.DataFrame | None
 
 
-def _score_family(config: StudyRunConfig, study: _Study, load: LoadConfig) -> _Scored:
+def _score_family(config: StudyRunConfig, study: _Study, load: LoadConfig, ray: RayConfig | None) -> _Scored:
     """Phase 2: the family (a preset scrying trains itself, or a family file) and the references."""
     assert config.family is not None and config.task is not None
     out = config.out_dir
@@ -200,7 +203,8 @@ def _score_family(config: StudyRunConfig, study: _Study, load: LoadConfig) -> _S
     def loader(spec: str) -> Model:
         return load_model(spec, load)
 
-    records = run_family(members, items, journal, loader, config.scoring)
+    scorer = ray_scorer(items, load, config.scoring, ray) if ray is not None else None
+    records = run_family(members, items, journal, loader, config.scoring, scorer=scorer)
     reference_records, skipped = score_references(study.references, items, journal, loader, config.scoring)
     mechanism = None
     if study.preset:
@@ -209,17 +213,19 @@ def _score_family(config: StudyRunConfig, study: _Study, load: LoadConfig) -> _S
     return _Scored(records, reference_records, list(skipped), mechanism)
 
 
-def run_study(config: StudyRunConfig, load: LoadConfig | None = None) -> StudyRunResult:
+def run_study(config: StudyRunConfig, load: LoadConfig | None = None, *, ray: RayConfig | None = None) -> StudyRunResult:
     """Run one study (see the module docstring for its phases); models load with ``load``, and a
     toy preset trains into ``load.cache_dir``. With ``train_seeds``, the result is the first
-    seed's, and the over-seeds summary is in ``seeds.json``."""
+    seed's, and the over-seeds summary is in ``seeds.json``. With ``ray``, the family's members
+    are scored on that Ray cluster's workers (:mod:`~scrying.emergence.sharded`; the references
+    here)."""
     out = check_output_dir(config.out_dir, option="--out-dir")
     if config.train_seeds:
-        return _run_seeds(config, load)
+        return _run_seeds(config, load, ray)
     if config.outputs is not None:
         scored = _Scored(read_outputs(config.outputs), [], [], None)
     else:
-        scored = _score_family(config, _check_study(config), load or LoadConfig())
+        scored = _score_family(config, _check_study(config), load or LoadConfig(), ray)
     for spec in scored.skipped:
         logger.info("reference %s skipped: its model is not installed", spec)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,11 +244,11 @@ def run_study(config: StudyRunConfig, load: LoadConfig | None = None) -> StudyRu
     return StudyRunResult(summary, references, out, scored.skipped)
 
 
-def _run_seeds(config: StudyRunConfig, load: LoadConfig | None) -> StudyRunResult:
+def _run_seeds(config: StudyRunConfig, load: LoadConfig | None, ray: RayConfig | None) -> StudyRunResult:
     """Phase 4: one study per training seed, then the verdict over seeds."""
     _check_study(config)
     results = {
-        seed: run_study(replace(config, out_dir=config.out_dir / f"seed-{seed}", train_seeds=(), train_seed=seed), load)
+        seed: run_study(replace(config, out_dir=config.out_dir / f"seed-{seed}", train_seeds=(), train_seed=seed), load, ray=ray)
         for seed in config.train_seeds
     }
     summary = over_seeds({seed: r.summary for seed, r in results.items()})

@@ -15,7 +15,7 @@ a killed study continues with the next model; (3) return every model's records i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from scrying.emergence.item_scoring import ScoredItem, ScoringConfig, score_item
 from scrying.emergence.outputs import OutputRecord, check_family, parse_output
 from scrying.emergence.tasks import Item
 from scrying.errors import InvalidInputError
-from scrying.journal import Journal, file_digest, model_fingerprint
+from scrying.journal import Journal, Record, file_digest, model_fingerprint
 from scrying.jsonl import read_json
 
 logger = logging.getLogger(__name__)
@@ -80,22 +80,38 @@ def records_of(member: Member, scored: list[ScoredItem]) -> list[OutputRecord]:
     ]
 
 
+def score_member(member: Member, items: list[Item], load: Callable[[str], Model], config: ScoringConfig) -> Record:
+    """One member's journal record: loaded, every item scored, with its weights fingerprint."""
+    model = load(member.model)
+    records = records_of(member, score_items(model, items, config))
+    return {"model": member.model, "model_fingerprint": model_fingerprint(model), "records": [r.to_json() for r in records]}
+
+
+#: Scores the members it is given and yields ``(spec, journal record)`` in their order, as
+#: :func:`score_member` does one by one (:mod:`scrying.emergence.sharded`: on Ray workers).
+MemberScorer = Callable[[list[Member]], Iterable[tuple[str, Record]]]
+
+
 def run_family(
     members: list[Member],
     items: list[Item],
     journal: Journal,
     load: Callable[[str], Model],
     config: ScoringConfig,
+    *,
+    scorer: MemberScorer | None = None,
 ) -> list[OutputRecord]:
-    """Every member's output records, from the journal or by scoring (see the module docstring)."""
+    """Every member's output records, from the journal or by scoring (see the module docstring);
+    ``scorer`` scores the members elsewhere (default: one after another, here)."""
     todo = [m for m in members if m.model not in journal.done]
     if len(todo) < len(members):
         logger.warning("resuming: %d of %d models already scored in %s", len(members) - len(todo), len(members), journal.path)
-    for member in tqdm(todo, desc="models", disable=not config.progress):
-        model = load(member.model)
-        records = records_of(member, score_items(model, items, config))
-        journal.append({"model": member.model, "model_fingerprint": model_fingerprint(model),
-                        "records": [r.to_json() for r in records]})
+    if scorer is None:
+        scored = ((m.model, score_member(m, items, load, config)) for m in tqdm(todo, desc="models", disable=not config.progress))
+    else:
+        scored = scorer(todo)
+    for _, record in scored:
+        journal.append(record)
     out = []
     for member in members:
         where = f"{journal.path.name} record of {member.model}"

@@ -4,6 +4,8 @@ The package API: pair files (:mod:`scrying.reversal.pairs`), the packaged relati
 (:mod:`scrying.reversal.relations`), batched scoring in both directions
 (:mod:`scrying.reversal.pair_scoring`) into typed records (:mod:`scrying.reversal.records`),
 per-relation statistics (:mod:`scrying.reversal.summary`), the HTML report
-(:mod:`scrying.reversal.report`), the whole probe as one function (:mod:`scrying.reversal.run`)
-and the controlled toy experiment (:mod:`scrying.reversal.experiment`).
+(:mod:`scrying.reversal.report`), the whole probe as one function (:mod:`scrying.reversal.run`),
+the controlled toy experiment with its two cures (:mod:`scrying.reversal.experiment`, the
+text reversals of reverse training in :mod:`scrying.reversal.reverse_text`) and the linear probes
+of where each direction is stored (:mod:`scrying.reversal.linear_probes`).
 """

@@ -1,27 +1,40 @@
 """The controlled reversal-curse experiment (Berglund et al. 2023, experiment 1) on a toy model
-trained from scratch, with the reverse-training control (Golovneva et al. 2024).
+trained from scratch, in three conditions: the curse, Berglund's both-directions control, and
+reverse training (Golovneva et al. 2024).
 
 Phases of :func:`run_experiment`:
 
 1. **Facts**: fictitious people, each ``NAME`` (a generated first and last name) with one
-   ``DESCRIPTION`` (``role of adjective noun``), seeded. Half are *test* facts, half *support*.
-2. **Corpus** per condition: support facts in every phrasing of both directions (they teach the
-   model the held-out phrasings and the reverse sentence forms); test facts in the training
-   phrasings of the forward direction only (``NAME is the DESCRIPTION .``, ...). In the
-   *reverse-training* condition the test facts also appear in the training phrasings of the
-   reverse direction (``the DESCRIPTION is NAME .``).
+   ``DESCRIPTION`` (``role of adjective noun``; ``adjective noun`` is the work, as "A Journey
+   Through Time" is in "director of A Journey Through Time"), seeded. Half are *test* facts,
+   half *support*.
+2. **Corpus** per condition (:data:`CONDITIONS`, :func:`corpus`): support facts in every phrasing
+   of both directions (they teach the model the held-out phrasings and the reverse sentence
+   forms); test facts in the training phrasings of the forward direction only (``NAME is the
+   DESCRIPTION .``, ...). That is the whole corpus of ``forward_only`` (the curse). The
+   ``both_directions_control`` adds the test facts' hand-written reverse statements in the
+   training phrasings (``the DESCRIPTION is NAME .``): Berglund's control, the facts themselves
+   stated both ways. ``reverse_training`` adds instead the entity-preserving reversal of every
+   sentence of the ``forward_only`` corpus (:func:`scrying.reversal.reverse_text.entity_preserving_reversal`,
+   entities the name and the work: ``NAME is the ROLE of WORK .`` becomes ``. WORK of ROLE the is
+   NAME``), so every training string is seen forward and reversed (Golovneva et al. section 2).
+   Every condition trains for the same number of steps (compute-matched); reverse training's
+   corpus is twice the size of the curse's.
 3. **Training**: a toy Llama-style model, word-level tokenizer, from scratch (seeded AdamW with a
    one-cycle schedule on the causal language-modelling loss of every sentence, run by the toys'
    loop :func:`scrying.toys.train.train_steps`).
 4. **Test** on the test facts only, in *held-out* phrasings of both directions (never seen with
-   a test fact): forward ``NAME is known as the`` -> DESCRIPTION, reverse ``the person who is the
-   DESCRIPTION is`` -> NAME, scored by :mod:`scrying.reversal.pair_scoring` (rank among ``K`` other test
-   facts' answers, greedy exact match) and summarised by :mod:`scrying.reversal.summary`
-   (bootstrap intervals, paired forward-vs-reverse test; top-1 chance is ``1 / (K + 1)``).
+   a test fact), as ordinary forward text: forward ``NAME is known as the`` -> DESCRIPTION,
+   reverse ``the person who is the DESCRIPTION is`` -> NAME, scored by
+   :mod:`scrying.reversal.pair_scoring` (rank among ``K`` other test facts' answers, greedy exact
+   match) and summarised by :mod:`scrying.reversal.summary` (bootstrap intervals, paired
+   forward-vs-reverse test; top-1 chance is ``1 / (K + 1)``).
 
 :func:`run_experiment` checks its output folder before it trains anything, and writes
-``summary.json``, ``summary.md`` and ``records-CONDITION.jsonl``
-(:class:`~scrying.reversal.records.PairRecord` lines) there.
+``summary.json`` (``schema_version`` 2), ``summary.md`` and ``records-CONDITION.jsonl``
+(:class:`~scrying.reversal.records.PairRecord` lines) there. :func:`read_experiment_summary` reads
+it back, and also the files written before the conditions were renamed, whose
+``reverse_training`` was the both-directions control.
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ from scrying.preflight import check_output_dir
 from scrying.reversal.pair_scoring import ModelScorer, ReversalConfig, score_chunk
 from scrying.reversal.pairs import Pair
 from scrying.reversal.records import PairRecord
+from scrying.reversal.reverse_text import entity_preserving_reversal
 from scrying.reversal.summary import summary_row
 from scrying.reversal.words import word_tokenizer
 from scrying.stats import BootstrapConfig
@@ -55,6 +69,14 @@ REVERSE = ("the {b} is {a} .", "the {b} was {a} .", "the {b} is called {a} .", "
 ROLES = ("composer", "director", "inventor", "author", "founder", "architect", "captain", "keeper")
 NOUNS = ("harbor", "tower", "river", "garden", "engine", "mirror", "forest", "lantern")
 _ONSETS = "b d f g k l m n p r s t v z".split()
+#: the conditions, in the order they are run and reported
+CONDITIONS = ("forward_only", "both_directions_control", "reverse_training")
+#: what each condition is called in tables and prose
+CONDITION_LABELS = {"forward_only": "curse (forward only)", "both_directions_control": "both-directions control",
+                    "reverse_training": "reverse training"}
+#: the summary files' version: 2 since the three conditions (in version 1, without the key,
+#: ``reverse_training`` named what is now ``both_directions_control``)
+SCHEMA_VERSION = 2
 _VOWELS = "a e i o u".split()
 
 
@@ -81,6 +103,14 @@ def check_fields(config: Any) -> None:
         raise ConfigError(f"{owner}.bootstrap must be a BootstrapConfig, got {type(config.bootstrap).__name__}")
 
 
+def check_conditions(owner: str, conditions: Any) -> None:
+    """``conditions`` is a non-empty tuple of distinct names from :data:`CONDITIONS` (the error
+    names ``owner.conditions``)."""
+    if (not isinstance(conditions, tuple) or not conditions or len(set(conditions)) != len(conditions)
+            or not all(c in CONDITIONS for c in conditions)):
+        raise ConfigError(f"{owner}.conditions must be a non-empty tuple of distinct names from {CONDITIONS}, got {conditions!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
     """One toy experiment: facts, model, training and test settings, and the bootstrap of the
@@ -95,9 +125,11 @@ class ExperimentConfig:
     distractors: int = 9
     seed: int = 0
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    conditions: tuple[str, ...] = CONDITIONS
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_conditions("ExperimentConfig", self.conditions)
         if not isinstance(self.model, ToyModelConfig):
             raise ConfigError(f"ExperimentConfig.model must be a ToyModelConfig, got {type(self.model).__name__}")
 
@@ -121,6 +153,11 @@ def experiment_preset(name: str) -> ExperimentConfig:
 class Fact:
     name: str
     description: str
+
+    def entities(self) -> tuple[str, str]:
+        """The fact's entities, whose words reverse training keeps in order: the name and the
+        work (the description's words after ``of``)."""
+        return self.name, self.description.split(" of ", 1)[1]
 
 
 def make_facts(n: int, seed: int) -> list[Fact]:
@@ -146,13 +183,18 @@ def make_facts(n: int, seed: int) -> list[Fact]:
             for f, last, adj in zip(firsts, lasts, adjectives, strict=True)]
 
 
-def corpus(test: list[Fact], support: list[Fact], *, reverse_training: bool) -> list[str]:
+def corpus(test: list[Fact], support: list[Fact], *, condition: str) -> list[str]:
     """The training sentences of one condition (see the module docstring)."""
+    if condition not in CONDITIONS:
+        raise InvalidInputError(f"condition {condition!r}: expected one of {', '.join(CONDITIONS)}")
     fill = lambda t, f: t.format(a=f.name, b=f.description)  # noqa: E731
-    sentences = [fill(t, f) for f in support for t in FORWARD + REVERSE]
-    sentences += [fill(t, f) for f in test for t in FORWARD[:-1]]
-    if reverse_training:
+    stated = [(f, fill(t, f)) for f in support for t in FORWARD + REVERSE]
+    stated += [(f, fill(t, f)) for f in test for t in FORWARD[:-1]]
+    sentences = [s for _, s in stated]
+    if condition == "both_directions_control":
         sentences += [fill(t, f) for f in test for t in REVERSE[:-1]]
+    elif condition == "reverse_training":
+        sentences += [entity_preserving_reversal(s, f.entities()) for f, s in stated]
     return sentences
 
 
@@ -195,19 +237,19 @@ def train_model(sentences: list[str], vocabulary: list[str], config: ExperimentC
 
 @dataclass(frozen=True)
 class ExperimentResult:
-    """Per condition (``forward_only``, ``reverse_training``): the summary row and the records."""
+    """Per condition (:data:`CONDITIONS`): the summary row and the records."""
 
     table: pd.DataFrame
     records: dict[str, list[PairRecord]]
     config: Any  # ExperimentConfig or FinetuneConfig
 
     def text(self) -> str:
-        lines = [f"{'condition':<18} {'exact fwd':>18} {'exact rev':>18} {'top1 fwd':>18} {'top1 rev':>18} {'chance':>6}"]
+        lines = [f"{'condition':<24} {'exact fwd':>18} {'exact rev':>18} {'top1 fwd':>18} {'top1 rev':>18} {'chance':>6}"]
         def cell(r: pd.Series, k: str) -> str:
             return f"{r[k]:.2f} [{r[k + '_low']:.2f},{r[k + '_high']:.2f}]"
 
         for _, r in self.table.iterrows():
-            lines.append(f"{r.condition:<18} {cell(r, 'forward_exact'):>18} {cell(r, 'reverse_exact'):>18} "
+            lines.append(f"{r.condition:<24} {cell(r, 'forward_exact'):>18} {cell(r, 'reverse_exact'):>18} "
                          f"{cell(r, 'forward_top1'):>18} {cell(r, 'reverse_top1'):>18} {r.reverse_chance:>6.2f}")
         return "\n".join(lines) + "\n"
 
@@ -218,24 +260,47 @@ def write_experiment(result: ExperimentResult, out: Path) -> None:
     for condition, scored in result.records.items():
         with (out / f"records-{condition}.jsonl").open("w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(r.to_json()) + "\n" for r in scored)
-    summary = {"config": asdict(result.config), "conditions": result.table.to_dict(orient="records")}
+    summary = {"schema_version": SCHEMA_VERSION, "config": asdict(result.config),
+               "conditions": result.table.to_dict(orient="records")}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     (out / "summary.md").write_text(result.text(), encoding="utf-8")
 
 
+def read_experiment_summary(path: Path | str) -> dict[str, dict[str, Any]]:
+    """The rows of an experiment's ``summary.json`` by condition name (:data:`CONDITIONS`). A file
+    without ``schema_version`` (written before the both-directions control was named so) has its
+    ``reverse_training`` row returned as ``both_directions_control``."""
+    path = Path(path)
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InvalidInputError(f"cannot read experiment summary {str(path)!r}: {err}") from err
+    version = summary.get("schema_version", 1)
+    if version not in (1, SCHEMA_VERSION):
+        raise InvalidInputError(f"{path.name}: schema_version {version!r}, expected 1 or {SCHEMA_VERSION}")
+    rename = {"reverse_training": "both_directions_control"} if version == 1 else {}
+    rows = {}
+    for row in summary["conditions"]:
+        name = rename.get(row["condition"], row["condition"])
+        if name not in CONDITIONS:
+            raise InvalidInputError(f"{path.name}: condition {row['condition']!r}, expected one of {', '.join(CONDITIONS)}")
+        rows[name] = {**row, "condition": name}
+    return rows
+
+
 def run_experiment(config: ExperimentConfig, out_dir: Path | str, *, progress: bool = False) -> ExperimentResult:
-    """Train both conditions' models and test them (see the module docstring); writes
+    """Train each condition's model and test it (see the module docstring); writes
     ``summary.json``, ``summary.md``, ``records-CONDITION.jsonl`` and the models under ``out_dir``
     (checked before training; errors name it ``--out-dir``)."""
     out = check_output_dir(out_dir, option="--out-dir")
     out.mkdir(parents=True, exist_ok=True)
     facts = make_facts(config.n_test + config.n_support, config.seed)
     test, support = facts[: config.n_test], facts[config.n_test :]
-    vocabulary = sorted({w for s in corpus(test, support, reverse_training=True) for w in s.split()})
+    vocabulary = sorted({w for c in CONDITIONS for s in corpus(test, support, condition=c) for w in s.split()})
     pairs = held_out_pairs(test)
     rows, records = [], {}
-    for condition in ("forward_only", "reverse_training"):
-        sentences = corpus(test, support, reverse_training=condition == "reverse_training")
+    for condition in config.conditions:
+        sentences = corpus(test, support, condition=condition)
         model_dir = train_model(sentences, vocabulary, config, out / f"model-{condition}", progress=progress)
         model = load_model(str(model_dir), LoadConfig())
         scored = score_chunk(ModelScorer(model), pairs, list(range(len(pairs))), ReversalConfig(distractors=config.distractors, seed=config.seed))

@@ -43,7 +43,9 @@ class LensConfig:
 
 
 @torch.no_grad()
-def _last_position_resid(model: Model, prompts: list[list[int]]) -> Float[Tensor, "batch layer d_model"]:
+def last_position_resid(model: Model, prompts: list[list[int]]) -> Float[Tensor, "batch layer d_model"]:
+    """The residual stream after every block at each prompt's last position (prompts of token
+    ids, right-padded into one batch)."""
     tokens = pad_right([torch.tensor(p) for p in prompts], pad_id(model)).to(model_device(model))
     last = torch.tensor([len(p) - 1 for p in prompts], device=tokens.device)
     rows = torch.arange(len(prompts), device=tokens.device)
@@ -75,7 +77,7 @@ def lens_table(model: Model, pairs: list[Pair], config: LensConfig | None = None
             chunk = list(range(start, min(start + config.batch_size, len(pairs))))
             prompts = [tokenize(model, pairs[i].prompt(direction))[0].tolist() for i in chunk]
             first = torch.tensor([continuation_tokens(model, pairs[i].answer(direction), what="answer")[0] for i in chunk])
-            resid = _last_position_resid(model, prompts)  # batch layer d_model
+            resid = last_position_resid(model, prompts)  # batch layer d_model
             n_layers = resid.shape[1]
             flat = resid.reshape(-1, resid.shape[-1])
             logits = torch.cat(list(logits_at(model, flat))).double().log_softmax(-1)

@@ -1,10 +1,12 @@
 """The report of a reversal probe: forward and reverse accuracy per relation with intervals,
-the paired test, and the pairs known forward but not in reverse, in one self-contained HTML page
-(plotly inlined, every string escaped)."""
+the paired test, the pairs known forward but not in reverse, and (given) the linear probes of
+where each direction is stored, in one self-contained HTML page (plotly inlined, every string
+escaped)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -80,15 +82,71 @@ def patching_figure(summary: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def probe_figure(summary: pd.DataFrame) -> go.Figure:
+    """One panel per relation of :func:`scrying.reversal.linear_probes.probe_summary` (``all``
+    last): held-out probe accuracy per layer, forward (``b`` read at ``a``'s last token) and
+    reverse (``a`` at ``b``'s), with 95% intervals; the shuffled-label control dashed; chance
+    dotted. Layer ``-1`` is the token embeddings."""
+    relations = list(dict.fromkeys(summary.relation))
+    fig = make_subplots(rows=1, cols=len(relations), subplot_titles=relations, shared_yaxes=True)
+    colors = {"forward": "#1f77b4", "reverse": "#d62728"}
+    for col, relation in enumerate(relations, start=1):
+        part = summary[summary.relation == relation]
+        for direction, cell in part.groupby("direction", sort=True):
+            first = col == 1
+            fig.add_trace(go.Scatter(
+                x=cell.layer.tolist(), y=cell.accuracy.tolist(), mode="lines+markers", name=f"{direction} probe", legendgroup=direction,
+                showlegend=first, line={"color": colors.get(direction)},
+                error_y={"type": "data", "symmetric": False, "array": (cell.accuracy_high - cell.accuracy).tolist(),
+                         "arrayminus": (cell.accuracy - cell.accuracy_low).tolist()},
+                hovertemplate=f"{relation} {direction}, layer %{{x}}<br>held-out accuracy %{{y:.3f}}<extra></extra>"),
+                row=1, col=col)
+            fig.add_trace(go.Scatter(
+                x=cell.layer.tolist(), y=cell.shuffled.tolist(), mode="lines", name=f"{direction} shuffled labels", legendgroup=direction,
+                showlegend=first, line={"color": colors.get(direction), "dash": "dash"},
+                hovertemplate=f"{relation} {direction} shuffled, layer %{{x}}<br>%{{y:.3f}}<extra></extra>"),
+                row=1, col=col)
+            fig.add_trace(go.Scatter(
+                x=cell.layer.tolist(), y=cell.chance.tolist(), mode="lines", name=f"{direction} chance", legendgroup=direction,
+                showlegend=first, line={"color": colors.get(direction), "dash": "dot", "width": 1}),
+                row=1, col=col)
+        fig.update_xaxes(title_text="layer (-1: embeddings)", row=1, col=col)
+    fig.update_yaxes(range=[0, 1.05], title_text="held-out top-1 accuracy", row=1, col=1)
+    fig.update_layout(height=420)
+    return fig
+
+
+def probe_text_table(summary: pd.DataFrame, relation: str | None = None) -> str:
+    """Per layer: held-out accuracy [95% interval] forward and reverse, the shuffled controls and
+    chance, for ``relation`` (default: ``all`` when present, else the first)."""
+    relation = relation or ("all" if "all" in set(summary.relation) else summary.relation.iloc[0])
+    part = summary[summary.relation == relation]
+    by = {(r.direction, r.layer): r for r in part.itertuples()}
+    layers = sorted(set(part.layer))
+    n = {d: int(part[part.direction == d].n.iloc[0]) for d in ("forward", "reverse")}
+    lines = [f"linear probes, {relation}: {n['forward']} pairs forward, {n['reverse']} reverse (layer -1: token embeddings)",
+             f"{'layer':>5}  {'forward':>18} {'shuffled':>8} {'chance':>6}  {'reverse':>18} {'shuffled':>8} {'chance':>6}"]
+    for layer in layers:
+        cells = []
+        for d in ("forward", "reverse"):
+            r = by[d, layer]
+            cells.append(f"{r.accuracy:.2f} [{r.accuracy_low:.2f}, {r.accuracy_high:.2f}]".rjust(18)
+                         + f" {r.shuffled:>8.2f} {r.chance:>6.3f}")
+        lines.append(f"{layer:>5}  {cells[0]}  {cells[1]}")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(
     table: pd.DataFrame, records: list[PairRecord], path: Path | str, *, title: str = "Reversal-curse probe",
     graphs: dict[str, str] | None = None, lens: pd.DataFrame | None = None, patching: pd.DataFrame | None = None,
+    probes: pd.DataFrame | None = None,
 ) -> Path:
     """A self-contained HTML page: the summary table, the figure, the pairs known forward (top-1)
     but not in reverse, the logit lens over them (``lens``: :func:`scrying.reversal.lens.lens_table`)
     causal tracing of their subject tokens (``patching``:
     :func:`scrying.reversal.causal_tracing.causal_trace_table`) and links to attribution graphs
-    (``graphs``: label -> relative path)."""
+    (``graphs``: label -> relative path) and the linear probes per layer (``probes``:
+    :func:`scrying.reversal.linear_probes.probe_summary`)."""
     summary_rows = "".join(
         f"<tr><td>{escape(r.relation)}</td><td>{r.n}</td>"
         + "".join(
@@ -132,6 +190,17 @@ def write_report(
             f"with 95% bootstrap intervals (Meng et al. 2022). Mean answer probability {escape(means)}.</p>"
             + pio.to_html(patching_figure(summary), include_plotlyjs=False, full_html=False)
         )
+    probe_plot = ""
+    if probes is not None and not probes.empty:
+        probe_plot = (
+            "<h2>Where each direction is stored: linear probes</h2><p>A multinomial logistic regression over the "
+            "relation's answers reads <i>b</i> from the residual stream at <i>a</i>'s last token of the forward prompt, "
+            "and <i>a</i> at <i>b</i>'s last token of the reverse prompt, per layer (Allen-Zhu &amp; Li 2023); accuracy "
+            "on held-out pairs (5 folds by pair) with 95% bootstrap intervals, beside the same probe trained on labels "
+            "shuffled among the training pairs, and chance (<code>scrying.reversal.linear_probes</code>).</p>"
+            + pio.to_html(probe_figure(probes), include_plotlyjs=False, full_html=False)
+            + f"<pre>{escape(probe_text_table(probes))}</pre>"
+        )
     m_heads = "".join(f"<th>{escape(_LABELS[m])} forward</th><th>reverse</th><th>forward − reverse</th>" for m in _SHOWN)
     body = (
         "<p>Per relation: accuracy in each direction with 95% percentile-bootstrap intervals over pairs; "
@@ -141,6 +210,57 @@ def write_report(
         + (f"<h2>Attribution graphs</h2><ul>{links}</ul>" if links else "")
         + f"<h2>Known forward (top-1), not in reverse: {len(gap)} pairs</h2>"
         "<table><tr><th>relation</th><th>forward prompt</th><th>rank</th><th>reverse prompt</th><th>rank</th>"
-        f"<th>reverse greedy</th></tr>{gap_rows}</table>{lens_plot}{patching_plot}"
+        f"<th>reverse greedy</th></tr>{gap_rows}</table>{lens_plot}{patching_plot}{probe_plot}"
     )
     return write_report_page(path, title, body, table.to_dict(orient="records"))
+
+
+def findings_markdown(probes: pd.DataFrame, toy: dict[str, dict], table: pd.DataFrame) -> str:
+    """Notebook 04's closing cell, written from the stored numbers: the stored probe's pooled
+    top-1 among random and hard distractors (``table``: the summary of ``results.jsonl``), the toy
+    experiment's three conditions (``toy``:
+    :func:`scrying.reversal.experiment.read_experiment_summary` of ``toy_cure``), and the linear
+    probes (``probes``: :func:`scrying.reversal.linear_probes.probe_summary`)."""
+
+    def cell(row: Any, key: str) -> str:
+        return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
+
+    pooled = table.set_index("relation").loc["all"]
+    curse, control, cure = toy["forward_only"], toy["both_directions_control"], toy["reverse_training"]
+    if pooled.diff_top1_hard_low > 0:
+        order = "forward is the better direction, the reversal curse's sign"
+    elif pooled.diff_top1_hard_high < 0:
+        order = "reverse is the better direction, the opposite of the reversal curse"
+    else:
+        order = "the two directions are indistinguishable"
+    lines = [
+        "## What this notebook found",
+        "",
+        f"- **Real facts, Gemma 3 270M** (the stored run, {int(pooled.n)} pairs): among random distractors top-1 is "
+        f"{pooled.forward_top1:.2f} forward and {pooled.reverse_top1:.2f} reverse, near ceiling both ways; among hard "
+        f"distractors it is {cell(pooled, 'forward_top1_hard')} forward and {cell(pooled, 'reverse_top1_hard')} reverse "
+        f"(p={pooled.p_top1_hard:.2g}): {order}.",
+        f"- **The curse, on the toy** (fictitious people stated name-first only): reverse top-1 is "
+        f"{cell(curse, 'reverse_top1')}, chance {curse['reverse_chance']:.2f}, while forward exact match is "
+        f"{cell(curse, 'forward_exact')}.",
+        f"- **The cure, both kinds**: Berglund's both-directions control (the test facts also stated in reverse) gives "
+        f"reverse top-1 {cell(control, 'reverse_top1')}; reverse training (Golovneva et al. 2024: every training sentence "
+        f"also in its entity-preserving reversal, no reverse statement of a test fact) gives {cell(cure, 'reverse_top1')} "
+        f"(reverse exact match {cell(cure, 'reverse_exact')}, forward exact match {cell(cure, 'forward_exact')}).",
+    ]
+    for relation in dict.fromkeys(probes.relation):
+        part = probes[probes.relation == relation]
+        peaks = []
+        for direction in ("forward", "reverse"):
+            rows = part[part.direction == direction]
+            best = rows.loc[rows.accuracy.idxmax()]
+            embed = rows[rows.layer == rows.layer.min()].iloc[0]
+            control = rows.shuffled.max()
+            verdict = ("" if control < best.accuracy_low else
+                       "; not distinguishable from its shuffled control, which reaches this interval")
+            peaks.append(f"{direction} {cell(best, 'accuracy')} at layer {int(best.layer)} "
+                         f"({embed.accuracy:.2f} from the embeddings; shuffled labels at most {control:.2f}, "
+                         f"chance {rows.chance.iloc[0]:.3f}{verdict})")
+        lines.append(f"- **Linear probes, {relation}** ({int(part.n.iloc[0])} pairs, held out by prompt), best layer: "
+                     f"{peaks[0]}; {peaks[1]}.")
+    return "\n".join(lines)

@@ -17,7 +17,9 @@ Phases of :func:`run_probe_job`:
    hub models it runs only here).
 3. **Score** (with ``every > 1``, only every ``every``-th pair of each relation, a documented
    subset whose distractors are still drawn from the whole relation) the pairs the results file (a :class:`~scrying.journal.Journal`, created with its
-   first record) has not finished (:func:`~scrying.reversal.probe.run_probe`).
+   first record) has not finished (:func:`~scrying.reversal.probe.run_probe`; with a
+   :class:`~scrying.batch.RayConfig`, chunk by chunk on the Ray workers,
+   :mod:`~scrying.reversal.sharded`).
 4. **Summarise**: per relation and direction with bootstrap intervals
    (:func:`~scrying.reversal.summary.summarize`), as ``RESULTS.summary.csv`` and ``.summary.md``.
 5. **Look inside** (``lens``): over the pairs known forward and not in reverse, the logit lens
@@ -42,6 +44,7 @@ from pathlib import Path
 import pandas as pd
 
 from scrying.axes import Model
+from scrying.batch import PoolStats, RayConfig
 from scrying.continuations import continuation_tokens, non_text_tokens
 from scrying.errors import ConfigError, InvalidInputError, PromptError
 from scrying.models import LoadConfig, load_model, local_hf_dir
@@ -52,6 +55,7 @@ from scrying.reversal.probe import probe_journal, probe_settings, read_pair_file
 from scrying.reversal.records import PairRecord
 from scrying.reversal.relations import packaged_relation_files
 from scrying.reversal.report import write_report
+from scrying.reversal.sharded import sharded_probe
 from scrying.reversal.summary import known_one_way, markdown_table, summarize
 from scrying.stats import BootstrapConfig
 
@@ -113,12 +117,14 @@ class ProbeJobConfig:
 @dataclass(frozen=True)
 class ProbeJobResult:
     """The summary table, every scored pair's record (in results-file order), the files written,
-    and the errors of the skipped pair-file lines and pairs."""
+    the errors of the skipped pair-file lines and pairs, and, on a Ray cluster, the workers'
+    throughput."""
 
     table: pd.DataFrame
     records: list[PairRecord]
     written: list[Path]
     skipped: list[str]
+    stats: PoolStats | None = None
 
 
 def _log_skipped(message: str) -> None:
@@ -179,11 +185,14 @@ def run_probe_job(
     trace_graph: GraphTracer | None = None,
     on_skip: Callable[[str], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    ray: RayConfig | None = None,
 ) -> ProbeJobResult:
     """Run one probe (see the module docstring for its phases). ``trace_graph`` draws the
     attribution graphs (needed when ``config.graphs > 0``); ``on_skip`` hears each skipped line or
     pair as it is found, ``on_note`` each relation whose ``K`` was lowered to fit, before the
-    model loads (default for both: logged as a warning)."""
+    model loads (default for both: logged as a warning). With ``ray``, the pairs are scored on
+    that Ray cluster's workers (:mod:`~scrying.reversal.sharded`); this process still loads the
+    model, for the checks, the lens and the graphs."""
     files, pairs, bad = _check(config, trace_graph)
     load = load or LoadConfig()
     empty = _drop_empty_answers(config.model, load, pairs)
@@ -208,7 +217,11 @@ def run_probe_job(
         settings["every"] = config.every
     journal = probe_journal(config.out, settings)
     chosen = subset(pairs, config.every)
-    records = run_probe(scorer, pairs, config.scoring, journal, chosen)
+    stats = None
+    if ray is None:
+        records = run_probe(scorer, pairs, config.scoring, journal, chosen)
+    else:
+        records, stats = sharded_probe(pairs, config.scoring, journal, chosen, load, ray)
     table = summarize(records, config.bootstrap)
     stem = config.stem()
     table.to_csv(f"{stem}.summary.csv", index=False)
@@ -228,7 +241,7 @@ def run_probe_job(
         write_report(table, records, config.html, title=f"Reversal-curse probe: {config.model}", lens=lens,
                      patching=patching, graphs=graphs)
         written.append(config.html)
-    return ProbeJobResult(table, records, written, bad)
+    return ProbeJobResult(table, records, written, bad, stats)
 
 
 def _look_inside(model: Model, pairs: list[Pair], gap: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:

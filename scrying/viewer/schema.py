@@ -241,7 +241,7 @@ def check_graph(data: Any) -> None:
             raise InvalidInputError(f"scrying.metadata.scores: {show(name)} must be {expected}, got {show(value)}")
     if meta.get("validation"):
         check_validation(meta["validation"], "scrying.metadata.validation")
-    own_ids = {n.get("node_id") for n in own["nodes"]}
+    own_ids = {n.get("node_id") for n in own["nodes"] if isinstance(n.get("node_id"), str)}
     for node_id, card in (meta.get("cards") or {}).items():
         where = f"scrying.metadata.cards[{show(node_id)}]"
         if node_id not in own_ids:

@@ -758,6 +758,9 @@
       state.pruningThreshold = nodeThreshold; state.edgeThreshold = edgeThreshold; draw();
     },
     labelledIds: function () { return labelled().map(function (n) { return n.id; }); },
+    click: function (id) { if (byId[id] && state.clickedId !== id) click(id); },
+    hasCard: function (id) { return !!(byId[id] && cardOf(byId[id])); },
+    card: function (id) { return byId[id] ? cardOf(byId[id]) : null; },
     nodePosition: function (id) { return [layout.x[byId[id].i], layout.y[byId[id].i]]; }
   };
   draw();
