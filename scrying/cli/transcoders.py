@@ -20,6 +20,7 @@ from scrying.preflight import check_output_dir, check_output_file
 from scrying.prompts import check_text, tokenize
 from scrying.transcoders import label_features, read_transcoders, write_labels
 from scrying.transcoders.corpus import build_default_corpus, check_text_files, read_texts
+from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
 from scrying.transcoders.hub import download_published
 from scrying.transcoders.intervene import FeatureEdit, compare_top_tokens, intervened_logits
 from scrying.transcoders.quality import quality_report
@@ -30,15 +31,38 @@ def _cache_dir(args: argparse.Namespace) -> Path:
     return Path(args.cache_dir or os.environ.get("SCRYING_CACHE_DIR") or default_cache_dir())
 
 
-def _corpus_paths(args: argparse.Namespace) -> list[Path]:
-    """``--text`` files, each checked (readable UTF-8 text), or the default corpus (built once)."""
+def _corpus(args: argparse.Namespace) -> tuple[list[Path], list[Path] | None]:
+    """(training files, held-out files or None): ``--text`` files (each checked: readable UTF-8
+    text) with ``--heldout`` files, else the built corpus ``--corpus`` names (built once): the
+    mix brings its held-out split, the Bible has none (its first windows are held out)."""
     if args.text:
         check_text_files(list(args.text))
-        return list(args.text)
-    return [build_default_corpus(_cache_dir(args))]
+        heldout = list(getattr(args, "heldout", None) or []) or None
+        if heldout:
+            check_text_files(heldout)
+        return list(args.text), heldout
+    if _corpus_name(args) == "mix":
+        mix = build_mixed_corpus(_cache_dir(args), CorpusMixConfig(seed=getattr(args, "corpus_seed", 0)))
+        return [mix.train], [mix.heldout]
+    return [build_default_corpus(_cache_dir(args))], None
+
+
+def _corpus_name(args: argparse.Namespace) -> str:
+    if getattr(args, "corpus", None):
+        return args.corpus
+    return "mix" if getattr(args, "preset", None) == "recipe" else "bible"
+
+
+def _corpus_paths(args: argparse.Namespace) -> list[Path]:
+    """The training text (``label`` reads it)."""
+    return _corpus(args)[0]
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
+    if args.mix:
+        mix = build_mixed_corpus(_cache_dir(args), CorpusMixConfig(seed=args.corpus_seed))
+        sys.stdout.write(f"train: {mix.train}\nheld out: {mix.heldout}\nmanifest: {mix.manifest}\n")
+        return 0
     sys.stdout.write(f"{build_default_corpus(_cache_dir(args))}\n")
     return 0
 
@@ -48,9 +72,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("total_tokens", args.tokens), ("n_features", args.features), ("seed", args.seed)) if v is not None}
     config = dataclasses.replace(config, **changes)
     check_output_dir(args.out, option="--out")
-    paths = _corpus_paths(args)
+    train, heldout = _corpus(args)
     model = model_from_args(args)
-    result = train_transcoders(model, lambda: read_texts(paths), args.out, config, model_name=args.model, progress=True)
+    result = train_transcoders(model, lambda: read_texts(train), args.out, config, model_name=args.model, progress=True,
+                               eval_texts=(lambda: read_texts(heldout)) if heldout else None)
     sys.stdout.write(f"wrote {result.directory} ({result.chunks_trained} chunks trained in this run)\n")
     sys.stdout.write(result.report.to_string(index=False) + "\n")
     return 0
@@ -58,10 +83,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     tset = read_transcoders(args.transcoders)
-    paths = _corpus_paths(args)
+    train, heldout = _corpus(args)
+    paths = heldout or train
     model = model_from_args(args)
-    windows = [w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)]
-    report = quality_report(model, tset, torch.stack(windows))
+    windows = torch.stack([w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)])
+    splice = windows[: args.splice_windows] if args.splice_windows else None
+    report = quality_report(model, tset, windows, rare_every=args.rare_every, splice_windows=splice)
     sys.stdout.write(report.to_string(index=False) + "\n")
     return 0
 
@@ -138,18 +165,33 @@ def cmd_intervene(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_corpus_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus-seed", type=int, default=0, help="the mix's shuffling and held-out seed (default 0)")
+
+
+def _add_corpus_choice(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", choices=("bible", "mix"),
+                   help="built corpus to train on without --text (default: mix for --preset recipe, else bible)")
+    _add_corpus_seed(p)
+
+
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("transcoders", help="train per-layer transcoders offline and report their quality", parents=parents)
     tsub = p.add_subparsers(dest="transcoders_command", metavar="ACTION", required=True)
 
-    c = tsub.add_parser("corpus", help="build (once) the default training text: the World English Bible", parents=parents)
+    c = tsub.add_parser("corpus", help="build (once) the training text: the World English Bible, or with --mix the general "
+                        "English mix (prose, reference text, geography) with its held-out split", parents=parents)
+    c.add_argument("--mix", action="store_true", help="the mixed corpus (scrying.transcoders.corpus_mix)")
+    _add_corpus_seed(c)
     c.set_defaults(func=cmd_corpus)
 
     t = tsub.add_parser("train", help="train one transcoder per layer (resumes a killed run in OUT)", parents=parents)
     add_model_args(t)
     t.add_argument("--out", type=Path, required=True, help="directory: config.yaml, layer_<i>.safetensors, report.csv")
     t.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    t.add_argument("--text", type=Path, nargs="*", help="UTF-8 text files (default: the built default corpus)")
+    t.add_argument("--text", type=Path, nargs="*", help="UTF-8 text files (default: the built corpus --corpus names)")
+    t.add_argument("--heldout", type=Path, nargs="*", help="with --text: held-out UTF-8 text for the report")
+    _add_corpus_choice(t)
     t.add_argument("--tokens", type=int, help="training tokens (overrides the preset)")
     t.add_argument("--features", type=int, help="features per layer (overrides the preset)")
     t.add_argument("--seed", type=int)
@@ -158,9 +200,14 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     r = tsub.add_parser("report", help="per-layer FVU, L0 and dead features of a transcoder directory", parents=parents)
     add_model_args(r)
     r.add_argument("transcoders", type=Path)
-    r.add_argument("--text", type=Path, nargs="*")
+    r.add_argument("--text", type=Path, nargs="*", help="UTF-8 text files (default: the held-out split of the mix)")
+    r.add_argument("--corpus", choices=("bible", "mix"), default="mix", help="built corpus to read without --text (default: mix)")
+    _add_corpus_seed(r)
     r.add_argument("--windows", type=int, default=64)
     r.add_argument("--seq-len", type=int, default=128)
+    r.add_argument("--rare-every", type=int, default=1000, help="rare: fired on fewer than one row in this many (default 1000)")
+    r.add_argument("--splice-windows", type=int, default=8,
+                   help="windows for the spliced-in loss and KL (one model run per layer each; 0: skip)")
     r.set_defaults(func=cmd_report)
 
     lab = tsub.add_parser("label", help="label features (top contexts, promoted tokens) into DIR/labels.json", parents=parents)

@@ -1,5 +1,9 @@
 """Text to train transcoders on: files the user names, or a reproducible offline default.
 
+The mixed general-English corpus (prose, reference text, geography) is
+:mod:`scrying.transcoders.corpus_mix`; the Bible-only corpus below stays the default of
+``scrying transcoders corpus`` without ``--mix``.
+
 The default corpus is the World English Bible (public domain) from Debian's ``sword-text-web``
 package (FACTS.md: ~4.8M Gemma tokens with two commentaries; this module takes the Bible text
 only: 29 MB of OSIS markup give 5.05 MB of prose in 10,676 paragraphs, measured). Built by one command,
@@ -15,24 +19,17 @@ from __future__ import annotations
 
 import codecs
 import logging
-import re
-import struct
-import subprocess
 import tempfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from scrying.errors import InvalidInputError, ScryingError
+from scrying.errors import InvalidInputError
+from scrying.transcoders.corpus_sources import apt_extract, osis_paragraphs, sword_blocks
 
 logger = logging.getLogger(__name__)
 
 PACKAGE = "sword-text-web"
 MODULE = "usr/share/sword/modules/texts/ztext/engWEB2015eb"
-_NOTE = re.compile(r"<note\b.*?</note>", re.S)
-_PARAGRAPH = re.compile(r"<div eID=[^>]*type=\"x-p\"[^>]*/>|<lb[^>]*/>|<title[^>]*>")
-_TAG = re.compile(r"<[^>]+>")
-_SPACE = re.compile(r"[ \t\r\f\v]+")
 
 
 def read_texts(paths: list[Path]) -> Iterator[str]:
@@ -98,18 +95,7 @@ def _scan(path: Path) -> bool:
 
 def sword_text(module_dir: Path) -> str:
     """The prose of a SWORD zText module (both testaments), one paragraph a line."""
-    blocks = []
-    for testament in ("ot", "nt"):
-        index = (module_dir / f"{testament}.bzs").read_bytes()
-        data = (module_dir / f"{testament}.bzz").read_bytes()
-        for start in range(0, len(index), 12):
-            offset, size, _ = struct.unpack("<III", index[start : start + 12])
-            if size:
-                blocks.append(zlib.decompress(data[offset : offset + size]).decode("utf-8", "replace"))
-    text = _NOTE.sub(" ", "".join(blocks))
-    text = _TAG.sub(" ", _PARAGRAPH.sub("\n", text))
-    lines = (_SPACE.sub(" ", line).strip() for line in text.split("\n"))
-    return "\n".join(line for line in lines if len(line) > 1) + "\n"
+    return "".join(p + "\n" for block in sword_blocks(module_dir) for p in osis_paragraphs(block))
 
 
 def build_default_corpus(cache_dir: Path) -> Path:
@@ -119,13 +105,7 @@ def build_default_corpus(cache_dir: Path) -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp, check=True, capture_output=True)
-            deb = next(Path(tmp).glob(f"{PACKAGE}_*.deb"))
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "x")], check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError, StopIteration) as err:
-            raise ScryingError(f"could not fetch {PACKAGE} with apt-get download / dpkg-deb: {err}") from err
-        text = sword_text(Path(tmp) / "x" / MODULE)
+        text = sword_text(apt_extract("bible", [PACKAGE], Path(tmp)) / MODULE)
     out.with_suffix(".tmp").write_text(text, encoding="utf-8")
     out.with_suffix(".tmp").replace(out)
     logger.info("default corpus: %d characters in %s", len(text), out)

@@ -3,40 +3,45 @@
 Phases of :func:`train_transcoders`:
 
 1. **Windows** — the corpus is tokenized into windows of ``seq_len`` tokens (BOS first), in a
-   fixed order (:func:`token_windows`); the first ``eval_tokens`` are held out for the report.
+   fixed order (:func:`token_windows`); ``eval_tokens`` are held out for the report: windows of
+   the separate held-out text when one is given (the mixed corpus's ``heldout.txt``), else the
+   first windows of the stream.
 2. **Harvest** — for each chunk of ``chunk_tokens`` tokens, one forward pass per batch of
    windows records every layer's MLP input and output (``mlp.hook_in`` / ``mlp.hook_out``); the
    pass stops after the last block (no unembedding). Position 0 (BOS) is dropped, as
-   circuit-tracer zeroes transcoder features there.
+   circuit-tracer zeroes transcoder features there. With ``bf16`` the pass runs under CPU
+   autocast and the chunk is kept in bfloat16 (half the memory).
 3. **Normalise** — on the first chunk, one scale per layer for inputs and outputs (root mean
    square norm / sqrt(d_model)); training sees unit-scale activations, and the scales are folded
    into the weights when the transcoders are written.
-4. **Train** — every layer's transcoder on the same shuffled chunk (seeded by chunk), one Adam
-   step for all layers per batch: normalised MSE, plus for ReLU an L1 penalty on activations x
-   decoder norms (Anthropic's "Towards Monosemanticity" update); TopK needs no penalty
-   (Gao et al. 2024).
-5. **Checkpoint** — after each chunk, weights, Adam state and progress (safetensors + JSON,
-   written then renamed): a killed run resumes at the next chunk and ends with the same weights
-   as an uninterrupted one (same seed and settings; other settings are refused).
+4. **Train** — ``epochs`` passes over the chunk held in memory, each in its own seeded order;
+   one Adam step for all layers per batch, the learning rate from the schedule
+   (:func:`scrying.transcoders.train_loss.lr_at`: warmup, then cosine decay over the whole run);
+   the loss per layer is :func:`scrying.transcoders.train_loss.layer_loss` (normalised MSE,
+   AuxK on the features dead for ``dead_after`` rows, L1 for ReLU). TopK decodes sparsely
+   (``embedding_bag`` over the ``k`` active rows), which equals the dense product. Master
+   weights and Adam stay float32; ``bf16`` runs the products under autocast.
+5. **Checkpoint** — after each chunk, weights, Adam state, dead-feature counters and progress in
+   one file written atomically (:mod:`scrying.transcoders.train_checkpoint`): a killed run
+   resumes at the next chunk and ends with the same weights as an uninterrupted one (same seed
+   and settings; other settings are refused).
 6. **Write and report** — ``config.yaml`` + ``layer_<i>.safetensors`` (circuit-tracer's layout,
    :mod:`scrying.transcoders.files`) and the per-layer quality report on the held-out windows
-   (:mod:`scrying.transcoders.quality`).
+   (:mod:`scrying.transcoders.quality`: FVU, L0, dead and rare features, spliced-in loss and KL).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from scrying.axes import Int, Model, Tensor
@@ -46,6 +51,13 @@ from scrying.prompts import prepends_bos
 from scrying.sites import Component, Site, recorded
 from scrying.transcoders.files import TranscoderSet, write_transcoders
 from scrying.transcoders.quality import quality_report
+from scrying.transcoders.train_checkpoint import (
+    load_checkpoint,
+    optimizer_state,
+    optimizer_tensors,
+    save_checkpoint,
+)
+from scrying.transcoders.train_loss import dead_mask, layer_loss, lr_at
 from scrying.transcoders.transcoder import Transcoder, TranscoderSpec
 
 logger = logging.getLogger(__name__)
@@ -68,22 +80,36 @@ class TranscoderTrainConfig:
     eval_tokens: int = 8_192
     harvest_batch: int = 16  # windows per forward pass
     seed: int = 0
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Literal["float32", "float64"] = "float32"  # of the weights and Adam state
+    epochs: int = 1  # passes over each harvested chunk
+    warmup_steps: int = 0  # 0 with final_lr_fraction 1: a constant learning rate
+    final_lr_fraction: float = 1.0
+    aux_coef: float = 0.0  # AuxK (Gao et al. 2024: 1/32); 0 turns it off
+    k_aux: int = 256
+    dead_after: int = 1_000_000  # rows without firing before a feature counts as dead
+    bf16: bool = False  # harvest and train under bfloat16 autocast, chunk stored in bfloat16
+    splice_tokens: int = 0  # held-out tokens for the spliced-in loss in the report (0: none)
+    rare_every: int = 1000  # rare: fired, but less than once per this many held-out tokens
 
     def __post_init__(self) -> None:
         if self.activation not in ("relu", "topk"):
             raise ConfigError(f"TranscoderTrainConfig.activation must be 'relu' or 'topk' (JumpReLU sets are read, not trained), got {self.activation!r}")
         if (self.activation == "topk") != (self.k is not None):
             raise ConfigError(f"TranscoderTrainConfig.k is required for 'topk' and only for it, got k={self.k}")
-        for name in ("n_features", "batch_size", "chunk_tokens", "total_tokens", "eval_tokens", "harvest_batch"):
+        for name in ("n_features", "batch_size", "chunk_tokens", "total_tokens", "eval_tokens", "harvest_batch", "epochs", "k_aux",
+                     "dead_after", "rare_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TranscoderTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.seq_len < 2:
             raise ConfigError(f"TranscoderTrainConfig.seq_len must be >= 2, got {self.seq_len}")
         if self.chunk_tokens < self.seq_len:
             raise ConfigError(f"TranscoderTrainConfig.chunk_tokens ({self.chunk_tokens}) must hold one window of seq_len {self.seq_len}")
-        if self.lr <= 0 or self.l1 < 0:
-            raise ConfigError(f"TranscoderTrainConfig.lr must be > 0 and l1 >= 0, got {self.lr}, {self.l1}")
+        if self.lr <= 0 or self.l1 < 0 or self.aux_coef < 0:
+            raise ConfigError(f"TranscoderTrainConfig.lr must be > 0, l1 and aux_coef >= 0, got {self.lr}, {self.l1}, {self.aux_coef}")
+        if self.warmup_steps < 0 or not 0 <= self.final_lr_fraction <= 1:
+            raise ConfigError(f"TranscoderTrainConfig.warmup_steps must be >= 0 and final_lr_fraction in [0, 1], got {self.warmup_steps}, {self.final_lr_fraction}")
+        if self.splice_tokens < 0 or self.splice_tokens > self.eval_tokens:
+            raise ConfigError(f"TranscoderTrainConfig.splice_tokens must be in 0..eval_tokens ({self.eval_tokens}), got {self.splice_tokens}")
 
     @property
     def windows_per_chunk(self) -> int:
@@ -97,17 +123,37 @@ class TranscoderTrainConfig:
     def n_eval_windows(self) -> int:
         return max(1, self.eval_tokens // self.seq_len)
 
+    @property
+    def steps_per_chunk(self) -> int:
+        rows = self.windows_per_chunk * (self.seq_len - 1)
+        return self.epochs * -(-rows // self.batch_size)
 
-#: Gemma 3 270M (18 layers, d_model 640), float32. Activations held per chunk: tokens x 18 x 2 x
-#: 640 x 4 bytes (quick 1.5 GB, default 3 GB, large 12 GB).
+    @property
+    def total_steps(self) -> int:
+        return self.n_chunks * self.steps_per_chunk
+
+
+#: Gemma 3 270M (18 layers, d_model 640). Activations held per chunk: tokens x 18 x 2 x 640 x 4
+#: bytes in float32 (quick 1.5 GB, default 3 GB, large 12 GB), half that with ``bf16``.
 #: ``quick``: a smoke-level set, 4 chunks (measured 12 min a chunk on this 2-core machine under a
 #: load average of 7; ~3 min a chunk idle); ``default``: 9 chunks of 32,768 tokens (295k tokens,
 #: 4,096 TopK-32 features per layer): on the idle machine a chunk takes ~3 min (harvest 882
-#: tok/s, 137 s of Adam steps: measured on the first chunk), ~27 min in all; ``large``: ~10M
-#: tokens and 16k features, for a machine with a GPU and >= 32 GB of memory.
+#: tok/s, 137 s of Adam steps: measured on the first chunk), ~27 min in all; ``recipe``: the
+#: recipe of issue 21 for the mixed corpus (``scrying transcoders corpus --mix``): 8,192 TopK-64
+#: features with a skip connection, 2.03M tokens in 31 chunks of 65,536 (992 Adam steps of 2,048
+#: rows), AuxK (1/32, k_aux 256, dead after 262,144 rows), warmup 100 steps then cosine decay to
+#: 10% of 8e-4, one pass per chunk and float32 (on this CPU bf16 autocast made a step 3x slower,
+#: and a second pass over a chunk costs the same steps as fresh text); held-out report on 32,768
+#: tokens, spliced-in loss on 4,096; time: see the README (measured on a short run); ``large``:
+#: ~10M tokens and 16k features, for a machine with a GPU and >= 32 GB of memory.
 PRESETS: dict[str, TranscoderTrainConfig] = {
     "quick": TranscoderTrainConfig(n_features=2048, k=32, total_tokens=65_536, chunk_tokens=16_384, seq_len=64, eval_tokens=4_096),
     "default": TranscoderTrainConfig(n_features=4096, k=32, total_tokens=294_912, chunk_tokens=32_768, seq_len=128),
+    "recipe": TranscoderTrainConfig(
+        n_features=8192, k=64, total_tokens=2_031_616, chunk_tokens=65_536, seq_len=128, batch_size=2048, lr=8e-4, epochs=1,
+        warmup_steps=100, final_lr_fraction=0.1, aux_coef=1 / 32, k_aux=256, dead_after=262_144, bf16=False,
+        eval_tokens=32_768, splice_tokens=4_096, rare_every=1000, harvest_batch=8,
+    ),
     "large": TranscoderTrainConfig(n_features=16_384, k=64, total_tokens=10_000_000, chunk_tokens=131_072, seq_len=256, batch_size=4096),
 }
 
@@ -115,10 +161,10 @@ PRESETS: dict[str, TranscoderTrainConfig] = {
 @dataclass(frozen=True)
 class TrainResult:
     transcoders: TranscoderSet
-    report: pd.DataFrame  # per layer: fvu, l0, dead_fraction
+    report: pd.DataFrame  # per layer: see scrying.transcoders.quality
     chunks_trained: int  # in this call (a resumed run counts only its own)
     directory: Path
-    history: list[dict] = field(default_factory=list)  # per chunk: mean normalised MSE per layer
+    history: list[dict] = field(default_factory=list)  # per chunk: mean normalised MSE (and AuxK) per layer, timings
 
 
 def token_windows(model: Model, texts: Iterable[str], seq_len: int) -> Iterator[Int[Tensor, " seq"]]:
@@ -155,12 +201,18 @@ def harvest(model: Model, windows: Int[Tensor, "batch seq"]) -> tuple[Tensor, Te
     return x, y
 
 
+def _autocast(config: TranscoderTrainConfig):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else nullcontext()
+
+
 def _harvest_chunk(model: Model, windows: list[Tensor], config: TranscoderTrainConfig, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    store = torch.bfloat16 if config.bf16 else dtype
     xs, ys = [], []
     for start in range(0, len(windows), config.harvest_batch):
-        x, y = harvest(model, torch.stack(windows[start : start + config.harvest_batch]))
-        xs.append(x.to(dtype))
-        ys.append(y.to(dtype))
+        with _autocast(config):
+            x, y = harvest(model, torch.stack(windows[start : start + config.harvest_batch]))
+        xs.append(x.to(store))
+        ys.append(y.to(store))
     return torch.cat(xs, dim=1), torch.cat(ys, dim=1)
 
 
@@ -172,7 +224,7 @@ def _init(spec: TranscoderSpec, seed: int, dtype: torch.dtype, y_mean: Tensor) -
     with torch.no_grad():
         tc.W_dec.copy_(0.1 * w)
         tc.W_enc.copy_(w)
-        tc.b_dec.copy_(y_mean)
+        tc.b_dec.copy_(y_mean.to(dtype))
     return tc
 
 
@@ -197,6 +249,7 @@ class _Progress:
     scales: list[tuple[float, float]] = field(default_factory=list)
     transcoders: list[Transcoder] = field(default_factory=list)
     optimizer: torch.optim.Optimizer | None = None
+    since_fired: Tensor | None = None  # [layer feature] rows since each feature last fired
 
 
 def train_transcoders(
@@ -205,6 +258,7 @@ def train_transcoders(
     out_dir: str | Path,
     config: TranscoderTrainConfig | None = None,
     *,
+    eval_texts: Callable[[], Iterable[str]] | None = None,
     model_name: str = "",
     progress: bool = False,
     on_chunk: Callable[[int], None] | None = None,
@@ -212,30 +266,33 @@ def train_transcoders(
     """Train, checkpointing after every chunk into ``out_dir/checkpoint``; a rerun resumes.
 
     ``texts`` returns a fresh iterable of the corpus's documents each time it is called (a
-    resumed run reads the stream again up to where it stopped). ``on_chunk(i)`` is called after
-    chunk ``i`` is checkpointed (tests interrupt there). Phases: see the module docstring.
+    resumed run reads the stream again up to where it stopped); ``eval_texts`` the held-out text
+    the report reads (``None``: the first windows of ``texts`` are held out). ``on_chunk(i)`` is
+    called after chunk ``i`` is checkpointed (tests interrupt there). Phases: see the module
+    docstring.
     """
     config = config or TranscoderTrainConfig()
     out = Path(out_dir)
     dtype = getattr(torch, config.dtype)
     n_layers, d_model = model.cfg.n_layers, model.cfg.d_model
     spec = TranscoderSpec(d_model=d_model, n_features=config.n_features, activation=config.activation, k=config.k, skip=config.skip)
-    settings = {"config": asdict(config), "model_name": model_name, "n_layers": n_layers, "d_model": d_model}
+    settings = {"config": asdict(config), "model_name": model_name, "n_layers": n_layers, "d_model": d_model,
+                "separate_heldout": eval_texts is not None}
     stream = token_windows(model, texts(), config.seq_len)
-    eval_windows = _held_out(stream, config)
+    eval_windows = _held_out(stream if eval_texts is None else token_windows(model, eval_texts(), config.seq_len), config)
     state = _resume(out / "checkpoint", settings, spec, dtype, n_layers, config)
     trained = 0
-    bar = tqdm(total=config.n_chunks, initial=state.done, desc="transcoders", disable=not progress)
+    bar = tqdm(total=config.total_steps, initial=state.done * config.steps_per_chunk, desc="transcoders", unit="step", disable=not progress)
     for chunk in range(config.n_chunks):
         windows = [w for _, w in zip(range(config.windows_per_chunk), stream, strict=False)]
         if len(windows) < config.windows_per_chunk:
             raise InvalidInputError(f"the corpus ran out at chunk {chunk} of {config.n_chunks} ({config.total_tokens} tokens asked); give more text or fewer tokens")
         if chunk < state.done:
             continue
-        _train_on(model, windows, state, spec, config, dtype, chunk)
-        _save_checkpoint(out / "checkpoint", settings, state.transcoders, state.optimizer, state.scales, chunk + 1, state.history)
+        _train_on(model, windows, state, spec, config, dtype, chunk, bar)
+        state.done = chunk + 1
+        _save(out / "checkpoint", settings, state)
         trained += 1
-        bar.update(1)
         if on_chunk is not None:
             on_chunk(chunk)
     bar.close()
@@ -243,49 +300,62 @@ def train_transcoders(
 
 
 def _held_out(stream: Iterator[Tensor], config: TranscoderTrainConfig) -> list[Tensor]:
-    """Phase 1: the first windows of the stream, kept for the report."""
+    """Phase 1: the first ``n_eval_windows`` windows of the stream, kept for the report."""
     eval_windows = [w for _, w in zip(range(config.n_eval_windows), stream, strict=False)]
     if len(eval_windows) < config.n_eval_windows:
-        raise InvalidInputError(f"the corpus holds {len(eval_windows)} windows of {config.seq_len} tokens, fewer than the {config.n_eval_windows} held out for evaluation")
+        raise InvalidInputError(f"the held-out text holds {len(eval_windows)} windows of {config.seq_len} tokens, fewer than the {config.n_eval_windows} asked for evaluation (eval_tokens)")
     return eval_windows
+
+
+def _save(ckpt: Path, settings: dict, state: _Progress) -> None:
+    """Phase 5: one atomic file (see :mod:`scrying.transcoders.train_checkpoint`)."""
+    assert state.optimizer is not None and state.since_fired is not None  # set with the transcoders
+    tensors = {f"L{ly}.{k}": v for ly, tc in enumerate(state.transcoders) for k, v in tc.tensors().items()}
+    tensors |= optimizer_tensors(state.optimizer)
+    tensors["since_fired"] = state.since_fired
+    save_checkpoint(ckpt, tensors, {**settings, "chunks_done": state.done, "scales": state.scales, "history": state.history})
 
 
 def _resume(ckpt: Path, settings: dict, spec: TranscoderSpec, dtype: torch.dtype, n_layers: int, config: TranscoderTrainConfig) -> _Progress:
     """Phase 5, read back: the checkpoint's progress, or a fresh start."""
-    saved = _load_checkpoint(ckpt, settings)
-    if not saved:
+    saved = load_checkpoint(ckpt, settings)
+    if saved is None:
         return _Progress()
-    tensors = load_file(str(ckpt / "state.safetensors"))
+    tensors, meta = saved
     transcoders = [Transcoder(spec, dtype=dtype).load_tensors(_prefixed(tensors, f"L{ly}.")) for ly in range(n_layers)]
     optimizer = _optimizer(transcoders, config)
-    optimizer.load_state_dict(_optimizer_state(optimizer, tensors))
-    logger.warning("Resuming: %d of %d chunks already done (%s)", saved["chunks_done"], config.n_chunks, ckpt.parent)
-    return _Progress(saved["chunks_done"], saved["history"], [tuple(s) for s in saved["scales"]], transcoders, optimizer)
+    optimizer.load_state_dict(optimizer_state(optimizer, tensors))
+    logger.warning("Resuming: %d of %d chunks already done (%s)", meta["chunks_done"], config.n_chunks, ckpt.parent)
+    return _Progress(meta["chunks_done"], meta["history"], [tuple(s) for s in meta["scales"]], transcoders, optimizer, tensors["since_fired"])
 
 
 def _train_on(
-    model: Model, windows: list[Tensor], state: _Progress, spec: TranscoderSpec, config: TranscoderTrainConfig, dtype: torch.dtype, chunk: int
+    model: Model, windows: list[Tensor], state: _Progress, spec: TranscoderSpec, config: TranscoderTrainConfig, dtype: torch.dtype,
+    chunk: int, bar: tqdm,
 ) -> None:
     """Phases 2-4 for one chunk: harvest, normalise (scales fixed by the first chunk), train."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     x, y = _harvest_chunk(model, windows, config, dtype)
-    harvested = time.perf_counter()
+    harvested, cpu_harvested = time.perf_counter(), time.process_time()
     n_layers = x.shape[0]
     if not state.scales:
-        state.scales = [(_rms(x[ly]), _rms(y[ly])) for ly in range(n_layers)]
-    s_in = torch.tensor([s[0] for s in state.scales], dtype=dtype)[:, None, None]
-    s_out = torch.tensor([s[1] for s in state.scales], dtype=dtype)[:, None, None]
+        state.scales = [(_rms(x[ly].float()), _rms(y[ly].float())) for ly in range(n_layers)]
+    s_in = torch.tensor([s[0] for s in state.scales], dtype=x.dtype)[:, None, None]
+    s_out = torch.tensor([s[1] for s in state.scales], dtype=x.dtype)[:, None, None]
     x, y = x / s_in, y / s_out
     if not state.transcoders:
-        state.transcoders = [_init(spec, config.seed * 1000 + ly, dtype, y[ly].mean(0)) for ly in range(n_layers)]
+        state.transcoders = [_init(spec, config.seed * 1000 + ly, dtype, y[ly].float().mean(0)) for ly in range(n_layers)]
         state.optimizer = _optimizer(state.transcoders, config)
-    assert state.optimizer is not None  # set together with the transcoders
-    losses = _train_chunk(state.transcoders, state.optimizer, x, y, config, chunk)
+        state.since_fired = torch.zeros(n_layers, spec.n_features, dtype=torch.long)
+    mse, aux = _train_chunk(state, x, y, config, chunk, bar)
+    seconds = time.perf_counter() - harvested
     logger.info(
-        "chunk %d/%d: harvest %.0f tok/s, training %.1f s, mean normalised MSE %.3f",
-        chunk + 1, config.n_chunks, x.shape[1] / (harvested - started), time.perf_counter() - harvested, sum(losses) / len(losses),
+        "chunk %d/%d: harvest %.0f tok/s, training %.1f s (%.2f s/step), mean normalised MSE %.3f",
+        chunk + 1, config.n_chunks, x.shape[1] / (harvested - started), seconds, seconds / config.steps_per_chunk, sum(mse) / len(mse),
     )
-    state.history.append({"chunk": chunk, "mse": losses})
+    state.history.append({"chunk": chunk, "mse": mse, "aux": aux, "harvest_s": harvested - started, "train_s": seconds,
+                          "harvest_cpu_s": cpu_harvested - cpu_started, "train_cpu_s": time.process_time() - cpu_harvested,
+                          "dead_fraction": dead_mask(state.since_fired, config.dead_after).double().mean(-1).tolist()})
 
 
 def _write_and_report(
@@ -294,7 +364,10 @@ def _write_and_report(
     """Phase 6: fold the scales into the weights, write the set and its quality report."""
     tset = TranscoderSet([_fold(tc, *state.scales[ly]) for ly, tc in enumerate(state.transcoders)], model_name)
     write_transcoders(tset, out)
-    report = quality_report(model, tset, torch.stack(eval_windows), batch=config.harvest_batch)
+    windows = torch.stack(eval_windows)
+    n_splice = min(len(eval_windows), config.splice_tokens // config.seq_len) if config.splice_tokens else 0
+    report = quality_report(model, tset, windows, batch=config.harvest_batch, rare_every=config.rare_every,
+                            splice_windows=windows[:n_splice] if n_splice else None)
     report.to_csv(out / "report.csv", index=False)
     return TrainResult(tset, report, trained, out, state.history)
 
@@ -307,67 +380,36 @@ def _optimizer(transcoders: list[Transcoder], config: TranscoderTrainConfig) -> 
     return torch.optim.Adam([p for tc in transcoders for p in tc.parameters()], lr=config.lr)
 
 
-def _train_chunk(
-    transcoders: list[Transcoder], optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, config: TranscoderTrainConfig, chunk: int
-) -> list[float]:
+def _train_chunk(state: _Progress, x: Tensor, y: Tensor, config: TranscoderTrainConfig, chunk: int, bar: tqdm) -> tuple[list[float], list[float]]:
+    """Phase 4: ``epochs`` seeded passes over the chunk; mean MSE and AuxK per layer."""
+    transcoders, optimizer, since = state.transcoders, state.optimizer, state.since_fired
+    assert optimizer is not None and since is not None  # set with the transcoders
     rows = x.shape[1]
-    order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + chunk))
-    totals = [0.0] * len(transcoders)
-    steps = 0
-    for start in range(0, rows, config.batch_size):
-        idx = order[start : start + config.batch_size]
-        loss = torch.zeros((), dtype=x.dtype)
-        for ly, tc in enumerate(transcoders):
-            xb, yb = x[ly, idx], y[ly, idx]
-            feats = tc.encode(xb)
-            mse = (tc.decode(feats, xb) - yb).pow(2).sum(-1).mean()
-            totals[ly] += mse.item()
-            loss = loss + mse
-            if config.l1 > 0:
-                loss = loss + config.l1 * (feats * tc.W_dec.norm(dim=1)).sum(-1).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        steps += 1
-    return [t / steps for t in totals]
+    totals, aux_totals, steps = [0.0] * len(transcoders), [0.0] * len(transcoders), 0
+    step = chunk * config.steps_per_chunk
+    for epoch in range(config.epochs):
+        order = torch.randperm(rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + chunk * 101 + epoch))
+        for start in range(0, rows, config.batch_size):
+            idx = order[start : start + config.batch_size]
+            dead = dead_mask(since, config.dead_after)
+            loss = torch.zeros((), dtype=transcoders[0].dtype)
+            with _autocast(config):
+                for ly, tc in enumerate(transcoders):
+                    part = layer_loss(tc, x[ly, idx], y[ly, idx], dead=dead[ly], k_aux=config.k_aux, aux_coef=config.aux_coef, l1=config.l1)
+                    totals[ly] += part.mse
+                    aux_totals[ly] += part.aux
+                    loss = loss + part.total.float()
+                    since[ly] = torch.where(part.fired, 0, since[ly] + len(idx))
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config.total_steps, config.lr, config.warmup_steps, config.final_lr_fraction)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            step += 1
+            bar.update(1)
+    return [t / steps for t in totals], [t / steps for t in aux_totals]
 
 
 def _prefixed(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def _optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> dict:
-    blank = optimizer.state_dict()
-    state: dict[int, dict[str, Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    return {"state": state, "param_groups": blank["param_groups"]}
-
-
-def _save_checkpoint(
-    ckpt: Path, settings: dict, transcoders: list[Transcoder], optimizer: torch.optim.Optimizer,
-    scales: list[tuple[float, float]], chunks_done: int, history: list[dict],
-) -> None:
-    ckpt.mkdir(parents=True, exist_ok=True)
-    tensors = {f"L{ly}.{k}": v.detach().clone() for ly, tc in enumerate(transcoders) for k, v in tc.tensors().items()}
-    for index, values in optimizer.state_dict()["state"].items():
-        for name, value in values.items():
-            tensors[f"opt.{index}.{name}"] = torch.as_tensor(value).clone()
-    save_file(tensors, str(ckpt / "state.safetensors.tmp"))
-    os.replace(ckpt / "state.safetensors.tmp", ckpt / "state.safetensors")
-    meta = {**settings, "chunks_done": chunks_done, "scales": scales, "history": history}
-    (ckpt / "state.json.tmp").write_text(json.dumps(meta))
-    os.replace(ckpt / "state.json.tmp", ckpt / "state.json")
-
-
-def _load_checkpoint(ckpt: Path, settings: dict) -> dict | None:
-    meta_path = ckpt / "state.json"
-    if not meta_path.is_file() or not (ckpt / "state.safetensors").is_file():
-        return None
-    meta = json.loads(meta_path.read_text())
-    stored = {k: meta.get(k) for k in settings}
-    if json.loads(json.dumps(settings)) != stored:
-        raise InvalidInputError(f"{ckpt} holds a run with other settings ({stored}); use another directory or delete it")
-    return meta
