@@ -43,3 +43,14 @@ def toy_model(toy_dir: Path):
 def gemma():
     """The default model (Gemma 3 270M from the packaged GGUF)."""
     return load_model("gemma-3-270m", cache_config())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster for a test module (about 5 s to start), stopped after it; its address."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

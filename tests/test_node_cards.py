@@ -141,3 +141,17 @@ def test_cards_of_a_stored_graph_equal_the_traces_own(tmp_path):
     neurons = trace(model, "t3 t4 t5 t6 t7", KEEP_ALL, model_name="tiny", validate=False, card_windows=w, contexts_from="w")
     stored = Graph.read_json(neurons.pruned.write_json(tmp_path / "n.json"))
     assert cards_for_graph(model, stored, windows=w, contexts_from="w") == neurons.pruned.metadata["cards"]
+
+
+def test_the_readme_reads_the_dallas_neuron_from_its_stored_card():
+    """The README's reading of L13 neuron 824 on Dallas → Texas is its stored card's."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    card = json.loads((root / "graphs" / "gallery" / "dallas-texas.json").read_text())["scrying"]["metadata"]["cards"]["13_824_8"]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    promoted = ", ".join(repr(t) for t, _ in card["promotes"])
+    assert f"promotes {promoted} (state names" in readme
+    first = card["contexts"][0]
+    assert first["tokens"][first["at"]].strip() == "," and "Hebron" in "".join(first["tokens"])

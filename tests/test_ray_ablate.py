@@ -29,15 +29,6 @@ LINES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-
-
 def job(toy_dir, prompts, out, **ablation) -> AblationJob:
     return AblationJob(prompts=prompts, model=str(toy_dir), out=out, bootstrap=BootstrapConfig(n_resamples=50),
                        ablation=AblationConfig(progress=False, **ablation))

@@ -26,15 +26,6 @@ ITEMS = [("t1 t5 t2 t1 t5", " t2"), ("t3 t9 t4 t3 t9", " t4"), ("t8 t2 t6 t8 t2"
          ("t7 t4 t1 t7 t4", " t1"), ("t6 t3 t8 t6 t3", " t8"), ("t2 t7 t9 t2 t7", " t9")]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-
-
 def test_a_family_on_ray_equals_the_in_process_study_and_resumes(cluster, toy_dir, tmp_path, capsys):
     shutil.copytree(toy_dir, tmp_path / "bigger")  # a second member: the same weights at another path
     family = tmp_path / "family.json"

@@ -17,15 +17,6 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-
-
 def test_a_probe_on_ray_equals_the_in_process_probe_and_resumes(cluster, tmp_path, tiny_dir, capsys):  # noqa: F811
     pairs = _write(tmp_path / "pairs.jsonl", _pair_lines())
     args = ["reversal", "--pairs", str(pairs), "--model", str(tiny_dir), "--distractors", "2", "--n-bootstrap", "50"]

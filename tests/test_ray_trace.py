@@ -34,16 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = TraceConfig(features=FeatureGraphConfig(max_feature_nodes=20), validation=ValidationConfig(top_k=3))
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A local Ray cluster for the module (about 5 s to start), stopped after it."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-
-
 def write_prompts(path: Path, n: int, seed: int = 0) -> Path:
     """``n`` repeated random sequences of the toy's tokens (an induction prompt each)."""
     rng = random.Random(seed)
