@@ -20,7 +20,7 @@ Phases of :func:`run_trace_batch`:
 from __future__ import annotations
 
 import logging
-import re
+import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,11 @@ logger = logging.getLogger(__name__)
 #: The keys a trace batch file may carry besides ``prompt``, with their types.
 BATCH_FIELDS = {"target": str, "corrupt": str, "level": str, "split_qkv": bool, "id": (str, int)}
 
-_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+_ID_CHARS = frozenset(string.ascii_letters + string.digits + "._-")  # an id is a file name: these, 1-200, no leading dot
+
+
+def _is_file_name(key: str) -> bool:
+    return 1 <= len(key) <= 200 and key[0] != "." and all(c in _ID_CHARS for c in key)
 
 
 def prompt_id(record: PromptRecord, number: int) -> str:
@@ -55,7 +59,7 @@ def read_prompts(path: Path) -> list[PromptRecord]:
     seen: dict[str, str] = {}
     for number, record in enumerate(records):
         key = prompt_id(record, number)
-        if not _ID.fullmatch(key):
+        if not _is_file_name(key):
             raise InvalidInputError(
                 f"{record.where}: id {key!r} is not a file name; expected letters, digits, '.', '_' or '-' "
                 "(not starting with '.')"
