@@ -14,13 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from scrying.attribution import Graph
 from scrying.attribution.stored_cards import cards_for_graph
 from scrying.models import LoadConfig, default_cache_dir, load_model
 from scrying.transcoders.corpus import build_default_corpus, read_texts
-from scrying.transcoders.train import token_windows
+from scrying.transcoders.train import first_windows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     model = load_model(args.model, LoadConfig(cache_dir=default_cache_dir()))
     corpus = build_default_corpus(Path(default_cache_dir()))
-    windows = torch.stack([w for _, w in zip(range(args.windows), token_windows(model, read_texts([corpus]), 64), strict=False)])
+    windows = first_windows(model, read_texts([corpus]), 64, args.windows, what=str(corpus))
     source = f"{windows.shape[0]} windows of 64 tokens of {corpus.name}"
     for path, graph in mine.items():
         graph.metadata["cards"] = cards_for_graph(model, graph, windows=windows, contexts_from=source)

@@ -68,13 +68,12 @@ def _context_windows(args: argparse.Namespace, model) -> tuple[torch.Tensor | No
     if not args.contexts:
         return None, ""
     from scrying.transcoders.corpus import read_texts
-    from scrying.transcoders.train import token_windows
+    from scrying.transcoders.train import first_windows
 
-    windows = [w for _, w in zip(range(args.context_windows), token_windows(model, read_texts(args.contexts), 64), strict=False)]
-    if not windows:
-        raise InvalidInputError(f"--contexts {' '.join(map(str, args.contexts))}: fewer than 64 tokens of text")
+    what = f"--contexts {' '.join(map(str, args.contexts))}"
+    windows = first_windows(model, read_texts(args.contexts), 64, args.context_windows, what=what)
     names = ", ".join(p.name for p in args.contexts)
-    return torch.stack(windows), f"{len(windows)} windows of 64 tokens of {names}"
+    return windows, f"{len(windows)} windows of 64 tokens of {names}"
 
 
 def _check_options(args: argparse.Namespace) -> None:

@@ -24,7 +24,7 @@ from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
 from scrying.transcoders.hub import download_published
 from scrying.transcoders.intervene import FeatureEdit, compare_top_tokens, intervened_logits
 from scrying.transcoders.quality import quality_report
-from scrying.transcoders.train import PRESETS, token_windows, train_transcoders
+from scrying.transcoders.train import PRESETS, first_windows, train_transcoders
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
@@ -86,7 +86,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     train, heldout = _corpus(args)
     paths = heldout or train
     model = model_from_args(args)
-    windows = torch.stack([w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)])
+    windows = first_windows(model, read_texts(paths), args.seq_len, args.windows, what=f"corpus {', '.join(map(str, paths))}")
     splice = windows[: args.splice_windows] if args.splice_windows else None
     report = quality_report(model, tset, windows, rare_every=args.rare_every, splice_windows=splice)
     sys.stdout.write(report.to_string(index=False) + "\n")
@@ -120,8 +120,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     check_output_file(Path(args.transcoders) / "labels.json", option="TRANSCODERS (labels.json)")
     paths = _corpus_paths(args)
     model = model_from_args(args)
-    windows = [w for _, w in zip(range(args.windows), token_windows(model, read_texts(paths), args.seq_len), strict=False)]
-    labels = label_features(model, tset, sorted(set(features)), torch.stack(windows))
+    windows = first_windows(model, read_texts(paths), args.seq_len, args.windows, what=f"corpus {', '.join(map(str, paths))}")
+    labels = label_features(model, tset, sorted(set(features)), windows)
     path = write_labels(args.transcoders, labels)
     for (layer, index), label in sorted(labels.items()):
         sys.stdout.write(f"L{layer} #{index}: {label.label}\n")

@@ -189,6 +189,15 @@ def token_windows(model: Model, texts: Iterable[str], seq_len: int) -> Iterator[
             buffer = buffer[n_text:]
 
 
+
+def first_windows(model: Model, texts: Iterable[str], seq_len: int, n: int, *, what: str) -> Int[Tensor, "window seq"]:
+    """The first ``n`` windows of :func:`token_windows` as one tensor; ``what`` (the text's
+    name) starts the error when the text holds not even one window."""
+    windows = [w for _, w in zip(range(n), token_windows(model, texts, seq_len), strict=False)]
+    if not windows:
+        raise InvalidInputError(f"{what}: fewer than {seq_len} tokens of text")
+    return torch.stack(windows)
+
 def harvest(model: Model, windows: Int[Tensor, "batch seq"]) -> tuple[Tensor, Tensor]:
     """MLP inputs and outputs of every layer, ``[layer rows d_model]`` each (position 0 dropped:
     BOS, or a first token read without context; an attention sink either way)."""
