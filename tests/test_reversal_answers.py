@@ -211,6 +211,11 @@ def test_packaged_city_state_never_ranks_a_right_city_as_wrong():
         assert not same_state & set(candidates(pairs, i, "reverse"))
         assert sorted(true_answers(pairs, i, "reverse")) == sorted(pairs[j].a for j in cities if pairs[j].b == pairs[i].b)
     check_distractors(pairs, ReversalConfig())  # every relation's cardinality agrees with its lines
+    # a city whose own pair leaks its state (New York City / New York) is left out of the file but
+    # is still a right answer for its state
+    new_york = [i for i in cities if pairs[i].b == "New York"]
+    assert new_york and all("New York City" in known_true(pairs, i, "reverse") for i in new_york)
+    assert not any(pairs[i].a == "New York City" for i in cities)
 
 
 # --- (1) hard negatives --------------------------------------------------------------------------

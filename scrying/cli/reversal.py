@@ -84,7 +84,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.experiment == "toy":
         result = run_experiment(experiment_preset(args.preset), args.out_dir, progress=True)
     else:
-        config = FinetuneConfig(model=args.model, steps=args.steps, seed=args.seed, bootstrap=BootstrapConfig(seed=args.seed))
+        config = FinetuneConfig(model=args.model, steps=args.steps, seed=args.seed, bootstrap=BootstrapConfig(seed=args.seed),
+                                target_forward_top1=args.target_forward_top1, eval_every=args.eval_every)
         result = run_finetune(config, args.out_dir, load_config(args), progress=True)
     sys.stdout.write(result.text())
     sys.stdout.write(f"wrote {args.out_dir / 'summary.json'}, {args.out_dir / 'summary.md'}\n")
@@ -127,6 +128,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--experiment", choices=["toy", "finetune"], help="the controlled experiment instead of a probe")
     p.add_argument("--preset", default="default", help="with --experiment toy: default or tiny")
     p.add_argument("--steps", type=int, default=40, help="with --experiment finetune: optimizer steps per condition")
+    p.add_argument("--target-forward-top1", type=float, default=None, metavar="T",
+                   help="with --experiment finetune: stop a condition once its held-out forward top-1 reaches T "
+                   "(measured every --eval-every steps; --steps is then the most it runs)")
+    p.add_argument("--eval-every", type=int, default=20, metavar="N",
+                   help="with --target-forward-top1: optimizer steps between two measurements")
     p.add_argument("--out-dir", type=Path, help="with --experiment: where results go")
     add_ray_args(p)
     p.set_defaults(func=cmd_reversal)
