@@ -16,6 +16,7 @@ from einops import einsum
 
 from scrying.models import LoadConfig, load_model
 from scrying.reversal.causal_tracing import subject_span
+from scrying.reversal.pairs import Pair
 from scrying.reversal.linear_probes import (
     LinearProbeConfig,
     answer_coordinates,
@@ -123,6 +124,21 @@ def test_probe_table_on_a_tiny_model(tiny_dir):  # noqa: F811
     summary = probe_summary(table, BootstrapConfig(n_resamples=20))
     assert set(summary.columns) >= {"accuracy", "accuracy_low", "accuracy_high", "shuffled", "chance"}
     assert summary.chance.eq(0.2).all()
+
+
+def test_a_prompt_shared_by_many_pairs_is_one_row(tiny_dir):  # noqa: F811
+    # three states with 3, 2 and 1 cities: forward has 6 prompts, reverse 3 ("{b} w22" per state)
+    cities = [("w1", "w9"), ("w2", "w9"), ("w3", "w9"), ("w4", "w10"), ("w5", "w10"), ("w6", "w11")]
+    pairs = [Pair(a, b, "city_state", "w20 {a} w21", "{b} w22", cardinality="many_to_one") for a, b in cities]
+    model = load_model(str(tiny_dir), LoadConfig(dtype="float64"))
+    table = probe_table(model, pairs, LinearProbeConfig(folds=2, answer_dims=4, bootstrap=BootstrapConfig(n_resamples=20)))
+    layers = model.cfg.n_layers + 1
+    forward, reverse = table[table.direction == "forward"], table[table.direction == "reverse"]
+    assert len(forward) == 6 * layers and sorted(set(forward["index"])) == [0, 1, 2, 3, 4, 5]
+    assert len(reverse) == 3 * layers and sorted(set(reverse["index"])) == [0, 3, 5]  # each state's first pair
+    first = reverse[reverse.layer == -1].set_index("index")
+    assert first.n_right.to_dict() == {0: 3, 3: 2, 5: 1} and (first.n_classes == 6).all()
+    assert probe_summary(table, BootstrapConfig(n_resamples=20)).query("direction == 'reverse'").n.eq(3).all()
 
 
 def _stored() -> dict:

@@ -35,7 +35,8 @@ Phases of :func:`probe_table`:
    that share their prompt, the cities of one state in reverse, fall in one fold, so no held-out
    prompt was seen in training), each scored by the probe fitted on the others: top-1 among all the relation's answers, right when
    the top class is a right answer of the prompt (in the many direction of a one-to-many relation
-   any of them, :func:`scrying.reversal.pairs.known_true`). Chance is ``n_right / n_classes``.
+   any of them, :func:`scrying.reversal.pairs.known_true`), each prompt counted once. Chance is
+   ``n_right / n_classes``.
 5. **Shuffled-label control**: the same probe and folds, the training pairs' labels permuted
    among them (seeded per fold); it measures what the probe reads without the fact (the answers'
    frequencies, the fit's capacity) and should sit at chance.
@@ -188,7 +189,8 @@ def fit_bilinear(
         loss.backward()
         return loss
 
-    optimizer.step(closure)
+    if b.numel():  # else the training residuals do not vary (one prompt): W = 0, no direction to fit
+        optimizer.step(closure)
     weight = einsum(q_x, b.detach(), q_e, "layer d r, layer r s, e s -> layer d e")
     return BilinearProbe(mean, std, weight, e)
 
@@ -255,7 +257,13 @@ def probe_table(model: Model, pairs: list[Pair], config: LinearProbeConfig | Non
     """One row per pair, direction and layer (``-1``: the token embeddings; ``l``: after block
     ``l``): whether the held-out probe's top answer is right (``correct``), the same for the
     shuffled-label control (``correct_shuffled``), the prompt's right answers and the relation's
-    classes (``n_right / n_classes`` is chance). ``index`` is the pair's position in ``pairs``."""
+    classes (``n_right / n_classes`` is chance). ``index`` is the pair's position in ``pairs``.
+
+    A prompt shared by several pairs (the many direction of a one-to-many relation: "The state of
+    Texas has a city called" for every Texan city) is one row, under its first pair's index: its
+    pairs are one input, held out in one fold, with one set of right answers, so counting each
+    would weight a state by its number of cities and count one prediction many times. Every pair
+    still trains the probe (one example per right answer)."""
     config = config or LinearProbeConfig()
     rows: list[dict[str, Any]] = []
     for relation in dict.fromkeys(p.relation for p in pairs):
@@ -275,7 +283,11 @@ def probe_table(model: Model, pairs: list[Pair], config: LinearProbeConfig | Non
             subjects = [p.subject(direction) for p in chosen]  # one prompt: held out as one
             correct, shuffled = cross_validated(x, y, right, classes, config, key=f"{relation}/{direction}", groups=subjects)
             n_right = right.sum(1)
+            counted: set[str] = set()
             for j, i in enumerate(members):
+                if subjects[j] in counted:  # one prompt, one row: its pairs share input, fold and right answers
+                    continue
+                counted.add(subjects[j])
                 for layer in range(x.shape[1]):
                     rows.append({"index": i, "relation": relation, "direction": direction, "layer": layer - 1,
                                  "correct": bool(correct[j, layer]), "correct_shuffled": bool(shuffled[j, layer]),
