@@ -232,8 +232,15 @@ def test_fast_intervened_passes_equal_the_reference_pass(topk, which):
     late = [r for r in rows[1:] if min(k[0] for k in r.features) >= 1]
     embedded = [Intervention(resid0={2: clean.resid0[3]}), rows[1]]
     columns = torch.tensor([3, 5, 7])
+    off = torch.nonzero(clean.features == 0)
+    off = off[torch.randperm(len(off), generator=torch.Generator().manual_seed(1))[:4]]
+    # features off on the clean run, set on (one copy sets two at one position): only a live basis can
+    inactive = [Intervention()] + [Intervention(features={tuple(int(v) for v in c): 0.5}) for c in off]
+    if len(off):  # a dense basis (neurons) has none
+        inactive.append(Intervention(features={tuple(int(v) for v in off[0]): 0.5, (int(off[0][0]), int(off[0][1]), int(picked[0][2])): 1.0}))
     for unfrozen in EVERY:
-        for batch in (rows, late, embedded):
+        live_basis = bool(unfrozen & {"masks", "basis"}) and len(off) > 0
+        for batch in (rows, late, embedded) + ((inactive,) if live_basis else ()):
             want = _reference(model, clean, batch, columns, live, unfrozen)
             got = intervened_targets(model, clean, batch, columns, live=live, unfrozen=unfrozen)
             assert torch.allclose(got, want, rtol=1e-6, atol=1e-9), (unfrozen, (got - want).abs().max())

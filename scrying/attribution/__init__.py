@@ -1,6 +1,6 @@
 """Attribution graphs: how a model reached one answer, at neuron or component granularity."""
 
-from scrying.attribution.basis import ActiveSet, BasisState, FeatureBasis, NeuronBasis
+from scrying.attribution.basis import ActiveSet, BasisState, FeatureBasis, NeuronBasis, Setting, Settings
 from scrying.attribution.feature_graph import (
     FeatureGraphConfig,
     build_feature_graph,
@@ -16,6 +16,8 @@ __all__ = [
     "Graph",
     "NeuronBasis",
     "Node",
+    "Setting",
+    "Settings",
     "build_feature_graph",
     "build_neuron_graph",
 ]

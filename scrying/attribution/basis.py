@@ -104,6 +104,13 @@ class ActiveSet:
         return out.index_add_(1, self.coords[:, 0], values)
 
 
+#: One layer's feature settings of a batch of interventions: ``(row, pos, index, value)``, one
+#: entry per set feature (``row``: the intervention's row in the batch).
+Setting = tuple[Int[Tensor, " n"], Int[Tensor, " n"], Int[Tensor, " n"], Float[Tensor, " n"]]
+#: Settings by layer.
+Settings = dict[int, Setting]
+
+
 @dataclass(frozen=True)
 class BasisState:
     """What a basis keeps from the clean run to freeze itself (each field ``None`` when the basis
@@ -161,6 +168,12 @@ class FeatureBasis(Protocol):
     ) -> list[tuple[Site, HookFn]]:
         """Hooks that compute each layer's features densely and pass them (and the error term,
         if any) through ``on_features``/``on_error``, which may cut, clamp or record them."""
+        ...
+
+    def setting_hooks(self, model: Model, state: BasisState, settings: Settings) -> list[tuple[Site, HookFn]] | None:
+        """Hooks equal to :meth:`feature_hooks` for a pass where every feature is live and only
+        ``settings`` set some, computed more cheaply; ``None`` where the basis has no cheaper way
+        (the caller then uses :meth:`feature_hooks`)."""
         ...
 
     def label(self, layer: int, index: int) -> str:
@@ -276,6 +289,9 @@ class NeuronBasis:
                 out.append((Site(Component.MLP_PRE, layer), capture(layer, pre_live)))
             out.append((Site(Component.MLP_POST, layer), _neurons(layer, slope, pre_live, on_features)))
         return out
+
+    def setting_hooks(self, model: Model, state: BasisState, settings: Settings) -> list[tuple[Site, HookFn]] | None:
+        return None  # the neurons are the MLP's own units: feature_hooks is the real MLP already
 
     def label(self, layer: int, index: int) -> str:
         return f"L{layer} neuron {index}"

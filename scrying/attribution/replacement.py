@@ -378,6 +378,9 @@ def intervened_targets(
     * Where the basis is frozen (``"masks"`` and ``"basis"`` not in ``unfrozen``) its features
       are computed through :meth:`~scrying.attribution.basis.FeatureBasis.attribution_hooks`, the
       active features only (the others are 0 under the frozen mask), clamped there.
+    * Where every feature is live and the basis has a cheaper way to apply only the settings
+      (:meth:`~scrying.attribution.basis.FeatureBasis.setting_hooks`: transcoders steer the real
+      MLP's output along the set features' decoder rows), it is used.
     * Only the target columns of the unembedding and its mean row are read, with the final norm's
       clean scale where norms are frozen (:func:`frozen_demeaned_logits`).
     """
@@ -391,7 +394,10 @@ def intervened_targets(
     settings = _settings(interventions)
     every = "errors" in unfrozen
     fwd = _freeze_hooks(model, clean, batch, frozenset(unfrozen))
-    if _lifted(frozenset(unfrozen)) & {"masks", "basis"}:
+    steered = clean.basis.setting_hooks(model, _state(clean, frozenset(unfrozen)), settings) if every else None
+    if steered is not None:  # every feature live, only the settings move: the basis's cheaper way
+        fwd += steered
+    elif _lifted(frozenset(unfrozen)) & {"masks", "basis"}:
 
         def on_features(layer: int, act: Tensor) -> Tensor:
             if every:

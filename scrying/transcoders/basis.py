@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from scrying.attribution import ActiveSet, BasisState
+from scrying.attribution import ActiveSet, BasisState, Setting, Settings
 from scrying.axes import Float, Model, Tensor
 from scrying.errors import InvalidInputError
 from scrying.sites import Component, HookFn, Site, capture
@@ -169,14 +169,8 @@ class TranscoderBasis:
         mask, since every other feature is 0 there."""
         inputs: dict[int, Tensor] = {}
         out: list[tuple[Site, HookFn]] = []
-        skip = self.set.output_site(0).component == Component.MLP_RESULT
         for layer in range(model.cfg.n_layers):
-            if skip and self.set.input_site(layer).component == Component.MLP_IN:
-                out.append((self.set.input_site(layer), _capture_and_empty(layer, inputs)))
-            else:
-                out.append((self.set.input_site(layer), capture(layer, inputs)))
-                if skip:
-                    out.append((Site(Component.MLP_IN, layer), _empty))
+            out += self._input_hooks(layer, inputs)
             out.append((self.set.output_site(layer), self._active(layer, state, active[layer], inputs, on_active, on_error)))
         return out
 
@@ -208,6 +202,75 @@ class TranscoderBasis:
 
         return fn
 
+    def setting_hooks(self, model: Model, state: BasisState, settings: Settings) -> list[tuple[Site, HookFn]] | None:
+        """Hooks for a pass where every feature is live (nothing clamped) and only ``settings``
+        (per layer, ``(row, pos, index, value)`` tensors) set features: equal to
+        :meth:`feature_hooks` with the live features, the settings written into them, and the
+        error term as it is, without a pass over every feature where none is needed.
+
+        * Real MLP (``state.error`` and ``state.mask`` lifted): the layer's output is
+          ``mlp(x) + sum (value - feature) W_dec[index]`` (module docstring), so only layers with a
+          setting are hooked, and only the set features' own rows are encoded (their mask, for
+          TopK, from the pre-activations at their position alone).
+        * Masks live, clean error (``state.mask`` lifted only): every layer is the transcoder with
+          its live activation plus the clean error; the real MLP is skipped (as in
+          :meth:`attribution_hooks`) and a TopK set decodes its ``k`` features per position only.
+        * Frozen masks: ``None`` (the active-feature path, :meth:`attribution_hooks`, serves it).
+        """
+        if state.mask is not None:
+            return None
+        inputs: dict[int, Tensor] = {}
+        out: list[tuple[Site, HookFn]] = []
+        if state.error is None:
+            for layer in sorted(settings):
+                out.append((self.set.input_site(layer), capture(layer, inputs)))
+                out.append((self.set.output_site(layer), self._steer(layer, settings[layer], inputs)))
+            return out
+        for layer in range(model.cfg.n_layers):
+            out += self._input_hooks(layer, inputs)
+            out.append((self.set.output_site(layer), self._live_replace(layer, state.error[layer], settings.get(layer), inputs)))
+        return out
+
+    def _input_hooks(self, layer: int, inputs: dict[int, Tensor]) -> list[tuple[Site, HookFn]]:
+        """Capture the layer's transcoder input, and empty the real MLP's input where the
+        transcoder replaces the MLP's output whole (:func:`_empty`)."""
+        skip = self.set.output_site(layer).component == Component.MLP_RESULT
+        if skip and self.set.input_site(layer).component == Component.MLP_IN:
+            return [(self.set.input_site(layer), _capture_and_empty(layer, inputs))]
+        hooks = [(self.set.input_site(layer), capture(layer, inputs))]
+        return hooks + [(Site(Component.MLP_IN, layer), _empty)] if skip else hooks
+
+    def _steer(self, layer: int, setting: Setting, inputs: dict[int, Tensor]) -> HookFn:
+        tc = self._weights(layer)
+
+        def fn(act: Tensor, hook: Any) -> Tensor:
+            x = inputs.pop(layer)
+            return act.index_put((setting[0], setting[1]), _setting_rows(tc, x, setting).to(act.dtype), accumulate=True)
+
+        return fn
+
+    def _live_replace(self, layer: int, error: Float[Tensor, "pos d_model"], setting: Setting | None,
+                      inputs: dict[int, Tensor]) -> HookFn:
+        tc = self._weights(layer)
+
+        def fn(act: Tensor, hook: Any) -> Tensor:
+            x = inputs.pop(layer).to(tc.dtype)
+            pre = tc.pre_activations(x)
+            if tc.spec.activation == "topk":
+                top = pre.topk(tc.spec.k, dim=-1)
+                flat = torch.nn.functional.embedding_bag(top.indices.flatten(0, -2), tc.W_dec,
+                                                         per_sample_weights=torch.relu(top.values).flatten(0, -2), mode="sum")
+                y = flat.view(*x.shape[:-1], -1) + tc.b_dec
+                if tc.W_skip is not None:
+                    y = y + x @ tc.W_skip.T
+            else:
+                y = tc.decode(pre * tc.mask(pre), x)
+            if setting is not None:
+                y = y.index_put((setting[0], setting[1]), _setting_rows(tc, x, setting), accumulate=True)
+            return y.to(act.dtype) + error.expand(x.shape[0], -1, -1).to(act.dtype)
+
+        return fn
+
     def label(self, layer: int, index: int) -> str:
         return self.labels.get((layer, index), f"L{layer} transcoder feature {index}")
 
@@ -227,6 +290,16 @@ class TranscoderBasis:
     def live_state(self, state: BasisState) -> BasisState:
         """No frozen mask, and the error recomputed from the real MLP (module docstring)."""
         return state.lifted("mask", "error")
+
+
+def _setting_rows(tc: Transcoder, x: Float[Tensor, "batch pos d_model"], setting: Setting) -> Float[Tensor, "n d_model"]:
+    """What each setting ``(row, pos, index, value)`` adds to its layer's output: ``(value -
+    feature) * W_dec[index]``, the feature's live activation computed from the input at its own
+    row and position only (all its pre-activations there: a TopK mask needs them)."""
+    rows, pos, index, values = setting
+    pre = tc.pre_activations(x[rows, pos].to(tc.dtype))  # n feature
+    live = (pre * tc.mask(pre)).gather(1, index[:, None])[:, 0]
+    return (values.to(tc.dtype) - live)[:, None] * tc.W_dec[index]
 
 
 def _capture_and_empty(layer: int, store: dict[int, Tensor]) -> HookFn:
