@@ -141,6 +141,12 @@ def test_the_many_direction_ranked_every_right_city_of_the_state():
         assert x["forward"]["n_right"] == 1
 
 
+def test_new_york_city_is_a_right_answer_for_new_york():
+    _, lines = _lines()
+    new_york = [x for x in lines if x["relation"] == "us_city_state" and x["b"] == "New York"]
+    assert new_york and all(x["reverse"]["greedy"].strip().startswith("New York City") and x["reverse"]["exact"] for x in new_york)
+
+
 def test_readme_names_the_stored_subset_and_distractors():
     settings, lines = _lines()
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
