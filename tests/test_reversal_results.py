@@ -227,6 +227,10 @@ def test_readme_cure_and_probe_tables_are_the_stored_results():
             best.setdefault(key, {})["embeddings"] = r
         if r["layer"] >= 0 and r["accuracy"] > best.setdefault(key, {}).get("best", {"accuracy": -1})["accuracy"]:
             best[key]["best"] = r
+    from scrying.reversal.report import probe_markdown
+
+    for line in probe_markdown(pd.DataFrame(summary)).splitlines():
+        assert line in readme, line
     row = best[("country_capital", "reverse")]
     assert f"{row['best']['accuracy']:.2f} [{row['best']['accuracy_low']:.2f}, {row['best']['accuracy_high']:.2f}] (layer {row['best']['layer']})" in readme
     row = best[("country_capital", "forward")]

@@ -14,6 +14,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from scrying.html_pages import escape, write_report_page
+from scrying.reversal.experiment import CONDITION_LABELS
 from scrying.reversal.records import PairRecord
 from scrying.reversal.summary import known_one_way
 
@@ -215,12 +216,15 @@ def write_report(
     return write_report_page(path, title, body, table.to_dict(orient="records"))
 
 
-def findings_markdown(probes: pd.DataFrame, toy: dict[str, dict], table: pd.DataFrame) -> str:
+def findings_markdown(probes: pd.DataFrame, toy: dict[str, dict], table: pd.DataFrame, *,
+                      finetune: dict[str, dict] | None = None, sizes: pd.DataFrame | None = None) -> str:
     """Notebook 04's closing cell, written from the stored numbers: the stored probe's pooled
     top-1 among random and hard distractors (``table``: the summary of ``results.jsonl``), the toy
     experiment's three conditions (``toy``:
-    :func:`scrying.reversal.experiment.read_experiment_summary` of ``toy_cure``), and the linear
-    probes (``probes``: :func:`scrying.reversal.linear_probes.probe_summary`)."""
+    :func:`scrying.reversal.experiment.read_experiment_summary` of ``toy_cure``), the fine-tune's
+    (``finetune``, the same reader on ``finetune``), the probe across sizes (``sizes``: the rows
+    of :func:`scrying.reversal.sizes.size_table`) and the linear probes (``probes``:
+    :func:`scrying.reversal.linear_probes.probe_summary`)."""
 
     def cell(row: Any, key: str) -> str:
         return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
@@ -248,6 +252,10 @@ def findings_markdown(probes: pd.DataFrame, toy: dict[str, dict], table: pd.Data
         f"also in its entity-preserving reversal, no reverse statement of a test fact) gives {cell(cure, 'reverse_top1')} "
         f"(reverse exact match {cell(cure, 'reverse_exact')}, forward exact match {cell(cure, 'forward_exact')}).",
     ]
+    if finetune is not None:
+        lines.append(_finetune_line(finetune, cell))
+    if sizes is not None:
+        lines.append(_sizes_line(sizes))
     for relation in dict.fromkeys(probes.relation):
         part = probes[probes.relation == relation]
         peaks = []
@@ -261,6 +269,49 @@ def findings_markdown(probes: pd.DataFrame, toy: dict[str, dict], table: pd.Data
             peaks.append(f"{direction} {cell(best, 'accuracy')} at layer {int(best.layer)} "
                          f"({embed.accuracy:.2f} from the embeddings; shuffled labels at most {control:.2f}, "
                          f"chance {rows.chance.iloc[0]:.3f}{verdict})")
-        lines.append(f"- **Linear probes, {relation}** ({int(part.n.iloc[0])} pairs, held out by prompt), best layer: "
+        n_fwd, n_rev = (int(part[part.direction == d].n.iloc[0]) for d in ("forward", "reverse"))
+        counted = f"{n_fwd} pairs" if n_fwd == n_rev else f"{n_fwd} pairs forward, {n_rev} prompts reverse"
+        lines.append(f"- **Linear probes, {relation}** ({counted}, held out by prompt), best layer: "
                      f"{peaks[0]}; {peaks[1]}.")
     return "\n".join(lines)
+
+
+def _finetune_line(finetune: dict[str, dict], cell: Any) -> str:
+    parts = []
+    for name, row in finetune.items():
+        parts.append(f"{CONDITION_LABELS.get(name, name)}: forward top-1 {cell(row, 'forward_top1')}, reverse "
+                     f"{cell(row, 'reverse_top1')} after {int(row['steps_run'])} steps ({row['seconds_per_step']:.1f} s a step)")
+    chance = next(iter(finetune.values()))["reverse_chance"]
+    return f"- **The fine-tune, Gemma 3 270M** (fictitious people, held-out phrasings, chance {chance:.2f}): " + "; ".join(parts) + "."
+
+
+def _sizes_line(sizes: pd.DataFrame) -> str:
+    pooled = sizes[sizes.relation == "all"].sort_values("params", kind="stable")
+    parts = [f"{row.label} {row.forward_top1_hard:.2f} / {row.reverse_top1_hard:.2f} (p={row.p_top1_hard:.2g})"
+             for row in pooled.itertuples()]
+    return (f"- **Across sizes** (the same {int(pooled.n.iloc[0])} pairs, top-1 among hard distractors, forward / reverse): "
+            + "; ".join(parts) + ".")
+
+
+def probe_markdown(probes: pd.DataFrame) -> str:
+    """The linear probes as one Markdown table (the README's): per relation, the pairs (forward /
+    reverse prompts where they differ), chance, accuracy from the token embeddings and at the
+    best layer per direction (95% intervals), and the shuffled control's maximum over layers."""
+    lines = ["| relation | pairs | chance | forward: embeddings | forward: best layer | reverse: embeddings | "
+             "reverse: best layer | shuffled control, max over layers |", "|---|---|---|---|---|---|---|---|"]
+    for relation in dict.fromkeys(probes.relation):
+        part = probes[probes.relation == relation]
+        by = {d: part[part.direction == d] for d in ("forward", "reverse")}
+        n = [int(by[d].n.iloc[0]) for d in by]
+        chance = [f"{by[d].chance.iloc[0]:.3f}" for d in by]
+        cells = []
+        for d in by:
+            rows = by[d]
+            embed = rows[rows.layer == rows.layer.min()].iloc[0]
+            best = rows.loc[rows.accuracy.idxmax()]
+            cells += [f"{embed.accuracy:.2f} [{embed.accuracy_low:.2f}, {embed.accuracy_high:.2f}]",
+                      f"{best.accuracy:.2f} [{best.accuracy_low:.2f}, {best.accuracy_high:.2f}] (layer {int(best.layer)})"]
+        shuffled = " / ".join(f"{by[d].shuffled.max():.2f}" for d in by)
+        lines.append(f"| {relation} | {n[0] if n[0] == n[1] else f'{n[0]} / {n[1]}'} | "
+                     f"{chance[0] if chance[0] == chance[1] else ' / '.join(chance)} | " + " | ".join(cells) + f" | {shuffled} |")
+    return "\n".join(lines) + "\n"
