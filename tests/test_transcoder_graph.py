@@ -276,6 +276,9 @@ def test_scrying_trace_with_transcoders_writes_a_validated_graph(tmp_path, capsy
     report = graph.metadata["validation"]["reports"]["unpruned graph vs frozen, scale 0"]
     assert report["pearson"] > 0.9999 and report["slope"] == pytest.approx(1.0, abs=1e-6)
     assert "Validation by intervention" in html.read_text()
+    share = graph.metadata["skip_share"]  # the skip connections' share, stored and printed
+    assert 0 < share["share"] < 1 and len(share["by_layer"]) == model.cfg.n_layers
+    assert f"skip connections' share of the MLP layers' attribution: {share['share']:.3f}" in out
 
 
 def test_position_zero_errors_join_the_constants_for_transcoders(lossy):

@@ -7,14 +7,19 @@ from scrying.attribution.feature_graph import (
     build_neuron_graph,
 )
 from scrying.attribution.graph import Graph, Node
+from scrying.attribution.replacement import CleanRun, attribution_pass, clean_run, frozen_demeaned_logits
 
 __all__ = [
     "ActiveSet",
     "BasisState",
+    "CleanRun",
     "FeatureBasis",
     "FeatureGraphConfig",
     "Graph",
     "NeuronBasis",
+    "attribution_pass",
+    "clean_run",
+    "frozen_demeaned_logits",
     "Node",
     "Setting",
     "Settings",

@@ -116,9 +116,18 @@ def cmd_trace(args: argparse.Namespace) -> int:
     windows, contexts_from = _context_windows(args, model)
     result = trace(model, args.prompt, config, model_name=args.model, basis=basis, validate=not args.no_validate,
                    card_windows=windows, contexts_from=contexts_from)
+    shares = None
+    if basis is not None:
+        from scrying.transcoders.skip_share import graph_skip_shares
+
+        shares = graph_skip_shares(model, result.graph, basis)
+        result.pruned.metadata["skip_share"] = shares.to_json()
     for path in write_trace(result, html_path=html_path, json_path=json_path):
         sys.stdout.write(f"wrote {path}\n")
     sys.stdout.write(f"{len(result.pruned.nodes)} nodes after pruning (of {len(result.graph.nodes)})\n")
+    if shares is not None:
+        layers = ", ".join(f"{v:.2f}" for v in shares.by_layer)
+        sys.stdout.write(f"skip connections' share of the MLP layers' attribution: {shares.share:.3f} (by layer: {layers})\n")
     if result.validation is None:
         sys.stdout.write("validation: skipped (--no-validate)\n")
     else:
