@@ -167,3 +167,29 @@ def test_graphs_without_a_tracer_are_refused_before_the_model_loads(tmp_path):
     with pytest.raises(ConfigError, match="--graphs 1 needs a trace_graph"):
         run_probe_job(config)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_finetune_options_reach_the_config(tmp_path, monkeypatch, capsys):
+    """``--experiment finetune --steps --target-forward-top1 --eval-every`` become the
+    FinetuneConfig the experiment runs with (the experiment itself is stubbed: it trains for an hour)."""
+    from scrying.cli.main import main
+    from scrying.reversal import finetune
+
+    seen = {}
+
+    class Done(Exception):
+        pass
+
+    def fake(config, out_dir, load=None, *, progress=False):
+        seen["config"] = config
+        raise Done
+
+    monkeypatch.setattr(finetune, "run_finetune", fake)
+    with pytest.raises(Done):
+        main(["reversal", "--experiment", "finetune", "--out-dir", str(tmp_path / "ft"), "--steps", "400",
+              "--target-forward-top1", "0.8", "--eval-every", "20"])
+    config = seen["config"]
+    assert (config.steps, config.target_forward_top1, config.eval_every) == (400, 0.8, 20)
+    with pytest.raises(Done):
+        main(["reversal", "--experiment", "finetune", "--out-dir", str(tmp_path / "ft")])
+    assert seen["config"].target_forward_top1 is None and seen["config"].eval_every == 20
