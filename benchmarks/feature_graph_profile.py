@@ -10,8 +10,9 @@ validation (``trace(..., validate=False)``, what ``scrying trace --no-validate``
 it (``ValidationConfig()``'s defaults), wall time, after one warm-up trace; the validation's
 phases (clean run, intervened passes per unfreezing stage, the activation x gradient baseline)
 timed by wrapping the module's functions. Neurons without ``--transcoders``;
-``--random-transcoders`` builds a seeded random TopK-32 set of the ``default`` preset's shape
-(4,096 features and a skip connection per layer; the costs of a trained set, not its graph).
+``--random-transcoders`` builds a seeded random TopK set, by default of the ``default`` preset's
+shape (4,096 features, TopK-32 and a skip connection per layer; ``--random-features 8192
+--random-k 64``: the ``recipe``'s); the costs of a trained set, not its graph.
 ``--old-path`` also times the path validation took before it read target columns alone: each
 stage and scale through :func:`~scrying.attribution.replacement.intervention_pass`
 (``last_only``, the whole vocabulary at the last position, every pass from the first block,
@@ -130,8 +131,9 @@ def profile(args) -> None:
             sys.stdout.write(f"  {k:<72} {v:7.2f} s  {100 * v / total:5.1f}%\n")
 
 
-def _random_set(model, seed: int = 0):
-    """A seeded random TopK-32 transcoder set of the ``default`` preset's shape (timing only)."""
+def _random_set(model, seed: int = 0, n_features: int = 4096, k: int = 32):
+    """A seeded random TopK transcoder set (default: the ``default`` preset's shape; the
+    ``recipe``'s is 8,192 features, TopK-64) with a skip connection (timing only)."""
     import torch
 
     from scrying.transcoders import Transcoder, TranscoderSet, TranscoderSpec
@@ -140,7 +142,7 @@ def _random_set(model, seed: int = 0):
     d = model.cfg.d_model
     out = []
     for _ in range(model.cfg.n_layers):
-        tc = Transcoder(TranscoderSpec(d_model=d, n_features=4096, activation="topk", k=32, skip=True))
+        tc = Transcoder(TranscoderSpec(d_model=d, n_features=n_features, activation="topk", k=k, skip=True))
         tc.load_tensors({name: torch.randn(p.shape, generator=gen) / d**0.5 for name, p in tc.tensors().items()})
         out.append(tc)
     return TranscoderSet(out, "random")
@@ -161,7 +163,8 @@ def validation_cost(args) -> None:
     if args.transcoders is not None:
         basis, what = TranscoderBasis(read_transcoders(args.transcoders)), f"transcoders {args.transcoders}"
     elif args.random_transcoders:
-        basis, what = TranscoderBasis(_random_set(model)), "random TopK-32 transcoders, 4,096 features (timing only)"
+        basis = TranscoderBasis(_random_set(model, n_features=args.random_features, k=args.random_k))
+        what = f"random TopK-{args.random_k} transcoders, {args.random_features:,} features (timing only)"
     else:
         basis, what = None, "neurons"
     phases: dict[str, list[float]] = {}  # name -> [wall, CPU] seconds
@@ -288,7 +291,9 @@ def memory(args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--transcoders", type=Path, help="a transcoder directory (profile and memory need one)")
-    p.add_argument("--random-transcoders", action="store_true", help="validation cost: a random TopK-32 set")
+    p.add_argument("--random-transcoders", action="store_true", help="validation cost: a random TopK set")
+    p.add_argument("--random-features", type=int, default=4096, help="with --random-transcoders (the recipe: 8192)")
+    p.add_argument("--random-k", type=int, default=32, help="with --random-transcoders (the recipe: 64)")
     p.add_argument("--validation-lengths", type=int, nargs="*", default=[], help="validation cost at these lengths")
     p.add_argument("--old-path", action="store_true", help="validation cost: also time the old intervention path")
     p.add_argument("--model", default="gemma-3-270m")
