@@ -72,3 +72,77 @@ def test_a_bad_family_file_is_named(tmp_path):
     bad.write_text(json.dumps([{"model": "m", "scale": "big"}]))
     with pytest.raises(InvalidInputError, match="family.json.*entry 0"):
         family_members(bad)
+
+
+def _stored_summary() -> dict:
+    path = SIZES / "summary.json"
+    if not path.exists():
+        pytest.skip("no stored across-sizes summary")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_stored_summary_is_recomputed_from_the_stored_journals():
+    stored = _stored_summary()
+    table, missing = size_table(SIZES, family_members())
+    assert missing == stored["missing"] == []
+    rows = json.loads(table.to_json(orient="records"))
+    assert len(rows) == len(stored["rows"])
+    for fresh, kept in zip(rows, stored["rows"], strict=True):
+        assert fresh.keys() == kept.keys()
+        for key, value in kept.items():
+            assert fresh[key] == (pytest.approx(value, abs=1e-9) if isinstance(value, float) else value), key
+
+
+def test_readme_tables_across_sizes_are_the_stored_summary():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (SIZES / "summary.md").read_text(encoding="utf-8")
+    stored = _stored_summary()
+    import pandas as pd
+
+    table = pd.DataFrame(stored["rows"])
+    assert text == pooled_markdown(table) + "\n" + gap_markdown(table)
+    for line in text.splitlines():
+        assert line in readme, line
+
+
+def test_notebook_size_figure_is_the_stored_summary():
+    import nbformat
+    import pandas as pd
+
+    nb = nbformat.read(ROOT / "notebooks" / "04_reversal.ipynb", as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "size_figure(" in c.source]
+    outputs = [o["data"]["application/vnd.plotly.v1+json"] for c in cells for o in c.get("outputs", [])
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(outputs) == 1, "notebook 04 shows no sizes figure"
+    table = pd.DataFrame(_stored_summary()["rows"])
+    expected = size_figure(table).to_plotly_json()["data"]
+    assert len(outputs[0]["data"]) == len(expected)
+    for got, want in zip(outputs[0]["data"], expected, strict=True):
+        assert list(got["y"]) == pytest.approx(list(want["y"]), abs=1e-12) and got["name"] == want["name"]
+
+
+def test_readme_prose_across_sizes_is_the_stored_summary():
+    import pandas as pd
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    table = pd.DataFrame(_stored_summary()["rows"])
+    state = table[table.relation == "state_capital"]
+    pooled = table[table.relation == "all"]
+    assert (state.reverse_top1_hard > state.forward_top1_hard).all()
+    assert (f"({state.forward_top1_hard.min():.2f}-{state.forward_top1_hard.max():.2f} forward against "
+            f"{state.reverse_top1_hard.min():.2f}-{state.reverse_top1_hard.max():.2f} reverse; p < 0.05 in Gemma 3 270M and "
+            "Qwen2.5-Coder-1.5B)") in readme
+    assert set(state[state.p_top1_hard < 0.05].label) == {"Gemma 3 270M", "Qwen2.5-Coder-1.5B-Instruct"}
+    cities = table[(table.relation == "us_city_state") & (table.p_top1_hard < 0.05)]
+    assert set(cities.label) == {"SmolLM2-135M-Instruct", "Qwen2.5-Coder-0.5B-Instruct"}
+    assert (cities.reverse_top1_hard > cities.forward_top1_hard).all()
+    money = table[(table.relation == "country_currency") & (table.label == "Qwen2.5-Coder-1.5B-Instruct")].iloc[0]
+    assert f"({money.forward_top1_hard:.2f} / {money.reverse_top1_hard:.2f} on {money.n} pairs, p={money.p_top1_hard:.2g})" in readme
+    forward_ahead = table[(table.relation != "all") & (table.p_top1_hard < 0.05) & (table.diff_top1_hard > 0)]
+    assert len(forward_ahead) == 1  # "the one forward-ahead asymmetry"
+    gemma, big = pooled.set_index("label").loc["Gemma 3 270M"], pooled.set_index("label").loc["Qwen2.5-Coder-1.5B-Instruct"]
+    assert pooled.diff_top1_hard.abs().idxmax() == pooled.index[pooled.label == "Gemma 3 270M"][0]
+    assert f"has the largest pooled gap ({gemma.diff_top1_hard:.2f})" in readme
+    assert f"has the smallest gap ({big.diff_top1_hard:.2f}, p={big.p_top1_hard:.2g})" in readme
+    random = pd.concat([pooled.forward_top1, pooled.reverse_top1])
+    assert f"the pooled top-1 is {random.min():.2f}-{random.max():.2f} in both directions" in readme
