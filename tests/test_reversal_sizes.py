@@ -115,10 +115,23 @@ def test_notebook_size_figure_is_the_stored_summary():
                if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(outputs) == 1, "notebook 04 shows no sizes figure"
     table = pd.DataFrame(_stored_summary()["rows"])
-    expected = size_figure(table).to_plotly_json()["data"]
-    assert len(outputs[0]["data"]) == len(expected)
-    for got, want in zip(outputs[0]["data"], expected, strict=True):
-        assert list(got["y"]) == pytest.approx(list(want["y"]), abs=1e-12) and got["name"] == want["name"]
+    shown = outputs[0]["data"]
+    expected = size_figure(table).data
+    assert len(shown) == len(expected)
+    for got, want in zip(shown, expected, strict=True):
+        assert _array(got["y"]) == pytest.approx(list(want.y), abs=1e-12) and got["name"] == want.name
+        assert _array(got["x"]) == pytest.approx(list(want.x))
+
+
+def _array(value) -> list[float]:
+    """A plotly JSON array: a list, or ``{"dtype", "bdata"}`` (base64 of the raw values)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)
 
 
 def test_readme_prose_across_sizes_is_the_stored_summary():
