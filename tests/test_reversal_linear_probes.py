@@ -204,4 +204,6 @@ def test_notebook_findings_are_the_stored_numbers():
     summary = pd.DataFrame(_stored()["summary"])
     toy = read_experiment_summary(ROOT / "results" / "reversal" / "toy_cure" / "summary.json")
     table = pd.read_csv(ROOT / "results" / "reversal" / "results.summary.csv")
-    assert last.source == findings_markdown(summary, toy, table)
+    finetune = read_experiment_summary(ROOT / "results" / "reversal" / "finetune" / "summary.json")
+    sizes = pd.DataFrame(json.loads((ROOT / "results" / "reversal" / "sizes" / "summary.json").read_text(encoding="utf-8"))["rows"])
+    assert last.source == findings_markdown(summary, toy, table, finetune=finetune, sizes=sizes)

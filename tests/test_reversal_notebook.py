@@ -18,4 +18,5 @@ def test_reversal_notebook_runs(monkeypatch):
     assert "forward rank" in text and "state_capital" in text and "forward_only" in text
     assert "both_directions_control" in text and "linear probes, country_capital" in text
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(figures) == 3  # the stored run, the logit lens, the linear probes
+    assert len(figures) == 4  # the stored run, across sizes, the logit lens, the linear probes
+    assert "SmolLM2-135M-Instruct" in text and "Qwen2.5-Coder-1.5B-Instruct" in text  # the sizes table
