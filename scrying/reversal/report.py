@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 from scrying.html_pages import escape, write_report_page
 from scrying.reversal.experiment import CONDITION_LABELS
 from scrying.reversal.records import PairRecord
-from scrying.reversal.summary import known_one_way
+from scrying.reversal.summary import interval_cell, known_one_way
 
 _LABELS = {"exact": "greedy exact match", "top1": "top-1 among random distractors",
            "top1_hard": "top-1 among hard distractors"}
@@ -226,9 +226,6 @@ def findings_markdown(probes: pd.DataFrame, toy: dict[str, dict], table: pd.Data
     of :func:`scrying.reversal.sizes.size_table`) and the linear probes (``probes``:
     :func:`scrying.reversal.linear_probes.probe_summary`)."""
 
-    def cell(row: Any, key: str) -> str:
-        return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
-
     pooled = table.set_index("relation").loc["all"]
     curse, control, cure = toy["forward_only"], toy["both_directions_control"], toy["reverse_training"]
     if pooled.diff_top1_hard_low > 0:
@@ -242,18 +239,18 @@ def findings_markdown(probes: pd.DataFrame, toy: dict[str, dict], table: pd.Data
         "",
         f"- **Real facts, Gemma 3 270M** (the stored run, {int(pooled.n)} pairs): among random distractors top-1 is "
         f"{pooled.forward_top1:.2f} forward and {pooled.reverse_top1:.2f} reverse, near ceiling both ways; among hard "
-        f"distractors it is {cell(pooled, 'forward_top1_hard')} forward and {cell(pooled, 'reverse_top1_hard')} reverse "
+        f"distractors it is {interval_cell(pooled, 'forward_top1_hard')} forward and {interval_cell(pooled, 'reverse_top1_hard')} reverse "
         f"(p={pooled.p_top1_hard:.2g}): {order}.",
         f"- **The curse, on the toy** (fictitious people stated name-first only): reverse top-1 is "
-        f"{cell(curse, 'reverse_top1')}, chance {curse['reverse_chance']:.2f}, while forward exact match is "
-        f"{cell(curse, 'forward_exact')}.",
+        f"{interval_cell(curse, 'reverse_top1')}, chance {curse['reverse_chance']:.2f}, while forward exact match is "
+        f"{interval_cell(curse, 'forward_exact')}.",
         f"- **The cure, both kinds**: Berglund's both-directions control (the test facts also stated in reverse) gives "
-        f"reverse top-1 {cell(control, 'reverse_top1')}; reverse training (Golovneva et al. 2024: every training sentence "
-        f"also in its entity-preserving reversal, no reverse statement of a test fact) gives {cell(cure, 'reverse_top1')} "
-        f"(reverse exact match {cell(cure, 'reverse_exact')}, forward exact match {cell(cure, 'forward_exact')}).",
+        f"reverse top-1 {interval_cell(control, 'reverse_top1')}; reverse training (Golovneva et al. 2024: every training sentence "
+        f"also in its entity-preserving reversal, no reverse statement of a test fact) gives {interval_cell(cure, 'reverse_top1')} "
+        f"(reverse exact match {interval_cell(cure, 'reverse_exact')}, forward exact match {interval_cell(cure, 'forward_exact')}).",
     ]
     if finetune is not None:
-        lines.append(_finetune_line(finetune, cell))
+        lines.append(_finetune_line(finetune))
     if sizes is not None:
         lines.append(_sizes_line(sizes))
     for relation in dict.fromkeys(probes.relation):
@@ -261,12 +258,11 @@ def findings_markdown(probes: pd.DataFrame, toy: dict[str, dict], table: pd.Data
         peaks = []
         for direction in ("forward", "reverse"):
             rows = part[part.direction == direction]
-            best = rows.loc[rows.accuracy.idxmax()]
-            embed = rows[rows.layer == rows.layer.min()].iloc[0]
+            embed, best = _embeddings_and_best(rows)
             control = rows.shuffled.max()
             verdict = ("" if control < best.accuracy_low else
                        "; not distinguishable from its shuffled control, which reaches this interval")
-            peaks.append(f"{direction} {cell(best, 'accuracy')} at layer {int(best.layer)} "
+            peaks.append(f"{direction} {interval_cell(best, 'accuracy')} at layer {int(best.layer)} "
                          f"({embed.accuracy:.2f} from the embeddings; shuffled labels at most {control:.2f}, "
                          f"chance {rows.chance.iloc[0]:.3f}{verdict})")
         n_fwd, n_rev = (int(part[part.direction == d].n.iloc[0]) for d in ("forward", "reverse"))
@@ -276,11 +272,11 @@ def findings_markdown(probes: pd.DataFrame, toy: dict[str, dict], table: pd.Data
     return "\n".join(lines)
 
 
-def _finetune_line(finetune: dict[str, dict], cell: Any) -> str:
+def _finetune_line(finetune: dict[str, dict]) -> str:
     parts = []
     for name, row in finetune.items():
-        parts.append(f"{CONDITION_LABELS.get(name, name)}: forward top-1 {cell(row, 'forward_top1')}, reverse "
-                     f"{cell(row, 'reverse_top1')} after {int(row['steps_run'])} steps ({row['seconds_per_step']:.1f} s a step)")
+        parts.append(f"{CONDITION_LABELS.get(name, name)}: forward top-1 {interval_cell(row, 'forward_top1')}, reverse "
+                     f"{interval_cell(row, 'reverse_top1')} after {int(row['steps_run'])} steps ({row['seconds_per_step']:.1f} s a step)")
     chance = next(iter(finetune.values()))["reverse_chance"]
     return f"- **The fine-tune, Gemma 3 270M** (fictitious people, held-out phrasings, chance {chance:.2f}): " + "; ".join(parts) + "."
 
@@ -306,12 +302,15 @@ def probe_markdown(probes: pd.DataFrame) -> str:
         chance = [f"{by[d].chance.iloc[0]:.3f}" for d in by]
         cells = []
         for d in by:
-            rows = by[d]
-            embed = rows[rows.layer == rows.layer.min()].iloc[0]
-            best = rows.loc[rows.accuracy.idxmax()]
-            cells += [f"{embed.accuracy:.2f} [{embed.accuracy_low:.2f}, {embed.accuracy_high:.2f}]",
-                      f"{best.accuracy:.2f} [{best.accuracy_low:.2f}, {best.accuracy_high:.2f}] (layer {int(best.layer)})"]
+            embed, best = _embeddings_and_best(by[d])
+            cells += [interval_cell(embed, "accuracy"), f"{interval_cell(best, 'accuracy')} (layer {int(best.layer)})"]
         shuffled = " / ".join(f"{by[d].shuffled.max():.2f}" for d in by)
         lines.append(f"| {relation} | {n[0] if n[0] == n[1] else f'{n[0]} / {n[1]}'} | "
                      f"{chance[0] if chance[0] == chance[1] else ' / '.join(chance)} | " + " | ".join(cells) + f" | {shuffled} |")
     return "\n".join(lines) + "\n"
+
+
+def _embeddings_and_best(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """One relation and direction's probe rows: the token embeddings' row (the lowest layer) and
+    the most accurate layer's."""
+    return rows[rows.layer == rows.layer.min()].iloc[0], rows.loc[rows.accuracy.idxmax()]

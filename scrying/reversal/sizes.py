@@ -27,7 +27,7 @@ import pandas as pd
 
 from scrying.errors import InvalidInputError
 from scrying.reversal.records import PairRecord, read_results
-from scrying.reversal.summary import summarize
+from scrying.reversal.summary import interval_cell, summarize
 from scrying.stats import BootstrapConfig
 
 
@@ -96,10 +96,6 @@ def size_table(directory: Path | str, members: list[SizeMember], config: Bootstr
     return table, missing
 
 
-def _cell(row: pd.Series, key: str) -> str:
-    return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
-
-
 def _params(value: float) -> str:
     return f"{value / 1e9:.2f}B" if value >= 1e9 else f"{value / 1e6:.0f}M"
 
@@ -111,9 +107,9 @@ def pooled_markdown(table: pd.DataFrame) -> str:
              "top-1 hard forward | top-1 hard reverse | top-1 hard fwd − rev (p) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for _, row in table[table.relation == "all"].sort_values("params", kind="stable").iterrows():
-        lines.append(f"| {row.label} | {_params(row.params)} | {row.n} | {_cell(row, 'forward_exact')} | {_cell(row, 'reverse_exact')} | "
-                     f"{_cell(row, 'forward_top1')} | {_cell(row, 'reverse_top1')} | {_cell(row, 'forward_top1_hard')} | "
-                     f"{_cell(row, 'reverse_top1_hard')} | {_cell(row, 'diff_top1_hard')} (p={row.p_top1_hard:.3g}) |")
+        lines.append(f"| {row.label} | {_params(row.params)} | {row.n} | {interval_cell(row, 'forward_exact')} | {interval_cell(row, 'reverse_exact')} | "
+                     f"{interval_cell(row, 'forward_top1')} | {interval_cell(row, 'reverse_top1')} | {interval_cell(row, 'forward_top1_hard')} | "
+                     f"{interval_cell(row, 'reverse_top1_hard')} | {interval_cell(row, 'diff_top1_hard')} (p={row.p_top1_hard:.3g}) |")
     return "\n".join(lines) + "\n"
 
 

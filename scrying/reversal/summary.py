@@ -85,7 +85,8 @@ def summarize(records: list[PairRecord], config: BootstrapConfig | None = None) 
     return pd.DataFrame(rows)
 
 
-def _fmt(row: pd.Series, key: str) -> str:
+def interval_cell(row: Any, key: str) -> str:
+    """``row[key]`` with its 95% interval (``key_low``, ``key_high``): ``0.65 [0.55, 0.75]``."""
     return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
 
 
@@ -100,10 +101,10 @@ def markdown_table(table: pd.DataFrame) -> str:
     ]
     for _, row in table.iterrows():
         lines.append(
-            f"| {row.relation} | {row.n} | {_fmt(row, 'forward_exact')} | {_fmt(row, 'reverse_exact')} | "
-            f"{_fmt(row, 'diff_exact')} (p={row.p_exact:.3g}) | {_fmt(row, 'forward_top1')} | {_fmt(row, 'reverse_top1')} | "
-            f"{_fmt(row, 'diff_top1')} (p={row.p_top1:.3g}) | {_fmt(row, 'forward_top1_hard')} | "
-            f"{_fmt(row, 'reverse_top1_hard')} | {_fmt(row, 'diff_top1_hard')} (p={row.p_top1_hard:.3g}) | "
+            f"| {row.relation} | {row.n} | {interval_cell(row, 'forward_exact')} | {interval_cell(row, 'reverse_exact')} | "
+            f"{interval_cell(row, 'diff_exact')} (p={row.p_exact:.3g}) | {interval_cell(row, 'forward_top1')} | {interval_cell(row, 'reverse_top1')} | "
+            f"{interval_cell(row, 'diff_top1')} (p={row.p_top1:.3g}) | {interval_cell(row, 'forward_top1_hard')} | "
+            f"{interval_cell(row, 'reverse_top1_hard')} | {interval_cell(row, 'diff_top1_hard')} (p={row.p_top1_hard:.3g}) | "
             f"{row.forward_chance:.3f} / {row.reverse_chance:.3f} |"
         )
     return "\n".join(lines) + "\n"

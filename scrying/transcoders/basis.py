@@ -244,8 +244,8 @@ class TranscoderBasis:
         tc = self._weights(layer)
 
         def fn(act: Tensor, hook: Any) -> Tensor:
-            x = inputs.pop(layer)
-            return act.index_put((setting[0], setting[1]), _setting_rows(tc, x, setting).to(act.dtype), accumulate=True)
+            pre = tc.pre_activations(inputs.pop(layer)[setting[0], setting[1]])  # the set rows only
+            return act.index_put((setting[0], setting[1]), _setting_rows(tc, pre, setting).to(act.dtype), accumulate=True)
 
         return fn
 
@@ -258,15 +258,11 @@ class TranscoderBasis:
             pre = tc.pre_activations(x)
             if tc.spec.activation == "topk":
                 top = pre.topk(tc.spec.k, dim=-1)
-                flat = torch.nn.functional.embedding_bag(top.indices.flatten(0, -2), tc.W_dec,
-                                                         per_sample_weights=torch.relu(top.values).flatten(0, -2), mode="sum")
-                y = flat.view(*x.shape[:-1], -1) + tc.b_dec
-                if tc.W_skip is not None:
-                    y = y + x @ tc.W_skip.T
+                y = tc.decode_sparse(top.indices, torch.relu(top.values), x)
             else:
                 y = tc.decode(pre * tc.mask(pre), x)
             if setting is not None:
-                y = y.index_put((setting[0], setting[1]), _setting_rows(tc, x, setting), accumulate=True)
+                y = y.index_put((setting[0], setting[1]), _setting_rows(tc, pre[setting[0], setting[1]], setting), accumulate=True)
             return y.to(act.dtype) + error.expand(x.shape[0], -1, -1).to(act.dtype)
 
         return fn
@@ -292,12 +288,11 @@ class TranscoderBasis:
         return state.lifted("mask", "error")
 
 
-def _setting_rows(tc: Transcoder, x: Float[Tensor, "batch pos d_model"], setting: Setting) -> Float[Tensor, "n d_model"]:
+def _setting_rows(tc: Transcoder, pre: Float[Tensor, "n feature"], setting: Setting) -> Float[Tensor, "n d_model"]:
     """What each setting ``(row, pos, index, value)`` adds to its layer's output: ``(value -
-    feature) * W_dec[index]``, the feature's live activation computed from the input at its own
-    row and position only (all its pre-activations there: a TopK mask needs them)."""
-    rows, pos, index, values = setting
-    pre = tc.pre_activations(x[rows, pos].to(tc.dtype))  # n feature
+    feature) * W_dec[index]``, the feature's live activation read from ``pre``, every
+    pre-activation at the setting's own row and position (a TopK mask needs them all)."""
+    _, _, index, values = setting
     live = (pre * tc.mask(pre)).gather(1, index[:, None])[:, 0]
     return (values.to(tc.dtype) - live)[:, None] * tc.W_dec[index]
 

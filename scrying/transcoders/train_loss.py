@@ -10,7 +10,8 @@
   power of two near ``d_model / 2``; the error is a constant, so only the dead features learn
   from it). With no dead feature the term is 0.
 * **Sparse decoding** (TopK) — only the ``k`` active decoder rows are summed
-  (``embedding_bag``), equal to the dense ``features @ W_dec``.
+  (:meth:`~scrying.transcoders.transcoder.Transcoder.decode_sparse`, ``embedding_bag``), equal to
+  the dense ``features @ W_dec``.
 * **L1** (ReLU only) — ``l1 * sum_i f_i |W_dec_i|`` (Anthropic, "Towards Monosemanticity").
 * **Schedule** — linear warmup from ``lr / warmup`` to ``lr`` over ``warmup`` steps, then
   cosine decay to ``lr * final_lr_fraction`` at the last step (:func:`lr_at`).
@@ -52,7 +53,7 @@ def auxk_loss(
         return pre.new_zeros(())
     masked = pre.masked_fill(~dead, float("-inf"))
     values, indices = masked.topk(min(k_aux, n_dead), dim=-1)
-    e_hat = _sparse_decode(tc, indices, torch.relu(values))
+    e_hat = tc.decode_rows(indices, torch.relu(values))
     scale = (error - error.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
     return (e_hat - error).pow(2).sum(-1).mean() / scale
 
@@ -66,9 +67,7 @@ def layer_loss(
     if tc.spec.activation == "topk":  # sparse decode: equals tc.decode(tc.encode(x), x)
         top = pre.topk(tc.spec.k, dim=-1)
         acts = torch.relu(top.values)
-        y_hat = _sparse_decode(tc, top.indices, acts) + tc.b_dec
-        if tc.W_skip is not None:
-            y_hat = y_hat + x.to(tc.W_skip.dtype) @ tc.W_skip.T
+        y_hat = tc.decode_sparse(top.indices, acts, x)
         fired = torch.zeros(pre.shape[-1], dtype=torch.bool).index_fill_(0, top.indices[acts > 0], True)
     else:
         feats = pre * tc.mask(pre)
@@ -83,11 +82,6 @@ def layer_loss(
     if l1 > 0 and tc.spec.activation != "topk":
         total = total + l1 * (feats * tc.W_dec.norm(dim=1)).sum(-1).mean()
     return StepLoss(total, float(mse.detach()), float(aux.detach()), fired)
-
-
-def _sparse_decode(tc: Transcoder, indices: torch.Tensor, acts: Float[Tensor, "row k"]) -> Float[Tensor, "row d_model"]:
-    """``sum_j acts[r, j] W_dec[indices[r, j]]`` without the dense ``row x feature`` product."""
-    return torch.nn.functional.embedding_bag(indices, tc.W_dec, per_sample_weights=acts.to(tc.W_dec.dtype), mode="sum")
 
 
 def lr_at(step: int, total_steps: int, lr: float, warmup: int, final_fraction: float) -> float:

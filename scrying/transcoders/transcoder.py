@@ -30,7 +30,7 @@ from typing import Literal
 import einops
 import torch
 
-from scrying.axes import Float, Tensor
+from scrying.axes import Float, Int, Tensor
 from scrying.errors import ConfigError, InvalidInputError
 
 Activation = Literal["relu", "jumprelu", "topk"]
@@ -125,7 +125,24 @@ class Transcoder(torch.nn.Module):
     def decode(
         self, features: Float[Tensor, "*batch feature"], x: Float[Tensor, "*batch d_model"]
     ) -> Float[Tensor, "*batch d_model"]:
-        out = einops.einsum(features.to(self.W_dec.dtype), self.W_dec, "... f, f d -> ... d") + self.b_dec
+        return self._bias_and_skip(einops.einsum(features.to(self.W_dec.dtype), self.W_dec, "... f, f d -> ... d"), x)
+
+    def decode_rows(self, indices: Int[Tensor, "*batch k"], acts: Float[Tensor, "*batch k"]) -> Float[Tensor, "*batch d_model"]:
+        """``sum_j acts[..., j] W_dec[indices[..., j]]`` without the dense ``batch x feature``
+        product (``embedding_bag``); no bias, no skip."""
+        k = indices.shape[-1]
+        flat = torch.nn.functional.embedding_bag(indices.reshape(-1, k), self.W_dec,
+                                                 per_sample_weights=acts.reshape(-1, k).to(self.W_dec.dtype), mode="sum")
+        return flat.view(*indices.shape[:-1], -1)
+
+    def decode_sparse(
+        self, indices: Int[Tensor, "*batch k"], acts: Float[Tensor, "*batch k"], x: Float[Tensor, "*batch d_model"]
+    ) -> Float[Tensor, "*batch d_model"]:
+        """:meth:`decode` of features that are 0 outside ``indices`` (a TopK set's ``k`` per row)."""
+        return self._bias_and_skip(self.decode_rows(indices, acts), x)
+
+    def _bias_and_skip(self, out: Float[Tensor, "*batch d_model"], x: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_model"]:
+        out = out + self.b_dec
         if self.W_skip is not None:
             out = out + einops.einsum(x.to(self.W_skip.dtype), self.W_skip, "... i, o i -> ... o")
         return out
