@@ -16,7 +16,6 @@ from einops import einsum
 
 from scrying.models import LoadConfig, load_model
 from scrying.reversal.causal_tracing import subject_span
-from scrying.reversal.pairs import Pair
 from scrying.reversal.linear_probes import (
     LinearProbeConfig,
     answer_coordinates,
@@ -27,6 +26,7 @@ from scrying.reversal.linear_probes import (
     probe_table,
     subject_residuals,
 )
+from scrying.reversal.pairs import Pair
 from scrying.sites import Component, Site, recorded
 from scrying.stats import BootstrapConfig
 from tests.test_reversal_scoring import _tiny_pairs, tiny_dir  # noqa: F401 (fixture)

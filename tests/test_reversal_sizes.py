@@ -11,7 +11,14 @@ import pytest
 
 from scrying.errors import InvalidInputError
 from scrying.reversal.records import read_results
-from scrying.reversal.sizes import SizeMember, family_members, gap_markdown, pooled_markdown, size_figure, size_table
+from scrying.reversal.sizes import (
+    SizeMember,
+    family_members,
+    gap_markdown,
+    pooled_markdown,
+    size_figure,
+    size_table,
+)
 from scrying.reversal.summary import summarize
 from scrying.stats import BootstrapConfig
 

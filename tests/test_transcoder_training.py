@@ -8,6 +8,8 @@ mean); the bound asserted is 0.2.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 
 import pytest
@@ -15,7 +17,13 @@ import torch
 
 from scrying.errors import InvalidInputError
 from scrying.sites import Component, Site, recorded
-from scrying.transcoders.train import TranscoderTrainConfig, token_windows, train_transcoders
+from scrying.transcoders import read_transcoders
+from scrying.transcoders.train import (
+    TranscoderTrainConfig,
+    export_checkpoint,
+    token_windows,
+    train_transcoders,
+)
 from tests.tiny_models import tiny
 
 CONFIG = TranscoderTrainConfig(n_features=32, activation="topk", k=4, lr=3e-3, batch_size=128, seq_len=16,
@@ -81,3 +89,33 @@ def test_a_killed_run_resumes_to_the_same_weights(model, full, tmp_path):
             assert torch.equal(tensor, b.tensors()[name]), name
     with pytest.raises(InvalidInputError, match="other settings"):
         train_transcoders(model, texts, tmp_path, TranscoderTrainConfig(**{**CONFIG.__dict__, "lr": 1e-3}))
+
+
+def test_export_writes_the_set_at_the_checkpoint(model, full, tmp_path):
+    """A finished run's checkpoint exports to the set it wrote; a run killed after 2 of 4 chunks
+    exports to the set a 2-chunk run writes (CONFIG's learning rate is constant, so the first two
+    chunks are the same steps), with snapshot.json saying how far it got."""
+    exported, snap = export_checkpoint(full.directory, tmp_path / "finished")
+    assert (snap["chunks_done"], snap["n_chunks"]) == (4, 4)
+    _assert_same_weights(full.transcoders, read_transcoders(tmp_path / "finished"))
+
+    def kill(chunk: int) -> None:
+        if chunk == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_transcoders(model, texts, tmp_path / "run", CONFIG, on_chunk=kill)
+    _, snap = export_checkpoint(tmp_path / "run", tmp_path / "half")
+    assert (snap["chunks_done"], snap["n_chunks"], snap["steps_done"], snap["total_steps"]) == (2, 4, 2 * CONFIG.steps_per_chunk, CONFIG.total_steps)
+    assert json.loads((tmp_path / "half" / "snapshot.json").read_text())["tokens_done"] == 2 * CONFIG.chunk_tokens
+    two_chunks = train_transcoders(model, texts, tmp_path / "two", dataclasses.replace(CONFIG, total_tokens=2 * CONFIG.chunk_tokens))
+    _assert_same_weights(two_chunks.transcoders, read_transcoders(tmp_path / "half"))
+    with pytest.raises(InvalidInputError, match="training checkpoint"):
+        export_checkpoint(tmp_path / "nothing-here", tmp_path / "out")
+
+
+def _assert_same_weights(a, b) -> None:
+    assert len(a.transcoders) == len(b.transcoders)
+    for x, y in zip(a.transcoders, b.transcoders, strict=True):
+        for name, tensor in x.tensors().items():
+            assert torch.equal(tensor, y.tensors()[name]), name

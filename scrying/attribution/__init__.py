@@ -1,13 +1,25 @@
 """Attribution graphs: how a model reached one answer, at neuron or component granularity."""
 
-from scrying.attribution.basis import ActiveSet, BasisState, FeatureBasis, NeuronBasis, Setting, Settings
+from scrying.attribution.basis import (
+    ActiveSet,
+    BasisState,
+    FeatureBasis,
+    NeuronBasis,
+    Setting,
+    Settings,
+)
 from scrying.attribution.feature_graph import (
     FeatureGraphConfig,
     build_feature_graph,
     build_neuron_graph,
 )
 from scrying.attribution.graph import Graph, Node
-from scrying.attribution.replacement import CleanRun, attribution_pass, clean_run, frozen_demeaned_logits
+from scrying.attribution.replacement import (
+    CleanRun,
+    attribution_pass,
+    clean_run,
+    frozen_demeaned_logits,
+)
 
 __all__ = [
     "ActiveSet",

@@ -1,5 +1,5 @@
-"""``scrying transcoders corpus|train|report|label|download`` (build the default corpus, train,
-report quality, label features, fetch a published set from the hub) and ``scrying intervene``
+"""``scrying transcoders corpus|train|export|report|label|download`` (build the default corpus, train,
+export a run's checkpoint, report quality, label features, fetch a published set from the hub) and ``scrying intervene``
 (change features, see the top tokens move)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
 from scrying.transcoders.hub import download_published
 from scrying.transcoders.intervene import FeatureEdit, compare_top_tokens, intervened_logits
 from scrying.transcoders.quality import quality_report
-from scrying.transcoders.train import PRESETS, first_windows, train_transcoders
+from scrying.transcoders.train import PRESETS, export_checkpoint, first_windows, train_transcoders
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
@@ -78,6 +78,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                                eval_texts=(lambda: read_texts(heldout)) if heldout else None)
     sys.stdout.write(f"wrote {result.directory} ({result.chunks_trained} chunks trained in this run)\n")
     sys.stdout.write(result.report.to_string(index=False) + "\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, option="--out")
+    _, snap = export_checkpoint(args.run, args.out)
+    sys.stdout.write(f"wrote {args.out}: the set after {snap['chunks_done']} of {snap['n_chunks']} chunks "
+                     f"({snap['steps_done']} of {snap['total_steps']} Adam steps, {snap['tokens_done']:,} tokens)\n")
     return 0
 
 
@@ -196,6 +204,12 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     t.add_argument("--features", type=int, help="features per layer (overrides the preset)")
     t.add_argument("--seed", type=int)
     t.set_defaults(func=cmd_train)
+
+    e = tsub.add_parser("export", help="write the set as it stands at a training run's last checkpoint (the run may go on)",
+                        parents=parents)
+    e.add_argument("run", metavar="RUN", type=Path, help="the --out folder of `scrying transcoders train`")
+    e.add_argument("--out", type=Path, required=True, help="folder for config.yaml, layer_<i>.safetensors and snapshot.json")
+    e.set_defaults(func=cmd_export)
 
     r = tsub.add_parser("report", help="per-layer FVU, L0 and dead features of a transcoder directory", parents=parents)
     add_model_args(r)

@@ -6,7 +6,6 @@ escaped)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go

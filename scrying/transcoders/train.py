@@ -32,6 +32,7 @@ Phases of :func:`train_transcoders`:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -55,6 +56,7 @@ from scrying.transcoders.train_checkpoint import (
     load_checkpoint,
     optimizer_state,
     optimizer_tensors,
+    read_checkpoint,
     save_checkpoint,
 )
 from scrying.transcoders.train_loss import dead_mask, layer_loss, lr_at
@@ -379,6 +381,27 @@ def _write_and_report(
                             splice_windows=windows[:n_splice] if n_splice else None)
     report.to_csv(out / "report.csv", index=False)
     return TrainResult(tset, report, trained, out, state.history)
+
+
+def export_checkpoint(run_dir: str | Path, out_dir: str | Path) -> tuple[TranscoderSet, dict]:
+    """The set as it stands at the last checkpoint of a run in ``run_dir`` (running, stopped or
+    finished), written to ``out_dir`` like a finished run (scales folded in) with
+    ``snapshot.json``: the run's settings, chunks done of how many, and per-chunk history. A
+    snapshot mid-run is not the recipe's set: its learning rate has not decayed and it has seen
+    only part of the text; the JSON says which part."""
+    tensors, progress = read_checkpoint(Path(run_dir) / "checkpoint", prefix="L")
+    config = TranscoderTrainConfig(**progress["config"])
+    spec = TranscoderSpec(d_model=progress["d_model"], n_features=config.n_features, activation=config.activation, k=config.k, skip=config.skip)
+    dtype = getattr(torch, config.dtype)
+    trained = [Transcoder(spec, dtype=dtype).load_tensors(_prefixed(tensors, f"L{ly}.")) for ly in range(progress["n_layers"])]
+    tset = TranscoderSet([_fold(tc, *progress["scales"][ly]) for ly, tc in enumerate(trained)], progress["model_name"])
+    out = write_transcoders(tset, out_dir)
+    snapshot = {"run_dir": str(run_dir), "chunks_done": progress["chunks_done"], "n_chunks": config.n_chunks,
+                "steps_done": progress["chunks_done"] * config.steps_per_chunk, "total_steps": config.total_steps,
+                "tokens_done": progress["chunks_done"] * config.windows_per_chunk * config.seq_len,
+                "config": progress["config"], "model_name": progress["model_name"], "history": progress["history"]}
+    (out / "snapshot.json").write_text(json.dumps(snapshot, indent=1))
+    return tset, snapshot
 
 
 def _rms(t: Tensor) -> float:

@@ -35,15 +35,24 @@ def save_checkpoint(ckpt: Path, tensors: dict[str, Tensor], progress: dict) -> N
 def load_checkpoint(ckpt: Path, settings: dict) -> tuple[dict[str, Tensor], dict] | None:
     """``(tensors, progress)`` of the checkpoint in ``ckpt``, or None when there is none; a
     checkpoint of a run with other ``settings`` is refused (naming both)."""
-    path = ckpt / FILE
-    if not path.is_file():
+    if not (ckpt / FILE).is_file():
         return None
-    with safe_open(str(path), framework="pt") as handle:
-        progress = json.loads((handle.metadata() or {}).get("progress", "{}"))
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    tensors, progress = read_checkpoint(ckpt)
     stored = {k: progress.get(k) for k in settings}
     if json.loads(json.dumps(settings)) != stored:
         raise InvalidInputError(f"{ckpt} holds a run with other settings ({stored}); expected {settings}: use another directory or delete it")
+    return tensors, progress
+
+
+def read_checkpoint(ckpt: Path, *, prefix: str = "") -> tuple[dict[str, Tensor], dict]:
+    """``(tensors whose names start with prefix, progress)`` of the checkpoint in ``ckpt``, whatever
+    run wrote it (an error naming the file when there is none)."""
+    path = ckpt / FILE
+    if not path.is_file():
+        raise InvalidInputError(f"{path} does not exist: expected a training checkpoint (OUT/checkpoint/{FILE} of `scrying transcoders train`)")
+    with safe_open(str(path), framework="pt") as handle:
+        progress = json.loads((handle.metadata() or {}).get("progress", "{}"))
+        tensors = {k: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}  # noqa: SIM118 (safe_open has no __iter__)
     return tensors, progress
 
 
