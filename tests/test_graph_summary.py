@@ -1,0 +1,90 @@
+"""The figures issue 21's README quotes from a graph: its validation's Spearman rows, the top
+features at a token and into the target (checked on a hand-built graph whose ranking is known),
+and which top contexts show a place (checked on contexts written by hand)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scrying.attribution import Graph, Node
+from scrying.errors import InvalidInputError
+from scrying.transcoders.graph_summary import (
+    count_places,
+    graph_summary,
+    place_totals,
+    shows_place,
+    top_features_at,
+    top_features_into_target,
+    validation_figures,
+)
+
+
+def _report(spearman: float, low: float, high: float, n: int) -> dict:
+    return {"spearman": spearman, "spearman_ci": [low, high], "rows": [{}] * n}
+
+
+def _graph() -> Graph:
+    """Embeddings of 'Dallas is' feed three features at 'Dallas' (pos 1) and one at 'is'; the
+    target ' Texas' reads them directly with weights 0.1, 3, -2 and 1, so by influence the
+    'Dallas' features rank f1 (3), f2 (|-2|), f0 (0.1) and into the target f1, f3, f0 (f2 is
+    negative)."""
+    nodes = [
+        Node("e0", "embedding", -1, 0, 2), Node("e1", "embedding", -1, 1, 5), Node("e2", "embedding", -1, 2, 7),
+        Node("f0", "feature", 3, 1, 10, label="a"), Node("f1", "feature", 4, 1, 11, label="b"),
+        Node("f2", "feature", 5, 1, 12, label="c"), Node("f3", "feature", 5, 2, 13, label="d"),
+        Node("t", "logit", 18, 2, 99, token_prob=0.9, is_target=True, token=" Texas"),
+    ]
+    a = torch.zeros(len(nodes), len(nodes), dtype=torch.float64)
+    for f in (3, 4, 5):
+        a[f, 1] = 1.0
+    a[6, 2] = 1.0
+    a[7, 3], a[7, 4], a[7, 5], a[7, 6] = 0.1, 3.0, -2.0, 1.0
+    reports = {f"{name}, scale 0": _report(*values) for name, values in {
+        "graph vs frozen": (0.9, 0.8, 0.95, 100), "frozen vs real": (0.4, -0.05, 0.7, 100),
+        "graph vs real": (0.3, 0.1, 0.5, 100), "activation x gradient vs real": (0.8, 0.7, 0.9, 100)}.items()}
+    cards = {"f1": {"contexts": [
+        {"tokens": [" near", " Dallas", ",", " Texas"], "at": 1},
+        {"tokens": [" the", " city", " of"], "at": 2},
+    ]}}
+    metadata = {"basis": "transcoders", "validation": {"headline": "graph vs frozen, scale 0", "reports": reports},
+                "cards": cards, "skip_share": {"share": 0.25}}
+    return Graph("Dallas is", ["<bos>", "Dallas", " is"], "m", "transcoders", nodes, a, metadata=metadata)
+
+
+def test_validation_figures_read_the_first_scale_and_flag_intervals_with_zero():
+    figures = validation_figures(_graph().metadata)
+    assert figures["frozen vs real"] == {"spearman": 0.4, "low": -0.05, "high": 0.7, "n": 100, "includes_zero": True}
+    assert figures["graph vs real"]["includes_zero"] is False
+    with pytest.raises(InvalidInputError, match="no validation"):
+        validation_figures({})
+
+
+def test_top_features_rank_by_influence_at_a_token_and_by_direct_edge_into_the_target():
+    graph = _graph()
+    assert [graph.nodes[i].node_id for i in top_features_at(graph, "Dallas", k=3)] == ["f1", "f2", "f0"]
+    assert [graph.nodes[i].node_id for i in top_features_at(graph, "Dallas", k=1)] == ["f1"]
+    assert [graph.nodes[i].node_id for i in top_features_into_target(graph, k=5)] == ["f1", "f3", "f0"]
+    with pytest.raises(InvalidInputError, match="'Austin' is not in the prompt"):
+        top_features_at(graph, "Austin")
+
+
+def test_places_are_found_in_the_shown_text_and_at_the_activating_token():
+    assert shows_place({"tokens": [" near", " Dallas", ",", " Texas"], "at": 1}) == ("Dallas", True)
+    assert shows_place({"tokens": [" near", " Dallas", ",", " Texas"], "at": 2}) == ("Dallas", False)
+    assert shows_place({"tokens": [" a", " Tex", "as", " city"], "at": 2}) == ("Texas", True)
+    assert shows_place({"tokens": [" the", " city", " of"], "at": 2}) == (None, False)
+    assert shows_place({"tokens": [" Dallasite", " food"], "at": 0}) == (None, False)  # whole words only
+    assert shows_place({"tokens": [" in", " France", " and"], "at": 0}) == ("France", False)
+    count = count_places([{"tokens": [" in", " France"], "at": 1}, {"tokens": [" Judah"], "at": 0}])
+    assert (count.contexts, count.showing, count.at_token, count.places) == (2, 1, 1, ("France",))
+
+
+def test_graph_summary_puts_the_pieces_together():
+    summary = graph_summary(_graph(), at_token="Dallas", k=2)
+    assert summary["target"] == " Texas" and summary["skip_share"] == 0.25
+    first = summary["at_token"]["features"][0]
+    assert (first["node_id"], first["contexts_shown"], first["with_place"], first["place_at_token"]) == ("f1", 2, 1, 1)
+    assert first["contexts"] == [" near Dallas, Texas", " the city of"]
+    assert [r["node_id"] for r in summary["into_target"]] == ["f1", "f3"]
+    assert place_totals(summary["at_token"]["features"]) == (2, 1)  # f1: 1 of 2 is half; f2 has no contexts
