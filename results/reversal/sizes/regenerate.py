@@ -26,7 +26,13 @@ import torch
 from scrying.models.loading import default_cache_dir
 from scrying.models.registry import REGISTRY, availability
 from scrying.reversal.run import ProbeJobConfig, run_probe_job
-from scrying.reversal.sizes import family_members, gap_markdown, pooled_markdown, results_path, size_table
+from scrying.reversal.sizes import (
+    family_members,
+    gap_markdown,
+    pooled_markdown,
+    results_path,
+    size_table,
+)
 
 HERE = Path(__file__).resolve().parent
 EVERY = 4

@@ -53,7 +53,14 @@ def main() -> None:
     from scrying.attribution import Graph
     from scrying.attribution.trace import trace, write_trace
     from scrying.models import default_cache_dir, load_model
-    from scrying.transcoders import TranscoderBasis, label_features, read_cards, read_labels, read_transcoders, write_labels
+    from scrying.transcoders import (
+        TranscoderBasis,
+        label_features,
+        read_cards,
+        read_labels,
+        read_transcoders,
+        write_labels,
+    )
     from scrying.transcoders.corpus import read_texts
     from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
     from scrying.transcoders.graph_summary import graph_summary
