@@ -75,3 +75,25 @@ def test_the_last_stage_is_the_real_model(traced):
     names = set(validation.reports)
     assert {f"graph vs {name}, scale 0" for name, _ in STAGES[1:-1]} <= names
     assert "activation x gradient vs real, scale 1.5" in names
+
+
+def test_frozen_changes_derived_by_linearity_equal_measured_ones(traced, caplog):
+    """The frozen model's other scales, derived for all but 3 nodes, equal measuring all 12 at
+    every scale; a tolerance below rounding makes it measure every node (and say so)."""
+    model, graph, pruned = traced
+    every = validate_feature_graph(model, graph, pruned, ValidationConfig(**{**CONFIG.__dict__, "linearity_check": 12}))
+    derived = validate_feature_graph(model, graph, pruned, ValidationConfig(**{**CONFIG.__dict__, "linearity_check": 3}))
+    for scale in CONFIG.scales[1:]:
+        a = every.reports[f"graph vs frozen, scale {scale:g}"].table.measured
+        b = derived.reports[f"graph vs frozen, scale {scale:g}"].table.measured
+        assert torch.allclose(torch.tensor(a.tolist()), torch.tensor(b.tolist()), rtol=1e-4, atol=1e-9), (a - b).abs().max()
+        assert a.abs().max() > 1e-4
+    check = derived.to_json()["frozen_linearity"]
+    assert check["checked_nodes"] == 3 and 0 <= check["max_relative_deviation"] < 1e-6
+    strict = ValidationConfig(**{**CONFIG.__dict__, "linearity_check": 3, "linearity_tolerance": 1e-300})
+    with caplog.at_level("WARNING", logger="scrying.attribution.validation"):
+        fallback = validate_feature_graph(model, graph, pruned, strict)
+    assert fallback.frozen_linearity["max_relative_deviation"] > 1e-300  # float32 rounding: never exactly 0 here
+    assert "measuring every scale" in caplog.text
+    table = fallback.reports["graph vs frozen, scale 1.5"].table.measured
+    assert torch.allclose(torch.tensor(table.tolist()), torch.tensor(every.reports["graph vs frozen, scale 1.5"].table.measured.tolist()))

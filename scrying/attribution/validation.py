@@ -11,6 +11,8 @@ Phases of :func:`validate_feature_graph`:
    was built in (norm scales, attention patterns and the basis's nonlinearity frozen; the graph's
    selected features live, its unselected ones clamped, since they are its error nodes). The
    unpruned graph's prediction agrees to rounding; any gap of the pruned one is pruning loss.
+   That model is linear in a node's value: every node is measured at the first scale, the most
+   influential at every scale, and the rest derived (:class:`ValidationConfig`).
 4. **(b) Frozen vs real model**: the same interventions in the real model. At the first scale the
    gap is located by unfreezing one thing at a time, cumulatively (:func:`stages`): the
    unselected features (error nodes), then attention patterns, then norm scales, then the
@@ -35,6 +37,7 @@ computes a frozen basis's active features only; its agreement with the reference
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
@@ -57,6 +60,8 @@ from scrying.errors import ConfigError, InvalidInputError
 from scrying.models.adapter import final_resid, logit_columns
 from scrying.prompts import tokenize
 from scrying.validation_report import ValidationReport, compare
+
+logger = logging.getLogger(__name__)
 
 #: Cumulative unfreezing stages of phase 4 for an exact basis (neurons; the last one is the
 #: real model). A gated MLP's neurons are the MLP: lifting their gates *is* the real MLP, so
@@ -90,12 +95,22 @@ class ValidationConfig:
     amplifies), and how many intervened copies of the prompt per forward pass: at most ``chunk``
     and at most ``chunk_tokens`` tokens in all (copies x prompt length: 64 copies of a 15-token
     prompt, 4 of a 1,024-token one). Rows are sorted by layer, so a pass starts at its earliest
-    node's block."""
+    node's block.
+
+    The frozen model is linear in a node's value (its patterns, norm scales and masks are
+    constants), so a node's change at scale ``s`` is its change at the first scale times
+    ``(s - 1) / (first - 1)``: every node is measured at the first scale, the
+    ``linearity_check`` most influential at every scale, and the others' changes at the other
+    scales are derived, unless a checked node departs from the derived value by more than
+    ``linearity_tolerance`` of the largest change, in which case every node is measured (and a
+    warning logged). The check's largest deviation is reported (``frozen_linearity``)."""
 
     top_k: int = 100
     scales: tuple[float, ...] = (0.0, 0.5, 1.5)
     chunk: int = 64
     chunk_tokens: int = 4096
+    linearity_check: int = 8  # frozen model: nodes measured at every scale (the rest: derived, see below)
+    linearity_tolerance: float = 1e-4  # of the largest change (float32 rounding: ~1e-6): beyond it, every scale is measured
 
     def __post_init__(self) -> None:
         if self.top_k < 2:
@@ -106,6 +121,8 @@ class ValidationConfig:
             raise ConfigError(f"ValidationConfig.chunk must be >= 1, got {self.chunk}")
         if self.chunk_tokens < 1:
             raise ConfigError(f"ValidationConfig.chunk_tokens must be >= 1, got {self.chunk_tokens}")
+        if self.linearity_check < 1 or self.linearity_tolerance <= 0:
+            raise ConfigError(f"ValidationConfig.linearity_check must be >= 1 and linearity_tolerance > 0, got {self.linearity_check}, {self.linearity_tolerance}")
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,7 @@ class GraphValidation:
 
     reports: dict[str, ValidationReport]
     headline: str
+    frozen_linearity: dict | None = None  # the frozen model's linearity check (ValidationConfig)
 
     @property
     def main(self) -> ValidationReport:
@@ -148,7 +166,10 @@ class GraphValidation:
         return [f"{name} (n={report.n}): {report.describe()}" for name, report in self.reports.items()]
 
     def to_json(self) -> dict:
-        return {"headline": self.headline, "reports": {k: r.to_json() for k, r in self.reports.items()}}
+        out = {"headline": self.headline, "reports": {k: r.to_json() for k, r in self.reports.items()}}
+        if self.frozen_linearity is not None:
+            out["frozen_linearity"] = self.frozen_linearity
+        return out
 
 
 def _target(graph: Graph) -> Node:
@@ -177,7 +198,7 @@ def validate_feature_graph(
     from_full = predicted_changes(graph, ids, target.node_id, config.scales)
     clean = clean_run(model, tokenize(model, graph.prompt), _basis_of(graph, basis))
     steps = stages(clean.basis)
-    measured = _measure_stages(model, clean, graph, chosen, target, config, steps)
+    measured, deviation = _measure_stages(model, clean, graph, chosen, target, config, steps)
     gradient = _real_gradient(model, clean, chosen, target.feature)
     base = pd.DataFrame(
         {
@@ -192,7 +213,9 @@ def validate_feature_graph(
     for j, scale in enumerate(config.scales):
         reports |= _scale_reports(base, from_pruned[:, j], from_full[:, j], measured, gradient, scale, what)
     reports |= _stage_reports(base, from_pruned[:, 0], measured, config.scales[0], what, steps)
-    return GraphValidation(reports, headline=f"graph vs frozen, scale {config.scales[0]:g}")
+    linearity = {"checked_nodes": min(config.linearity_check, len(chosen)), "max_relative_deviation": deviation,
+                 "tolerance": config.linearity_tolerance} if len(config.scales) > 1 else None
+    return GraphValidation(reports, headline=f"graph vs frozen, scale {config.scales[0]:g}", frozen_linearity=linearity)
 
 
 def _pick(graph: Graph, influence: torch.Tensor, top_k: int) -> list[Node]:
@@ -211,22 +234,50 @@ def _measure_stages(
     target: Node,
     config: ValidationConfig,
     steps: tuple[tuple[str, frozenset[Unfreeze]], ...],
-) -> dict[tuple[str, float], torch.Tensor]:
+) -> tuple[dict[tuple[str, float], torch.Tensor], float]:
     """Phases 3-4: the target's change for each chosen node, by ``(stage, scale)``: every scale
-    in the frozen model (the graph's features live) and in the real model (keyed ``"frozen"``
-    and ``"real"``), the first scale at every stage between."""
+    in the frozen model (the graph's features live; the first measured, the others derived by
+    linearity and checked: :class:`ValidationConfig`) and in the real model (keyed ``"frozen"``
+    and ``"real"``), the first scale at every stage between; and the linearity check's largest
+    relative deviation."""
     live = torch.zeros_like(clean.features, dtype=torch.bool)
     for node in (n for n in graph.nodes if n.kind == "feature"):
         live[node.layer, node.pos, node.feature] = True
     measured: dict[tuple[str, float], torch.Tensor] = {}
+    chunk = max(1, min(config.chunk, config.chunk_tokens // clean.tokens.shape[-1]))
+    deviation = 0.0
     for i, (name, unfrozen) in enumerate(steps):
         ends = i in (0, len(steps) - 1)
         scales = config.scales if ends else config.scales[:1]
         key = ("frozen" if i == 0 else "real") if ends else name
-        chunk = max(1, min(config.chunk, config.chunk_tokens // clean.tokens.shape[-1]))
-        values = _measure(model, clean, chosen, target.feature, scales, live, unfrozen, chunk)
+        if i == 0 and len(scales) > 1:
+            values, deviation = _measure_linear(model, clean, chosen, target.feature, config, live, chunk)
+        else:
+            values = _measure(model, clean, chosen, target.feature, scales, live, unfrozen, chunk)
         measured |= {(key, scale): values[:, j] for j, scale in enumerate(scales)}
-    return measured
+    return measured, deviation
+
+
+def _measure_linear(
+    model: Model, clean: CleanRun, chosen: list[Node], token_id: int, config: ValidationConfig, live: torch.Tensor, chunk: int
+) -> tuple[torch.Tensor, float]:
+    """The frozen model's changes at every scale: measured at the first, derived at the others
+    and checked on the ``linearity_check`` first nodes (:class:`ValidationConfig`);
+    ``(changes [node scale], largest relative deviation of the checked nodes)``."""
+    scales = config.scales
+    first = _measure(model, clean, chosen, token_id, scales[:1], live, frozenset(), chunk)
+    factors = torch.tensor([(s - 1.0) / (scales[0] - 1.0) for s in scales], dtype=first.dtype)
+    derived = first * factors
+    checked = chosen[: config.linearity_check]
+    others = _measure(model, clean, checked, token_id, scales[1:], live, frozenset(), chunk)
+    size = float(torch.cat([first.abs().flatten(), others.abs().flatten()]).max())
+    deviation = float((others - derived[: len(checked), 1:]).abs().max()) / size if size > 0 else 0.0
+    if deviation <= config.linearity_tolerance:
+        derived[: len(checked), 1:] = others
+        return derived, deviation
+    logger.warning("the frozen model departs from linearity by %.3g of the largest change (tolerance %.3g): measuring every scale",
+                   deviation, config.linearity_tolerance)
+    return _measure(model, clean, chosen, token_id, scales, live, frozenset(), chunk), deviation
 
 
 #: What each comparison of :func:`_scale_reports` measures, by its name's start.
@@ -234,7 +285,9 @@ _METHODS = {
     "graph vs frozen": "predicted: signed path sums through the pruned graph's edges; measured: the "
     "intervention in the frozen local replacement model the graph was built in "
     "(unselected features clamped: they are its error nodes). That model is linear, so both "
-    "sides scale with (scale - 1) and every scale gives the same correlations",
+    "sides scale with (scale - 1) and every scale gives the same correlations; at scales after "
+    "the first, all but the most influential nodes' changes are derived from the first by that "
+    "linearity, which the measured ones check (frozen_linearity)",
     "unpruned graph vs frozen": "predicted: signed path sums through every edge of the unpruned graph; measured: "
     "the same frozen-model intervention (agreement to rounding expected: a gap is a bug)",
     "frozen vs real": "predicted: the intervention's effect in the frozen replacement model; measured: "
