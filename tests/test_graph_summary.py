@@ -4,6 +4,7 @@ and which top contexts show a place (checked on contexts written by hand)."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -11,13 +12,16 @@ from scrying.attribution import Graph, Node
 from scrying.errors import InvalidInputError
 from scrying.transcoders.graph_summary import (
     count_places,
+    features_markdown,
     graph_summary,
     place_totals,
     shows_place,
     top_features_at,
     top_features_into_target,
     validation_figures,
+    validation_markdown,
 )
+from scrying.transcoders.quality import quality_markdown
 
 
 def _report(spearman: float, low: float, high: float, n: int) -> dict:
@@ -88,3 +92,26 @@ def test_graph_summary_puts_the_pieces_together():
     assert first["contexts"] == [" near Dallas, Texas", " the city of"]
     assert [r["node_id"] for r in summary["into_target"]] == ["f1", "f3"]
     assert place_totals(summary["at_token"]["features"]) == (2, 1)  # f1: 1 of 2 is half; f2 has no contexts
+
+
+def test_markdown_tables_quote_the_summary():
+    features = graph_summary(_graph(), at_token="Dallas", k=2)
+    neurons = {**features, "validation": {**features["validation"], "frozen vs real": {
+        "spearman": 0.55, "low": 0.3, "high": 0.74, "n": 100, "includes_zero": False}}}
+    table = validation_markdown({"d-features": features, "d-neurons": neurons}).splitlines()
+    assert table[2] == ("| Dallas is | 100 | 0.40 [-0.05, 0.70] (includes 0) | 0.55 [0.30, 0.74] | 0.30 [0.10, 0.50] | "
+                        "0.80 [0.70, 0.90] | 0.25 |")
+    with pytest.raises(InvalidInputError, match="no 'd-neurons'"):
+        validation_markdown({"d-features": features})
+    rows = features_markdown(features["at_token"]["features"]).splitlines()
+    assert rows[2] == "| L4 #11 | b | 1/2 | Dallas |  near Dallas, Texas |"
+    assert rows[3] == "| L5 #12 | c | 0/0 | — | — |"
+
+
+def test_quality_table_has_a_row_per_layer_and_the_mean():
+    report = pd.DataFrame({"layer": [0, 1], "fvu": [0.1, 0.3], "l0": [64.0, 64.0], "dead_fraction": [0.0, 0.25],
+                           "rare_fraction": [0.5, 0.0], "ce_increase": [0.01, 0.05], "kl": [0.02, 0.04]})
+    lines = quality_markdown(report).splitlines()
+    assert lines[2] == "| 0 | 0.100 | 64.0 | 0.0% | 50.0% | +0.010 | 0.020 |"
+    assert lines[-1] == "| mean | 0.200 | 64.0 | 12.5% | 25.0% | +0.030 | 0.030 |"
+    assert len(quality_markdown(report.drop(columns=["ce_increase", "kl"])).splitlines()[1].split("|")) == 7

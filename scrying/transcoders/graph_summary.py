@@ -163,3 +163,40 @@ def graph_summary(graph: Graph, *, at_token: str | None = None, k: int = 5) -> d
 def place_totals(rows: list[dict[str, Any]]) -> tuple[int, int]:
     """``(features, features with a place in at least half their shown contexts)``."""
     return len(rows), sum(r["contexts_shown"] > 0 and 2 * r["with_place"] >= r["contexts_shown"] for r in rows)
+
+
+def _rho(figures: dict[str, Any]) -> str:
+    cell = f"{figures['spearman']:.2f} [{figures['low']:.2f}, {figures['high']:.2f}]"
+    return cell + (" (includes 0)" if figures["includes_zero"] else "")
+
+
+def validation_markdown(summary: dict[str, dict[str, Any]]) -> str:
+    """One row per prompt: features' and neurons' frozen-vs-real Spearman with intervals, the
+    features' graph-vs-real and activation x gradient baseline, and the skip share; ``summary``:
+    ``{graph id: graph_summary(...)}`` with ``<id>-features`` and ``<id>-neurons`` pairs."""
+    lines = ["| prompt | nodes | features: frozen vs real | neurons: frozen vs real | features: graph vs real | features: activation x gradient vs real | skip share |",
+             "|---|---|---|---|---|---|---|"]
+    for name, features in summary.items():
+        if not name.endswith("-features"):
+            continue
+        neurons = summary.get(name.removesuffix("-features") + "-neurons")
+        if neurons is None:
+            raise InvalidInputError(f"summary has {name!r} but no {name.removesuffix('-features') + '-neurons'!r} to compare with")
+        f, n = features["validation"], neurons["validation"]
+        share = features.get("skip_share")
+        lines.append(f"| {features['prompt']} | {f['frozen vs real']['n']} | {_rho(f['frozen vs real'])} | {_rho(n['frozen vs real'])} | "
+                     f"{_rho(f['graph vs real'])} | {_rho(f['activation x gradient vs real'])} | "
+                     f"{'—' if share is None else f'{share:.2f}'} |")
+    return "\n".join(lines)
+
+
+def features_markdown(rows: list[dict[str, Any]]) -> str:
+    """One row per feature: node, label, contexts showing a place (of those shown), the places,
+    and its first context."""
+    lines = ["| feature | label | contexts with a place | places | top context |", "|---|---|---|---|---|"]
+    for r in rows:
+        first = r["contexts"][0].replace("|", "\\|").replace("\n", " ") if r["contexts"] else "—"
+        places = ", ".join(r["places"]) or "—"
+        label = r["label"].replace("|", "\\|")
+        lines.append(f"| L{r['layer']} #{r['feature']} | {label} | {r['with_place']}/{r['contexts_shown']} | {places} | {first} |")
+    return "\n".join(lines)

@@ -115,3 +115,19 @@ def _spliced_logits(model: Model, tset: TranscoderSet, layer: int, tokens: Int[T
 
     with hooks(model, [(tset.input_site(layer), capture(layer, inputs)), (tset.output_site(layer), splice)]):
         return model(tokens)
+
+
+def quality_markdown(report: pd.DataFrame) -> str:
+    """The report as a README table: one row per layer (FVU, L0, dead and rare fractions, and
+    the spliced-in loss increase and KL where measured), then the mean over layers."""
+    spliced = "ce_increase" in report.columns
+    head = "| layer | FVU | L0 | dead | rare |" + (" loss increase (nats) | KL |" if spliced else "")
+    lines = [head, "|---" * (7 if spliced else 5) + "|"]
+
+    def row(name: str, r: pd.Series | dict) -> str:
+        cells = f"| {name} | {r['fvu']:.3f} | {r['l0']:.1f} | {r['dead_fraction']:.1%} | {r['rare_fraction']:.1%} |"
+        return cells + (f" {r['ce_increase']:+.3f} | {r['kl']:.3f} |" if spliced else "")
+
+    lines += [row(str(int(r["layer"])), r) for _, r in report.iterrows()]
+    lines.append(row("mean", report.mean(numeric_only=True)))
+    return "\n".join(lines)
