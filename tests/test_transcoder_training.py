@@ -119,3 +119,39 @@ def _assert_same_weights(a, b) -> None:
     for x, y in zip(a.transcoders, b.transcoders, strict=True):
         for name, tensor in x.tensors().items():
             assert torch.equal(tensor, y.tensors()[name]), name
+
+
+def test_a_centred_encoder_starts_every_feature_at_mean_zero_on_the_first_chunk():
+    """``centre_encoder``: b_enc = -W_enc x_mean, so each feature's pre-activation averages 0
+    over the inputs it was initialised on; with a large mean input (Gemma 3's layer 4: the mean
+    holds 66% of the inputs' mean square) features whose direction points away from it
+    otherwise never reach the top k."""
+    from scrying.transcoders.train import _init
+    from scrying.transcoders.transcoder import TranscoderSpec
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 16, generator=gen) + 3.0 * torch.randn(16, generator=gen)
+    spec = TranscoderSpec(d_model=16, n_features=64, activation="topk", k=4, skip=True)
+    plain, centred = _init(spec, 0, torch.float32, x.mean(0)), _init(spec, 0, torch.float32, x.mean(0), x.mean(0))
+    with torch.no_grad():
+        assert centred.pre_activations(x).mean(0).abs().max() < 1e-5
+        assert plain.pre_activations(x).mean(0).abs().max() > 1.0
+        fired = [(tc.encode(x) != 0).any(0).float().mean() for tc in (plain, centred)]
+    assert fired[1] > fired[0]  # more features reach the top k at the start
+    assert torch.equal(plain.W_enc, centred.W_enc) and torch.equal(plain.W_dec, centred.W_dec)
+
+
+def test_data_init_points_the_encoder_at_centred_inputs():
+    from scrying.transcoders.train import _init
+    from scrying.transcoders.transcoder import TranscoderSpec
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 8, generator=gen) + 2.0
+    spec = TranscoderSpec(d_model=8, n_features=32, activation="topk", k=2, skip=False)
+    tc = _init(spec, 3, torch.float32, x.mean(0), x.mean(0), x)
+    rows = (x - x.mean(0)) / (x - x.mean(0)).norm(dim=1, keepdim=True)
+    # every encoder row is one of the centred, normalised inputs (cosine 1 with some row)
+    assert torch.allclose((tc.W_enc @ rows.T).max(dim=1).values, torch.ones(32), atol=1e-5)
+    assert torch.allclose(tc.W_dec, 0.1 * tc.W_enc)
+    with pytest.raises(Exception, match="encoder_init"):
+        TranscoderTrainConfig(encoder_init="pca")

@@ -92,6 +92,13 @@ class TranscoderTrainConfig:
     bf16: bool = False  # harvest and train under bfloat16 autocast, chunk stored in bfloat16
     splice_tokens: int = 0  # held-out tokens for the spliced-in loss in the report (0: none)
     rare_every: int = 1000  # rare: fired, but less than once per this many held-out tokens
+    # Initialisation (first chunk): centre_encoder starts b_enc at -W_enc x_mean; encoder_init
+    # "data" points the encoder rows at seeded draws of the inputs minus their mean ("random":
+    # Gaussian directions). Measured on Gemma 3 270M's layer 4, whose mean input holds 66% of its
+    # mean square (160 single-layer steps of the recipe, held-out): random 55% dead features,
+    # FVU 0.323; centred 19%, 0.306; centred + data 5%, 0.350 (AuxK starting 4x earlier: no change).
+    centre_encoder: bool = False
+    encoder_init: Literal["random", "data"] = "random"
 
     def __post_init__(self) -> None:
         if self.activation not in ("relu", "topk"):
@@ -110,6 +117,8 @@ class TranscoderTrainConfig:
             raise ConfigError(f"TranscoderTrainConfig.lr must be > 0, l1 and aux_coef >= 0, got {self.lr}, {self.l1}, {self.aux_coef}")
         if self.warmup_steps < 0 or not 0 <= self.final_lr_fraction <= 1:
             raise ConfigError(f"TranscoderTrainConfig.warmup_steps must be >= 0 and final_lr_fraction in [0, 1], got {self.warmup_steps}, {self.final_lr_fraction}")
+        if self.encoder_init not in ("random", "data"):
+            raise ConfigError(f"TranscoderTrainConfig.encoder_init must be 'random' or 'data', got {self.encoder_init!r}")
         if self.splice_tokens < 0 or self.splice_tokens > self.eval_tokens:
             raise ConfigError(f"TranscoderTrainConfig.splice_tokens must be in 0..eval_tokens ({self.eval_tokens}), got {self.splice_tokens}")
 
@@ -146,7 +155,9 @@ class TranscoderTrainConfig:
 #: rows), AuxK (1/32, k_aux 256, dead after 262,144 rows), warmup 100 steps then cosine decay to
 #: 10% of 8e-4, one pass per chunk and float32 (on this CPU bf16 autocast made a step 3x slower,
 #: and a second pass over a chunk costs the same steps as fresh text); held-out report on 32,768
-#: tokens, spliced-in loss on 4,096; time: see the README (measured on a short run); ``large``:
+#: tokens, spliced-in loss on 4,096; encoder rows drawn from the centred inputs and centred
+#: (``centre_encoder``, ``encoder_init="data"``: without them, 67% of layer 4's features were dead
+#: after 5 chunks); time: see the README (measured on a short run); ``large``:
 #: ~10M tokens and 16k features, for a machine with a GPU and >= 32 GB of memory.
 PRESETS: dict[str, TranscoderTrainConfig] = {
     "quick": TranscoderTrainConfig(n_features=2048, k=32, total_tokens=65_536, chunk_tokens=16_384, seq_len=64, eval_tokens=4_096),
@@ -154,7 +165,7 @@ PRESETS: dict[str, TranscoderTrainConfig] = {
     "recipe": TranscoderTrainConfig(
         n_features=8192, k=64, total_tokens=2_031_616, chunk_tokens=65_536, seq_len=128, batch_size=2048, lr=8e-4, epochs=1,
         warmup_steps=100, final_lr_fraction=0.1, aux_coef=1 / 32, k_aux=256, dead_after=262_144, bf16=False,
-        eval_tokens=32_768, splice_tokens=4_096, rare_every=1000, harvest_batch=8,
+        eval_tokens=32_768, splice_tokens=4_096, rare_every=1000, harvest_batch=8, centre_encoder=True, encoder_init="data",
     ),
     "large": TranscoderTrainConfig(n_features=16_384, k=64, total_tokens=10_000_000, chunk_tokens=131_072, seq_len=256, batch_size=4096),
 }
@@ -227,15 +238,28 @@ def _harvest_chunk(model: Model, windows: list[Tensor], config: TranscoderTrainC
     return torch.cat(xs, dim=1), torch.cat(ys, dim=1)
 
 
-def _init(spec: TranscoderSpec, seed: int, dtype: torch.dtype, y_mean: Tensor) -> Transcoder:
+def _init(
+    spec: TranscoderSpec, seed: int, dtype: torch.dtype, y_mean: Tensor, x_mean: Tensor | None = None, x_rows: Tensor | None = None
+) -> Transcoder:
+    """Unit-norm encoder rows (random, or with ``x_rows`` the directions of ``n_features``
+    seeded draws of those inputs minus their mean: ``encoder_init="data"``), the decoder their
+    transpose times 0.1, ``b_dec`` the mean output; with ``x_mean`` (``centre_encoder``),
+    ``b_enc = -W_enc x_mean`` so that every feature starts centred on the inputs (see
+    :class:`TranscoderTrainConfig`)."""
     gen = torch.Generator().manual_seed(seed)
     tc = Transcoder(spec, dtype=dtype)
-    w = torch.randn(spec.n_features, spec.d_model, generator=gen, dtype=dtype)
-    w = w / w.norm(dim=1, keepdim=True)
+    if x_rows is None:
+        w = torch.randn(spec.n_features, spec.d_model, generator=gen, dtype=dtype)
+    else:
+        picked = x_rows[torch.randint(0, x_rows.shape[0], (spec.n_features,), generator=gen)].to(dtype)
+        w = picked - x_rows.mean(0).to(dtype)
+    w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
     with torch.no_grad():
         tc.W_dec.copy_(0.1 * w)
         tc.W_enc.copy_(w)
         tc.b_dec.copy_(y_mean.to(dtype))
+        if x_mean is not None:
+            tc.b_enc.copy_(-(w @ x_mean.to(dtype)))
     return tc
 
 
@@ -355,7 +379,11 @@ def _train_on(
     s_out = torch.tensor([s[1] for s in state.scales], dtype=x.dtype)[:, None, None]
     x, y = x / s_in, y / s_out
     if not state.transcoders:
-        state.transcoders = [_init(spec, config.seed * 1000 + ly, dtype, y[ly].float().mean(0)) for ly in range(n_layers)]
+        state.transcoders = [
+            _init(spec, config.seed * 1000 + ly, dtype, y[ly].float().mean(0), x[ly].float().mean(0) if config.centre_encoder else None,
+                  x[ly].float() if config.encoder_init == "data" else None)
+            for ly in range(n_layers)
+        ]
         state.optimizer = _optimizer(state.transcoders, config)
         state.since_fired = torch.zeros(n_layers, spec.n_features, dtype=torch.long)
     mse, aux = _train_chunk(state, x, y, config, chunk, bar)
