@@ -1,0 +1,104 @@
+"""Dead features against encoder initialisation, on one layer of Gemma 3 270M.
+
+    .venv/bin/python benchmarks/transcoder_init.py [--layer 4] [--steps 160] [--threads 1] \
+        [--variants random centred centred-early centred-data]
+
+Harvests one layer's MLP input and output on 512 windows of 128 tokens of the mix's training
+text (65,024 rows past BOS) and 128 windows of its held-out text, normalises them as the recipe
+does (one root-mean-square scale per side), and trains one recipe-shaped transcoder (8,192
+TopK-64 features, skip, Adam 8e-4 with 100 warmup steps, batches of 2,048 rows drawn with a
+seeded generator, AuxK 1/32 with k_aux 256) per variant for ``--steps`` steps:
+
+* ``random``: the recipe's first initialisation (Gaussian unit encoder rows, ``b_enc`` = 0);
+* ``centred``: the same rows, ``b_enc = -W_enc x_mean`` (``centre_encoder``);
+* ``centred-early``: centred, AuxK counting a feature dead after 16,384 rows instead of 65,536;
+* ``centred-data``: rows drawn from the centred inputs, centred (``encoder_init="data"``).
+
+Prints, per variant, the held-out FVU, dead (never fired on the held-out rows) and rare (fired
+on fewer than one in 1,000) fractions, and the training's own dead share at the end. Measured
+2026-12-06 (layer 4, 160 steps, 1 thread): random FVU 0.323, 54.9% dead; centred 0.306, 19.1%;
+centred-early 0.306, 19.3%; centred-data 0.350, 5.0%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--layer", type=int, default=4)
+    p.add_argument("--steps", type=int, default=160)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--variants", nargs="+", default=["random", "centred", "centred-early", "centred-data"],
+                   choices=["random", "centred", "centred-early", "centred-data"])
+    args = p.parse_args()
+
+    import torch
+
+    from scrying.models import default_cache_dir, load_model
+    from scrying.sites import Component, Site, recorded
+    from scrying.transcoders.corpus import read_texts
+    from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
+    from scrying.transcoders.train import _init, first_windows
+    from scrying.transcoders.train_loss import dead_mask, layer_loss
+    from scrying.transcoders.transcoder import TranscoderSpec
+
+    torch.set_num_threads(args.threads)
+    model = load_model("gemma-3-270m")
+    mix = build_mixed_corpus(Path(default_cache_dir()), CorpusMixConfig())
+    sites = [Site(Component.MLP_IN, args.layer), Site(Component.MLP_RESULT, args.layer)]
+
+    def harvest(path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = first_windows(model, read_texts([path]), 128, n, what=str(path))
+        xs, ys = [], []
+        for start in range(0, n, 16):
+            with torch.no_grad(), recorded(model, sites) as store:
+                model(windows[start : start + 16], stop_at_layer=args.layer + 1)
+            xs.append(store[sites[0]][:, 1:].flatten(0, 1).float())
+            ys.append(store[sites[1]][:, 1:].flatten(0, 1).float())
+        return torch.cat(xs), torch.cat(ys)
+
+    x, y = harvest(mix.train, 512)
+    xe, ye = harvest(mix.heldout, 128)
+
+    def rms(t: torch.Tensor) -> float:
+        return float(t.pow(2).sum(-1).mean().sqrt() / t.shape[-1] ** 0.5)
+
+    s_in, s_out = rms(x), rms(y)
+    x, y, xe, ye = x / s_in, y / s_out, xe / s_in, ye / s_out
+    share = float(x.mean(0).pow(2).sum() / x.pow(2).sum(-1).mean())
+    sys.stdout.write(f"layer {args.layer}: {x.shape[0]} training rows, {xe.shape[0]} held out; the mean input holds {share:.1%} of the mean square\n")
+    spec = TranscoderSpec(d_model=x.shape[-1], n_features=8192, activation="topk", k=64, skip=True)
+    for variant in args.variants:
+        centred = variant.startswith("centred")
+        tc = _init(spec, 4, torch.float32, y.mean(0), x.mean(0) if centred else None, x if variant == "centred-data" else None)
+        dead_after = 16_384 if variant == "centred-early" else 65_536
+        optimizer = torch.optim.Adam(tc.parameters(), lr=8e-4)
+        since = torch.zeros(spec.n_features, dtype=torch.long)
+        gen = torch.Generator().manual_seed(0)
+        started = time.perf_counter()
+        for step in range(args.steps):
+            idx = torch.randint(0, x.shape[0], (2048,), generator=gen)
+            part = layer_loss(tc, x[idx], y[idx], dead=dead_mask(since, dead_after), k_aux=256, aux_coef=1 / 32, l1=0.0)
+            since = torch.where(part.fired, 0, since + len(idx))
+            for group in optimizer.param_groups:
+                group["lr"] = 8e-4 * min(1.0, (step + 1) / 100)
+            optimizer.zero_grad()
+            part.total.backward()
+            optimizer.step()
+        with torch.no_grad():
+            feats = tc.encode(xe)
+            fvu = float((tc.decode(feats, xe) - ye).pow(2).sum() / (ye - ye.mean(0)).pow(2).sum())
+            fired = (feats != 0).sum(0)
+        dead = float((fired == 0).float().mean())
+        rare = float(((fired > 0) & (fired * 1000 < xe.shape[0])).float().mean())
+        sys.stdout.write(f"{variant}: {args.steps} steps in {time.perf_counter() - started:.0f} s: held-out FVU {fvu:.3f}, "
+                         f"dead {dead:.1%}, rare {rare:.1%}; training's dead share {float(dead_mask(since, dead_after).float().mean()):.1%}\n")
+
+
+if __name__ == "__main__":
+    main()

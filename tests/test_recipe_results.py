@@ -1,0 +1,86 @@
+"""The README's figures for the transcoder recipe are its stored results: the first run's
+snapshot report (results/transcoders/gemma-3-270m-recipe-v1-chunk5/), the validation cost
+(results/transcoders/validation-cost/) and the comparison with circuit-tracer on a
+recipe-shaped set (results/transcoders/vs_circuit_tracer/dallas-recipe-v1-chunk5.txt)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from scrying.transcoders.quality import quality_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+V1 = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-v1-chunk5"
+COST = ROOT / "results" / "transcoders" / "validation-cost"
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_first_run_quality_table_is_its_stored_report():
+    readme = _readme()
+    block = readme.split("<!-- recipe-v1-quality -->")[1].split("<!-- /recipe-v1-quality -->")[0].strip()
+    report = pd.read_csv(V1 / "report.csv")
+    assert block == quality_markdown(report)
+    snap = json.loads((V1 / "snapshot.json").read_text())
+    assert (snap["chunks_done"], snap["n_chunks"], snap["steps_done"], snap["tokens_done"]) == (5, 31, 160, 327_680)
+    flat = _flat(readme)
+    assert f"after 5 chunks ({snap['tokens_done']:,} tokens, {snap['steps_done']} Adam steps" in flat
+    dead = dict(zip(report.layer, report.dead_fraction, strict=True))
+    late = [dead[ly] for ly in range(13, 17)]
+    assert f"had {dead[4]:.0%}, {_range(dead[3], dead[10])} and {_range(*late)} of their features dead" in flat
+
+
+def _range(*values: float) -> str:
+    return f"{min(values) * 100:.0f}-{max(values) * 100:.0f}%"
+
+
+def _cost(name: str) -> dict[str, float]:
+    text = (COST / name).read_text(encoding="utf-8")
+    out = {}
+    for key, pattern in {"with": r"trace with validation\s+([\d.]+)", "without": r"trace without validation\s+([\d.]+)",
+                         "real": r"unfrozen \['basis', [^\]]*\], 3 scale\(s\)\s+([\d.]+)",
+                         "masks": r"unfrozen \['errors', 'masks', [^\]]*\], 1 scale\(s\)\s+([\d.]+)"}.items():
+        found = re.search(pattern, text)
+        assert found, (name, key)
+        out[key] = float(found.group(1))
+    frozen = [float(v) for v in re.findall(r"unfrozen nothing, \d scale\(s\)\s+([\d.]+)", text)]
+    between = [float(v) for v in re.findall(r"unfrozen \['errors'(?:, 'norms')?(?:, 'patterns')?\], 1 scale\(s\)\s+([\d.]+)", text)]
+    assert len(frozen) == 2 and len(between) == 3, name
+    out["frozen"], out["between"] = sum(frozen), sum(between)
+    return out
+
+
+def test_validation_cost_table_is_the_stored_benchmark_output():
+    readme = _readme()
+    for label, name in (("default shape (4,096 x TopK-32)", "15-tokens-default-shape.txt"),
+                        ("recipe shape (8,192 x TopK-64)", "15-tokens-recipe-shape.txt")):
+        c = _cost(name)
+        row = (f"| {label} | **{c['with']:.1f} s** | {c['without']:.1f} s | {c['real']:.1f} s | {c['masks']:.1f} s | "
+               f"{c['frozen']:.1f} s | {c['between']:.1f} s |")
+        assert row in readme, row
+    recipe = _cost("15-tokens-recipe-shape.txt")["with"]
+    assert f"missed by {recipe - 20:.1f} s for the recipe's" in _flat(readme)
+    assert _cost("15-tokens-default-shape.txt")["with"] <= 20.0
+
+
+def test_recipe_shaped_circuit_tracer_row_is_the_stored_output():
+    text = (ROOT / "results" / "transcoders" / "vs_circuit_tracer" / "dallas-recipe-v1-chunk5.txt").read_text(encoding="utf-8")
+    t = re.search(r"wall scrying ([\d.]+) s, circuit-tracer ([\d.]+) s, ratio scrying/circuit-tracer ([\d.]+)", text).groups()
+    rise = re.search(r"own rise .*? scrying ([\d.]+) GB, circuit-tracer ([\d.]+) GB, ratio ([\d.]+)", text).groups()
+    peak = re.search(r"whole process's peak .*?\) scrying ([\d.]+) GB, circuit-tracer ([\d.]+) GB, ratio ([\d.]+)", text).groups()
+    row = (f"| 11 tokens, recipe v1 after 5 chunks (8,192 x TopK-64) | {t[0]} s / {t[1]} s = **{t[2]}x** | "
+           f"{peak[0]} GB / {peak[1]} GB = **{peak[2]}x**; attribution's own rise {rise[0]} GB / {rise[1]} GB = **{rise[2]}x** |")
+    assert row in _readme()
+    within, total = map(int, re.search(r"edge agreement .*?: (\d+)/(\d+) within relative 0.0001", text).groups())
+    assert within == total and f"all {total:,} do" in _flat(_readme())
+    assert float(t[2]) <= 0.5 and float(rise[2]) <= 0.5
