@@ -84,3 +84,32 @@ def test_recipe_shaped_circuit_tracer_row_is_the_stored_output():
     within, total = map(int, re.search(r"edge agreement .*?: (\d+)/(\d+) within relative 0.0001", text).groups())
     assert within == total and f"all {total:,} do" in _flat(_readme())
     assert float(t[2]) <= 0.5 and float(rise[2]) <= 0.5
+
+
+def _block(readme: str, name: str) -> str:
+    return readme.split(f"<!-- {name} -->")[1].split(f"<!-- /{name} -->")[0].strip()
+
+
+def test_first_run_graph_figures_are_its_stored_summary():
+    from scrying.transcoders.graph_summary import features_markdown, place_totals, validation_markdown
+
+    readme = _readme()
+    summary = json.loads((V1 / "summary.json").read_text(encoding="utf-8"))
+    assert _block(readme, "recipe-v1-validation") == validation_markdown(summary)
+    dallas = summary["dallas-texas-features"]
+    assert _block(readme, "recipe-v1-dallas") == features_markdown(dallas["at_token"]["features"])
+    assert _block(readme, "recipe-v1-texas") == features_markdown(dallas["into_target"])
+    (n_at, placed_at), (n_into, placed_into) = place_totals(dallas["at_token"]["features"]), place_totals(dallas["into_target"])
+    flat = _flat(readme)
+    assert f"{placed_at} of the {n_at} most influential features have a place" in flat
+    assert f"all {placed_into} of the {n_into} features with the largest direct edge into ' Texas' do" in flat and placed_into == n_into
+    assert summary["dallas-two-hop-features"]["at_token"]["features"] == []  # "no feature at 'Dallas' survives pruning"
+    features = [summary[k]["validation"] for k in summary if k.endswith("-features")]
+    rho = [v["frozen vs real"]["spearman"] for v in features]
+    baseline = [v["activation x gradient vs real"]["spearman"] for v in features]
+    assert f"({min(rho):.2f}-{max(rho):.2f} against 0.24-0.25 on 50 nodes)" in flat
+    assert f"at {min(baseline):.2f}-{max(baseline):.2f}, better than any graph" in flat
+    shares = [summary[k]["skip_share"] for k in summary if k.endswith("-features")]
+    assert f"carry {min(shares) * 100:.0f}-{max(shares) * 100:.0f}% of the attribution" in flat
+    for name in ("dallas-texas", "ioi", "dallas-two-hop"):  # "less well than neurons on every prompt"
+        assert summary[f"{name}-features"]["validation"]["frozen vs real"]["spearman"] < summary[f"{name}-neurons"]["validation"]["frozen vs real"]["spearman"]
