@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROMPT ?= When Mary and John went to the store, John gave a drink to
 
-.PHONY: setup browser demo test test-slow lint gallery results qwen two-hop
+.PHONY: setup browser demo test test-slow lint gallery results qwen two-hop recipe-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -60,3 +60,9 @@ two-hop: qwen
 # Regenerate the committed head-ablation tables (results/ablation/*.csv) on Gemma 3 270M.
 results: setup
 	$(PY) results/ablation/regenerate.py
+
+# Issue 21's checks of a recipe-trained transcoder set (held-out report, labels, the gallery
+# prompts traced and validated with it and with neurons, skip share, places at 'Dallas'):
+# TRANSCODERS=DIR from `scrying transcoders train --preset recipe` (or `scrying transcoders export`).
+recipe-check: setup
+	$(PY) results/transcoders/gemma-3-270m-recipe/regenerate.py --transcoders $(TRANSCODERS)

@@ -91,7 +91,11 @@ def _block(readme: str, name: str) -> str:
 
 
 def test_first_run_graph_figures_are_its_stored_summary():
-    from scrying.transcoders.graph_summary import features_markdown, place_totals, validation_markdown
+    from scrying.transcoders.graph_summary import (
+        features_markdown,
+        place_totals,
+        validation_markdown,
+    )
 
     readme = _readme()
     summary = json.loads((V1 / "summary.json").read_text(encoding="utf-8"))

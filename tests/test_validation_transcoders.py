@@ -140,7 +140,10 @@ def test_the_real_stage_is_steering_by_a_plain_hook(topk):
 
             with torch.no_grad(), hooks(model, [(basis.set.output_site(node.layer), steer)]):
                 expected.append(_demeaned(model(tokens)[0, -1], token) - clean)
-        assert torch.allclose(torch.tensor(table.measured.tolist()), torch.tensor(expected), rtol=1e-5, atol=1e-9)
+        # atol: float32 rounding of the demeaned logit (3e-9 at scale 0, measured directly); at the
+        # later scales most nodes' changes are derived from scale 0 by the frozen model's linearity
+        # (ValidationConfig), so their rounding is not a direct measurement's
+        assert torch.allclose(torch.tensor(table.measured.tolist()), torch.tensor(expected), rtol=1e-5, atol=1e-8)
         assert max(abs(e) for e in expected) > 1e-4
 
 
@@ -310,5 +313,8 @@ def test_the_frozen_stage_is_a_hand_frozen_model(topk):
         table = validation.reports[f"graph vs frozen, scale {scale:g}"].table
         nodes = [graph.nodes[graph.index[i]] for i in table.node_id]
         expected = [run((n.layer, n.pos, n.feature, scale * float(feats[n.layer][n.pos, n.feature]))) - clean for n in nodes]
-        assert torch.allclose(torch.tensor(table.measured.tolist()), torch.tensor(expected), rtol=1e-5, atol=1e-9)
+        # atol: float32 rounding of the demeaned logit (3e-9 at scale 0, measured directly); at the
+        # later scales most nodes' changes are derived from scale 0 by the frozen model's linearity
+        # (ValidationConfig), so their rounding is not a direct measurement's
+        assert torch.allclose(torch.tensor(table.measured.tolist()), torch.tensor(expected), rtol=1e-5, atol=1e-8)
         assert max(abs(e) for e in expected) > 1e-4

@@ -14,6 +14,7 @@ from scrying.attribution.feature_graph import (
     build_neuron_graph,
 )
 from scrying.attribution.graph import Graph, Node
+from scrying.attribution.influence import node_influence
 from scrying.attribution.replacement import (
     CleanRun,
     attribution_pass,
@@ -32,6 +33,7 @@ __all__ = [
     "attribution_pass",
     "clean_run",
     "frozen_demeaned_logits",
+    "node_influence",
     "Node",
     "Setting",
     "Settings",

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from scrying.attribution import Graph
-from scrying.attribution.influence import node_influence
+from scrying.attribution import Graph, node_influence
 from scrying.errors import InvalidInputError
 
 #: The comparisons :func:`validation_figures` reads, by the name they have at the first scale.
