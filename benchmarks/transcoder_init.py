@@ -12,7 +12,9 @@ seeded generator, AuxK 1/32 with k_aux 256) per variant for ``--steps`` steps:
 * ``random``: the recipe's first initialisation (Gaussian unit encoder rows, ``b_enc`` = 0);
 * ``centred``: the same rows, ``b_enc = -W_enc x_mean`` (``centre_encoder``);
 * ``centred-early``: centred, AuxK counting a feature dead after 16,384 rows instead of 65,536;
-* ``centred-data``: rows drawn from the centred inputs, centred (``encoder_init="data"``).
+* ``centred-data``: rows drawn from the centred inputs, centred (``encoder_init="data"``);
+* ``centred-data-matched``: and the decoder scaled so that the first reconstructions are as
+  large as the outputs' spread (``match_decoder``).
 
 Prints, per variant, the held-out FVU, dead (never fired on the held-out rows) and rare (fired
 on fewer than one in 1,000) fractions, and the training's own dead share at the end. Measured
@@ -34,7 +36,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=160)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--variants", nargs="+", default=["random", "centred", "centred-early", "centred-data"],
-                   choices=["random", "centred", "centred-early", "centred-data"])
+                   choices=["random", "centred", "centred-early", "centred-data", "centred-data-matched"])
     args = p.parse_args()
 
     import torch
@@ -75,7 +77,9 @@ def main() -> None:
     spec = TranscoderSpec(d_model=x.shape[-1], n_features=8192, activation="topk", k=64, skip=True)
     for variant in args.variants:
         centred = variant.startswith("centred")
-        tc = _init(spec, 4, torch.float32, y.mean(0), x.mean(0) if centred else None, x if variant == "centred-data" else None)
+        data = variant.startswith("centred-data")
+        tc = _init(spec, 4, torch.float32, y.mean(0), x.mean(0) if centred else None, x if data else None,
+                   y if variant == "centred-data-matched" else None)
         dead_after = 16_384 if variant == "centred-early" else 65_536
         optimizer = torch.optim.Adam(tc.parameters(), lr=8e-4)
         since = torch.zeros(spec.n_features, dtype=torch.long)

@@ -155,3 +155,33 @@ def test_data_init_points_the_encoder_at_centred_inputs():
     assert torch.allclose(tc.W_dec, 0.1 * tc.W_enc)
     with pytest.raises(Exception, match="encoder_init"):
         TranscoderTrainConfig(encoder_init="pca")
+
+
+def test_a_run_started_before_an_option_existed_resumes_when_the_option_is_at_its_default(model, full, tmp_path):
+    """The checkpoint's stored config lacks a key (as a run started before ``match_decoder``
+    existed): it resumes when the current value is the default, and is refused otherwise."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    def kill(chunk: int) -> None:
+        if chunk == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_transcoders(model, texts, tmp_path / "run", CONFIG, on_chunk=kill)
+    path = tmp_path / "run" / "checkpoint" / "state.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        progress = json.loads(handle.metadata()["progress"])
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    del progress["config"]["match_decoder"]
+    save_file(tensors, str(path), metadata={"progress": json.dumps(progress)})
+    shutil.copytree(tmp_path / "run", tmp_path / "other")
+    resumed = train_transcoders(model, texts, tmp_path / "run", CONFIG)
+    assert resumed.chunks_trained == 2
+    for a, b in zip(full.transcoders.transcoders, resumed.transcoders.transcoders, strict=True):
+        for name, tensor in a.tensors().items():
+            assert torch.equal(tensor, b.tensors()[name]), name
+    with pytest.raises(InvalidInputError, match="other settings"):
+        train_transcoders(model, texts, tmp_path / "other", dataclasses.replace(CONFIG, encoder_init="data", match_decoder=True))

@@ -99,6 +99,7 @@ class TranscoderTrainConfig:
     # FVU 0.323; centred 19%, 0.306; centred + data 5%, 0.350 (AuxK starting 4x earlier: no change).
     centre_encoder: bool = False
     encoder_init: Literal["random", "data"] = "random"
+    match_decoder: bool = False  # with "data": W_dec scaled so the first reconstructions match the outputs' spread
 
     def __post_init__(self) -> None:
         if self.activation not in ("relu", "topk"):
@@ -119,6 +120,8 @@ class TranscoderTrainConfig:
             raise ConfigError(f"TranscoderTrainConfig.warmup_steps must be >= 0 and final_lr_fraction in [0, 1], got {self.warmup_steps}, {self.final_lr_fraction}")
         if self.encoder_init not in ("random", "data"):
             raise ConfigError(f"TranscoderTrainConfig.encoder_init must be 'random' or 'data', got {self.encoder_init!r}")
+        if self.match_decoder and self.encoder_init != "data":
+            raise ConfigError("TranscoderTrainConfig.match_decoder applies to encoder_init='data' only")
         if self.splice_tokens < 0 or self.splice_tokens > self.eval_tokens:
             raise ConfigError(f"TranscoderTrainConfig.splice_tokens must be in 0..eval_tokens ({self.eval_tokens}), got {self.splice_tokens}")
 
@@ -239,7 +242,8 @@ def _harvest_chunk(model: Model, windows: list[Tensor], config: TranscoderTrainC
 
 
 def _init(
-    spec: TranscoderSpec, seed: int, dtype: torch.dtype, y_mean: Tensor, x_mean: Tensor | None = None, x_rows: Tensor | None = None
+    spec: TranscoderSpec, seed: int, dtype: torch.dtype, y_mean: Tensor, x_mean: Tensor | None = None, x_rows: Tensor | None = None,
+    y_rows: Tensor | None = None,
 ) -> Transcoder:
     """Unit-norm encoder rows (random, or with ``x_rows`` the directions of ``n_features``
     seeded draws of those inputs minus their mean: ``encoder_init="data"``), the decoder their
@@ -260,7 +264,18 @@ def _init(
         tc.b_dec.copy_(y_mean.to(dtype))
         if x_mean is not None:
             tc.b_enc.copy_(-(w @ x_mean.to(dtype)))
+        if y_rows is not None:  # match_decoder: the first reconstruction as large as the outputs' spread
+            sample = x_rows[:_MATCH_ROWS].to(dtype) if x_rows is not None else None
+            if sample is None:
+                raise ConfigError("match_decoder needs the inputs (x_rows) to encode")
+            made = (tc.encode(sample) @ tc.W_dec).norm(dim=-1).mean()
+            wanted = (y_rows[:_MATCH_ROWS].to(dtype) - y_mean.to(dtype)).norm(dim=-1).mean()
+            if made > 0:
+                tc.W_dec.mul_(wanted / made)
     return tc
+
+
+_MATCH_ROWS = 4096  # rows of the first chunk that set the decoder's starting scale (match_decoder)
 
 
 def _fold(tc: Transcoder, s_in: float, s_out: float) -> Transcoder:
@@ -353,7 +368,7 @@ def _save(ckpt: Path, settings: dict, state: _Progress) -> None:
 
 def _resume(ckpt: Path, settings: dict, spec: TranscoderSpec, dtype: torch.dtype, n_layers: int, config: TranscoderTrainConfig) -> _Progress:
     """Phase 5, read back: the checkpoint's progress, or a fresh start."""
-    saved = load_checkpoint(ckpt, settings)
+    saved = load_checkpoint(ckpt, settings, config_defaults=asdict(TranscoderTrainConfig()))
     if saved is None:
         return _Progress()
     tensors, meta = saved
@@ -381,7 +396,7 @@ def _train_on(
     if not state.transcoders:
         state.transcoders = [
             _init(spec, config.seed * 1000 + ly, dtype, y[ly].float().mean(0), x[ly].float().mean(0) if config.centre_encoder else None,
-                  x[ly].float() if config.encoder_init == "data" else None)
+                  x[ly].float() if config.encoder_init == "data" else None, y[ly].float() if config.match_decoder else None)
             for ly in range(n_layers)
         ]
         state.optimizer = _optimizer(state.transcoders, config)
