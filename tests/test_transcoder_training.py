@@ -185,3 +185,22 @@ def test_a_run_started_before_an_option_existed_resumes_when_the_option_is_at_it
             assert torch.equal(tensor, b.tensors()[name]), name
     with pytest.raises(InvalidInputError, match="other settings"):
         train_transcoders(model, texts, tmp_path / "other", dataclasses.replace(CONFIG, encoder_init="data", match_decoder=True))
+
+
+def test_a_matched_decoder_starts_as_large_as_the_outputs_spread():
+    from scrying.transcoders.train import _init
+    from scrying.transcoders.transcoder import TranscoderSpec
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(300, 8, generator=gen) + 1.0
+    y = 5.0 * torch.randn(300, 8, generator=gen) + 2.0
+    spec = TranscoderSpec(d_model=8, n_features=32, activation="topk", k=4, skip=True)
+    plain = _init(spec, 3, torch.float32, y.mean(0), x.mean(0), x)
+    matched = _init(spec, 3, torch.float32, y.mean(0), x.mean(0), x, y)
+    with torch.no_grad():
+        made = (matched.encode(x) @ matched.W_dec).norm(dim=-1).mean()
+        ratio = matched.W_dec.norm() / plain.W_dec.norm()
+    assert float(made) == pytest.approx(float((y - y.mean(0)).norm(dim=-1).mean()), rel=1e-5)
+    assert torch.allclose(matched.W_dec, ratio * plain.W_dec) and torch.equal(matched.W_enc, plain.W_enc)
+    with pytest.raises(Exception, match="match_decoder"):
+        TranscoderTrainConfig(match_decoder=True)
