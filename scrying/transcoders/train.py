@@ -96,7 +96,8 @@ class TranscoderTrainConfig:
     # "data" points the encoder rows at seeded draws of the inputs minus their mean ("random":
     # Gaussian directions). Measured on Gemma 3 270M's layer 4, whose mean input holds 66% of its
     # mean square (160 single-layer steps of the recipe, held-out): random 55% dead features,
-    # FVU 0.323; centred 19%, 0.306; centred + data 5%, 0.350 (AuxK starting 4x earlier: no change).
+    # FVU 0.323; centred 19%, 0.306; centred + data 5%, 0.350; centred + data with the decoder
+    # matched to the outputs' spread (match_decoder) 6%, 0.327 (AuxK starting 4x earlier: no change).
     centre_encoder: bool = False
     encoder_init: Literal["random", "data"] = "random"
     match_decoder: bool = False  # with "data": W_dec scaled so the first reconstructions match the outputs' spread
@@ -158,9 +159,9 @@ class TranscoderTrainConfig:
 #: rows), AuxK (1/32, k_aux 256, dead after 262,144 rows), warmup 100 steps then cosine decay to
 #: 10% of 8e-4, one pass per chunk and float32 (on this CPU bf16 autocast made a step 3x slower,
 #: and a second pass over a chunk costs the same steps as fresh text); held-out report on 32,768
-#: tokens, spliced-in loss on 4,096; encoder rows drawn from the centred inputs and centred
-#: (``centre_encoder``, ``encoder_init="data"``: without them, 67% of layer 4's features were dead
-#: after 5 chunks); time: see the README (measured on a short run); ``large``:
+#: tokens, spliced-in loss on 4,096; encoder rows drawn from the centred inputs and centred, the
+#: decoder matched to the outputs' spread (``centre_encoder``, ``encoder_init="data"``,
+#: ``match_decoder``: without them, 67% of layer 4's features were dead after 5 chunks); time: see the README (measured on a short run); ``large``:
 #: ~10M tokens and 16k features, for a machine with a GPU and >= 32 GB of memory.
 PRESETS: dict[str, TranscoderTrainConfig] = {
     "quick": TranscoderTrainConfig(n_features=2048, k=32, total_tokens=65_536, chunk_tokens=16_384, seq_len=64, eval_tokens=4_096),
@@ -169,6 +170,7 @@ PRESETS: dict[str, TranscoderTrainConfig] = {
         n_features=8192, k=64, total_tokens=2_031_616, chunk_tokens=65_536, seq_len=128, batch_size=2048, lr=8e-4, epochs=1,
         warmup_steps=100, final_lr_fraction=0.1, aux_coef=1 / 32, k_aux=256, dead_after=262_144, bf16=False,
         eval_tokens=32_768, splice_tokens=4_096, rare_every=1000, harvest_batch=8, centre_encoder=True, encoder_init="data",
+        match_decoder=True,
     ),
     "large": TranscoderTrainConfig(n_features=16_384, k=64, total_tokens=10_000_000, chunk_tokens=131_072, seq_len=256, batch_size=4096),
 }
