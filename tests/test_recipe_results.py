@@ -117,3 +117,17 @@ def test_first_run_graph_figures_are_its_stored_summary():
     assert f"carry {min(shares) * 100:.0f}-{max(shares) * 100:.0f}% of the attribution" in flat
     for name in ("dallas-texas", "ioi", "dallas-two-hop"):  # "less well than neurons on every prompt"
         assert summary[f"{name}-features"]["validation"]["frozen vs real"]["spearman"] < summary[f"{name}-neurons"]["validation"]["frozen vs real"]["spearman"]
+
+
+def test_first_run_training_figures_are_its_stored_history_and_log():
+    history = json.loads((V1 / "history.json").read_text())
+    log = (V1 / "training-log.txt").read_text()
+    flat = _flat(_readme())
+    five, six = history[4]["dead_fraction"], history[5]["dead_fraction"]
+    for layer in (4, 10, 2):
+        assert f"layer {layer} {five[layer]:.1%} to {six[layer]:.1%}" in flat
+    aux = [a for chunk in history[4:6] for a in chunk["aux"]]
+    assert 0.9 <= min(aux) and max(aux) <= 1.05  # "AuxK (whose loss stayed at ~1.0 ...)"
+    first_v1 = float(log.split("## v1")[1].split("mean normalised MSE ")[1].split()[0])
+    first_v2 = float(log.split("## v2")[1].split("mean normalised MSE ")[1].split()[0])
+    assert f"MSE {first_v2:,.0f} over its first chunk, against the first run's {first_v1:.0f}" in flat
