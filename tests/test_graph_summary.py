@@ -16,6 +16,7 @@ from scrying.transcoders.graph_summary import (
     graph_summary,
     place_totals,
     shows_place,
+    stage_figures,
     top_features_at,
     top_features_into_target,
     validation_figures,
@@ -46,7 +47,9 @@ def _graph() -> Graph:
     a[7, 3], a[7, 4], a[7, 5], a[7, 6] = 0.1, 3.0, -2.0, 1.0
     reports = {f"{name}, scale 0": _report(*values) for name, values in {
         "graph vs frozen": (0.9, 0.8, 0.95, 100), "frozen vs real": (0.4, -0.05, 0.7, 100),
-        "graph vs real": (0.3, 0.1, 0.5, 100), "activation x gradient vs real": (0.8, 0.7, 0.9, 100)}.items()}
+        "graph vs real": (0.3, 0.1, 0.5, 100), "activation x gradient vs real": (0.8, 0.7, 0.9, 100),
+        "graph vs + error nodes live": (0.85, 0.7, 0.9, 100), "graph vs + attention patterns live": (0.5, 0.3, 0.6, 100)}.items()}
+    reports["graph vs real, scale 0.5"] = _report(0.1, -0.2, 0.3, 100)  # another scale: not a stage row
     cards = {"f1": {"contexts": [
         {"tokens": [" near", " Dallas", ",", " Texas"], "at": 1},
         {"tokens": [" the", " city", " of"], "at": 2},
@@ -62,6 +65,9 @@ def test_validation_figures_read_the_first_scale_and_flag_intervals_with_zero():
     assert figures["graph vs real"]["includes_zero"] is False
     with pytest.raises(InvalidInputError, match="no validation"):
         validation_figures({})
+    stages = stage_figures(_graph().metadata)
+    assert list(stages) == ["graph vs + error nodes live", "graph vs + attention patterns live", "graph vs real"]
+    assert stages["graph vs + attention patterns live"]["spearman"] == 0.5 and stages["graph vs real"]["spearman"] == 0.3
 
 
 def test_top_features_rank_by_influence_at_a_token_and_by_direct_edge_into_the_target():

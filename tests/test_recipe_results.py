@@ -131,3 +131,27 @@ def test_first_run_training_figures_are_its_stored_history_and_log():
     first_v1 = float(log.split("## v1")[1].split("mean normalised MSE ")[1].split()[0])
     first_v2 = float(log.split("## v2")[1].split("mean normalised MSE ")[1].split()[0])
     assert f"MSE {first_v2:,.0f} over its first chunk, against the first run's {first_v1:.0f}" in flat
+
+
+def test_first_run_stage_table_is_its_stored_summary():
+    from scrying.transcoders.graph_summary import stages_markdown
+
+    readme = _readme()
+    summary = json.loads((V1 / "summary.json").read_text(encoding="utf-8"))
+    assert _block(readme, "recipe-v1-stages") == stages_markdown(summary)
+    stage = {k: {n: round(v["spearman"], 2) for n, v in item["stages"].items()} for k, item in summary.items()}
+    flat = _flat(readme)
+    ioi_f, ioi_n = stage["ioi-features"], stage["ioi-neurons"]
+    assert (f"(IOI: features {ioi_f['graph vs + error nodes live']:.2f} to {ioi_f['graph vs + attention patterns live']:.2f}, "
+            f"neurons {ioi_n['graph vs + error nodes live']:.2f} to {ioi_n['graph vs + attention patterns live']:.2f})") in flat
+    d = stage["dallas-texas-features"]
+    masks = "graph vs + features' masks live"
+    assert f"(Dallas {d['graph vs + norm scales live']:.2f} to {d[masks]:.2f})" in flat
+    assert f"partly gives back ({d['graph vs real']:.2f})" in flat
+    for name in ("dallas-texas", "ioi"):  # "a large step on the Dallas and IOI prompts"
+        for basis in ("features", "neurons"):
+            s = stage[f"{name}-{basis}"]
+            assert s["graph vs + error nodes live"] - s["graph vs + attention patterns live"] > 0.2
+    for name in ("dallas-texas", "ioi", "dallas-two-hop"):  # "a further step on every prompt"
+        f = stage[f"{name}-features"]
+        assert f[masks] < f["graph vs + norm scales live"]

@@ -5,7 +5,7 @@ Phases of :func:`graph_summary` (one traced graph, as stored JSON metadata plus 
 1. **Validation** — the headline comparisons of its check (:mod:`scrying.attribution.validation`)
    at the first scale: graph vs frozen, frozen vs real, graph vs real and the activation x
    gradient baseline, each as Spearman with its interval, the number of nodes, and whether the
-   interval includes 0.
+   interval includes 0; and the graph against each partly unfrozen model (where the gap opens).
 2. **Top features at a token** — the feature nodes at the prompt position of a token (e.g.
    ``"Dallas"``), ranked by influence on the logits; and the feature nodes with the largest
    direct edge into the target logit (what promotes ``" Texas"``).
@@ -51,6 +51,25 @@ def validation_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
         low, high = report["spearman_ci"]
         out[name] = {"spearman": report["spearman"], "low": low, "high": high, "n": len(report["rows"]),
                      "includes_zero": not (low > 0 or high < 0)}
+    return out
+
+
+def stage_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{stage: {spearman, low, high, n, includes_zero}}``: the pruned graph against each partly
+    unfrozen model at the first scale (``"graph vs + error nodes live"`` ...), in the order the
+    validation unfroze them, then the real model (``"graph vs real"``)."""
+    checked = metadata.get("validation")
+    if not checked:
+        raise InvalidInputError("the graph has no validation (traced with --no-validate?); expected scrying.metadata.validation")
+    scale = checked["headline"].rsplit("scale ", 1)[-1]
+    names = [n for n in checked["reports"] if n.startswith("graph vs + ") and n.endswith(f", scale {scale}")]
+    names.append(f"graph vs real, scale {scale}")
+    out = {}
+    for name in names:
+        report = checked["reports"][name]
+        low, high = report["spearman_ci"]
+        out[name.rsplit(", scale", 1)[0]] = {"spearman": report["spearman"], "low": low, "high": high, "n": len(report["rows"]),
+                                             "includes_zero": not (low > 0 or high < 0)}
     return out
 
 
@@ -150,6 +169,7 @@ def graph_summary(graph: Graph, *, at_token: str | None = None, k: int = 5) -> d
         "basis": graph.metadata.get("basis"),
         "target": next(n.token for n in graph.nodes if n.kind == "logit" and n.is_target),
         "validation": validation_figures(graph.metadata),
+        "stages": stage_figures(graph.metadata),
         "into_target": feature_rows(graph, top_features_into_target(graph, k), cards),
     }
     if "skip_share" in graph.metadata:
@@ -198,4 +218,20 @@ def features_markdown(rows: list[dict[str, Any]]) -> str:
         places = ", ".join(r["places"]) or "—"
         label = r["label"].replace("|", "\\|")
         lines.append(f"| L{r['layer']} #{r['feature']} | {label} | {r['with_place']}/{r['contexts_shown']} | {places} | {first} |")
+    return "\n".join(lines)
+
+
+def stages_markdown(summary: dict[str, dict[str, Any]]) -> str:
+    """One row per graph: the pruned graph's Spearman against each partly unfrozen model, in the
+    order of unfreezing ("—" where a basis has no such stage: neurons have no masks apart from
+    their MLP)."""
+    names: list[str] = []
+    for item in summary.values():
+        names += [n for n in item["stages"] if n not in names and n != "graph vs real"]
+    names.append("graph vs real")
+    head = "| graph | " + " | ".join(n.removeprefix("graph vs ") for n in names) + " |"
+    lines = [head, "|---" * (len(names) + 1) + "|"]
+    for key, item in summary.items():
+        cells = [f"{item['stages'][n]['spearman']:.2f}" if n in item["stages"] else "—" for n in names]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
