@@ -143,7 +143,7 @@ def test_first_run_stage_table_is_its_stored_summary():
     flat = _flat(readme)
     ioi_f, ioi_n = stage["ioi-features"], stage["ioi-neurons"]
     assert (f"(IOI: features {ioi_f['graph vs + error nodes live']:.2f} to {ioi_f['graph vs + attention patterns live']:.2f}, "
-            f"neurons {ioi_n['graph vs + error nodes live']:.2f} to {ioi_n['graph vs + attention patterns live']:.2f})") in flat
+            f"neurons {ioi_n['graph vs + error nodes live']:.2f} to {ioi_n['graph vs + attention patterns live']:.2f};") in flat
     d = stage["dallas-texas-features"]
     masks = "graph vs + features' masks live"
     assert f"(Dallas {d['graph vs + norm scales live']:.2f} to {d[masks]:.2f})" in flat
