@@ -37,40 +37,35 @@ class PlaceCount:
     places: tuple[str, ...]  # the names found, in order of first appearance
 
 
-def validation_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{comparison: {spearman, low, high, n, includes_zero}}`` at the graph's first scale."""
+def _first_scale(metadata: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The stored validation's reports and its first scale (as named in the report keys)."""
     checked = metadata.get("validation")
     if not checked:
         raise InvalidInputError("the graph has no validation (traced with --no-validate?); expected scrying.metadata.validation")
-    scale = checked["headline"].rsplit("scale ", 1)[-1]
-    out = {}
-    for name in COMPARISONS:
-        report = checked["reports"].get(f"{name}, scale {scale}")
-        if report is None:
-            raise InvalidInputError(f"the graph's validation has no {name!r} comparison at scale {scale}")
-        low, high = report["spearman_ci"]
-        out[name] = {"spearman": report["spearman"], "low": low, "high": high, "n": len(report["rows"]),
-                     "includes_zero": not (low > 0 or high < 0)}
-    return out
+    return checked["reports"], checked["headline"].rsplit("scale ", 1)[-1]
+
+
+def _figures(report: dict[str, Any]) -> dict[str, Any]:
+    low, high = report["spearman_ci"]
+    return {"spearman": report["spearman"], "low": low, "high": high, "n": len(report["rows"]), "includes_zero": not (low > 0 or high < 0)}
+
+
+def validation_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{comparison: {spearman, low, high, n, includes_zero}}`` at the graph's first scale."""
+    reports, scale = _first_scale(metadata)
+    missing = [name for name in COMPARISONS if f"{name}, scale {scale}" not in reports]
+    if missing:
+        raise InvalidInputError(f"the graph's validation has no {missing[0]!r} comparison at scale {scale}")
+    return {name: _figures(reports[f"{name}, scale {scale}"]) for name in COMPARISONS}
 
 
 def stage_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{stage: {spearman, low, high, n, includes_zero}}``: the pruned graph against each partly
     unfrozen model at the first scale (``"graph vs + error nodes live"`` ...), in the order the
     validation unfroze them, then the real model (``"graph vs real"``)."""
-    checked = metadata.get("validation")
-    if not checked:
-        raise InvalidInputError("the graph has no validation (traced with --no-validate?); expected scrying.metadata.validation")
-    scale = checked["headline"].rsplit("scale ", 1)[-1]
-    names = [n for n in checked["reports"] if n.startswith("graph vs + ") and n.endswith(f", scale {scale}")]
-    names.append(f"graph vs real, scale {scale}")
-    out = {}
-    for name in names:
-        report = checked["reports"][name]
-        low, high = report["spearman_ci"]
-        out[name.rsplit(", scale", 1)[0]] = {"spearman": report["spearman"], "low": low, "high": high, "n": len(report["rows"]),
-                                             "includes_zero": not (low > 0 or high < 0)}
-    return out
+    reports, scale = _first_scale(metadata)
+    names = [n for n in reports if n.startswith("graph vs + ") and n.endswith(f", scale {scale}")]
+    return {name.rsplit(", scale", 1)[0]: _figures(reports[name]) for name in [*names, f"graph vs real, scale {scale}"]}
 
 
 def positions_of(graph: Graph, token: str) -> list[int]:
