@@ -159,7 +159,8 @@ def test_data_init_points_the_encoder_at_centred_inputs():
 
 def test_a_run_started_before_an_option_existed_resumes_when_the_option_is_at_its_default(model, full, tmp_path):
     """The checkpoint's stored config lacks a key (as a run started before ``match_decoder``
-    existed): it resumes when the current value is the default, and is refused otherwise."""
+    existed): it resumes, to the same weights, when the current value is the default, and is
+    refused when only that key differs."""
     import shutil
 
     from safetensors import safe_open
@@ -169,22 +170,31 @@ def test_a_run_started_before_an_option_existed_resumes_when_the_option_is_at_it
         if chunk == 1:
             raise Killed
 
+    def drop_key(run) -> None:
+        path = run / "checkpoint" / "state.safetensors"
+        with safe_open(str(path), framework="pt") as handle:
+            progress = json.loads(handle.metadata()["progress"])
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+        del progress["config"]["match_decoder"]
+        save_file(tensors, str(path), metadata={"progress": json.dumps(progress)})
+
     with pytest.raises(Killed):
         train_transcoders(model, texts, tmp_path / "run", CONFIG, on_chunk=kill)
-    path = tmp_path / "run" / "checkpoint" / "state.safetensors"
-    with safe_open(str(path), framework="pt") as handle:
-        progress = json.loads(handle.metadata()["progress"])
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-    del progress["config"]["match_decoder"]
-    save_file(tensors, str(path), metadata={"progress": json.dumps(progress)})
-    shutil.copytree(tmp_path / "run", tmp_path / "other")
+    drop_key(tmp_path / "run")
     resumed = train_transcoders(model, texts, tmp_path / "run", CONFIG)
     assert resumed.chunks_trained == 2
     for a, b in zip(full.transcoders.transcoders, resumed.transcoders.transcoders, strict=True):
         for name, tensor in a.tensors().items():
             assert torch.equal(tensor, b.tensors()[name]), name
-    with pytest.raises(InvalidInputError, match="other settings"):
-        train_transcoders(model, texts, tmp_path / "other", dataclasses.replace(CONFIG, encoder_init="data", match_decoder=True))
+
+    data = dataclasses.replace(CONFIG, encoder_init="data")
+    with pytest.raises(Killed):
+        train_transcoders(model, texts, tmp_path / "data", data, on_chunk=kill)
+    drop_key(tmp_path / "data")
+    shutil.copytree(tmp_path / "data", tmp_path / "matched")
+    with pytest.raises(InvalidInputError, match="other settings"):  # only match_decoder differs
+        train_transcoders(model, texts, tmp_path / "matched", dataclasses.replace(data, match_decoder=True))
+    assert train_transcoders(model, texts, tmp_path / "data", data).chunks_trained == 2
 
 
 def test_a_matched_decoder_starts_as_large_as_the_outputs_spread():
