@@ -121,3 +121,9 @@ def test_quality_table_has_a_row_per_layer_and_the_mean():
     assert lines[2] == "| 0 | 0.100 | 64.0 | 0.0% | 50.0% | +0.010 | 0.020 |"
     assert lines[-1] == "| mean | 0.200 | 64.0 | 12.5% | 25.0% | +0.030 | 0.030 |"
     assert len(quality_markdown(report.drop(columns=["ce_increase", "kl"])).splitlines()[1].split("|")) == 7
+
+
+def test_table_cells_keep_pipes_and_tags_visible():
+    rows = [{"layer": 1, "feature": 2, "label": "'|' ctx", "with_place": 0, "contexts_shown": 1, "places": [],
+             "contexts": ["a<eos>b | c\nd"]}]
+    assert features_markdown(rows).splitlines()[2] == "| L1 #2 | '\\|' ctx | 0/1 | — | a&lt;eos&gt;b \\| c d |"

@@ -209,9 +209,9 @@ def features_markdown(rows: list[dict[str, Any]]) -> str:
     and its first context."""
     lines = ["| feature | label | contexts with a place | places | top context |", "|---|---|---|---|---|"]
     for r in rows:
-        first = r["contexts"][0].replace("|", "\\|").replace("\n", " ") if r["contexts"] else "—"
+        first = _cell(r["contexts"][0]) if r["contexts"] else "—"
         places = ", ".join(r["places"]) or "—"
-        label = r["label"].replace("|", "\\|")
+        label = _cell(r["label"])
         lines.append(f"| L{r['layer']} #{r['feature']} | {label} | {r['with_place']}/{r['contexts_shown']} | {places} | {first} |")
     return "\n".join(lines)
 
@@ -230,3 +230,9 @@ def stages_markdown(summary: dict[str, dict[str, Any]]) -> str:
         cells = [f"{item['stages'][n]['spearman']:.2f}" if n in item["stages"] else "—" for n in names]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: pipes escaped, newlines as spaces, and ``<``/``>`` as
+    entities (a context's ``<eos>`` would otherwise be read as an HTML tag and vanish)."""
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
