@@ -374,7 +374,7 @@ def _resume(ckpt: Path, settings: dict, spec: TranscoderSpec, dtype: torch.dtype
     if saved is None:
         return _Progress()
     tensors, meta = saved
-    transcoders = [Transcoder(spec, dtype=dtype).load_tensors(_prefixed(tensors, f"L{ly}.")) for ly in range(n_layers)]
+    transcoders = _layers(tensors, spec, dtype, n_layers)
     optimizer = _optimizer(transcoders, config)
     optimizer.load_state_dict(optimizer_state(optimizer, tensors))
     logger.warning("Resuming: %d of %d chunks already done (%s)", meta["chunks_done"], config.n_chunks, ckpt.parent)
@@ -418,7 +418,7 @@ def _write_and_report(
     model: Model, state: _Progress, eval_windows: list[Tensor], out: Path, model_name: str, config: TranscoderTrainConfig, trained: int
 ) -> TrainResult:
     """Phase 6: fold the scales into the weights, write the set and its quality report."""
-    tset = TranscoderSet([_fold(tc, *state.scales[ly]) for ly, tc in enumerate(state.transcoders)], model_name)
+    tset = _folded_set(state.transcoders, state.scales, model_name)
     write_transcoders(tset, out)
     windows = torch.stack(eval_windows)
     n_splice = min(len(eval_windows), config.splice_tokens // config.seq_len) if config.splice_tokens else 0
@@ -438,8 +438,7 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path) -> tuple[Transco
     config = TranscoderTrainConfig(**progress["config"])
     spec = TranscoderSpec(d_model=progress["d_model"], n_features=config.n_features, activation=config.activation, k=config.k, skip=config.skip)
     dtype = getattr(torch, config.dtype)
-    trained = [Transcoder(spec, dtype=dtype).load_tensors(_prefixed(tensors, f"L{ly}.")) for ly in range(progress["n_layers"])]
-    tset = TranscoderSet([_fold(tc, *progress["scales"][ly]) for ly, tc in enumerate(trained)], progress["model_name"])
+    tset = _folded_set(_layers(tensors, spec, dtype, progress["n_layers"]), progress["scales"], progress["model_name"])
     out = write_transcoders(tset, out_dir)
     snapshot = {"run_dir": str(run_dir), "chunks_done": progress["chunks_done"], "n_chunks": config.n_chunks,
                 "steps_done": progress["chunks_done"] * config.steps_per_chunk, "total_steps": config.total_steps,
@@ -486,6 +485,16 @@ def _train_chunk(state: _Progress, x: Tensor, y: Tensor, config: TranscoderTrain
             step += 1
             bar.update(1)
     return [t / steps for t in totals], [t / steps for t in aux_totals]
+
+
+def _layers(tensors: dict[str, Tensor], spec: TranscoderSpec, dtype: torch.dtype, n_layers: int) -> list[Transcoder]:
+    """Each layer's transcoder from a checkpoint's ``L<i>.<name>`` tensors."""
+    return [Transcoder(spec, dtype=dtype).load_tensors(_prefixed(tensors, f"L{ly}.")) for ly in range(n_layers)]
+
+
+def _folded_set(transcoders: list[Transcoder], scales: list, model_name: str) -> TranscoderSet:
+    """The set for raw activations: each layer's normalisation scales folded into its weights."""
+    return TranscoderSet([_fold(tc, *scales[ly]) for ly, tc in enumerate(transcoders)], model_name)
 
 
 def _prefixed(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
