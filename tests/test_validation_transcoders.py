@@ -26,13 +26,16 @@ from scrying.attribution.replacement import (
     clean_run,
     intervened_targets,
     intervention_pass,
+    reached_positions,
 )
+from scrying.attribution.trace import TraceConfig, trace
 from scrying.attribution.validation import (
     INEXACT_STAGES,
     STAGES,
     ValidationConfig,
     validate_feature_graph,
 )
+from scrying.errors import InvalidInputError
 from scrying.prompts import tokenize
 from scrying.sites import Component, Site, hooks, recorded
 from scrying.transcoders import TranscoderBasis
@@ -318,3 +321,33 @@ def test_the_frozen_stage_is_a_hand_frozen_model(topk):
         # (ValidationConfig), so their rounding is not a direct measurement's
         assert torch.allclose(torch.tensor(table.measured.tolist()), torch.tensor(expected), rtol=1e-5, atol=1e-8)
         assert max(abs(e) for e in expected) > 1e-4
+
+
+def test_reached_positions_by_hand():
+    """A feature set at (layer l, position p) reaches the MLP inputs of layers after l from p on;
+    an embedding row set at p reaches every layer from p on; a row setting nothing reaches none."""
+    rows = [Intervention(), Intervention(features={(1, 3, 0): 1.0}),
+            Intervention(features={(0, 4, 2): 0.0, (2, 1, 5): 2.0}), Intervention(resid0={2: torch.zeros(4)})]
+    want = torch.tensor([
+        [6, 6, 6, 2],  # layer 0: only the embedding row
+        [6, 6, 4, 2],  # layer 1: after the layer-0 setting at position 4
+        [6, 3, 4, 2],
+        [6, 3, 1, 2],  # layer 3: after the layer-2 setting at position 1
+    ])
+    assert torch.equal(reached_positions(rows, 4, 6), want)
+
+
+def test_trace_shares_its_clean_run_and_validates_as_a_fresh_one(topk):
+    """``trace`` runs the prompt once for the build and validation; its figures equal a
+    validation with a clean run of its own. A clean run of other tokens is refused by name."""
+    model, basis, _, _ = topk
+    config = TraceConfig(features=dataclasses.replace(CONFIG, max_feature_nodes=15), validation=VALIDATION)
+    result = trace(model, PROMPT, config, basis=basis, cards=False)
+    fresh = validate_feature_graph(model, result.graph, result.pruned, VALIDATION, basis=basis)
+    assert set(result.validation.reports) == set(fresh.reports)
+    for name, report in fresh.reports.items():
+        shared = result.validation.reports[name].table
+        assert torch.allclose(torch.tensor(shared.measured.tolist()), torch.tensor(report.table.measured.tolist()), rtol=1e-9, atol=1e-12), name
+    other = clean_run(model, tokenize(model, "t2 t2"), basis)
+    with pytest.raises(InvalidInputError, match="clean run of 3 tokens"):
+        validate_feature_graph(model, result.graph, result.pruned, VALIDATION, basis=basis, clean=other)

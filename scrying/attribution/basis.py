@@ -119,11 +119,14 @@ class BasisState:
     ``slope``: the neuron basis on non-gated MLPs, each neuron's clean ``act(pre) / pre``.
     ``mask``: a transcoder basis, which features are active on the clean run.
     ``error``: a transcoder basis, each layer's MLP output minus its reconstruction.
+    ``output``: a transcoder basis, each layer's clean output where its features write (passes
+    that recompute only the positions an intervention reaches copy it at the others; never lifted).
     """
 
     slope: Float[Tensor, "layer pos feature"] | None = None
     mask: Bool[Tensor, "layer pos feature"] | None = None
     error: Float[Tensor, "layer pos d_model"] | None = None
+    output: Float[Tensor, "layer pos d_model"] | None = None
 
     def lifted(self, *fields: str) -> BasisState:
         """This state with ``fields`` unfrozen (set to ``None``)."""
@@ -170,10 +173,16 @@ class FeatureBasis(Protocol):
         if any) through ``on_features``/``on_error``, which may cut, clamp or record them."""
         ...
 
-    def setting_hooks(self, model: Model, state: BasisState, settings: Settings) -> list[tuple[Site, HookFn]] | None:
+    def setting_hooks(
+        self, model: Model, state: BasisState, settings: Settings, reach: Int[Tensor, "layer batch"] | None = None
+    ) -> list[tuple[Site, HookFn]] | None:
         """Hooks equal to :meth:`feature_hooks` for a pass where every feature is live and only
         ``settings`` set some, computed more cheaply; ``None`` where the basis has no cheaper way
-        (the caller then uses :meth:`feature_hooks`)."""
+        (the caller then uses :meth:`feature_hooks`).
+
+        ``reach`` (optional, per layer and batch row): the first position whose MLP input may
+        differ from the clean run's; the basis may copy its clean output before it instead of
+        computing it (:func:`~scrying.attribution.replacement.reached_positions`)."""
         ...
 
     def label(self, layer: int, index: int) -> str:
@@ -290,7 +299,9 @@ class NeuronBasis:
             out.append((Site(Component.MLP_POST, layer), _neurons(layer, slope, pre_live, on_features)))
         return out
 
-    def setting_hooks(self, model: Model, state: BasisState, settings: Settings) -> list[tuple[Site, HookFn]] | None:
+    def setting_hooks(
+        self, model: Model, state: BasisState, settings: Settings, reach: Int[Tensor, "layer batch"] | None = None
+    ) -> list[tuple[Site, HookFn]] | None:
         return None  # the neurons are the MLP's own units: feature_hooks is the real MLP already
 
     def label(self, layer: int, index: int) -> str:

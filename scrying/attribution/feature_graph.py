@@ -65,6 +65,7 @@ from scrying.attribution.replacement import (
     CleanRun,
     Leaves,
     attribution_pass,
+    checked_clean_run,
     clean_run,
     frozen_demeaned_logits,
 )
@@ -171,12 +172,14 @@ def build_feature_graph(
     *,
     basis: FeatureBasis,
     model_name: str = "",
+    clean: CleanRun | None = None,
 ) -> Graph:
     """The attribution graph of ``prompt`` towards ``target`` (default: top-1) in ``basis``
-    (phases 1-5 of the module docstring)."""
+    (phases 1-5 of the module docstring); ``clean``: the prompt's clean run in ``basis``, where
+    the caller has it (:func:`~scrying.attribution.trace.trace` shares one with validation)."""
     config = config or FeatureGraphConfig()
     tokens = tokenize(model, prompt)
-    clean = clean_run(model, tokens, basis)
+    clean = checked_clean_run(clean, tokens, basis) if clean is not None else clean_run(model, tokens, basis)
     targets = logit_targets(model, clean, target, config)
     exclude_bos = config.exclude_bos and starts_with_special(model, tokens)
     features = select_features(model, clean, targets, config.max_feature_nodes, exclude_bos=exclude_bos)

@@ -56,7 +56,7 @@ from scrying.attribution.frozen_attention import (
     z_is_pattern_times_values,
 )
 from scrying.axes import Float, Int, Model, Tensor
-from scrying.errors import ConfigError
+from scrying.errors import ConfigError, InvalidInputError
 from scrying.models.adapter import final_resid, final_softcap, last_position_logits, logit_columns
 from scrying.sites import Component, HookFn, Site, check_site, has_site, hooks, recorded
 
@@ -167,6 +167,16 @@ def clean_run(model: Model, tokens: Int[Tensor, "1 pos"], basis: FeatureBasis | 
         state=state,
         z_from_pattern=z_is_pattern_times_values(model, store),
     )
+
+
+def checked_clean_run(clean: CleanRun, tokens: Int[Tensor, "1 pos"], basis: FeatureBasis) -> CleanRun:
+    """``clean``, a caller's clean run, once it is shown to be of ``tokens`` in ``basis``."""
+    if clean.basis is not basis or not torch.equal(clean.tokens.cpu(), tokens.cpu()):
+        raise InvalidInputError(
+            f"a clean run of {clean.tokens.shape[-1]} tokens in the {clean.basis.name!r} basis was passed for "
+            f"{tokens.shape[-1]} tokens in the {basis.name!r} basis; expected the run of these tokens in this basis object"
+        )
+    return clean
 
 
 @dataclass
@@ -394,7 +404,8 @@ def intervened_targets(
     settings = _settings(interventions)
     every = "errors" in unfrozen
     fwd = _freeze_hooks(model, clean, batch, frozenset(unfrozen))
-    steered = clean.basis.setting_hooks(model, _state(clean, frozenset(unfrozen)), settings) if every else None
+    reach = reached_positions(interventions, model.cfg.n_layers, clean.tokens.shape[-1])
+    steered = clean.basis.setting_hooks(model, _state(clean, frozenset(unfrozen)), settings, reach) if every else None
     if steered is not None:  # every feature live, only the settings move: the basis's cheaper way
         fwd += steered
     elif _lifted(frozenset(unfrozen)) & {"masks", "basis"}:
@@ -438,6 +449,21 @@ def intervened_targets(
     if "norms" in unfrozen:
         return logit_columns(model, final, wanted, demean=True)
     return frozen_demeaned_logits(model, clean, final, wanted)
+
+
+def reached_positions(interventions: list[Intervention], n_layers: int, n_pos: int) -> Int[Tensor, "layer batch"]:
+    """Per layer and intervention, the first position whose MLP input can differ from the clean
+    run's (``n_pos``: none). A feature set at ``(layer l, position p)`` changes that layer's MLP
+    output at ``p`` alone, so the MLP inputs of the layers after ``l``, from ``p`` on: attention
+    carries a change forward, never back, and every other sublayer acts position by position. An
+    embedding row set at ``p`` changes every layer's inputs from ``p`` on."""
+    reach = torch.full((n_layers, len(interventions)), n_pos, dtype=torch.long)
+    for row, intervention in enumerate(interventions):
+        for layer, pos, _ in intervention.features:
+            reach[layer + 1 :, row] = reach[layer + 1 :, row].clamp(max=pos)
+        for pos in intervention.resid0:
+            reach[:, row] = reach[:, row].clamp(max=pos)
+    return reach
 
 
 def _settings(interventions: list[Intervention]) -> dict[int, tuple[Tensor, Tensor, Tensor, Tensor]]:

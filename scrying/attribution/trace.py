@@ -24,9 +24,10 @@ from scrying.attribution.export import write_html
 from scrying.attribution.feature_graph import build_feature_graph
 from scrying.attribution.graph import Graph
 from scrying.attribution.influence import labelled_scores, prune, pruned_graph
+from scrying.attribution.replacement import clean_run
 from scrying.attribution.validation import GraphValidation, validate_feature_graph
 from scrying.axes import Int, Model, Tensor
-from scrying.prompts import check_text
+from scrying.prompts import check_text, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,11 @@ def trace(
     start = time.perf_counter()
     if config.level == "neurons":
         basis = basis or NeuronBasis()
-        graph = build_feature_graph(model, prompt, config.target, config.features, basis=basis, model_name=model_name)
+        clean = clean_run(model, tokenize(model, prompt), basis)  # one clean run for the build and validation
+        graph = build_feature_graph(model, prompt, config.target, config.features, basis=basis, model_name=model_name, clean=clean)
         scores = labelled_scores(graph)
         small = pruned_graph(graph, prune(graph, config.prune))
-        validation = validate_feature_graph(model, graph, small, config.validation, basis=basis) if validate else None
+        validation = validate_feature_graph(model, graph, small, config.validation, basis=basis, clean=clean) if validate else None
         if cards:
             small.metadata["cards"] = feature_cards(model, small, basis, card_windows, contexts_from=contexts_from)
     else:

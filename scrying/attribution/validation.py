@@ -52,6 +52,7 @@ from scrying.attribution.replacement import (
     Intervention,
     Unfreeze,
     attribution_pass,
+    checked_clean_run,
     clean_run,
     intervened_targets,
 )
@@ -186,9 +187,11 @@ def validate_feature_graph(
     config: ValidationConfig | None = None,
     *,
     basis: FeatureBasis | None = None,
+    clean: CleanRun | None = None,
 ) -> GraphValidation:
     """Intervene on the graph's most influential features (phases 1-6 of the module docstring);
-    ``basis``: the one the graph was built in (default: neurons)."""
+    ``basis``: the one the graph was built in (default: neurons); ``clean``: the prompt's clean
+    run in it, where the caller has one (the graph build's)."""
     config = config or ValidationConfig()
     influence = node_influence(graph)
     chosen = _pick(graph, influence, config.top_k)
@@ -196,7 +199,9 @@ def validate_feature_graph(
     ids = [n.node_id for n in chosen]
     from_pruned = predicted_changes(pruned, ids, target.node_id, config.scales)
     from_full = predicted_changes(graph, ids, target.node_id, config.scales)
-    clean = clean_run(model, tokenize(model, graph.prompt), _basis_of(graph, basis))
+    tokens = tokenize(model, graph.prompt)
+    basis = _basis_of(graph, basis if basis is not None or clean is None else clean.basis)
+    clean = checked_clean_run(clean, tokens, basis) if clean is not None else clean_run(model, tokens, basis)
     steps = stages(clean.basis)
     measured, deviation = _measure_stages(model, clean, graph, chosen, target, config, steps)
     gradient = _real_gradient(model, clean, chosen, target.feature)

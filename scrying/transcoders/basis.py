@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from scrying.attribution import ActiveSet, BasisState, Setting, Settings
-from scrying.axes import Float, Model, Tensor
+from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import InvalidInputError
 from scrying.sites import Component, HookFn, Site, capture
 from scrying.transcoders.active import ActiveRows, decode_active, encode_active
@@ -96,7 +96,7 @@ class TranscoderBasis:
     def clean_state(
         self, model: Model, store: dict[Site, Tensor]
     ) -> tuple[Float[Tensor, "layer pos feature"], BasisState]:
-        features, masks, errors = [], [], []
+        features, masks, errors, outputs = [], [], [], []
         for layer in range(len(self.set.transcoders)):
             tc = self._weights(layer)
             x = store[self.set.input_site(layer)][0]
@@ -107,7 +107,9 @@ class TranscoderBasis:
             features.append(feats.to(x.dtype))
             masks.append(mask.bool())  # 1 byte a feature: 4,096 x 1,024 x 18 is 75 MB, not 302
             errors.append(y - tc.decode(feats, x).to(y.dtype))
-        return torch.stack(features), BasisState(mask=torch.stack(masks), error=torch.stack(errors))
+            outputs.append(y)
+        state = BasisState(mask=torch.stack(masks), error=torch.stack(errors), output=torch.stack(outputs))
+        return torch.stack(features), state
 
     def feature_hooks(
         self,
@@ -202,7 +204,9 @@ class TranscoderBasis:
 
         return fn
 
-    def setting_hooks(self, model: Model, state: BasisState, settings: Settings) -> list[tuple[Site, HookFn]] | None:
+    def setting_hooks(
+        self, model: Model, state: BasisState, settings: Settings, reach: Int[Tensor, "layer batch"] | None = None
+    ) -> list[tuple[Site, HookFn]] | None:
         """Hooks for a pass where every feature is live (nothing clamped) and only ``settings``
         (per layer, ``(row, pos, index, value)`` tensors) set features: equal to
         :meth:`feature_hooks` with the live features, the settings written into them, and the
@@ -216,19 +220,34 @@ class TranscoderBasis:
           its live activation plus the clean error; the real MLP is skipped (as in
           :meth:`attribution_hooks`) and a TopK set decodes its ``k`` features per position only.
         * Frozen masks: ``None`` (the active-feature path, :meth:`attribution_hooks`, serves it).
+
+        With ``reach`` (:func:`~scrying.attribution.replacement.reached_positions`) and the clean
+        outputs in ``state.output``, a layer computes only the positions of each row from its
+        reach on, and copies the clean output before them: the transcoder where masks are live;
+        the real MLP itself (run on the reached positions alone, stacked as one sequence: it acts
+        on each position separately) where the set writes at the MLP's own output (``mlp.hook_out``).
         """
         if state.mask is not None:
             return None
         inputs: dict[int, Tensor] = {}
         out: list[tuple[Site, HookFn]] = []
+        clean = state.output if reach is not None else None
         if state.error is None:
-            for layer in sorted(settings):
-                out.append((self.set.input_site(layer), capture(layer, inputs)))
-                out.append((self.set.output_site(layer), self._steer(layer, settings[layer], inputs)))
+            partial = clean is not None and all(
+                self.set.output_site(ly).component == Component.MLP_RESULT for ly in range(model.cfg.n_layers)
+            )
+            for layer in range(model.cfg.n_layers):
+                if partial:
+                    assert reach is not None and clean is not None
+                    out += self._partial_mlp(layer, reach[layer], clean[layer], settings.get(layer), inputs)
+                elif layer in settings:
+                    out.append((self.set.input_site(layer), capture(layer, inputs)))
+                    out.append((self.set.output_site(layer), self._steer(layer, settings[layer], inputs)))
             return out
         for layer in range(model.cfg.n_layers):
             out += self._input_hooks(layer, inputs)
-            out.append((self.set.output_site(layer), self._live_replace(layer, state.error[layer], settings.get(layer), inputs)))
+            rows = None if clean is None or reach is None else (reach[layer], clean[layer])
+            out.append((self.set.output_site(layer), self._live_replace(layer, state.error[layer], settings.get(layer), inputs, rows)))
         return out
 
     def _input_hooks(self, layer: int, inputs: dict[int, Tensor]) -> list[tuple[Site, HookFn]]:
@@ -244,26 +263,49 @@ class TranscoderBasis:
         tc = self._weights(layer)
 
         def fn(act: Tensor, hook: Any) -> Tensor:
-            pre = tc.pre_activations(inputs.pop(layer)[setting[0], setting[1]])  # the set rows only
-            return act.index_put((setting[0], setting[1]), _setting_rows(tc, pre, setting).to(act.dtype), accumulate=True)
+            return _steered(tc, act, inputs.pop(layer), setting)
 
         return fn
 
+    def _partial_mlp(self, layer: int, reach: Int[Tensor, " batch"], clean: Float[Tensor, "pos d_model"],
+                     setting: Setting | None, inputs: dict[int, Tensor]) -> list[tuple[Site, HookFn]]:
+        """The real MLP of ``layer`` on the reached positions only, the clean output elsewhere,
+        then the setting's steer (:meth:`setting_hooks`); the output site is ``mlp.hook_out``."""
+        tc = self._weights(layer)
+        chosen: dict[str, Tensor] = {}
+
+        def take(act: Tensor, hook: Any) -> Tensor:
+            reached = torch.arange(act.shape[1], device=act.device) >= reach.to(act.device)[:, None]  # batch pos
+            chosen["rows"] = reached
+            return act[reached].unsqueeze(0)  # 1 n d_model: the MLP is position-wise
+
+        def put(act: Tensor, hook: Any) -> Tensor:
+            reached = chosen.pop("rows")
+            full = clean.to(act.dtype).expand(reached.shape[0], -1, -1).clone()
+            full[reached] = act[0]
+            return full if setting is None else _steered(tc, full, inputs.pop(layer), setting)
+
+        out: list[tuple[Site, HookFn]] = []
+        if setting is not None:
+            out.append((self.set.input_site(layer), capture(layer, inputs)))  # before take where both are mlp.hook_in
+        return out + [(Site(Component.MLP_IN, layer), take), (self.set.output_site(layer), put)]
+
     def _live_replace(self, layer: int, error: Float[Tensor, "pos d_model"], setting: Setting | None,
-                      inputs: dict[int, Tensor]) -> HookFn:
+                      inputs: dict[int, Tensor], reached: tuple[Tensor, Tensor] | None = None) -> HookFn:
+        """The transcoder with its live activation plus the clean ``error``; with ``reached``
+        (``(reach [batch], clean output [pos d_model])``), only the reached positions computed."""
         tc = self._weights(layer)
 
         def fn(act: Tensor, hook: Any) -> Tensor:
             x = inputs.pop(layer).to(tc.dtype)
-            pre = tc.pre_activations(x)
-            if tc.spec.activation == "topk":
-                top = pre.topk(tc.spec.k, dim=-1)
-                y = tc.decode_sparse(top.indices, torch.relu(top.values), x)
+            if reached is None:
+                y = _live_output(tc, x).to(act.dtype) + error.expand(x.shape[0], -1, -1).to(act.dtype)
             else:
-                y = tc.decode(pre * tc.mask(pre), x)
-            if setting is not None:
-                y = y.index_put((setting[0], setting[1]), _setting_rows(tc, pre[setting[0], setting[1]], setting), accumulate=True)
-            return y.to(act.dtype) + error.expand(x.shape[0], -1, -1).to(act.dtype)
+                reach, clean = reached
+                rows = torch.arange(x.shape[1], device=x.device) >= reach.to(x.device)[:, None]  # batch pos
+                y = clean.to(act.dtype).expand(x.shape[0], -1, -1).clone()
+                y[rows] = _live_output(tc, x[rows]).to(act.dtype) + error.expand(x.shape[0], -1, -1)[rows].to(act.dtype)
+            return y if setting is None else _steered(tc, y, x, setting)
 
         return fn
 
@@ -286,6 +328,23 @@ class TranscoderBasis:
     def live_state(self, state: BasisState) -> BasisState:
         """No frozen mask, and the error recomputed from the real MLP (module docstring)."""
         return state.lifted("mask", "error")
+
+
+def _live_output(tc: Transcoder, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
+    """The transcoder's reconstruction with its live activation (a TopK set decodes its ``k``)."""
+    pre = tc.pre_activations(x)
+    if tc.spec.activation == "topk":
+        top = pre.topk(tc.spec.k, dim=-1)
+        return tc.decode_sparse(top.indices, torch.relu(top.values), x)
+    return tc.decode(pre * tc.mask(pre), x)
+
+
+def _steered(tc: Transcoder, act: Float[Tensor, "batch pos d_model"], x: Float[Tensor, "batch pos d_model"],
+             setting: Setting) -> Float[Tensor, "batch pos d_model"]:
+    """``act`` plus each setting's ``(value - feature) W_dec[index]`` at its row and position,
+    the feature's live activation encoded from ``x`` there alone."""
+    pre = tc.pre_activations(x[setting[0], setting[1]].to(tc.dtype))  # the set rows only
+    return act.index_put((setting[0], setting[1]), _setting_rows(tc, pre, setting).to(act.dtype), accumulate=True)
 
 
 def _setting_rows(tc: Transcoder, pre: Float[Tensor, "n feature"], setting: Setting) -> Float[Tensor, "n d_model"]:

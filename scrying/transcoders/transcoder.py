@@ -133,7 +133,7 @@ class Transcoder(torch.nn.Module):
         k = indices.shape[-1]
         flat = torch.nn.functional.embedding_bag(indices.reshape(-1, k), self.W_dec,
                                                  per_sample_weights=acts.reshape(-1, k).to(self.W_dec.dtype), mode="sum")
-        return flat.view(*indices.shape[:-1], -1)
+        return flat.view(*indices.shape[:-1], self.W_dec.shape[-1])  # also for no rows
 
     def decode_sparse(
         self, indices: Int[Tensor, "*batch k"], acts: Float[Tensor, "*batch k"], x: Float[Tensor, "*batch d_model"]
