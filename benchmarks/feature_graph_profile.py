@@ -7,8 +7,11 @@
 
 **Validation cost** (``--validation-lengths``): ``trace`` of a prompt of about N tokens without
 validation (``trace(..., validate=False)``, what ``scrying trace --no-validate`` runs) and with
-it (``ValidationConfig()``'s defaults), wall time, after one warm-up trace; the validation's
-phases (clean run, intervened passes per unfreezing stage, the activation x gradient baseline)
+it (``ValidationConfig()``'s defaults), wall time, after one warm-up trace, the median of
+``--repeats`` runs of each (alternated; this shared 2-core machine's speed drifts by 20% over
+minutes, so one run says little near a target); the validation's
+phases (intervened passes per unfreezing stage, the activation x gradient baseline, and a clean run
+where validation makes its own: ``trace`` shares the build's)
 timed by wrapping the module's functions. Neurons without ``--transcoders``;
 ``--random-transcoders`` builds a seeded random TopK set, by default of the ``default`` preset's
 shape (4,096 features, TopK-32 and a skip connection per layer; ``--random-features 8192
@@ -195,21 +198,28 @@ def validation_cost(args) -> None:
         prompt = prompt_of(model.tokenizer, n)
         n_pos = tokenize(model, prompt).shape[-1]
         trace(model, prompt, with_v, basis=basis, validate=False)  # warm-up
-        start, cpu = time.perf_counter(), time.process_time()
-        trace(model, prompt, with_v, basis=basis, validate=False)
-        bare, bare_cpu = time.perf_counter() - start, time.process_time() - cpu
+        bare, fulls = [], []
         phases.clear()
-        start, cpu = time.perf_counter(), time.process_time()
-        result = trace(model, prompt, with_v, basis=basis)
-        full, full_cpu = time.perf_counter() - start, time.process_time() - cpu
+        for _ in range(args.repeats):  # alternated, so that a slow spell of the machine hits both
+            start, cpu = time.perf_counter(), time.process_time()
+            trace(model, prompt, with_v, basis=basis, validate=False)
+            bare.append((time.perf_counter() - start, time.process_time() - cpu))
+            start, cpu = time.perf_counter(), time.process_time()
+            result = trace(model, prompt, with_v, basis=basis)
+            fulls.append((time.perf_counter() - start, time.process_time() - cpu))
+        bare.sort()
+        fulls.sort()
+        mid = args.repeats // 2
         sys.stdout.write(f"validation cost, {n_pos} tokens, {what}, {args.max_feature_nodes} feature nodes, "
                          f"validation of the top {result.validation.main.n} nodes at scales {vconfig.scales}, "
-                         f"chunk {vconfig.chunk}, {args.threads} threads:\n")
+                         f"chunk {vconfig.chunk}, {args.threads} threads, median of {args.repeats} runs "
+                         f"(phases: mean per run):\n")
         sys.stdout.write(f"  {'(wall s, CPU s of all threads)':<86}\n")
-        sys.stdout.write(f"  {'trace without validation':<80} {bare:7.2f} {bare_cpu:7.2f}\n")
-        sys.stdout.write(f"  {'trace with validation':<80} {full:7.2f} {full_cpu:7.2f}\n")
+        sys.stdout.write(f"  {'trace without validation':<80} {bare[mid][0]:7.2f} {bare[mid][1]:7.2f}\n")
+        sys.stdout.write(f"  {'trace with validation':<80} {fulls[mid][0]:7.2f} {fulls[mid][1]:7.2f}\n")
+        sys.stdout.write(f"  {'trace with validation, every run (wall s)':<80} {' '.join(f'{w:.2f}' for w, _ in fulls)}\n")
         for k, (wall, cpu) in phases.items():
-            sys.stdout.write(f"  {k:<80} {wall:7.2f} {cpu:7.2f}\n")
+            sys.stdout.write(f"  {k:<80} {wall / args.repeats:7.2f} {cpu / args.repeats:7.2f}\n")
         if args.old_path:
             old, old_cpu = _old_path(model, result, basis, vconfig)
             new = sum(v[0] for k, v in phases.items() if "intervened passes" in k)
@@ -295,6 +305,7 @@ def main() -> None:
     p.add_argument("--random-features", type=int, default=4096, help="with --random-transcoders (the recipe: 8192)")
     p.add_argument("--random-k", type=int, default=32, help="with --random-transcoders (the recipe: 64)")
     p.add_argument("--validation-lengths", type=int, nargs="*", default=[], help="validation cost at these lengths")
+    p.add_argument("--repeats", type=int, default=3, help="validation cost: timed traces of each kind (the median is reported)")
     p.add_argument("--old-path", action="store_true", help="validation cost: also time the old intervention path")
     p.add_argument("--model", default="gemma-3-270m")
     p.add_argument("--profile-lengths", type=int, nargs="*", default=[15, 256])
