@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from scrying.attribution import ActiveSet, BasisState, Setting, Settings
-from scrying.axes import Float, Int, Model, Tensor
+from scrying.axes import Bool, Float, Int, Model, Tensor
 from scrying.errors import InvalidInputError
 from scrying.sites import Component, HookFn, Site, capture
 from scrying.transcoders.active import ActiveRows, decode_active, encode_active
@@ -275,7 +275,7 @@ class TranscoderBasis:
         chosen: dict[str, Tensor] = {}
 
         def take(act: Tensor, hook: Any) -> Tensor:
-            reached = torch.arange(act.shape[1], device=act.device) >= reach.to(act.device)[:, None]  # batch pos
+            reached = _reached(reach, act)
             chosen["rows"] = reached
             return act[reached].unsqueeze(0)  # 1 n d_model: the MLP is position-wise
 
@@ -302,7 +302,7 @@ class TranscoderBasis:
                 y = _live_output(tc, x).to(act.dtype) + error.expand(x.shape[0], -1, -1).to(act.dtype)
             else:
                 reach, clean = reached
-                rows = torch.arange(x.shape[1], device=x.device) >= reach.to(x.device)[:, None]  # batch pos
+                rows = _reached(reach, x)
                 y = clean.to(act.dtype).expand(x.shape[0], -1, -1).clone()
                 y[rows] = _live_output(tc, x[rows]).to(act.dtype) + error.expand(x.shape[0], -1, -1)[rows].to(act.dtype)
             return y if setting is None else _steered(tc, y, x, setting)
@@ -328,6 +328,11 @@ class TranscoderBasis:
     def live_state(self, state: BasisState) -> BasisState:
         """No frozen mask, and the error recomputed from the real MLP (module docstring)."""
         return state.lifted("mask", "error")
+
+
+def _reached(reach: Int[Tensor, " batch"], act: Float[Tensor, "batch pos d_model"]) -> Bool[Tensor, "batch pos"]:
+    """Which (row, position) of ``act`` are at or after their row's reach."""
+    return torch.arange(act.shape[1], device=act.device) >= reach.to(act.device)[:, None]
 
 
 def _live_output(tc: Transcoder, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
