@@ -15,13 +15,13 @@ import torch
 from scrying.models import default_cache_dir, load_model
 from scrying.transcoders.corpus import build_default_corpus, read_texts
 from scrying.transcoders.train import (
-    PRESETS,
     _harvest_chunk,
     _init,
     _optimizer,
     _train_chunk,
     token_windows,
 )
+from scrying.transcoders.train_config import PRESETS
 from scrying.transcoders.transcoder import TranscoderSpec
 
 

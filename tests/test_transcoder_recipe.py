@@ -16,7 +16,8 @@ import torch
 from scrying.transcoders import train_checkpoint
 from scrying.transcoders.files import TranscoderSet
 from scrying.transcoders.quality import quality_report, spliced_loss
-from scrying.transcoders.train import TranscoderTrainConfig, train_transcoders
+from scrying.transcoders.train import train_transcoders
+from scrying.transcoders.train_config import TranscoderTrainConfig
 from scrying.transcoders.train_loss import auxk_loss, dead_mask, layer_loss, lr_at
 from scrying.transcoders.transcoder import Transcoder, TranscoderSpec
 from tests.tiny_models import tiny

@@ -13,7 +13,7 @@ import pytest
 
 from scrying.attribution import Graph
 from scrying.attribution.influence import PruneConfig, prune
-from scrying.transcoders.train import PRESETS
+from scrying.transcoders.train_config import PRESETS
 from scrying.viewer.page import DEFAULT_THRESHOLDS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,11 +19,11 @@ from scrying.errors import InvalidInputError
 from scrying.sites import Component, Site, recorded
 from scrying.transcoders import read_transcoders
 from scrying.transcoders.train import (
-    TranscoderTrainConfig,
     export_checkpoint,
     token_windows,
     train_transcoders,
 )
+from scrying.transcoders.train_config import TranscoderTrainConfig
 from tests.tiny_models import tiny
 
 CONFIG = TranscoderTrainConfig(n_features=32, activation="topk", k=4, lr=3e-3, batch_size=128, seq_len=16,

@@ -24,7 +24,8 @@ from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
 from scrying.transcoders.hub import download_published
 from scrying.transcoders.intervene import FeatureEdit, compare_top_tokens, intervened_logits
 from scrying.transcoders.quality import quality_report
-from scrying.transcoders.train import PRESETS, export_checkpoint, first_windows, train_transcoders
+from scrying.transcoders.train import export_checkpoint, first_windows, train_transcoders
+from scrying.transcoders.train_config import PRESETS
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
