@@ -14,7 +14,6 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-
 #: Pages also shot with their most influential labelled node clicked, showing its card.
 CARD_PAGES = ("ioi-neurons", "ioi-components", "dallas-texas")
 

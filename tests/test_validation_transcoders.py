@@ -123,6 +123,27 @@ def test_the_baseline_is_the_real_models_gradient(topk):
     assert (old - expected).abs().max() > 1e-2 * expected.abs().max()
 
 
+def _hand_replaced(model, tset, tokens, token, output, first=()):
+    """The demeaned logit of ``token`` at the last position with every layer's MLP output
+    replaced by ``output(layer, x)`` (``x``: that layer's transcoder input on this run), by plain
+    hooks; ``first``: hooks registered before them."""
+    inputs = {}
+
+    def read(layer):
+        def fn(act, hook):
+            inputs[layer] = act
+            return act
+        return fn
+
+    def replace(layer):
+        return lambda act, hook: output(layer, inputs[layer][0]).unsqueeze(0)
+
+    layers = range(model.cfg.n_layers)
+    fwd = list(first) + [(tset.input_site(ly), read(ly)) for ly in layers] + [(tset.output_site(ly), replace(ly)) for ly in layers]
+    with torch.no_grad(), hooks(model, fwd):
+        return _demeaned(model(tokens)[0, -1], token)
+
+
 def test_the_real_stage_is_steering_by_a_plain_hook(topk):
     model, basis, graph, validation = topk
     tokens = tokenize(model, graph.prompt)
@@ -166,31 +187,17 @@ def test_the_masks_live_stage_is_the_transcoder_plus_the_clean_error(topk):
     table = validation.reports[f"graph vs {name}, scale 0"].table
 
     def run(setting):
-        inputs = {}
+        def output(layer, x):
+            tc = tset.transcoders[layer]
+            pre = x @ tc.W_enc.T + tc.b_enc
+            top = pre.topk(tc.spec.k, dim=-1).indices
+            mask = torch.zeros_like(pre).scatter(-1, top, 1.0) * (pre > 0)
+            feats = pre * mask
+            if setting is not None and setting[0] == layer:
+                feats[setting[1], setting[2]] = setting[3]
+            return feats @ tc.W_dec + tc.b_dec + x @ tc.W_skip.T + errors[layer]
 
-        def read(layer):
-            def fn(act, hook):
-                inputs[layer] = act
-                return act
-            return fn
-
-        def replace(layer):
-            def fn(act, hook):
-                tc = tset.transcoders[layer]
-                x = inputs[layer][0]
-                pre = x @ tc.W_enc.T + tc.b_enc
-                top = pre.topk(tc.spec.k, dim=-1).indices
-                mask = torch.zeros_like(pre).scatter(-1, top, 1.0) * (pre > 0)
-                feats = pre * mask
-                if setting is not None and setting[0] == layer:
-                    feats[setting[1], setting[2]] = setting[3]
-                return (feats @ tc.W_dec + tc.b_dec + x @ tc.W_skip.T + errors[layer]).unsqueeze(0)
-            return fn
-
-        fwd = [(tset.input_site(ly), read(ly)) for ly in range(model.cfg.n_layers)]
-        fwd += [(tset.output_site(ly), replace(ly)) for ly in range(model.cfg.n_layers)]
-        with torch.no_grad(), hooks(model, fwd):
-            return _demeaned(model(tokens)[0, -1], token)
+        return _hand_replaced(model, tset, tokens, token, output)
 
     clean = run(None)
     expected = [run((n.layer, n.pos, n.feature, 0.0)) - clean for n in (graph.nodes[graph.index[i]] for i in table.node_id)]
@@ -283,33 +290,18 @@ def test_the_frozen_stage_is_a_hand_frozen_model(topk):
             live[n.layer, n.pos, n.feature] = True
     token = _target(graph).feature
 
+    def keep(site):
+        return lambda act, hook: store[site].to(act.dtype)
+
     def run(setting):
-        inputs = {}
+        def output(layer, x):
+            tc = tset.transcoders[layer]
+            value = torch.where(live[layer], (x @ tc.W_enc.T + tc.b_enc) * masks[layer], feats[layer])
+            if setting is not None and setting[0] == layer:
+                value[setting[1], setting[2]] = setting[3]
+            return value @ tc.W_dec + tc.b_dec + x @ tc.W_skip.T + errors[layer]
 
-        def keep(site):
-            return lambda act, hook: store[site].to(act.dtype)
-
-        def read(layer):
-            def fn(act, hook):
-                inputs[layer] = act
-                return act
-            return fn
-
-        def replace(layer):
-            def fn(act, hook):
-                tc = tset.transcoders[layer]
-                x = inputs[layer][0]
-                value = torch.where(live[layer], (x @ tc.W_enc.T + tc.b_enc) * masks[layer], feats[layer])
-                if setting is not None and setting[0] == layer:
-                    value[setting[1], setting[2]] = setting[3]
-                return (value @ tc.W_dec + tc.b_dec + x @ tc.W_skip.T + errors[layer]).unsqueeze(0)
-            return fn
-
-        fwd = [(site, keep(site)) for site in frozen]
-        fwd += [(tset.input_site(ly), read(ly)) for ly in range(n_layers)]
-        fwd += [(tset.output_site(ly), replace(ly)) for ly in range(n_layers)]
-        with torch.no_grad(), hooks(model, fwd):
-            return _demeaned(model(tokens)[0, -1], token)
+        return _hand_replaced(model, tset, tokens, token, output, [(site, keep(site)) for site in frozen])
 
     clean = run(None)
     for scale in VALIDATION.scales:
