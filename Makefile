@@ -12,6 +12,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+# sae-lens, whose own classes write the SAELens files the published-format readers are tested on
+# (tests/test_transcoder_published.py; ~30 s to install): the test run has it, the demo does not need it.
+$(VENV)/.published-tests: $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,published-tests]'
+	touch $@
+
 # Headless Chromium and its WebDriver for the HTML and viewer tests (Debian's packages; needs root
 # or sudo); selenium itself is a dev dependency.
 browser:
@@ -22,7 +28,7 @@ browser:
 demo: setup
 	$(VENV)/bin/scrying trace "$(PROMPT)" --out graphs/ioi.html
 
-test: setup browser
+test: setup $(VENV)/.published-tests browser
 	$(PY) -m pytest --durations=25
 
 test-slow: setup
