@@ -49,6 +49,27 @@ def test_auxk_loss_equals_a_hand_computation():
     assert float(auxk_loss(tc, pre, err, torch.zeros(10, dtype=torch.bool), k_aux=2)) == 0.0
 
 
+def test_auxk_gradient_equals_the_masked_ranking():
+    """The dead columns' own ranking gives the loss and the gradient of the ranking over every
+    feature with the live ones masked out (the reference, written here)."""
+    tc = _random_tc(f=10, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    x, err = torch.randn(7, 6, generator=gen, dtype=torch.float64), torch.randn(7, 6, generator=gen, dtype=torch.float64)
+    dead = torch.zeros(10, dtype=torch.bool)
+    dead[[0, 3, 4, 9]] = True
+    pre = tc.pre_activations(x).detach().requires_grad_(True)
+    got = auxk_loss(tc, pre, err, dead, k_aux=3)
+    (grad,) = torch.autograd.grad(got, pre)
+    ref_pre = pre.detach().clone().requires_grad_(True)
+    values, indices = ref_pre.masked_fill(~dead, float("-inf")).topk(3, dim=-1)
+    e_hat = torch.relu(values).unsqueeze(-1).mul(tc.W_dec.detach()[indices]).sum(1)
+    want = (e_hat - err).pow(2).sum(-1).mean() / (err - err.mean(0)).pow(2).sum(-1).mean()
+    (ref_grad,) = torch.autograd.grad(want, ref_pre)
+    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    assert torch.allclose(grad, ref_grad, rtol=1e-12, atol=1e-15)
+    assert grad[:, ~dead].abs().max() == 0 and grad[:, dead].abs().max() > 0
+
+
 def test_sparse_decode_equals_the_dense_transcoder():
     tc = _random_tc(seed=3)
     gen = torch.Generator().manual_seed(4)

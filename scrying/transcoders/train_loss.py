@@ -47,13 +47,14 @@ def auxk_loss(
     tc: Transcoder, pre: Float[Tensor, "row feature"], error: Float[Tensor, "row d_model"], dead: torch.Tensor, k_aux: int
 ) -> Float[Tensor, ""]:
     """Gao et al.'s AuxK term (before its coefficient): the normalised MSE of the top-``k_aux``
-    dead features' reconstruction of ``error`` (detached by the caller). 0 with no dead feature."""
-    n_dead = int(dead.sum())
-    if n_dead == 0:
+    dead features' reconstruction of ``error`` (detached by the caller). 0 with no dead feature.
+    The ranking reads the dead features' columns alone (not every feature's, masked: 12% of a
+    recipe step, measured on one layer)."""
+    columns = dead.nonzero()[:, 0]
+    if len(columns) == 0:
         return pre.new_zeros(())
-    masked = pre.masked_fill(~dead, float("-inf"))
-    values, indices = masked.topk(min(k_aux, n_dead), dim=-1)
-    e_hat = tc.decode_rows(indices, torch.relu(values))
+    values, picked = pre.index_select(-1, columns).topk(min(k_aux, len(columns)), dim=-1)
+    e_hat = tc.decode_rows(columns[picked], torch.relu(values))
     scale = (error - error.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
     return (e_hat - error).pow(2).sum(-1).mean() / scale
 
