@@ -157,6 +157,27 @@ def test_data_init_points_the_encoder_at_centred_inputs():
         TranscoderTrainConfig(encoder_init="pca")
 
 
+def test_random_init_layers_start_from_random_rows_and_the_others_from_the_data():
+    """``random_init_layers``: those layers start as ``encoder_init="random"`` would (no decoder
+    matching), every other layer as ``"data"`` with its matched decoder."""
+    from scrying.transcoders.train import _initial
+    from scrying.transcoders.transcoder import TranscoderSpec
+
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.randn(3, 200, 8, generator=gen) + 1.0, 3.0 * torch.randn(3, 200, 8, generator=gen)
+    spec = TranscoderSpec(d_model=8, n_features=16, activation="topk", k=2, skip=True)
+    data = dataclasses.replace(CONFIG, centre_encoder=True, encoder_init="data", match_decoder=True)
+    mixed = _initial(spec, dataclasses.replace(data, random_init_layers=(1,)), x, y, torch.float32)
+    all_data = _initial(spec, data, x, y, torch.float32)
+    all_random = _initial(spec, dataclasses.replace(data, encoder_init="random", match_decoder=False), x, y, torch.float32)
+    for ly, want in ((0, all_data), (1, all_random), (2, all_data)):
+        for name, tensor in mixed[ly].tensors().items():
+            assert torch.equal(tensor, want[ly].tensors()[name]), (ly, name)
+    assert not torch.equal(all_data[1].W_enc, all_random[1].W_enc)
+    with pytest.raises(Exception, match="random_init_layers"):
+        TranscoderTrainConfig(random_init_layers=(1,))
+
+
 def test_a_run_started_before_an_option_existed_resumes_when_the_option_is_at_its_default(model, full, tmp_path):
     """The checkpoint's stored config lacks a key (as a run started before ``match_decoder``
     existed): it resumes, to the same weights, when the current value is the default, and is

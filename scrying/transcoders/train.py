@@ -134,20 +134,22 @@ def _harvest_chunk(model: Model, windows: list[Tensor], config: TranscoderTrainC
 
 def _init(
     spec: TranscoderSpec, seed: int, dtype: torch.dtype, y_mean: Tensor, x_mean: Tensor | None = None, x_rows: Tensor | None = None,
-    y_rows: Tensor | None = None,
+    y_rows: Tensor | None = None, data_share: float = 1.0,
 ) -> Transcoder:
-    """Unit-norm encoder rows (random, or with ``x_rows`` the directions of ``n_features``
-    seeded draws of those inputs minus their mean: ``encoder_init="data"``), the decoder their
-    transpose times 0.1, ``b_dec`` the mean output; with ``x_mean`` (``centre_encoder``),
-    ``b_enc = -W_enc x_mean`` so that every feature starts centred on the inputs (see
-    :class:`TranscoderTrainConfig`)."""
+    """Unit-norm encoder rows (random, or with ``x_rows`` the directions of seeded draws of those
+    inputs minus their mean: ``encoder_init="data"``; with ``data_share`` below 1 that share of
+    the rows, the rest random: ``"mixed"``), the decoder their transpose times 0.1, ``b_dec`` the
+    mean output; with ``x_mean`` (``centre_encoder``), ``b_enc = -W_enc x_mean`` so that every
+    feature starts centred on the inputs (see :class:`TranscoderTrainConfig`)."""
     gen = torch.Generator().manual_seed(seed)
     tc = Transcoder(spec, dtype=dtype)
     if x_rows is None:
         w = torch.randn(spec.n_features, spec.d_model, generator=gen, dtype=dtype)
     else:
-        picked = x_rows[torch.randint(0, x_rows.shape[0], (spec.n_features,), generator=gen)].to(dtype)
-        w = picked - x_rows.mean(0).to(dtype)
+        n_data = round(data_share * spec.n_features)
+        picked = x_rows[torch.randint(0, x_rows.shape[0], (n_data,), generator=gen)].to(dtype)
+        w = torch.cat([picked - x_rows.mean(0).to(dtype),
+                       torch.randn(spec.n_features - n_data, spec.d_model, generator=gen, dtype=dtype)])
     w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
     with torch.no_grad():
         tc.W_dec.copy_(0.1 * w)
@@ -164,6 +166,22 @@ def _init(
             if made > 0:
                 tc.W_dec.mul_(wanted / made)
     return tc
+
+
+def _initial(spec: TranscoderSpec, config: TranscoderTrainConfig, x: Tensor, y: Tensor, dtype: torch.dtype) -> list[Transcoder]:
+    """Each layer's starting transcoder from the first chunk's normalised ``x``, ``y`` (``[layer rows d_model]``)."""
+    out = []
+    for ly in range(x.shape[0]):
+        data = _data_rows(config, ly)
+        out.append(_init(spec, config.seed * 1000 + ly, dtype, y[ly].float().mean(0), x[ly].float().mean(0) if config.centre_encoder else None,
+                         x[ly].float() if data else None, y[ly].float() if config.match_decoder and data else None))
+    return out
+
+
+def _data_rows(config: TranscoderTrainConfig, layer: int) -> bool:
+    """Whether ``layer`` starts from encoder rows drawn from its inputs (``encoder_init="data"``,
+    except the ``random_init_layers``)."""
+    return config.encoder_init == "data" and layer not in config.random_init_layers
 
 
 _MATCH_ROWS = 4096  # rows of the first chunk that set the decoder's starting scale (match_decoder)
@@ -285,11 +303,7 @@ def _train_on(
     s_out = torch.tensor([s[1] for s in state.scales], dtype=x.dtype)[:, None, None]
     x, y = x / s_in, y / s_out
     if not state.transcoders:
-        state.transcoders = [
-            _init(spec, config.seed * 1000 + ly, dtype, y[ly].float().mean(0), x[ly].float().mean(0) if config.centre_encoder else None,
-                  x[ly].float() if config.encoder_init == "data" else None, y[ly].float() if config.match_decoder else None)
-            for ly in range(n_layers)
-        ]
+        state.transcoders = _initial(spec, config, x, y, dtype)
         state.optimizer = _optimizer(state.transcoders, config)
         state.since_fired = torch.zeros(n_layers, spec.n_features, dtype=torch.long)
     mse, aux = _train_chunk(state, x, y, config, chunk, bar)
@@ -324,7 +338,7 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path) -> tuple[Transco
     snapshot mid-run is not the recipe's set: its learning rate has not decayed and it has seen
     only part of the text; the JSON says which part."""
     tensors, progress = read_checkpoint(Path(run_dir) / "checkpoint", prefix="L")
-    config = TranscoderTrainConfig(**progress["config"])
+    config = TranscoderTrainConfig.from_json(progress["config"])
     spec = TranscoderSpec(d_model=progress["d_model"], n_features=config.n_features, activation=config.activation, k=config.k, skip=config.skip)
     dtype = getattr(torch, config.dtype)
     tset = _folded_set(_layers(tensors, spec, dtype, progress["n_layers"]), progress["scales"], progress["model_name"])
