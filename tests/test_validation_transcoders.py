@@ -76,12 +76,6 @@ def _plain_gradients(model, basis, graph, nodes, *, detach_error=False):
     tokens = tokenize(model, graph.prompt)
     leaves, inputs = {}, {}
 
-    def read_input(layer):
-        def fn(act, hook):
-            inputs[layer] = act
-            return act
-        return fn
-
     def add(layer):
         def fn(act, hook):
             tc = tset.transcoders[layer]
@@ -100,7 +94,7 @@ def _plain_gradients(model, basis, graph, nodes, *, detach_error=False):
 
     fwd = []
     for layer in range(model.cfg.n_layers):
-        fwd.append((tset.input_site(layer), read_input(layer)))
+        fwd.append((tset.input_site(layer), _reader(inputs, layer)))
         fwd.append((tset.output_site(layer), add(layer)))
     target = _target(graph)
     with hooks(model, fwd):
@@ -123,23 +117,25 @@ def test_the_baseline_is_the_real_models_gradient(topk):
     assert (old - expected).abs().max() > 1e-2 * expected.abs().max()
 
 
+def _reader(store, layer):
+    """A hook that keeps the activation in ``store[layer]`` and passes it on."""
+    def fn(act, hook):
+        store[layer] = act
+        return act
+    return fn
+
+
 def _hand_replaced(model, tset, tokens, token, output, first=()):
     """The demeaned logit of ``token`` at the last position with every layer's MLP output
     replaced by ``output(layer, x)`` (``x``: that layer's transcoder input on this run), by plain
     hooks; ``first``: hooks registered before them."""
     inputs = {}
 
-    def read(layer):
-        def fn(act, hook):
-            inputs[layer] = act
-            return act
-        return fn
-
     def replace(layer):
         return lambda act, hook: output(layer, inputs[layer][0]).unsqueeze(0)
 
     layers = range(model.cfg.n_layers)
-    fwd = list(first) + [(tset.input_site(ly), read(ly)) for ly in layers] + [(tset.output_site(ly), replace(ly)) for ly in layers]
+    fwd = list(first) + [(tset.input_site(ly), _reader(inputs, ly)) for ly in layers] + [(tset.output_site(ly), replace(ly)) for ly in layers]
     with torch.no_grad(), hooks(model, fwd):
         return _demeaned(model(tokens)[0, -1], token)
 
