@@ -48,7 +48,7 @@ class TranscoderTrainConfig:
     match_decoder: bool = False  # with "data": W_dec scaled so the first reconstructions match the outputs' spread
     # Layers that start from random rows even with encoder_init "data" (and no decoder matching):
     # on Gemma 3 270M after 5 recipe chunks, data-drawn rows left more features never firing on
-    # 8,128 held-out tokens than random ones at layers 12-17 (27-45% against 15-28%) and fewer at
+    # 8,128 held-out tokens than random ones at layers 12-17 (26.5-45% against 14.5-28%) and fewer at
     # layers 0-11 (11-24% against 28-70%); on layer 16 alone (160 steps, 16,256 held-out tokens)
     # centred random rows 6.2% dead, FVU 0.348, data-drawn 36.9%, 0.385 (earlier AuxK: the same;
     # half and half: 62.5%, the random half dying).
