@@ -404,8 +404,10 @@ def intervened_targets(
     settings = _settings(interventions)
     every = "errors" in unfrozen
     fwd = _freeze_hooks(model, clean, batch, frozenset(unfrozen))
-    reach = reached_positions(interventions, model.cfg.n_layers, clean.tokens.shape[-1])
-    steered = clean.basis.setting_hooks(model, _state(clean, frozenset(unfrozen)), settings, reach) if every else None
+    steered = None
+    if every:
+        reach = reached_positions(interventions, model.cfg.n_layers, clean.tokens.shape[-1])
+        steered = clean.basis.setting_hooks(model, _state(clean, frozenset(unfrozen)), settings, reach)
     if steered is not None:  # every feature live, only the settings move: the basis's cheaper way
         fwd += steered
     elif _lifted(frozenset(unfrozen)) & {"masks", "basis"}:

@@ -137,8 +137,9 @@ def _init(
     y_rows: Tensor | None = None, data_share: float = 1.0,
 ) -> Transcoder:
     """Unit-norm encoder rows (random, or with ``x_rows`` the directions of seeded draws of those
-    inputs minus their mean: ``encoder_init="data"``; with ``data_share`` below 1 that share of
-    the rows, the rest random: ``"mixed"``), the decoder their transpose times 0.1, ``b_dec`` the
+    inputs minus their mean: ``encoder_init="data"``; with ``data_share`` below 1 only that share
+    of the rows, the rest random: ``benchmarks/transcoder_init.py``'s half-and-half variant, no
+    config option, since it left more features dead), the decoder their transpose times 0.1, ``b_dec`` the
     mean output; with ``x_mean`` (``centre_encoder``), ``b_enc = -W_enc x_mean`` so that every
     feature starts centred on the inputs (see :class:`TranscoderTrainConfig`)."""
     gen = torch.Generator().manual_seed(seed)
