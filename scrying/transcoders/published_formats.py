@@ -27,9 +27,12 @@ input ``ln2.hook_normalized`` until :func:`~scrying.transcoders.published.fold_i
 ``model_name``. Tensors ``w_enc`` (d_model, width), ``w_dec`` (width, d_model), ``b_enc``,
 ``b_dec``, ``threshold`` and, when affine, ``affine_skip_connection`` (d_model, d_model). Google's
 Gemma Scope 2 tutorial adds ``x @ affine_skip_connection``, so ``W_skip`` here is its transpose.
-SAELens 6.51's ``gemma_3_sae_huggingface_loader`` copies it untransposed into a ``W_skip`` it
-applies as ``x @ W_skip.T`` (the two disagree unless the matrix is symmetric); this module follows
-Google's tutorial, not verified here against the real weights. The hook points are the Hugging
+circuit-tracer 4bb8c0e agrees in both its readers (``load_gemma_scope_2_transcoder`` stores the
+transpose and adds ``x @ W_skip.T``; ``load_gemma_scope_2_clt`` stores it as is and adds
+``x @ W_skip``). SAELens 6.51's ``gemma_3_sae_huggingface_loader`` alone differs: it copies the
+matrix untransposed into a ``W_skip`` it applies as ``x @ W_skip.T`` (the two disagree unless the
+matrix is symmetric). This module follows Google and circuit-tracer; not verified here against
+the real weights. The hook points are the Hugging
 Face modules' outputs: the pre-MLP norm's (gain applied: scrying's ``mlp.hook_in``) and the
 post-MLP norm's (``hook_mlp_out``); the tests check both equalities on a tiny Gemma 3.
 
