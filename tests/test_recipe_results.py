@@ -1,7 +1,8 @@
 """The README's figures for the transcoder recipe are its stored results: the first run's
 snapshot report (results/transcoders/gemma-3-270m-recipe-v1-chunk5/), the validation cost
 (results/transcoders/validation-cost/) and the comparison with circuit-tracer on a
-recipe-shaped set (results/transcoders/vs_circuit_tracer/dallas-recipe-v1-chunk5.txt)."""
+recipe-shaped set (results/transcoders/vs_circuit_tracer/dallas-recipe-v1-chunk5.txt), and the
+three runs' sets after 5 chunks side by side (results/transcoders/five-chunks/)."""
 
 from __future__ import annotations
 
@@ -175,3 +176,52 @@ def test_first_run_stage_table_is_its_stored_summary():
     for name in ("dallas-texas", "ioi", "dallas-two-hop"):  # "a further step on every prompt"
         f = stage[f"{name}-features"]
         assert f[masks] < f["graph vs + norm scales live"]
+
+
+FIVE = ROOT / "results" / "transcoders" / "five-chunks"
+#: The README's five-chunk rows: label, how its encoder rows started, stored files' name.
+FIVE_ROWS = (("first run", "random", "v1"),
+             ("third run", "drawn from the centred inputs, every layer", "v3"),
+             ("fourth run (the recipe now)", "drawn from the inputs at layers 0-11, centred random at 12-17", "v4"))
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.1f}".rstrip("0").rstrip(".")
+
+
+def _five(name: str) -> pd.DataFrame:
+    report = pd.read_csv(FIVE / f"{name}-report.txt", sep=r"\s+")
+    assert list(report.layer) == list(range(18)), name
+    return report
+
+
+def five_chunks_table() -> str:
+    """The three runs' 5-chunk sets on the same 8,128 held-out positions, from the stored reports."""
+    lines = ["| set after 5 of 31 chunks | encoder rows at the start | mean FVU | FVU range | never fired, layers 0-11 | "
+             "never fired, layers 12-17 | rare (fired, < 1 in 1,000), mean |", "|---|---|---|---|---|---|---|"]
+    for label, start, name in FIVE_ROWS:
+        r = _five(name)
+        early, late = r.dead_fraction[r.layer < 12], r.dead_fraction[r.layer >= 12]
+        lines.append(f"| {label} | {start} | {r.fvu.mean():.3f} | {r.fvu.min():.3f}-{r.fvu.max():.3f} | "
+                     f"{_percent(early.min())}-{_percent(early.max())}% | {_percent(late.min())}-{_percent(late.max())}% | "
+                     f"{_percent(r.rare_fraction.mean())}% |")
+    return "\n".join(lines)
+
+
+def test_five_chunk_table_is_the_stored_reports():
+    assert _block(_readme(), "five-chunks") == five_chunks_table()
+    snaps = {name: json.loads((FIVE / f"{name}-snapshot.json").read_text(encoding="utf-8")) for _, _, name in FIVE_ROWS}
+    for name, snap in snaps.items():
+        assert (snap["chunks_done"], snap["n_chunks"], snap["tokens_done"]) == (5, 31, 327_680), name
+    assert "encoder_init" not in snaps["v1"]["config"]  # the first run predates the data-drawn start: random rows
+    assert snaps["v3"]["config"]["encoder_init"] == "data" and "random_init_layers" not in snaps["v3"]["config"]
+    assert snaps["v4"]["config"]["random_init_layers"] == [12, 13, 14, 15, 16, 17]
+    v3, v4 = _five("v3"), _five("v4")  # same seed and start at layers 0-11: the same weights there
+    assert (v3.fvu[:12] == v4.fvu[:12]).all() and (v3.dead_fraction[:12] == v4.dead_fraction[:12]).all()
+    flat = _flat(_readme())
+    late = {name: _five(name)[lambda r: r.layer >= 12] for _, _, name in FIVE_ROWS}
+    fvu = {name: f"{r.fvu.min():.3f}-{r.fvu.max():.3f}" for name, r in late.items()}
+    assert f"its FVU is {fvu['v4']} (third run {fvu['v3']}, first run {fvu['v1']})" in flat
+    quiet = {name: f"{(r.dead_fraction + r.rare_fraction).mean():.0%}" for name, r in late.items()}
+    assert f"is {quiet['v4']} there, against {quiet['v3']} and {quiet['v1']}" in flat
+    assert f"mean FVU {v4.fvu.mean():.3f} against 0.15, and {(v4.dead_fraction > 0.10).sum()} of 18 layers" in flat

@@ -51,7 +51,8 @@ class TranscoderTrainConfig:
     # 8,128 held-out tokens than random ones at layers 12-17 (26.5-45% against 14.5-28%) and fewer at
     # layers 0-11 (11-24% against 28-70%); on layer 16 alone (160 steps, 16,256 held-out tokens)
     # centred random rows 6.2% dead, FVU 0.348, data-drawn 36.9%, 0.385 (earlier AuxK: the same;
-    # half and half: 62.5%, the random half dying).
+    # half and half: 62.5%, the random half dying). With layers 12-17 random, the recipe's run after
+    # 5 chunks: 7.5-23% there, layers 0-11 unchanged (results/transcoders/five-chunks/).
     random_init_layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
