@@ -2,7 +2,8 @@
 snapshot report (results/transcoders/gemma-3-270m-recipe-v1-chunk5/), the validation cost
 (results/transcoders/validation-cost/) and the comparison with circuit-tracer on a
 recipe-shaped set (results/transcoders/vs_circuit_tracer/dallas-recipe-v1-chunk5.txt), and the
-three runs' sets after 5 chunks side by side (results/transcoders/five-chunks/)."""
+three runs' sets after 5 chunks side by side (results/transcoders/five-chunks/), and the recipe run's set
+after 12 (results/transcoders/twelve-chunks/)."""
 
 from __future__ import annotations
 
@@ -225,3 +226,32 @@ def test_five_chunk_table_is_the_stored_reports():
     quiet = {name: f"{(r.dead_fraction + r.rare_fraction).mean():.0%}" for name, r in late.items()}
     assert f"is {quiet['v4']} there, against {quiet['v3']} and {quiet['v1']}" in flat
     assert f"mean FVU {v4.fvu.mean():.3f} against 0.15, and {(v4.dead_fraction > 0.10).sum()} of 18 layers" in flat
+
+
+TWELVE = ROOT / "results" / "transcoders" / "twelve-chunks"
+
+
+def test_twelve_chunk_figures_are_the_stored_report_and_log():
+    import numpy as np
+
+    report = pd.read_csv(TWELVE / "v4-report.txt", sep=r"\s+")
+    assert list(report.layer) == list(range(18)) and set(report.rows) == {32_512}
+    snap = json.loads((TWELVE / "v4-snapshot.json").read_text(encoding="utf-8"))
+    assert (snap["chunks_done"], snap["n_chunks"], snap["steps_done"], snap["tokens_done"]) == (12, 31, 384, 786_432)
+    assert snap["config"]["random_init_layers"] == [12, 13, 14, 15, 16, 17]
+    flat = _flat(_readme())
+    worst = report.loc[report.dead_fraction.idxmax()]
+    assert f"at most {_percent(worst.dead_fraction)}% of its features never firing (layer {int(worst.layer)}; the target is 10%)" in flat
+    assert worst.dead_fraction <= 0.10
+    assert f"the mean FVU is {report.fvu.mean():.3f} ({report.fvu.min():.3f}-{report.fvu.max():.3f} per layer) against 0.15" in flat
+    late = report.rare_fraction[report.layer >= 12]
+    assert f"{_percent(round(report.rare_fraction.mean(), 3))}% of features fire rarely, {_percent(round(late.min(), 3))}-{_percent(round(late.max(), 3))}% at layers 12-17" in flat
+    mse = [float(m) for m in re.findall(r"chunk (?:\d+)/31: .*mean normalised MSE ([\d.]+)", (TWELVE / "v4-training-log.txt").read_text())]
+    assert len(mse) == 12
+    chunks = np.arange(6, 13)
+    slope, intercept = np.polyfit(np.log(chunks), np.log(mse[5:12]), 1)
+    at_31 = float(np.exp(intercept) * 31**slope)
+    projected = report.fvu.mean() * at_31 / mse[11]
+    assert (f"(mean normalised MSE {mse[5]:.1f} at chunk 6, {mse[11]:.1f} at chunk 12) fell as about chunks^{slope:.2f}" in flat)
+    assert f"it reaches ~{at_31:.1f} at chunk 31, and an FVU that falls in proportion ends near {projected:.3f}" in flat
+    assert f"missed by about {projected - 0.15:.3f}" in flat
