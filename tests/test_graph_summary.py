@@ -15,10 +15,12 @@ from scrying.transcoders.graph_summary import (
     features_markdown,
     graph_summary,
     place_totals,
+    positions_markdown,
     shows_place,
     stage_figures,
     top_features_at,
     top_features_into_target,
+    validation_by_position,
     validation_figures,
     validation_markdown,
 )
@@ -50,6 +52,11 @@ def _graph() -> Graph:
         "graph vs real": (0.3, 0.1, 0.5, 100), "activation x gradient vs real": (0.8, 0.7, 0.9, 100),
         "graph vs + error nodes live": (0.85, 0.7, 0.9, 100), "graph vs + attention patterns live": (0.5, 0.3, 0.6, 100)}.items()}
     reports["graph vs real, scale 0.5"] = _report(0.1, -0.2, 0.3, 100)  # another scale: not a stage row
+    # Frozen vs real node by node: the three 'Dallas' features ranked backwards (Spearman -1),
+    # f3 and the embedding at ' is' (two nodes: no correlation to speak of).
+    reports["frozen vs real, scale 0"]["rows"] = [
+        {"node_id": i, "predicted": p, "measured": m}
+        for i, p, m in (("f0", 0.1, 0.3), ("f1", 3.0, -0.5), ("e2", 0.5, 0.5), ("f2", -2.0, 0.6), ("f3", 1.0, 0.2))]
     cards = {"f1": {"contexts": [
         {"tokens": [" near", " Dallas", ",", " Texas"], "at": 1},
         {"tokens": [" the", " city", " of"], "at": 2},
@@ -61,7 +68,7 @@ def _graph() -> Graph:
 
 def test_validation_figures_read_the_first_scale_and_flag_intervals_with_zero():
     figures = validation_figures(_graph().metadata)
-    assert figures["frozen vs real"] == {"spearman": 0.4, "low": -0.05, "high": 0.7, "n": 100, "includes_zero": True}
+    assert figures["frozen vs real"] == {"spearman": 0.4, "low": -0.05, "high": 0.7, "n": 5, "includes_zero": True}
     assert figures["graph vs real"]["includes_zero"] is False
     with pytest.raises(InvalidInputError, match="no validation"):
         validation_figures({})
@@ -105,7 +112,7 @@ def test_markdown_tables_quote_the_summary():
     neurons = {**features, "validation": {**features["validation"], "frozen vs real": {
         "spearman": 0.55, "low": 0.3, "high": 0.74, "n": 100, "includes_zero": False}}}
     table = validation_markdown({"d-features": features, "d-neurons": neurons}).splitlines()
-    assert table[2] == ("| Dallas is | 100 | 0.40 [-0.05, 0.70] (includes 0) | 0.55 [0.30, 0.74] | 0.30 [0.10, 0.50] | "
+    assert table[2] == ("| Dallas is | 5 | 0.40 [-0.05, 0.70] (includes 0) | 0.55 [0.30, 0.74] | 0.30 [0.10, 0.50] | "
                         "0.80 [0.70, 0.90] | 0.25 |")
     with pytest.raises(InvalidInputError, match="no 'd-neurons'"):
         validation_markdown({"d-features": features})
@@ -127,3 +134,29 @@ def test_table_cells_keep_pipes_and_tags_visible():
     rows = [{"layer": 1, "feature": 2, "label": "'|' ctx", "with_place": 0, "contexts_shown": 1, "places": [],
              "contexts": ["a<eos>b | c\nd"]}]
     assert features_markdown(rows).splitlines()[2] == "| L1 #2 | '\\|' ctx | 0/1 | — | a&lt;eos&gt;b \\| c d |"
+
+
+def test_validated_nodes_group_by_prompt_position():
+    import scipy.stats
+
+    graph = _graph()
+    rows = validation_by_position(graph)
+    assert [(r["pos"], r["token"], r["nodes"]) for r in rows] == [(1, "Dallas", 3), (2, " is", 2)]
+    dallas = rows[0]
+    assert dallas["spearman"] == pytest.approx(-1.0)  # predicted 0.1, 3, -2 against measured 0.3, -0.5, 0.6
+    assert dallas["spearman"] == pytest.approx(scipy.stats.spearmanr([0.1, 3.0, -2.0], [0.3, -0.5, 0.6]).statistic)
+    assert dallas["mean_predicted"] == pytest.approx(1.1 / 3) and dallas["mean_measured"] == pytest.approx(0.4 / 3)
+    assert rows[1]["spearman"] is None and rows[1]["low"] is None  # two nodes: no correlation
+    assert rows[1]["mean_predicted"] == pytest.approx(0.75) and rows[1]["mean_measured"] == pytest.approx(0.35)
+    table = positions_markdown(rows).splitlines()
+    assert table[2].startswith("| 1 | 'Dallas' | 3 | -1.00 [") and table[2].endswith("| +0.367 | +0.133 |")
+    assert table[3] == "| 2 | ' is' | 2 | — | +0.750 | +0.350 |"
+    assert graph_summary(graph)["by_position"] == rows
+    frozen = graph.metadata["validation"]["reports"]["frozen vs real, scale 0"]["rows"]
+    frozen.append({"node_id": "pruned", "pos": 2, "predicted": 0.0, "measured": 0.0})  # validated, then pruned away
+    assert [r["nodes"] for r in validation_by_position(graph)] == [3, 3]
+    frozen.append({"node_id": "gone", "predicted": 0, "measured": 0})
+    with pytest.raises(InvalidInputError, match="'gone'.*has no position and names no node"):
+        validation_by_position(graph)
+    with pytest.raises(InvalidInputError, match="no 'graph vs nothing' comparison"):
+        validation_by_position(graph, "graph vs nothing")

@@ -72,6 +72,8 @@ def test_the_last_stage_is_the_real_model(traced):
             with hooks(model, [(Site(Component.MLP_POST, node.layer), scale_one)]):
                 expected.append(float(demeaned_logit(model(tokens)[0, -1].double(), target.feature) - clean))
     assert torch.allclose(torch.tensor(table.measured.tolist()), torch.tensor(expected), rtol=1e-5, atol=1e-8)
+    places = [(graph.nodes[graph.index[i]].layer, graph.nodes[graph.index[i]].pos) for i in table.node_id]
+    assert list(zip(table.layer, table.pos, strict=True)) == places  # each row says where it sits
     names = set(validation.reports)
     assert {f"graph vs {name}, scale 0" for name, _ in STAGES[1:-1]} <= names
     assert "activation x gradient vs real, scale 1.5" in names

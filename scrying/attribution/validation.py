@@ -208,6 +208,8 @@ def validate_feature_graph(
     base = pd.DataFrame(
         {
             "node_id": ids,
+            "layer": [n.layer for n in chosen],
+            "pos": [n.pos for n in chosen],
             "label": [n.label for n in chosen],
             "activation": [n.activation for n in chosen],
             "influence": [float(influence[graph.index[i]]) for i in ids],

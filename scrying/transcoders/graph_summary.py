@@ -13,10 +13,13 @@ Phases of :func:`graph_summary` (one traced graph, as stored JSON metadata plus 
    (:func:`shows_place`: a country, US state, or city of 100,000 people or more from GeoNames'
    tables, as a whole word in the context as a page shows it), and how many have the activating
    token inside the place's name.
+4. **By position** — the validated nodes of one comparison (frozen vs real by default) grouped
+   by their prompt position: where the predictions hold and where they fail.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -24,6 +27,7 @@ from typing import Any
 
 from scrying.attribution import Graph, node_influence
 from scrying.errors import InvalidInputError
+from scrying.stats import spearman
 
 #: The comparisons :func:`validation_figures` reads, by the name they have at the first scale.
 COMPARISONS = ("graph vs frozen", "frozen vs real", "graph vs real", "activation x gradient vs real")
@@ -57,6 +61,41 @@ def validation_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if missing:
         raise InvalidInputError(f"the graph's validation has no {missing[0]!r} comparison at scale {scale}")
     return {name: _figures(reports[f"{name}, scale {scale}"]) for name in COMPARISONS}
+
+
+def validation_by_position(graph: Graph, comparison: str = "frozen vs real") -> list[dict[str, Any]]:
+    """Phase 4: ``comparison``'s validated nodes (first scale; the pruned graph may have
+    dropped some, so each row's own ``pos`` decides) grouped by prompt position, in
+    position order: ``{pos, token, nodes, spearman, low, high, mean_predicted, mean_measured}``
+    (Spearman of predicted vs measured with its bootstrap interval; ``None`` under 3 nodes, or
+    where it is undefined, so the summary stays valid JSON)."""
+    reports, scale = _first_scale(graph.metadata)
+    name = f"{comparison}, scale {scale}"
+    if name not in reports:
+        raise InvalidInputError(f"the graph's validation has no {comparison!r} comparison at scale {scale}")
+    index = graph.index
+    groups: dict[int, list[tuple[float, float]]] = {}
+    for row in reports[name]["rows"]:
+        if "pos" in row:
+            pos = int(row["pos"])
+        elif row.get("node_id") in index:  # rows written before they carried their position
+            pos = graph.nodes[index[row["node_id"]]].pos
+        else:
+            raise InvalidInputError(f"validation row {row.get('node_id')!r} of {name!r} has no position and names no node of the graph")
+        groups.setdefault(pos, []).append((row["predicted"], row["measured"]))
+    out = []
+    for pos in sorted(groups):
+        predicted, measured = map(list, zip(*groups[pos], strict=True))
+        rho = spearman(predicted, measured) if len(predicted) >= 3 else None
+        value, low, high = (None, None, None) if rho is None else (_number(rho.value), _number(rho.ci_low), _number(rho.ci_high))
+        out.append({"pos": pos, "token": graph.prompt_tokens[pos] if pos >= 0 else "(all positions)", "nodes": len(predicted),
+                    "spearman": value, "low": low, "high": high,
+                    "mean_predicted": sum(predicted) / len(predicted), "mean_measured": sum(measured) / len(measured)})
+    return out
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def stage_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -166,6 +205,7 @@ def graph_summary(graph: Graph, *, at_token: str | None = None, k: int = 5) -> d
         "validation": validation_figures(graph.metadata),
         "stages": stage_figures(graph.metadata),
         "into_target": feature_rows(graph, top_features_into_target(graph, k), cards),
+        "by_position": validation_by_position(graph),
     }
     if "skip_share" in graph.metadata:
         out["skip_share"] = graph.metadata["skip_share"]["share"]
@@ -229,6 +269,21 @@ def stages_markdown(summary: dict[str, dict[str, Any]]) -> str:
     for key, item in summary.items():
         cells = [f"{item['stages'][n]['spearman']:.2f}" if n in item["stages"] else "—" for n in names]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def positions_markdown(rows: list[dict[str, Any]]) -> str:
+    """One row per prompt position of :func:`validation_by_position`: its token, nodes,
+    Spearman with interval ("—" under 3 nodes) and the mean predicted and measured effects."""
+    lines = ["| position | token | nodes | Spearman | mean predicted | mean measured |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["spearman"] is None:
+            rho = "—"
+        elif r["low"] is None or r["high"] is None:
+            rho = f"{r['spearman']:.2f}"
+        else:
+            rho = _rho({**r, "includes_zero": not (r["low"] > 0 or r["high"] < 0)})
+        lines.append(f"| {r['pos']} | {_cell(repr(r['token']))} | {r['nodes']} | {rho} | {r['mean_predicted']:+.3f} | {r['mean_measured']:+.3f} |")
     return "\n".join(lines)
 
 
