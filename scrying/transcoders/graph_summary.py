@@ -51,7 +51,11 @@ def _first_scale(metadata: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 def _figures(report: dict[str, Any]) -> dict[str, Any]:
     low, high = report["spearman_ci"]
-    return {"spearman": report["spearman"], "low": low, "high": high, "n": len(report["rows"]), "includes_zero": not (low > 0 or high < 0)}
+    return {"spearman": report["spearman"], "low": low, "high": high, "n": len(report["rows"]), "includes_zero": _includes_zero(low, high)}
+
+
+def _includes_zero(low: float, high: float) -> bool:
+    return not (low > 0 or high < 0)
 
 
 def validation_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -282,7 +286,7 @@ def positions_markdown(rows: list[dict[str, Any]]) -> str:
         elif r["low"] is None or r["high"] is None:
             rho = f"{r['spearman']:.2f}"
         else:
-            rho = _rho({**r, "includes_zero": not (r["low"] > 0 or r["high"] < 0)})
+            rho = _rho({**r, "includes_zero": _includes_zero(r["low"], r["high"])})
         lines.append(f"| {r['pos']} | {_cell(repr(r['token']))} | {r['nodes']} | {rho} | {r['mean_predicted']:+.3f} | {r['mean_measured']:+.3f} |")
     return "\n".join(lines)
 
