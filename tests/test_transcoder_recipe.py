@@ -45,29 +45,65 @@ def test_auxk_loss_equals_a_hand_computation():
         e_hat = sum(max(float(pre[r, i].detach()), 0.0) * tc.W_dec[i].detach() for i in ranked)
         expected_num += float((e_hat - err[r]).pow(2).sum())
     denom = float((err - err.mean(0)).pow(2).sum()) / 5
-    assert float(auxk_loss(tc, pre, err, dead, k_aux=2).detach()) == pytest.approx(expected_num / 5 / denom, rel=1e-12)
-    assert float(auxk_loss(tc, pre, err, torch.zeros(10, dtype=torch.bool), k_aux=2)) == 0.0
+    assert float(auxk_loss(tc, x, pre, err, dead, k_aux=2).detach()) == pytest.approx(expected_num / 5 / denom, rel=1e-12)
+    assert float(auxk_loss(tc, x, pre, err, torch.zeros(10, dtype=torch.bool), k_aux=2)) == 0.0
+
+
+def _dense_reference(tc: Transcoder, x, y, dead, k_aux: int, aux_coef: float):
+    """The loss written plainly (the reference): dense pre-activations under autograd, the TopK,
+    and AuxK's ranking over every feature with the live ones masked out."""
+    pre = tc.pre_activations(x)
+    values, indices = pre.topk(tc.spec.k, dim=-1)
+    y_hat = torch.relu(values).unsqueeze(-1).mul(tc.W_dec[indices]).sum(1) + tc.b_dec + x @ tc.W_skip.T
+    loss = (y_hat - y).pow(2).sum(-1).mean()
+    err = (y - y_hat).detach()
+    aux_values, aux_indices = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1)
+    e_hat = torch.relu(aux_values).unsqueeze(-1).mul(tc.W_dec[aux_indices]).sum(1)
+    return loss + aux_coef * (e_hat - err).pow(2).sum(-1).mean() / (err - err.mean(0)).pow(2).sum(-1).mean()
 
 
 def test_auxk_gradient_equals_the_masked_ranking():
-    """The dead columns' own ranking gives the loss and the gradient of the ranking over every
-    feature with the live ones masked out (the reference, written here)."""
+    """The dead columns' own ranking, with the sparse encoder gradient, gives the loss and the
+    gradients of the ranking over every feature with the live ones masked out, under dense autograd."""
     tc = _random_tc(f=10, seed=5)
     gen = torch.Generator().manual_seed(6)
     x, err = torch.randn(7, 6, generator=gen, dtype=torch.float64), torch.randn(7, 6, generator=gen, dtype=torch.float64)
+    x.requires_grad_(True)
     dead = torch.zeros(10, dtype=torch.bool)
     dead[[0, 3, 4, 9]] = True
-    pre = tc.pre_activations(x).detach().requires_grad_(True)
-    got = auxk_loss(tc, pre, err, dead, k_aux=3)
-    (grad,) = torch.autograd.grad(got, pre)
-    ref_pre = pre.detach().clone().requires_grad_(True)
+    with torch.no_grad():
+        pre = tc.pre_activations(x)
+    got = auxk_loss(tc, x, pre, err, dead, k_aux=3)
+    grads = torch.autograd.grad(got, [tc.W_enc, tc.b_enc, tc.W_dec, x])
+    ref_pre = tc.pre_activations(x)
     values, indices = ref_pre.masked_fill(~dead, float("-inf")).topk(3, dim=-1)
-    e_hat = torch.relu(values).unsqueeze(-1).mul(tc.W_dec.detach()[indices]).sum(1)
+    e_hat = torch.relu(values).unsqueeze(-1).mul(tc.W_dec[indices]).sum(1)
     want = (e_hat - err).pow(2).sum(-1).mean() / (err - err.mean(0)).pow(2).sum(-1).mean()
-    (ref_grad,) = torch.autograd.grad(want, ref_pre)
-    assert float(got) == pytest.approx(float(want), rel=1e-12)
-    assert torch.allclose(grad, ref_grad, rtol=1e-12, atol=1e-15)
-    assert grad[:, ~dead].abs().max() == 0 and grad[:, dead].abs().max() > 0
+    ref_grads = torch.autograd.grad(want, [tc.W_enc, tc.b_enc, tc.W_dec, x])
+    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-12)
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(grad, ref_grad, rtol=1e-12, atol=1e-15)
+    assert grads[0][~dead].abs().max() == 0 and grads[0][dead].abs().max() > 0  # only dead rows learn
+
+
+def test_layer_loss_gradients_equal_dense_autograd():
+    """The sparse encoder gradient (only the TopK and AuxK picks' pre-activations under autograd)
+    against the loss written densely: every weight's gradient, with and without dead features."""
+    tc = _random_tc(d=6, f=12, k=3, seed=8)
+    gen = torch.Generator().manual_seed(9)
+    x, y = torch.randn(9, 6, generator=gen, dtype=torch.float64), torch.randn(9, 6, generator=gen, dtype=torch.float64)
+    for dead_features in ([], [1, 5, 6, 10]):
+        dead = torch.zeros(12, dtype=torch.bool)
+        dead[dead_features] = True
+        part = layer_loss(tc, x, y, dead=dead, k_aux=2, aux_coef=0.25, l1=0.0)
+        names = [name for name, _ in tc.named_parameters()]
+        grads = torch.autograd.grad(part.total, list(tc.parameters()))
+        want = _dense_reference(tc, x, y, dead, 2, 0.25 if dead_features else 0.0)
+        ref_grads = torch.autograd.grad(want, list(tc.parameters()))
+        assert float(part.total.detach()) == pytest.approx(float(want.detach()), rel=1e-12)
+        for name, grad, ref_grad in zip(names, grads, ref_grads, strict=True):
+            assert torch.allclose(grad, ref_grad, rtol=1e-10, atol=1e-13), name
+        assert grads[0].abs().max() > 0
 
 
 def test_sparse_decode_equals_the_dense_transcoder():
