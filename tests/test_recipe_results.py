@@ -255,3 +255,12 @@ def test_twelve_chunk_figures_are_the_stored_report_and_log():
     assert (f"(mean normalised MSE {mse[5]:.1f} at chunk 6, {mse[11]:.1f} at chunk 12) fell as about chunks^{slope:.2f}" in flat)
     assert f"it reaches ~{at_31:.1f} at chunk 31, and an FVU that falls in proportion ends near {projected:.3f}" in flat
     assert f"missed by about {projected - 0.15:.3f}" in flat
+
+
+def test_sparse_gradient_figures_are_the_stored_benchmark_output():
+    text = (ROOT / "results" / "transcoders" / "sparse-gradient" / "transcoder-step.txt").read_text(encoding="utf-8")
+    ratio = re.search(r"ratio sparse/dense ([\d.]+)", text).group(1)
+    diff = re.search(r"largest gradient difference, relative to that weight's largest gradient: ([\d.e+-]+)", text).group(1)
+    flat = _flat(_readme())
+    assert f"one layer's step at {ratio}x the dense autograd's time, gradients within {diff} of it" in flat
+    assert float(ratio) < 1 and float(diff) < 1e-5
