@@ -264,3 +264,39 @@ def test_sparse_gradient_figures_are_the_stored_benchmark_output():
     flat = _flat(_readme())
     assert f"one layer's step at {ratio}x the dense autograd's time, gradients within {diff} of it" in flat
     assert float(ratio) < 1 and float(diff) < 1e-5
+
+
+SESSION = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-session"
+
+
+def test_one_session_quality_is_its_stored_report_and_log():
+    readme = _readme()
+    report = pd.read_csv(SESSION / "report.csv")
+    assert _block(readme, "recipe-session-quality") == quality_markdown(report)
+    assert list(report.layer) == list(range(18)) and set(report.rows) == {32_512}
+    history = json.loads((SESSION / "history.json").read_text(encoding="utf-8"))
+    assert history["chunks_done"] == 12 and history["config"]["total_tokens"] == 786_432
+    assert history["config"]["warmup_steps"] == 100 and history["config"]["final_lr_fraction"] == 0.1
+    flat = _flat(readme)
+    worst = report.loc[report.dead_fraction.idxmax()]
+    assert worst.dead_fraction <= 0.10
+    assert f"(at most {_percent(round(worst.dead_fraction, 3))}%, layer {int(worst.layer)})" in flat
+    mean = report.fvu.mean()
+    assert f"the mean FVU, {mean:.3f} ({report.fvu.min():.3f}-{report.fvu.max():.3f} per layer), misses 0.15 by {mean - 0.15:.3f}" in flat
+    assert f"by {report.ce_increase.min():.3f}-{report.ce_increase.max():.3f} nats" in flat
+    assert f"+{report.ce_increase.mean():.3f} on average" in flat
+    v4 = pd.read_csv(TWELVE / "v4-report.txt", sep=r"\s+")
+    gap = report.fvu - v4.fvu
+    assert (gap > 0).all() and f"by {gap.min():.2f}-{gap.max():.2f} each" in flat
+    assert f"(mean FVU {v4.fvu.mean():.3f} on the same 32,512 positions" in flat
+    v1 = pd.read_csv(V1 / "report.csv")
+    assert {round(c, 6) for c in report.ce_clean} == {round(c, 6) for c in v1.ce_clean} and f"is {report.ce_clean[0]:.6f}, as in the first run's report" in flat
+    mse = [float(m) for m in re.findall(r"chunk \d+/12: .*mean normalised MSE ([\d.]+)", (SESSION / "training-log.txt").read_text())]
+    old = [float(m) for m in re.findall(r"chunk \d+/31: .*mean normalised MSE ([\d.]+)", (TWELVE / "v4-training-log.txt").read_text())]
+    assert len(mse) == 12 and len(old) == 12
+    assert f"(367 and 145 against 332 and 119;" in flat and (round(mse[0]), round(mse[1]), round(old[0]), round(old[1])) == (367, 145, 332, 119)
+    assert all(m > o for m, o in zip(mse[7:], old[7:], strict=True))  # "from chunk 8 on it stays above v4's"
+    assert f"{mse[11]:.1f} against {old[11]:.1f} at chunk 12" in flat
+    rates = [float(r) for r in re.findall(r"harvest (\d+) tok/s", (SESSION / "training-log.txt").read_text())]
+    steps = [float(s) for s in re.findall(r"\(([\d.]+) s/step\)", (SESSION / "training-log.txt").read_text())]
+    assert f"harvest {min(rates):.0f}-{max(rates):.0f} tok/s, {min(steps):.1f}-{max(steps):.1f} s an Adam step" in flat
