@@ -294,9 +294,64 @@ def test_one_session_quality_is_its_stored_report_and_log():
     mse = [float(m) for m in re.findall(r"chunk \d+/12: .*mean normalised MSE ([\d.]+)", (SESSION / "training-log.txt").read_text())]
     old = [float(m) for m in re.findall(r"chunk \d+/31: .*mean normalised MSE ([\d.]+)", (TWELVE / "v4-training-log.txt").read_text())]
     assert len(mse) == 12 and len(old) == 12
-    assert f"(367 and 145 against 332 and 119;" in flat and (round(mse[0]), round(mse[1]), round(old[0]), round(old[1])) == (367, 145, 332, 119)
+    assert f"({mse[0]:.0f} and {mse[1]:.0f} against {old[0]:.0f} and {old[1]:.0f};" in flat
     assert all(m > o for m, o in zip(mse[7:], old[7:], strict=True))  # "from chunk 8 on it stays above v4's"
     assert f"{mse[11]:.1f} against {old[11]:.1f} at chunk 12" in flat
     rates = [float(r) for r in re.findall(r"harvest (\d+) tok/s", (SESSION / "training-log.txt").read_text())]
     steps = [float(s) for s in re.findall(r"\(([\d.]+) s/step\)", (SESSION / "training-log.txt").read_text())]
     assert f"harvest {min(rates):.0f}-{max(rates):.0f} tok/s, {min(steps):.1f}-{max(steps):.1f} s an Adam step" in flat
+
+
+def test_one_session_graph_figures_are_its_stored_summary():
+    from scrying.transcoders.graph_summary import (
+        features_markdown,
+        place_totals,
+        positions_markdown,
+        stages_markdown,
+        validation_markdown,
+    )
+
+    readme = _readme()
+    summary = json.loads((SESSION / "summary.json").read_text(encoding="utf-8"))
+    assert _block(readme, "recipe-session-validation") == validation_markdown(summary)
+    assert _block(readme, "recipe-session-stages") == stages_markdown(summary)
+    assert _block(readme, "recipe-session-ioi-positions") == positions_markdown(summary["ioi-features"]["by_position"])
+    dallas = summary["dallas-texas-features"]
+    assert _block(readme, "recipe-session-dallas") == features_markdown(dallas["at_token"]["features"])
+    assert _block(readme, "recipe-session-texas") == features_markdown(dallas["into_target"])
+    flat = _flat(readme)
+    (n_at, placed_at), (n_into, placed_into) = place_totals(dallas["at_token"]["features"]), place_totals(dallas["into_target"])
+    assert f"{placed_at} of the {n_at} most influential features at 'Dallas' have a place" in flat and 2 * placed_at > n_at
+    assert f"all {placed_into} of the {n_into} features with the largest direct edge into ' Texas' do" in flat and placed_into == n_into
+    assert summary["dallas-two-hop-features"]["at_token"]["features"] == []
+    rho = {k.removesuffix("-features"): (summary[k]["validation"]["frozen vs real"], summary[k.replace("-features", "-neurons")]["validation"]["frozen vs real"])
+           for k in summary if k.endswith("-features")}
+    assert all(f["n"] == 100 for f, _ in rho.values())
+    assert all(f["spearman"] < n["spearman"] for f, n in rho.values())  # "missed on every prompt"
+    d, t, i = rho["dallas-texas"], rho["dallas-two-hop"], rho["ioi"]
+    assert (f"(Dallas {d[0]['spearman']:.2f} against {d[1]['spearman']:.2f}, two-hop {t[0]['spearman']:.2f} against "
+            f"{t[1]['spearman']:.2f}, IOI {i[0]['spearman']:.2f} against {i[1]['spearman']:.2f})") in flat
+    assert i[0]["includes_zero"] and not d[0]["includes_zero"] and not t[0]["includes_zero"]
+    assert f"({d[0]['low']:.2f}, {t[0]['low']:.2f})" in flat
+    v1 = json.loads((V1 / "summary.json").read_text(encoding="utf-8"))
+    old = [v1[f"{k}-features"]["validation"]["frozen vs real"]["spearman"] for k in ("dallas-texas", "ioi", "dallas-two-hop")]
+    assert f"({old[0]:.2f}, {old[1]:.2f}, {old[2]:.2f} above)" in flat
+    assert all(rho[k][0]["spearman"] <= o for k, o in zip(("dallas-texas", "ioi", "dallas-two-hop"), old, strict=True))
+    shares = [summary[k]["skip_share"] for k in summary if k.endswith("-features")]
+    assert f"carry {min(shares) * 100:.0f}-{max(shares) * 100:.0f}% of the attribution" in flat
+    assert f"one-session set {min(shares) * 100:.0f}-{max(shares) * 100:.0f}%" in flat
+    stage = summary["ioi-features"]["stages"]
+    neurons = summary["ioi-neurons"]["stages"]
+    masks, real = stage["graph vs + features' masks live"]["spearman"], stage["graph vs real"]["spearman"]
+    assert (f"fall from {stage['graph vs + error nodes live']['spearman']:.2f} to {stage['graph vs + attention patterns live']['spearman']:.2f} "
+            f"when attention patterns go live (neurons {neurons['graph vs + error nodes live']['spearman']:.2f} to "
+            f"{neurons['graph vs + attention patterns live']['spearman']:.2f}), to {masks:.2f} when their TopK masks move, and to {real:.2f}") in flat
+    def drop(s: dict) -> float:  # what live attention patterns cost
+        return s["graph vs + error nodes live"]["spearman"] - s["graph vs + attention patterns live"]["spearman"]
+
+    assert drop(stage) > drop(neurons)  # "live attention costs the features more than the neurons"
+    assert real < masks < stage["graph vs + norm scales live"]["spearman"]  # "lose again at the two stages that neurons do not have"
+    last = [r for r in summary["ioi-neurons"]["by_position"] if r["pos"] == 14][0]
+    assert f"({last['nodes']} nodes, {last['spearman']:.2f} [{last['low']:.2f}, {last['high']:.2f}])" in flat
+    mary = [r for r in summary["ioi-features"]["by_position"] if r["token"] == " Mary"][0]
+    assert f"mean effect of {mary['mean_predicted']:.3f} on the target" in flat and f"real model shows {mary['mean_measured']:+.3f}" in flat
