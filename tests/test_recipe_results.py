@@ -355,3 +355,23 @@ def test_one_session_graph_figures_are_its_stored_summary():
     assert f"({last['nodes']} nodes, {last['spearman']:.2f} [{last['low']:.2f}, {last['high']:.2f}])" in flat
     mary = [r for r in summary["ioi-features"]["by_position"] if r["token"] == " Mary"][0]
     assert f"mean effect of {mary['mean_predicted']:.3f} on the target" in flat and f"real model shows {mary['mean_measured']:+.3f}" in flat
+
+
+def test_gallery_feature_graphs_are_the_one_session_sets_and_the_readme_says_what_their_pages_say():
+    from scrying.viewer.report import summarise
+
+    gallery = ROOT / "graphs" / "gallery"
+    pages = {name: summarise(json.loads((gallery / f"{name}-features.json").read_text(encoding="utf-8")))
+             for name in ("dallas-texas", "ioi", "dallas-two-hop")}
+    summary = json.loads((SESSION / "summary.json").read_text(encoding="utf-8"))
+    for name in pages:  # the gallery's graphs are the ones the recipe check validated
+        stored = json.loads((gallery / f"{name}-features.json").read_text(encoding="utf-8"))
+        rho = stored["scrying"]["metadata"]["validation"]["reports"]["frozen vs real, scale 0"]["spearman"]
+        assert rho == summary[f"{name}-features"]["validation"]["frozen vs real"]["spearman"]
+    flat = _flat(_readme())
+    d, i, t = pages["dallas-texas"], pages["ioi"], pages["dallas-two-hop"]
+    assert f"({d.error_share:.0%} of what reaches ' Texas' starts at error nodes, {i.error_share:.0%} of what reaches ' Mary')" in flat
+    assert (f"Spearman {d.graph_vs_real.value:.2f} on Dallas and {t.graph_vs_real.value:.2f} on the two-hop prompt and indistinguishable from 0 "
+            f"on IOI ({i.graph_vs_real.value:.2f})") in flat and "indistinguishable from 0" in i.sentence
+    baselines = [p.baseline.value for p in pages.values()]
+    assert f"far below activation × gradient ({min(baselines):.2f}-{max(baselines):.2f})" in flat

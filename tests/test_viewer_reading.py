@@ -55,7 +55,7 @@ def test_labels_sit_on_the_most_influential_nodes_without_overlapping(browser, t
     labels = browser.execute_script(
         "return Array.from(document.querySelectorAll('#labels text'), t => { const b = t.getBBox();"
         " return [t.dataset.for, t.textContent, b.x, b.y, b.width, b.height, getComputedStyle(t).visibility]; })")
-    assert len(labels) >= 9  # most of the 13 find a free place
+    assert 2 * len(labels) > len(features + errors)  # most of the (up to) 13 find a free place
     assert {label[0] for label in labels} <= set(features + errors)
     assert all(visibility == "visible" and w > 20 for *_, w, h, visibility in labels)
     for a in range(len(labels)):  # no two overlap
@@ -88,9 +88,11 @@ def test_a_transcoder_graph_opens_with_features_in_view(browser, tmp_path):
 
 def test_a_click_on_a_feature_shows_its_id_and_a_command_the_cli_parses(browser, tmp_path):
     data = opened(browser, tmp_path, "ioi-features")
-    node = next(n for n in Graph.read_json(FEATURES).nodes if n.node_id == "11_1712_14")
-    _click(browser, "11_1712_14")
-    assert browser.execute_script("return document.getElementById('node-cli-id').textContent") == "L11 #1712 @14"
+    drawn = set(browser.execute_script("return scryingViewer.visibleNodeIds()"))
+    node = next(n for n in Graph.read_json(FEATURES).nodes if n.kind == "feature" and n.node_id in drawn)  # the graph's own id
+    assert node.node_id == f"{node.layer}_{node.feature}_{node.pos}"
+    _click(browser, node.node_id)
+    assert browser.execute_script("return document.getElementById('node-cli-id').textContent") == f"L{node.layer} #{node.feature} @{node.pos}"
     command = browser.execute_script("return document.getElementById('node-command').textContent")
     words = shlex.split(command)
     assert words[0] == "scrying"
@@ -108,7 +110,12 @@ def test_a_validated_node_shows_the_three_numbers_of_the_json(browser, tmp_path)
     validation = data["scrying"]["metadata"]["validation"]
     rows = validation["reports"][validation["headline"]]["rows"]
     drawn = set(browser.execute_script("return scryingViewer.visibleNodeIds()"))
-    checked = [r for r in rows if r["node_id"] in drawn][:3]
+    on_top = browser.execute_script(  # dots a click reaches (in a crowded cell a bigger neighbour may cover one)
+        "return Array.from(document.querySelectorAll('#nodes [data-id]')).filter(e => { const b = e.getBoundingClientRect();"
+        " const x = b.x + b.width / 2, y = b.y + b.height / 2;"
+        " return [[x, y], [Math.floor(x), Math.floor(y)], [Math.round(x), Math.round(y)]].every(([px, py]) => {"
+        " const hit = document.elementFromPoint(px, py); return hit && hit.closest('[data-id]') === e; }); }).map(e => e.dataset.id)")
+    checked = [r for r in rows if r["node_id"] in drawn and r["node_id"] in on_top][:3]
     assert len(checked) == 3
     for row in checked:
         _click(browser, row["node_id"])
