@@ -112,20 +112,26 @@ def _block(readme: str, name: str) -> str:
     return readme.split(f"<!-- {name} -->")[1].split(f"<!-- /{name} -->")[0].strip()
 
 
-def test_first_run_graph_figures_are_its_stored_summary():
+def _graph_blocks(readme: str, summary: dict, prefix: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The README's validation, 'Dallas' and ' Texas' blocks named ``prefix-*`` are ``summary``'s
+    tables; returns (features, with a place) at 'Dallas' and into ' Texas'."""
     from scrying.transcoders.graph_summary import (
         features_markdown,
         place_totals,
         validation_markdown,
     )
 
+    assert _block(readme, f"{prefix}-validation") == validation_markdown(summary)
+    dallas = summary["dallas-texas-features"]
+    assert _block(readme, f"{prefix}-dallas") == features_markdown(dallas["at_token"]["features"])
+    assert _block(readme, f"{prefix}-texas") == features_markdown(dallas["into_target"])
+    return place_totals(dallas["at_token"]["features"]), place_totals(dallas["into_target"])
+
+
+def test_first_run_graph_figures_are_its_stored_summary():
     readme = _readme()
     summary = json.loads((V1 / "summary.json").read_text(encoding="utf-8"))
-    assert _block(readme, "recipe-v1-validation") == validation_markdown(summary)
-    dallas = summary["dallas-texas-features"]
-    assert _block(readme, "recipe-v1-dallas") == features_markdown(dallas["at_token"]["features"])
-    assert _block(readme, "recipe-v1-texas") == features_markdown(dallas["into_target"])
-    (n_at, placed_at), (n_into, placed_into) = place_totals(dallas["at_token"]["features"]), place_totals(dallas["into_target"])
+    (n_at, placed_at), (n_into, placed_into) = _graph_blocks(readme, summary, "recipe-v1")
     flat = _flat(readme)
     assert f"{placed_at} of the {n_at} most influential features have a place" in flat
     assert f"all {placed_into} of the {n_into} features with the largest direct edge into ' Texas' do" in flat and placed_into == n_into
@@ -303,24 +309,14 @@ def test_one_session_quality_is_its_stored_report_and_log():
 
 
 def test_one_session_graph_figures_are_its_stored_summary():
-    from scrying.transcoders.graph_summary import (
-        features_markdown,
-        place_totals,
-        positions_markdown,
-        stages_markdown,
-        validation_markdown,
-    )
+    from scrying.transcoders.graph_summary import positions_markdown, stages_markdown
 
     readme = _readme()
     summary = json.loads((SESSION / "summary.json").read_text(encoding="utf-8"))
-    assert _block(readme, "recipe-session-validation") == validation_markdown(summary)
+    (n_at, placed_at), (n_into, placed_into) = _graph_blocks(readme, summary, "recipe-session")
     assert _block(readme, "recipe-session-stages") == stages_markdown(summary)
     assert _block(readme, "recipe-session-ioi-positions") == positions_markdown(summary["ioi-features"]["by_position"])
-    dallas = summary["dallas-texas-features"]
-    assert _block(readme, "recipe-session-dallas") == features_markdown(dallas["at_token"]["features"])
-    assert _block(readme, "recipe-session-texas") == features_markdown(dallas["into_target"])
     flat = _flat(readme)
-    (n_at, placed_at), (n_into, placed_into) = place_totals(dallas["at_token"]["features"]), place_totals(dallas["into_target"])
     assert f"{placed_at} of the {n_at} most influential features at 'Dallas' have a place" in flat and 2 * placed_at > n_at
     assert f"all {placed_into} of the {n_into} features with the largest direct edge into ' Texas' do" in flat and placed_into == n_into
     assert summary["dallas-two-hop-features"]["at_token"]["features"] == []
