@@ -371,3 +371,18 @@ def test_gallery_feature_graphs_are_the_one_session_sets_and_the_readme_says_wha
             f"on IOI ({i.graph_vs_real.value:.2f})") in flat and "indistinguishable from 0" in i.sentence
     baselines = [p.baseline.value for p in pages.values()]
     assert f"far below activation × gradient ({min(baselines):.2f}-{max(baselines):.2f})" in flat
+
+
+def test_one_session_times_are_its_stored_clock_readings():
+    from datetime import datetime
+
+    times = {k: datetime.fromisoformat(v) for k, v in json.loads((SESSION / "run-times.json").read_text()).items() if k != "note"}
+    minutes = {k: (times[k] - times["started"]).total_seconds() / 60 for k in ("set_written", "report_written")}
+    flat = _flat(_readme())
+    assert f"wrote the set {minutes['set_written']:.1f} min after the command" in flat
+    assert f"its report {minutes['report_written'] - minutes['set_written']:.0f} min later" in flat
+    assert f"# 12 chunks, 384 Adam steps: {minutes['report_written']:.0f} min on this idle 2-core machine" in flat
+    assert f"the gallery uses in {minutes['report_written']:.0f} min on this 2-core machine" in flat
+    history = json.loads((SESSION / "history.json").read_text(encoding="utf-8"))["history"]
+    per_chunk = [(c["harvest_s"] + c["train_s"]) / 60 for c in history[2:]]  # "chunks 3-12" (the first two ran slower)
+    assert f"31 chunks of ~{sum(per_chunk) / len(per_chunk):.1f} min" in flat
