@@ -83,7 +83,8 @@ def trace(
     checked = validation.to_json() if validation is not None else None
     small.metadata.update({"scores": scores, "validation": checked, "node_threshold": config.prune.node_threshold})
     seconds = time.perf_counter() - start
-    logger.info("traced %r at level %s in %.1f s", prompt, config.level, seconds)
+    what = f"{config.level} ({basis.name})" if config.level == "neurons" and basis is not None else config.level
+    logger.info("traced %r at level %s in %.1f s", prompt, what, seconds)
     return TraceResult(graph=graph, pruned=small, validation=validation, scores=scores, seconds=seconds)
 
 
