@@ -67,7 +67,8 @@ def _cost(name: str) -> dict:
 #: The README's validation-cost rows: label, stored benchmark output.
 COST_ROWS = (("random, `default` shape (4,096 x TopK-32)", "15-tokens-default-shape.txt"),
              ("random, recipe shape (8,192 x TopK-64)", "15-tokens-recipe-shape.txt"),
-             ("recipe v1 after 5 chunks (trained, 8,192 x TopK-64)", "15-tokens-recipe-v1-chunk5.txt"))
+             ("recipe v1 after 5 chunks (trained, 8,192 x TopK-64)", "15-tokens-recipe-v1-chunk5.txt"),
+             ("recipe in one session (the gallery's set; 2026-12-07)", "15-tokens-recipe-session.txt"))
 
 
 def cost_table() -> str:
@@ -89,6 +90,8 @@ def test_validation_cost_table_is_the_stored_benchmark_output():
     runs = ", ".join(f"{r:.1f} s" for r in recipe["runs"])
     assert f"(median {recipe['with']:.1f} s, its runs {runs})" in _flat(readme)
     assert _cost("15-tokens-default-shape.txt")["with"] <= 20.0 and _cost("15-tokens-recipe-v1-chunk5.txt")["with"] <= 20.0
+    session = _cost("15-tokens-recipe-session.txt")
+    assert session["with"] <= 20.0 and f"one-session set, the gallery's, took {session['with']:.1f} s" in _flat(readme)
     before = [float(re.search(r"trace with validation\s+([\d.]+)", (COST / "before-reach" / n).read_text()).group(1))
               for n in ("15-tokens-default-shape.txt", "15-tokens-recipe-shape.txt")]
     assert f"it took {before[0]:.1f} s with a random set of the `default` shape and {before[1]:.1f} s" in _flat(readme)
