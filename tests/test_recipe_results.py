@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from scrying.transcoders.quality import quality_markdown
 
@@ -98,16 +99,21 @@ def test_validation_cost_table_is_the_stored_benchmark_output():
     assert f"{before[1] - 20:.1f} s over the 20 s target" in _flat(readme)
 
 
-def test_recipe_shaped_circuit_tracer_row_is_the_stored_output():
-    text = (ROOT / "results" / "transcoders" / "vs_circuit_tracer" / "dallas-recipe-v1-chunk5.txt").read_text(encoding="utf-8")
+@pytest.mark.parametrize(("name", "label"), [("dallas-recipe-v1-chunk5.txt", "recipe v1 after 5 chunks"),
+                                           ("dallas-recipe-session.txt", "recipe in one session, the gallery's set")])
+def test_recipe_shaped_circuit_tracer_row_is_the_stored_output(name, label):
+    text = (ROOT / "results" / "transcoders" / "vs_circuit_tracer" / name).read_text(encoding="utf-8")
     t = re.search(r"wall scrying ([\d.]+) s, circuit-tracer ([\d.]+) s, ratio scrying/circuit-tracer ([\d.]+)", text).groups()
     rise = re.search(r"own rise .*? scrying ([\d.]+) GB, circuit-tracer ([\d.]+) GB, ratio ([\d.]+)", text).groups()
     peak = re.search(r"whole process's peak .*?\) scrying ([\d.]+) GB, circuit-tracer ([\d.]+) GB, ratio ([\d.]+)", text).groups()
-    row = (f"| 11 tokens, recipe v1 after 5 chunks (8,192 x TopK-64) | {t[0]} s / {t[1]} s = **{t[2]}x** | "
+    row = (f"| 11 tokens, {label} (8,192 x TopK-64) | {t[0]} s / {t[1]} s = **{t[2]}x** | "
            f"{peak[0]} GB / {peak[1]} GB = **{peak[2]}x**; attribution's own rise {rise[0]} GB / {rise[1]} GB = **{rise[2]}x** |")
     assert row in _readme()
     within, total = map(int, re.search(r"edge agreement .*?: (\d+)/(\d+) within relative 0.0001", text).groups())
     assert within == total and f"all {total:,} do" in _flat(_readme())
+    for kind in ("feature -> feature", "token -> feature", "feature -> logit", "token -> logit"):  # each kind against its own floor
+        k_within, k_total = map(int, re.search(rf"{kind}: (\d+)/(\d+) within", text).groups())
+        assert k_within == k_total, kind
     assert float(t[2]) <= 0.5 and float(rise[2]) <= 0.5
 
 
