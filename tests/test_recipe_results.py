@@ -395,3 +395,33 @@ def test_one_session_times_are_its_stored_clock_readings():
     history = json.loads((SESSION / "history.json").read_text(encoding="utf-8"))["history"]
     per_chunk = [(c["harvest_s"] + c["train_s"]) / 60 for c in history[2:]]  # "chunks 3-12" (the first two ran slower)
     assert f"31 chunks of ~{sum(per_chunk) / len(per_chunk):.1f} min" in flat
+
+
+SCHEDULE = ROOT / "results" / "transcoders" / "schedule" / "layer-8.txt"
+
+
+def schedule_table() -> str:
+    """The schedule benchmark's variants on layer 8, from its stored output."""
+    lines = ["| schedule | peak learning rate | at the last step | held-out FVU | dead | rare |", "|---|---|---|---|---|---|"]
+    for name, peak, final, fvu, dead, rare in re.findall(
+            r"^([\w-]+) \(peak ([\d.]+), final ([\d.]+) of it\): 384 steps in \d+ s: held-out FVU ([\d.]+), dead ([\d.]+)%, rare ([\d.]+)%$",
+            SCHEDULE.read_text(encoding="utf-8"), flags=re.M):
+        last = "the peak" if float(final) == 1 else f"{float(final):.0%} of the peak"
+        lines.append(f"| {name} | {float(peak):.1e} | {last} | {fvu} | {dead}% | {rare}% |")
+    return "\n".join(lines)
+
+
+def test_schedule_figures_are_the_stored_benchmark_output():
+    readme = _readme()
+    assert _block(readme, "recipe-schedule") == schedule_table()
+    fvu = {name: float(v) for name, v in re.findall(r"^([\w-]+) \(peak.*held-out FVU ([\d.]+)", SCHEDULE.read_text(encoding="utf-8"), flags=re.M)}
+    flat = _flat(readme)
+    assert f"Not decaying gains little ({fvu['cosine']:.3f} to {fvu['constant']:.3f})" in flat
+    assert f"({fvu['cosine']:.3f} to {fvu['cosine-2x']:.3f} with the cosine, {fvu['constant-2x']:.3f} without)" in flat
+    session, v4 = pd.read_csv(SESSION / "report.csv"), pd.read_csv(TWELVE / "v4-report.txt", sep=r"\s+")
+    gap = session.fvu[8] - v4.fvu[8]
+    assert (f"The decay alone is worth {fvu['cosine'] - fvu['constant']:.3f} here, against the {gap:.3f} by which the one-session set's "
+            f"layer 8 trails the uncut run's checkpoint ({session.fvu[8]:.3f} against {v4.fvu[8]:.3f})") in flat
+    assert fvu["cosine"] - fvu["constant"] < gap / 2  # "most of that gap has another cause"
+    assert fvu["cosine-2x"] < fvu["constant"] and fvu["constant-2x"] < fvu["cosine-2x"]
+    assert "260096 training rows (3.0 passes), 16256 held out" in SCHEDULE.read_text(encoding="utf-8")
