@@ -1,7 +1,7 @@
 """Held-out FVU against the learning-rate schedule, on one layer of Gemma 3 270M.
 
     .venv/bin/python benchmarks/transcoder_schedule.py [--layer 8] [--steps 384] [--windows 2048] [--threads 2] \
-        [--variants cosine constant cosine-2x constant-2x cosine-4x]
+        [--variants cosine constant cosine-2x constant-2x cosine-4x cosine-8x]
 
 Harvests one layer's MLP input and output on ``--windows`` windows of 128 tokens of the mix's
 training text and 128 windows of its held-out text, normalises them as the recipe does (one
@@ -14,7 +14,7 @@ the same start and batches for each:
 * ``cosine``: the recipe's schedule compressed to ``--steps`` (8e-4, warmup 100, cosine to 10%),
   as the one-session set was trained;
 * ``constant``: 8e-4 after the warmup, no decay (what the uncut 31-chunk run still had at step 384);
-* ``cosine-2x``, ``constant-2x``: the same with a peak of 1.6e-3; ``cosine-4x``: cosine with 3.2e-3.
+* ``cosine-2x``, ``constant-2x``: the same with a peak of 1.6e-3; ``cosine-4x``, ``cosine-8x``: cosine with 3.2e-3, 6.4e-3.
 
 The question it answers: at the one-session budget, does decaying the learning rate cost held-out
 FVU (the one-session set ended worse than the uncut run's checkpoint at the same tokens)?
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 VARIANTS = {"cosine": (8e-4, 0.1), "constant": (8e-4, 1.0), "cosine-2x": (1.6e-3, 0.1), "constant-2x": (1.6e-3, 1.0),
-            "cosine-4x": (3.2e-3, 0.1)}
+            "cosine-4x": (3.2e-3, 0.1), "cosine-8x": (6.4e-3, 0.1)}
 
 
 def main() -> None:

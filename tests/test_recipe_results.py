@@ -424,4 +424,5 @@ def test_schedule_figures_are_the_stored_benchmark_output():
             f"layer 8 trails the uncut run's checkpoint ({session.fvu[8]:.3f} against {v4.fvu[8]:.3f})") in flat
     assert fvu["cosine"] - fvu["constant"] < gap / 2  # "most of that gap has another cause"
     assert fvu["cosine-2x"] < fvu["constant"] and fvu["constant-2x"] < fvu["cosine-2x"]
+    assert f"four times the peak more again ({fvu['cosine-4x']:.3f}, the cosine)" in flat and fvu["cosine-4x"] < fvu["constant-2x"]
     assert "260096 training rows (3.0 passes), 16256 held out" in SCHEDULE.read_text(encoding="utf-8")
