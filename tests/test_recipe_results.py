@@ -425,4 +425,7 @@ def test_schedule_figures_are_the_stored_benchmark_output():
     assert fvu["cosine"] - fvu["constant"] < gap / 2  # "most of that gap has another cause"
     assert fvu["cosine-2x"] < fvu["constant"] and fvu["constant-2x"] < fvu["cosine-2x"]
     assert f"four times the peak more again ({fvu['cosine-4x']:.3f}, the cosine)" in flat and fvu["cosine-4x"] < fvu["constant-2x"]
+    dead = {name: v for name, v in re.findall(r"^([\w-]+) \(peak.*, dead ([\d.]+)%", SCHEDULE.read_text(encoding="utf-8"), flags=re.M)}
+    assert f"eight times {fvu['cosine-8x']:.3f}, where the share of features never firing turns up again ({dead['cosine-8x']}%, against {dead['cosine-4x']}% at four times)" in flat
+    assert fvu["cosine-8x"] < fvu["cosine-4x"] and float(dead["cosine-8x"]) > float(dead["cosine-4x"])
     assert "260096 training rows (3.0 passes), 16256 held out" in SCHEDULE.read_text(encoding="utf-8")
