@@ -428,4 +428,6 @@ def test_schedule_figures_are_the_stored_benchmark_output():
     dead = {name: v for name, v in re.findall(r"^([\w-]+) \(peak.*, dead ([\d.]+)%", SCHEDULE.read_text(encoding="utf-8"), flags=re.M)}
     assert f"eight times {fvu['cosine-8x']:.3f}, where the share of features never firing turns up again ({dead['cosine-8x']}%, against {dead['cosine-4x']}% at four times)" in flat
     assert fvu["cosine-8x"] < fvu["cosine-4x"] and float(dead["cosine-8x"]) > float(dead["cosine-4x"])
+    gains = (fvu["cosine"] - fvu["cosine-4x"], fvu["cosine"] - fvu["cosine-8x"])
+    assert f"four to eight times the peak takes {gains[0]:.3f}-{gains[1]:.3f} off the FVU at this budget" in flat
     assert "260096 training rows (3.0 passes), 16256 held out" in SCHEDULE.read_text(encoding="utf-8")
