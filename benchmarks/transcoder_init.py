@@ -48,38 +48,21 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
+    from layer_data import harvest_layer, normalised
 
     from scrying.models import default_cache_dir, load_model
-    from scrying.sites import Component, Site, recorded
-    from scrying.transcoders.corpus import read_texts
     from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
-    from scrying.transcoders.train import _init, first_windows
+    from scrying.transcoders.train import _init
     from scrying.transcoders.train_loss import dead_mask, layer_loss
     from scrying.transcoders.transcoder import TranscoderSpec
 
     torch.set_num_threads(args.threads)
     model = load_model("gemma-3-270m")
     mix = build_mixed_corpus(Path(default_cache_dir()), CorpusMixConfig())
-    sites = [Site(Component.MLP_IN, args.layer), Site(Component.MLP_RESULT, args.layer)]
 
-    def harvest(path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        windows = first_windows(model, read_texts([path]), 128, n, what=str(path))
-        xs, ys = [], []
-        for start in range(0, n, 16):
-            with torch.no_grad(), recorded(model, sites) as store:
-                model(windows[start : start + 16], stop_at_layer=args.layer + 1)
-            xs.append(store[sites[0]][:, 1:].flatten(0, 1).float())
-            ys.append(store[sites[1]][:, 1:].flatten(0, 1).float())
-        return torch.cat(xs), torch.cat(ys)
-
-    x, y = harvest(mix.train, 512)
-    xe, ye = harvest(mix.heldout, 128)
-
-    def rms(t: torch.Tensor) -> float:
-        return float(t.pow(2).sum(-1).mean().sqrt() / t.shape[-1] ** 0.5)
-
-    s_in, s_out = rms(x), rms(y)
-    x, y, xe, ye = x / s_in, y / s_out, xe / s_in, ye / s_out
+    x, y = harvest_layer(model, mix.train, args.layer, 512)
+    xe, ye = harvest_layer(model, mix.heldout, args.layer, 128)
+    x, y, xe, ye = normalised(x, y, xe, ye)
     share = float(x.mean(0).pow(2).sum() / x.pow(2).sum(-1).mean())
     sys.stdout.write(f"layer {args.layer}: {x.shape[0]} training rows, {xe.shape[0]} held out; the mean input holds {share:.1%} of the mean square\n")
     spec = TranscoderSpec(d_model=x.shape[-1], n_features=8192, activation="topk", k=64, skip=True)

@@ -1,0 +1,39 @@
+"""One layer's MLP input and output on the mix, for the single-layer transcoder benchmarks
+(``transcoder_init.py``, ``transcoder_schedule.py``): harvested from the first windows of a text,
+then normalised as the recipe does (one root-mean-square scale per side, from the training rows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from scrying.sites import Component, Site, recorded
+from scrying.transcoders.corpus import read_texts
+from scrying.transcoders.train import first_windows
+
+
+def harvest_layer(model, path: Path, layer: int, n: int, *, seq_len: int = 128, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 - a loaded Model
+    """``layer``'s MLP input and output at every position past BOS of the first ``n`` windows of
+    ``path`` (the model run only up to that layer)."""
+    sites = [Site(Component.MLP_IN, layer), Site(Component.MLP_RESULT, layer)]
+    windows = first_windows(model, read_texts([path]), seq_len, n, what=str(path))
+    xs, ys = [], []
+    for start in range(0, n, batch):
+        with torch.no_grad(), recorded(model, sites) as store:
+            model(windows[start : start + batch], stop_at_layer=layer + 1)
+        xs.append(store[sites[0]][:, 1:].flatten(0, 1).float())
+        ys.append(store[sites[1]][:, 1:].flatten(0, 1).float())
+    return torch.cat(xs), torch.cat(ys)
+
+
+def rms(t: torch.Tensor) -> float:
+    """The root-mean-square of one coordinate (the recipe's normalisation scale)."""
+    return float(t.pow(2).sum(-1).mean().sqrt() / t.shape[-1] ** 0.5)
+
+
+def normalised(x: torch.Tensor, y: torch.Tensor, xe: torch.Tensor, ye: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Training and held-out rows divided by the training rows' scales, input and output apart."""
+    s_in, s_out = rms(x), rms(y)
+    return x / s_in, y / s_out, xe / s_in, ye / s_out
