@@ -37,3 +37,12 @@ def normalised(x: torch.Tensor, y: torch.Tensor, xe: torch.Tensor, ye: torch.Ten
     """Training and held-out rows divided by the training rows' scales, input and output apart."""
     s_in, s_out = rms(x), rms(y)
     return x / s_in, y / s_out, xe / s_in, ye / s_out
+
+
+def held_out_figures(tc, xe: torch.Tensor, ye: torch.Tensor) -> tuple[float, float, float]:  # noqa: ANN001 - a Transcoder
+    """Held-out FVU, and the shares of features never firing and firing on fewer than one row in 1,000."""
+    with torch.no_grad():
+        feats = tc.encode(xe)
+        fvu = float((tc.decode(feats, xe) - ye).pow(2).sum() / (ye - ye.mean(0)).pow(2).sum())
+        fired = (feats != 0).sum(0)
+    return fvu, float((fired == 0).float().mean()), float(((fired > 0) & (fired * 1000 < xe.shape[0])).float().mean())

@@ -48,7 +48,7 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    from layer_data import harvest_layer, normalised
+    from layer_data import harvest_layer, held_out_figures, normalised
 
     from scrying.models import default_cache_dir, load_model
     from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
@@ -86,12 +86,7 @@ def main() -> None:
             optimizer.zero_grad()
             part.total.backward()
             optimizer.step()
-        with torch.no_grad():
-            feats = tc.encode(xe)
-            fvu = float((tc.decode(feats, xe) - ye).pow(2).sum() / (ye - ye.mean(0)).pow(2).sum())
-            fired = (feats != 0).sum(0)
-        dead = float((fired == 0).float().mean())
-        rare = float(((fired > 0) & (fired * 1000 < xe.shape[0])).float().mean())
+        fvu, dead, rare = held_out_figures(tc, xe, ye)
         sys.stdout.write(f"{variant}: {args.steps} steps in {time.perf_counter() - started:.0f} s: held-out FVU {fvu:.3f}, "
                          f"dead {dead:.1%}, rare {rare:.1%}; training's dead share {float(dead_mask(since, dead_after).float().mean()):.1%}\n")
 
