@@ -19,6 +19,8 @@ from scrying.viewer.page import DEFAULT_THRESHOLDS
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "transcoders" / "gemma-3-270m-default"
 GALLERY = ROOT / "graphs" / "gallery"
+#: The `default` set's three feature graphs, the gallery's until the recipe's one-session set replaced them.
+DEFAULT_GRAPHS = ROOT / "results" / "transcoders" / "gemma-3-270m-default" / "graphs"
 NEURONS = {"dallas-texas-features": "dallas-texas", "ioi-features": "ioi-neurons", "dallas-two-hop-features": "dallas-two-hop"}
 
 
@@ -47,7 +49,7 @@ def test_quality_figures_are_the_stored_report():
 def test_gallery_feature_rows_are_the_stored_graphs():
     readme = _readme()
     for name, neuron_name in NEURONS.items():
-        g, n = Graph.read_json(GALLERY / f"{name}.json"), Graph.read_json(GALLERY / f"{neuron_name}.json")
+        g, n = Graph.read_json(DEFAULT_GRAPHS / f"{name}.json"), Graph.read_json(GALLERY / f"{neuron_name}.json")
         assert g.metadata["basis"] == "transcoders" and g.metadata["bos_error_as_bias"]
         s, v, vn = g.metadata["scores"], g.metadata["validation"]["reports"], n.metadata["validation"]["reports"]
         row = (f"| {g.prompt} | {sum(x.kind == 'feature' for x in g.nodes)} | {s['replacement_score_unselected_as_error']:.3f} "
@@ -60,7 +62,7 @@ def test_gallery_feature_rows_are_the_stored_graphs():
 
 
 def test_dallas_feature_page_opens_on_error_nodes():
-    g = Graph.read_json(GALLERY / "dallas-texas-features.json")
+    g = Graph.read_json(DEFAULT_GRAPHS / "dallas-texas-features.json")
     node, edge = DEFAULT_THRESHOLDS["features"]
     kept = [x for x, m in zip(g.nodes, prune(g, PruneConfig(node_threshold=node, edge_threshold=edge)).node_mask.tolist(), strict=True) if m]
     assert {x.kind for x in kept} == {"error", "embedding", "logit"}
