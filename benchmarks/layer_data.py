@@ -11,7 +11,7 @@ import torch
 
 from scrying.sites import Component, Site, recorded
 from scrying.transcoders.corpus import read_texts
-from scrying.transcoders.train import first_windows
+from scrying.transcoders.train import _rms, first_windows
 
 
 def harvest_layer(model, path: Path, layer: int, n: int, *, seq_len: int = 128, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 - a loaded Model
@@ -28,14 +28,10 @@ def harvest_layer(model, path: Path, layer: int, n: int, *, seq_len: int = 128, 
     return torch.cat(xs), torch.cat(ys)
 
 
-def rms(t: torch.Tensor) -> float:
-    """The root-mean-square of one coordinate (the recipe's normalisation scale)."""
-    return float(t.pow(2).sum(-1).mean().sqrt() / t.shape[-1] ** 0.5)
-
-
 def normalised(x: torch.Tensor, y: torch.Tensor, xe: torch.Tensor, ye: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Training and held-out rows divided by the training rows' scales, input and output apart."""
-    s_in, s_out = rms(x), rms(y)
+    """Training and held-out rows divided by the training rows' scales, input and output apart
+    (the training run's own scale, ``train._rms``)."""
+    s_in, s_out = _rms(x), _rms(y)
     return x / s_in, y / s_out, xe / s_in, ye / s_out
 
 
