@@ -11,8 +11,9 @@ features, skip, the recipe's start for ``--layer``: rows drawn from the centred 
 generator, AuxK 1/32 with k_aux 256, dead after 262,144 rows) per variant for ``--steps`` steps,
 the same start and batches for each:
 
-* ``cosine``: the recipe's schedule compressed to ``--steps`` (8e-4, warmup 100, cosine to 10%),
-  as the one-session set was trained;
+* ``cosine``: the recipe's first schedule compressed to ``--steps`` (8e-4, warmup 100, cosine to
+  10%), as the one-session set was trained (the recipe now peaks at 3.2e-3, ``cosine-4x``, after
+  this measurement);
 * ``constant``: 8e-4 after the warmup, no decay (what the uncut 31-chunk run still had at step 384);
 * ``cosine-2x``, ``constant-2x``: the same with a peak of 1.6e-3; ``cosine-4x``, ``cosine-8x``: cosine with 3.2e-3, 6.4e-3.
 

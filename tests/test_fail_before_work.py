@@ -92,6 +92,7 @@ CASES = [
     (["transcoders", "train", "--out", "/etc/passwd/t", "--text", "{good}"], "--out '/etc/passwd/t'"),
     (["transcoders", "train", "--out", "{tmp}/t", "--text", "{latin1}"], "latin1.txt"),
     (["transcoders", "train", "--out", "{tmp}/t", "--text", "{tmp}/none.txt"], "none.txt"),
+    (["transcoders", "train", "--out", "{tmp}/t", "--text", "{good}", "--lr", "-1"], "TranscoderTrainConfig.lr must be > 0"),
     (["transcoders", "report", "{tmp}/none"], "no transcoder config"),
     (["transcoders", "label", "{bad_tc}", "--features", "1:2"], "config.yaml"),
     (["transcoders", "label", "{bad_tc}", "--features", "1-2"], "a feature is LAYER:INDEX"),

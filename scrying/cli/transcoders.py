@@ -70,7 +70,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = PRESETS[args.preset]
-    changes = {k: v for k, v in (("total_tokens", args.tokens), ("n_features", args.features), ("seed", args.seed)) if v is not None}
+    changes = {k: v for k, v in (("total_tokens", args.tokens), ("n_features", args.features), ("lr", args.lr), ("seed", args.seed)) if v is not None}
     config = dataclasses.replace(config, **changes)
     check_output_dir(args.out, option="--out")
     train, heldout = _corpus(args)
@@ -203,6 +203,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     _add_corpus_choice(t)
     t.add_argument("--tokens", type=int, help="training tokens (overrides the preset)")
     t.add_argument("--features", type=int, help="features per layer (overrides the preset)")
+    t.add_argument("--lr", type=float, help="peak learning rate (overrides the preset)")
     t.add_argument("--seed", type=int)
     t.set_defaults(func=cmd_train)
 

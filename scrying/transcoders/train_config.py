@@ -118,7 +118,7 @@ class TranscoderTrainConfig:
 #: recipe of issue 21 for the mixed corpus (``scrying transcoders corpus --mix``): 8,192 TopK-64
 #: features with a skip connection, 2.03M tokens in 31 chunks of 65,536 (992 Adam steps of 2,048
 #: rows), AuxK (1/32, k_aux 256, dead after 262,144 rows), warmup 100 steps then cosine decay to
-#: 10% of 8e-4, one pass per chunk and float32 (on this CPU bf16 autocast made a step 3x slower,
+#: 10% of 3.2e-3 (first 8e-4; raised after benchmarks/transcoder_schedule.py), one pass per chunk and float32 (on this CPU bf16 autocast made a step 3x slower,
 #: and a second pass over a chunk costs the same steps as fresh text); held-out report on 32,768
 #: tokens, spliced-in loss on 4,096; encoder rows drawn from the centred inputs and centred, the
 #: decoder matched to the outputs' spread (``centre_encoder``, ``encoder_init="data"``,
@@ -130,7 +130,7 @@ PRESETS: dict[str, TranscoderTrainConfig] = {
     "quick": TranscoderTrainConfig(n_features=2048, k=32, total_tokens=65_536, chunk_tokens=16_384, seq_len=64, eval_tokens=4_096),
     "default": TranscoderTrainConfig(n_features=4096, k=32, total_tokens=294_912, chunk_tokens=32_768, seq_len=128),
     "recipe": TranscoderTrainConfig(
-        n_features=8192, k=64, total_tokens=2_031_616, chunk_tokens=65_536, seq_len=128, batch_size=2048, lr=8e-4, epochs=1,
+        n_features=8192, k=64, total_tokens=2_031_616, chunk_tokens=65_536, seq_len=128, batch_size=2048, lr=3.2e-3, epochs=1,
         warmup_steps=100, final_lr_fraction=0.1, aux_coef=1 / 32, k_aux=256, dead_after=262_144, bf16=False,
         eval_tokens=32_768, splice_tokens=4_096, rare_every=1000, harvest_batch=8, centre_encoder=True, encoder_init="data",
         match_decoder=True, random_init_layers=(12, 13, 14, 15, 16, 17),
