@@ -431,3 +431,22 @@ def test_schedule_figures_are_the_stored_benchmark_output():
     gains = (fvu["cosine"] - fvu["cosine-4x"], fvu["cosine"] - fvu["cosine-8x"])
     assert f"four to eight times the peak takes {gains[0]:.3f}-{gains[1]:.3f} off the FVU at this budget" in flat
     assert "260096 training rows (3.0 passes), 16256 held out" in SCHEDULE.read_text(encoding="utf-8")
+
+
+def test_readme_recipe_paragraph_is_the_preset_and_its_peak_the_measured_choice():
+    from scrying.transcoders.train_config import PRESETS
+
+    recipe = PRESETS["recipe"]
+    flat = _flat(_readme())
+    assert (f"{recipe.n_features:,} TopK-{recipe.k} features per layer with a skip connection; "
+            f"{recipe.total_tokens / 1e6:.2f}M tokens of the mix in {recipe.n_chunks} chunks of {recipe.chunk_tokens:,}") in flat
+    assert (f"{recipe.total_steps} Adam steps of {recipe.batch_size:,} rows); learning rate {recipe.lr:.1e}".replace("e-03", "e-3") +
+            f" with {recipe.warmup_steps} warmup steps, then cosine decay to {recipe.final_lr_fraction:.0%}") in flat
+    text = SCHEDULE.read_text(encoding="utf-8")
+    peaks = {name: float(p) for name, p in re.findall(r"^([\w-]+) \(peak ([\d.]+), final 0.1 of it\)", text, flags=re.M)}
+    fvu = {name: float(v) for name, v in re.findall(r"^([\w-]+) \(peak.*held-out FVU ([\d.]+)", text, flags=re.M)}
+    dead = {name: v for name, v in re.findall(r"^([\w-]+) \(peak.*, dead ([\d.]+)%", text, flags=re.M)}
+    assert recipe.lr == peaks["cosine-4x"] == 4 * peaks["cosine"]  # "four times the first rate"
+    assert f"eight times takes {fvu['cosine-4x'] - fvu['cosine-8x']:.3f} more off the FVU here, but its {dead['cosine-8x']}% dead" in flat
+    session = pd.read_csv(SESSION / "report.csv")
+    assert session.dead_fraction[10] > 0.09 and session.dead_fraction[17] > 0.09  # "layers 10 and 17 already approach"
