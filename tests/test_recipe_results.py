@@ -450,3 +450,50 @@ def test_readme_recipe_paragraph_is_the_preset_and_its_peak_the_measured_choice(
     assert f"eight times takes {fvu['cosine-4x'] - fvu['cosine-8x']:.3f} more off the FVU here, but its {dead['cosine-8x']}% dead" in flat
     session = pd.read_csv(SESSION / "report.csv")
     assert session.dead_fraction[10] > 0.09 and session.dead_fraction[17] > 0.09  # "layers 10 and 17 already approach"
+
+
+RAISED = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-16"
+
+
+def test_raised_peak_quality_is_its_stored_report_history_and_clock():
+    from datetime import datetime
+
+    from scrying.transcoders.train_config import PRESETS
+
+    readme = _readme()
+    report, old = pd.read_csv(RAISED / "report.csv"), pd.read_csv(SESSION / "report.csv")
+    assert _block(readme, "recipe-16-quality") == quality_markdown(report)
+    assert list(report.layer) == list(range(18)) and set(report.rows) == {32_512}
+    assert {round(c, 6) for c in report.ce_clean} == {round(c, 6) for c in old.ce_clean}  # the same held-out text
+    history = json.loads((RAISED / "history.json").read_text(encoding="utf-8"))
+    config = history["config"]
+    assert history["chunks_done"] == 16 and config["total_tokens"] == 1_048_576 and config["lr"] == PRESETS["recipe"].lr
+    assert {k: v for k, v in config.items() if k not in ("total_tokens", "random_init_layers")} == \
+        {k: v for k, v in json.loads((SESSION / "history.json").read_text())["config"].items() if k not in ("total_tokens", "lr", "random_init_layers")} | {"lr": 3.2e-3}
+    flat = _flat(readme)
+    mean = report.fvu.mean()
+    assert f"the mean FVU, {mean:.3f} ({report.fvu.min():.3f}-{report.fvu.max():.3f} per layer), misses 0.15 by {mean - 0.15:.3f}" in flat
+    assert f"({(report.fvu <= 0.15).sum()} of the 18 layers reach it)" in flat
+    early, late = report.dead_fraction[report.layer < 12], report.dead_fraction[report.layer >= 12]
+    assert (late > 0.10).all() and (early <= 0.10).all()
+    assert f"fails at layers 12-17** ({_percent(round(late.min(), 3))}-{_percent(round(late.max(), 3))}% of their features" in flat
+    assert f"layers 0-11 at most {_percent(round(early.max(), 3))}%)" in flat
+    gain = old.fvu - report.fvu
+    assert (gain > 0).all() and f"lower on every layer (by {gain.min():.2f}-{gain.max():.2f})" in flat
+    assert (report.ce_increase < old.ce_increase).all()
+    assert (f"(+{report.ce_increase.min():.3f} to +{report.ce_increase.max():.3f} nats, +{report.ce_increase.mean():.3f} on average "
+            f"against +{old.ce_increase.mean():.3f})") in flat
+    last = history["history"][-1]["dead_fraction"]
+    assert f"at most {max(last):.1%} of any layer's features were dead at the end" in flat
+    both, both_old = (report.dead_fraction + report.rare_fraction)[12:], (old.dead_fraction + old.rare_fraction)[12:]
+    assert (f"rose from {both_old.min() * 100:.0f}-{both_old.max() * 100:.0f}% at 8e-4 to "
+            f"{both.min() * 100:.0f}-{both.max() * 100:.0f}%") in flat
+    log = (RAISED / "training-log.txt").read_text(encoding="utf-8")
+    rates = [float(r) for r in re.findall(r"harvest (\d+) tok/s", log)]
+    steps = [float(s) for s in re.findall(r"\(([\d.]+) s/step\)", log)]
+    assert len(steps) == 16 and f"(harvest {min(rates):.0f}-{max(rates):.0f} tok/s, {min(steps):.2f}-{max(steps):.2f} s an Adam step;" in flat
+    times = {k: datetime.fromisoformat(v) for k, v in json.loads((RAISED / "run-times.json").read_text()).items() if k != "note"}
+    minutes = {k: (times[k] - times["started"]).total_seconds() / 60 for k in ("set_written", "report_written")}
+    assert f"wrote the set {minutes['set_written']:.1f} min after the command" in flat
+    assert f"and its report {minutes['report_written'] - minutes['set_written']:.0f} min later. Held-out" in flat
+    assert f"# 16 chunks, 512 Adam steps: {minutes['report_written']:.0f} min on this 2-core machine" in flat
