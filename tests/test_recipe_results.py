@@ -497,3 +497,41 @@ def test_raised_peak_quality_is_its_stored_report_history_and_clock():
     assert f"wrote the set {minutes['set_written']:.1f} min after the command" in flat
     assert f"and its report {minutes['report_written'] - minutes['set_written']:.0f} min later. Held-out" in flat
     assert f"# 16 chunks, 512 Adam steps: {minutes['report_written']:.0f} min on this 2-core machine" in flat
+
+
+def test_raised_peak_graph_figures_are_its_stored_summary():
+    from scrying.transcoders.graph_summary import stages_markdown
+
+    readme = _readme()
+    summary = json.loads((RAISED / "summary.json").read_text(encoding="utf-8"))
+    old = json.loads((SESSION / "summary.json").read_text(encoding="utf-8"))
+    (n_at, placed_at), (n_into, placed_into) = _graph_blocks(readme, summary, "recipe-16")
+    assert _block(readme, "recipe-16-stages") == stages_markdown(summary)
+    flat = _flat(readme)
+    names = ("dallas-texas", "dallas-two-hop", "ioi")
+    for name in names:  # "the neuron graphs do not depend on the set and come out as above"
+        assert summary[f"{name}-neurons"]["validation"] == old[f"{name}-neurons"]["validation"]
+    rho = {n: (summary[f"{n}-features"]["validation"]["frozen vs real"], summary[f"{n}-neurons"]["validation"]["frozen vs real"]) for n in names}
+    was = {n: old[f"{n}-features"]["validation"]["frozen vs real"] for n in names}
+    assert all(r[0]["n"] == 100 and r[0]["spearman"] < r[1]["spearman"] for r in rho.values())  # "still below the neurons' on every prompt"
+    d, t, i = rho["dallas-texas"], rho["dallas-two-hop"], rho["ioi"]
+    assert (f"(Dallas {d[0]['spearman']:.2f} against {d[1]['spearman']:.2f}, two-hop {t[0]['spearman']:.2f} against "
+            f"{t[1]['spearman']:.2f}, IOI {i[0]['spearman']:.2f} against {i[1]['spearman']:.2f})") in flat
+    dw, tw, iw = was["dallas-texas"], was["dallas-two-hop"], was["ioi"]
+    assert f"it fell on Dallas ({dw['spearman']:.2f} to {d[0]['spearman']:.2f}, the interval now including 0)" in flat
+    assert d[0]["includes_zero"] and not dw["includes_zero"] and d[0]["spearman"] < dw["spearman"]
+    assert f"the two-hop prompt ({tw['spearman']:.2f} to {t[0]['spearman']:.2f}) and rose on IOI ({iw['spearman']:.2f} to {i[0]['spearman']:.2f}" in flat
+    assert t[0]["spearman"] < tw["spearman"] and i[0]["spearman"] > iw["spearman"] and iw["includes_zero"] and not i[0]["includes_zero"]
+    for name in names:  # "The intervals overlap"
+        new, before = rho[name][0], was[name]
+        assert new["low"] < before["high"] and before["low"] < new["high"]
+    first = [summary[f"{n}-features"]["stages"]["graph vs + error nodes live"]["spearman"] for n in ("dallas-texas", "ioi", "dallas-two-hop")]
+    before = [old[f"{n}-features"]["stages"]["graph vs + error nodes live"]["spearman"] for n in ("dallas-texas", "ioi", "dallas-two-hop")]
+    assert (f"loses most: {first[0]:.2f}, {first[1]:.2f} and {first[2]:.2f} against {before[0]:.2f}, {before[1]:.2f} and "
+            f"{before[2]:.2f} with the 8e-4 set") in flat
+    assert all(f < b for f, b in zip(first, before, strict=True))
+    assert f"All {placed_at} of the {n_at} most influential features at 'Dallas' (the pruned graph keeps {n_at} there)" in flat
+    assert placed_at == n_at and placed_into == n_into and f"all {placed_into} of the {n_into} with the largest direct edge into ' Texas'" in flat
+    texas = [f for f in summary["dallas-texas-features"]["into_target"] if "+Texas" in f["label"]]
+    assert texas and "' Texas' now shows among promoted tokens (L13 #4805" in flat
+    assert not any("Texas" in f["label"] for f in old["dallas-texas-features"]["into_target"])
