@@ -497,6 +497,7 @@ def test_raised_peak_quality_is_its_stored_report_history_and_clock():
     assert f"wrote the set {minutes['set_written']:.1f} min after the command" in flat
     assert f"and its report {minutes['report_written'] - minutes['set_written']:.0f} min later. Held-out" in flat
     assert f"# 16 chunks, 512 Adam steps: {minutes['report_written']:.0f} min on this 2-core machine" in flat
+    assert f"the raised-peak set of 16 chunks in {minutes['report_written']:.0f} min (`--tokens 1048576`)" in flat
 
 
 def test_raised_peak_graph_figures_are_its_stored_summary():
