@@ -536,3 +536,18 @@ def test_raised_peak_graph_figures_are_its_stored_summary():
     texas = [f for f in summary["dallas-texas-features"]["into_target"] if "+Texas" in f["label"]]
     assert texas and "' Texas' now shows among promoted tokens (L13 #4805" in flat
     assert not any("Texas" in f["label"] for f in old["dallas-texas-features"]["into_target"])
+
+
+def test_raised_peak_report_on_four_times_the_heldout_text():
+    text = (RAISED / "report-1024-windows.txt").read_text(encoding="utf-8")
+    assert "--windows 1024 --splice-windows 0" in text.splitlines()[0]
+    wide = pd.read_csv(RAISED / "report-1024-windows.txt", sep=r"\s+", comment="#")
+    narrow = pd.read_csv(RAISED / "report.csv")
+    assert list(wide.layer) == list(range(18)) and set(wide.rows) == {130_048}
+    assert (wide.dead_fraction <= narrow.dead_fraction).all()  # more text: fewer features never fire
+    over = wide.layer[wide.dead_fraction > 0.10].tolist()
+    flat = _flat(_readme())
+    worst = wide.dead_fraction.max()
+    assert (f"the share never firing is {wide.dead_fraction.min() * 100:.1f}-{worst * 100:.1f}% per layer, over 10% only at layer "
+            f"{over[0]} ({worst * 100:.1f}%), and the mean FVU {wide.fvu.mean():.3f}") in flat and over == [17]
+    assert f"(by {wide.fvu.mean() - 0.15:.3f} and by {(worst - 0.10) * 100:.1f} points at one layer)" in flat
