@@ -552,3 +552,21 @@ def test_raised_peak_report_on_four_times_the_heldout_text():
     assert (f"the share never firing is {wide.dead_fraction.min() * 100:.1f}-{worst * 100:.1f}% per layer, over 10% only at layer "
             f"{over[0]} ({worst * 100:.1f}%), and the mean FVU {wide.fvu.mean():.3f}") in flat and over == [17]
     assert f"(by {wide.fvu.mean() - 0.15:.3f} and by {(worst - 0.10) * 100:.1f} points at one layer)" in flat
+
+
+def test_raised_peak_error_shares_are_its_stored_graphs():
+    from scrying.viewer.report import summarise
+
+    summary = json.loads((RAISED / "summary.json").read_text(encoding="utf-8"))
+    names = ("dallas-texas", "ioi", "dallas-two-hop")
+    new, old = [], []
+    for name in names:
+        graph = json.loads((RAISED / "graphs" / f"{name}-features.json").read_text(encoding="utf-8"))
+        rho = graph["scrying"]["metadata"]["validation"]["reports"]["frozen vs real, scale 0"]["spearman"]
+        assert rho == summary[f"{name}-features"]["validation"]["frozen vs real"]["spearman"]  # the graphs the summary describes
+        new.append(summarise(graph).error_share)
+        old.append(summarise(json.loads((ROOT / "graphs" / "gallery" / f"{name}-features.json").read_text(encoding="utf-8"))).error_share)
+    assert all(n < o for n, o in zip(new, old, strict=True))
+    flat = _flat(_readme())
+    assert (f"{new[0]:.0%}, {new[1]:.0%} and {new[2]:.0%} of what reaches the target on the Dallas, IOI and two-hop prompts, "
+            f"against {old[0]:.0%}, {old[1]:.0%} and {old[2]:.0%} with the 8e-4 set") in flat
