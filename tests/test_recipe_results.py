@@ -570,3 +570,21 @@ def test_raised_peak_error_shares_are_its_stored_graphs():
     flat = _flat(_readme())
     assert (f"{new[0]:.0%}, {new[1]:.0%} and {new[2]:.0%} of what reaches the target on the Dallas, IOI and two-hop prompts, "
             f"against {old[0]:.0%}, {old[1]:.0%} and {old[2]:.0%} with the 8e-4 set") in flat
+
+
+def test_raised_peak_stage_steps_the_readme_names():
+    summary = json.loads((RAISED / "summary.json").read_text(encoding="utf-8"))
+    old = json.loads((SESSION / "summary.json").read_text(encoding="utf-8"))
+    def stage(s: dict, name: str) -> dict:
+        return {k.removeprefix("graph vs ").removeprefix("+ "): round(v["spearman"], 2) for k, v in s[f"{name}-features"]["stages"].items()}
+    d, t, i, od = stage(summary, "dallas-texas"), stage(summary, "dallas-two-hop"), stage(summary, "ioi"), stage(old, "dallas-texas")
+    masks = "features' masks live"
+    flat = _flat(_readme())
+    assert f"on Dallas live norm scales cost most ({d['attention patterns live']:.2f} to {d['norm scales live']:.2f})" in flat
+    steps = [d["error nodes live"] - d["attention patterns live"], d["attention patterns live"] - d["norm scales live"],
+             d["norm scales live"] - d[masks], d[masks] - d["real"]]
+    assert max(steps) == steps[1]
+    assert f"the step that cost the 8e-4 set {od[masks] - od['real']:.2f} on Dallas" in flat
+    assert f"costs nothing there ({d[masks]:.2f} to {d['real']:.2f}) or on the two-hop prompt ({t[masks]:.2f} to {t['real']:.2f})" in flat
+    assert d["real"] >= d[masks] and t["real"] >= t[masks]
+    assert f"and {i[masks] - i['real']:.2f} on IOI ({i[masks]:.2f} to {i['real']:.2f})" in flat
