@@ -110,7 +110,7 @@ def test_a_validated_node_shows_the_three_numbers_of_the_json(browser, tmp_path)
     validation = data["scrying"]["metadata"]["validation"]
     rows = validation["reports"][validation["headline"]]["rows"]
     drawn = set(browser.execute_script("return scryingViewer.visibleNodeIds()"))
-    on_top = browser.execute_script(  # dots a click reaches (in a crowded cell a bigger neighbour may cover one)
+    on_top = browser.execute_script(  # dots a click at the centre reaches (in a crowded cell a smaller neighbour, drawn on top, may sit there)
         "return Array.from(document.querySelectorAll('#nodes [data-id]')).filter(e => { const b = e.getBoundingClientRect();"
         " const x = b.x + b.width / 2, y = b.y + b.height / 2;"
         " return [[x, y], [Math.floor(x), Math.floor(y)], [Math.round(x), Math.round(y)]].every(([px, py]) => {"
@@ -283,3 +283,22 @@ def test_a_graph_renders_the_viewer_inline_and_as_a_png(browser, tmp_path):
         browser.switch_to.default_content()
     png = screenshot_png(json.loads(FEATURES.read_text()))
     assert png is not None and png.startswith(b"\x89PNG") and len(png) > 20_000
+
+
+def test_no_dot_hides_under_a_bigger_one(browser, tmp_path):
+    """In a crowded cell a smaller dot is drawn over a bigger neighbour, so a click at its centre reaches it."""
+    opened(browser, tmp_path, "ioi-features", PageConfig(node_threshold=1.0, edge_threshold=1.0))
+    covered = browser.execute_script(
+        "const dots = Array.from(document.querySelectorAll('#nodes circle[data-id]'));"
+        " return dots.filter(e => { const b = e.getBoundingClientRect();"
+        " const hit = document.elementFromPoint(b.x + b.width / 2, b.y + b.height / 2);"
+        " const dot = hit && hit.closest('[data-id]');"
+        " return dot && dot !== e && dot.tagName === 'circle' && +dot.getAttribute('r') > +e.getAttribute('r'); })"
+        ".map(e => e.dataset.id)")
+    overlapping = browser.execute_script(
+        "const dots = Array.from(document.querySelectorAll('#nodes circle[data-id]'));"
+        " return dots.filter(e => dots.some(o => o !== e && +o.getAttribute('r') > +e.getAttribute('r') &&"
+        " Math.hypot(o.getAttribute('cx') - e.getAttribute('cx'), o.getAttribute('cy') - e.getAttribute('cy')) < +o.getAttribute('r'))).length")
+    assert overlapping > 0  # the page has crowded cells: the check has something to check
+    assert covered == []
+    assert console(browser) == []

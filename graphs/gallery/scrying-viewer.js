@@ -368,7 +368,8 @@
     svg.appendChild(axes); svg.appendChild(hl); svg.appendChild(dots);
     var shown = 0;
     dotOf = {};
-    nodes.forEach(function (n) {
+    // bigger dots first, so that in a crowded cell a smaller one is drawn on top, not covered
+    nodes.slice().sort(function (a, b) { return (layout.r[b.i] || 0) - (layout.r[a.i] || 0) || a.i - b.i; }).forEach(function (n) {
       if (!pruned.nodes[n.i]) return;
       shown++;
       var shape = n.kind === 'embedding'
