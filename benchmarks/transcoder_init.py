@@ -48,12 +48,12 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    from layer_data import harvest_layer, held_out_figures, normalised
+    from layer_data import harvest_layer, held_out_figures, normalised, train_layer
 
     from scrying.models import default_cache_dir, load_model
     from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
     from scrying.transcoders.train import _init
-    from scrying.transcoders.train_loss import dead_mask, layer_loss
+    from scrying.transcoders.train_loss import dead_mask
     from scrying.transcoders.transcoder import TranscoderSpec
 
     torch.set_num_threads(args.threads)
@@ -73,19 +73,9 @@ def main() -> None:
                    y if variant.endswith(("-matched", "-matched-early")) else None,
                    data_share=0.5 if "mixed" in variant else 1.0)
         dead_after = 16_384 if variant.endswith("-early") else 65_536
-        optimizer = torch.optim.Adam(tc.parameters(), lr=8e-4)
-        since = torch.zeros(spec.n_features, dtype=torch.long)
-        gen = torch.Generator().manual_seed(0)
         started = time.perf_counter()
-        for step in range(args.steps):
-            idx = torch.randint(0, x.shape[0], (2048,), generator=gen)
-            part = layer_loss(tc, x[idx], y[idx], dead=dead_mask(since, dead_after), k_aux=256, aux_coef=1 / 32, l1=0.0)
-            since = torch.where(part.fired, 0, since + len(idx))
-            for group in optimizer.param_groups:
-                group["lr"] = 8e-4 * min(1.0, (step + 1) / 100)
-            optimizer.zero_grad()
-            part.total.backward()
-            optimizer.step()
+        since = train_layer(tc, x, y, steps=args.steps, batch_size=2048, dead_after=dead_after, k_aux=256, aux_coef=1 / 32,
+                            lr_of_step=lambda step: 8e-4 * min(1.0, (step + 1) / 100))
         fvu, dead, rare = held_out_figures(tc, xe, ye)
         sys.stdout.write(f"{variant}: {args.steps} steps in {time.perf_counter() - started:.0f} s: held-out FVU {fvu:.3f}, "
                          f"dead {dead:.1%}, rare {rare:.1%}; training's dead share {float(dead_mask(since, dead_after).float().mean()):.1%}\n")

@@ -43,13 +43,13 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    from layer_data import harvest_layer, held_out_figures, normalised
+    from layer_data import harvest_layer, held_out_figures, normalised, train_layer
 
     from scrying.models import default_cache_dir, load_model
     from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
     from scrying.transcoders.train import _data_rows, _init
     from scrying.transcoders.train_config import PRESETS
-    from scrying.transcoders.train_loss import dead_mask, layer_loss, lr_at
+    from scrying.transcoders.train_loss import lr_at
     from scrying.transcoders.transcoder import TranscoderSpec
 
     torch.set_num_threads(args.threads)
@@ -68,19 +68,9 @@ def main() -> None:
     for variant in args.variants:
         peak, final = VARIANTS[variant]
         tc = _init(spec, recipe.seed * 1000 + args.layer, torch.float32, y.mean(0), x.mean(0), x if data else None, y if data else None)
-        optimizer = torch.optim.Adam(tc.parameters(), lr=peak)
-        since = torch.zeros(spec.n_features, dtype=torch.long)
-        gen = torch.Generator().manual_seed(0)
         started = time.perf_counter()
-        for step in range(args.steps):
-            idx = torch.randint(0, x.shape[0], (recipe.batch_size,), generator=gen)
-            part = layer_loss(tc, x[idx], y[idx], dead=dead_mask(since, recipe.dead_after), k_aux=recipe.k_aux, aux_coef=recipe.aux_coef, l1=0.0)
-            since = torch.where(part.fired, 0, since + len(idx))
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, args.steps, peak, recipe.warmup_steps, final)
-            optimizer.zero_grad()
-            part.total.backward()
-            optimizer.step()
+        train_layer(tc, x, y, steps=args.steps, batch_size=recipe.batch_size, dead_after=recipe.dead_after, k_aux=recipe.k_aux,
+                    aux_coef=recipe.aux_coef, lr_of_step=lambda step, peak=peak, final=final: lr_at(step, args.steps, peak, recipe.warmup_steps, final))
         fvu, dead, rare = held_out_figures(tc, xe, ye)
         sys.stdout.write(f"{variant} (peak {peak:g}, final {final:g} of it): {args.steps} steps in {time.perf_counter() - started:.0f} s: "
                          f"held-out FVU {fvu:.3f}, dead {dead:.1%}, rare {rare:.1%}\n")
