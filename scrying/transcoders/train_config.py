@@ -118,8 +118,9 @@ class TranscoderTrainConfig:
 #: recipe of issue 21 for the mixed corpus (``scrying transcoders corpus --mix``): 8,192 TopK-64
 #: features with a skip connection, 2.03M tokens in 31 chunks of 65,536 (992 Adam steps of 2,048
 #: rows), AuxK (1/32, k_aux 256, dead after 262,144 rows), warmup 100 steps then cosine decay to
-#: 10% of 3.2e-3 (first 8e-4; raised after benchmarks/transcoder_schedule.py), one pass per chunk and float32 (on this CPU bf16 autocast made a step 3x slower,
-#: and a second pass over a chunk costs the same steps as fresh text); held-out report on 32,768
+#: 10% of 3.2e-3 (first 8e-4; raised after benchmarks/transcoder_schedule.py), one pass per chunk
+#: and float32 (on this CPU bf16 autocast made a step 3x slower, and a second pass over a chunk
+#: costs the same steps as fresh text); held-out report on 32,768
 #: tokens, spliced-in loss on 4,096; encoder rows drawn from the centred inputs and centred, the
 #: decoder matched to the outputs' spread (``centre_encoder``, ``encoder_init="data"``,
 #: ``match_decoder``: without them, 67% of layer 4's features were dead after 5 chunks), except
