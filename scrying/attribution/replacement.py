@@ -71,14 +71,16 @@ _SCALES = (
 
 
 #: What :func:`intervention_pass` can unfreeze, one kind at a time (validation locates the gap
-#: between the frozen and the real model with it): attention patterns, normalization scales, the
+#: between the frozen and the real model with it): attention patterns, normalization scales
+#: (``"norms"``: every one; ``"final_norm"``: the final norm's alone, the one between the last
+#: block and the logits), the
 #: basis (its frozen nonlinearity, MLP gates / slopes / a transcoder's mask, and a transcoder's
 #: frozen reconstruction error: the real MLP), and the features the graph did not select (its
 #: error nodes), which are otherwise clamped to their clean values. ``"masks"`` lifts the
 #: basis's nonlinearity alone and keeps its error term frozen (for a transcoder: features
 #: computed with their live activation, the MLP still replaced by the transcoder plus the clean
 #: error); ``"basis"`` implies it.
-Unfreeze = Literal["patterns", "norms", "masks", "basis", "errors"]
+Unfreeze = Literal["patterns", "norms", "final_norm", "masks", "basis", "errors"]
 
 
 def frozen_sites(model: Model, basis: FeatureBasis) -> list[Site]:
@@ -110,12 +112,16 @@ def frozen_sites(model: Model, basis: FeatureBasis) -> list[Site]:
 def _kind(site: Site, basis_sites: set[Site]) -> Unfreeze:
     if site in basis_sites:
         return "masks"  # a gate or slope: the basis's nonlinearity
+    if site.component == Component.FINAL_SCALE:
+        return "final_norm"
     return "patterns" if site.component == Component.PATTERN else "norms"
 
 
 def _lifted(unfrozen: frozenset[str]) -> frozenset[str]:
-    """``unfrozen`` with what it implies (the whole basis live: its nonlinearity too)."""
-    return unfrozen | {"masks"} if "basis" in unfrozen else unfrozen
+    """``unfrozen`` with what it implies (the whole basis live: its nonlinearity too; every norm
+    live: the final one too)."""
+    implied = ({"masks"} if "basis" in unfrozen else set()) | ({"final_norm"} if "norms" in unfrozen else set())
+    return unfrozen | implied
 
 
 def _state(clean: CleanRun, unfrozen: frozenset[str]) -> BasisState:
@@ -392,7 +398,7 @@ def intervened_targets(
       (:meth:`~scrying.attribution.basis.FeatureBasis.setting_hooks`: transcoders steer the real
       MLP's output along the set features' decoder rows), it is used.
     * Only the target columns of the unembedding and its mean row are read, with the final norm's
-      clean scale where norms are frozen (:func:`frozen_demeaned_logits`).
+      clean scale where the final norm is frozen (:func:`frozen_demeaned_logits`).
     """
     batch = len(interventions)
     touched = [ly for iv in interventions for ly, _, _ in iv.features]
@@ -448,7 +454,7 @@ def intervened_targets(
     with hooks(model, fwd):
         final = final_resid(model, resid, start_layer=start)[:, -1]
     wanted = columns.unsqueeze(0).expand(batch, -1)
-    if "norms" in unfrozen:
+    if "final_norm" in _lifted(frozenset(unfrozen)):
         return logit_columns(model, final, wanted, demean=True)
     return frozen_demeaned_logits(model, clean, final, wanted)
 

@@ -15,7 +15,9 @@ Phases of :func:`validate_feature_graph`:
    influential at every scale, and the rest derived (:class:`ValidationConfig`).
 4. **(b) Frozen vs real model**: the same interventions in the real model. At the first scale the
    gap is located by unfreezing one thing at a time, cumulatively (:func:`stages`): the
-   unselected features (error nodes), then attention patterns, then norm scales, then the
+   unselected features (error nodes), then attention patterns, then the final norm's scale (the
+   one between the last block and the logits: frozen, it counts a change along the final
+   residual stream's own direction, which the real norm divides away), then every norm scale, then the
    basis: for neurons their MLP gates (which *are* the real MLP: one step), for transcoders
    first the features' activity masks (TopK recomputed, the clean reconstruction error kept),
    then the real MLP. The last stage is the real model.
@@ -71,6 +73,7 @@ STAGES: tuple[tuple[str, frozenset[Unfreeze]], ...] = (
     ("frozen", frozenset()),
     ("+ error nodes live", frozenset({"errors"})),
     ("+ attention patterns live", frozenset({"errors", "patterns"})),
+    ("+ final norm live", frozenset({"errors", "patterns", "final_norm"})),
     ("+ norm scales live", frozenset({"errors", "patterns", "norms"})),
     ("+ MLP gates live (real model)", frozenset({"errors", "patterns", "norms", "basis"})),
 )
