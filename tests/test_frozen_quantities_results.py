@@ -76,3 +76,31 @@ def test_frozen_quantities_figures_the_readme_names():
     assert all(live[p, "neurons"] > frozen[p, "neurons"] for p in ("Dallas", "When M", "Fact: "))
     lifted = ", ".join(f"{frozen[p, 'neurons']:.2f} to {live[p, 'neurons']:.2f}" for p in ("Dallas", "When M", "Fact: "))
     assert f"while it lifts neurons on every prompt ({lifted})" in flat
+
+
+def test_final_norm_step_of_the_raised_peak_graphs():
+    import json
+
+    summary = json.loads((ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-16" / "summary.json").read_text(encoding="utf-8"))
+
+    def stage(name: str) -> dict[str, float]:
+        return {k.removeprefix("graph vs + "): v["spearman"] for k, v in summary[name]["stages"].items()}
+
+    steps = {}
+    for name in summary:
+        s = stage(name)
+        steps[name] = s["attention patterns live"] - s["final norm live"]
+    assert all(step > 0 for step in steps.values())  # "lowers agreement on every graph, for both bases"
+    feats = [v for k, v in steps.items() if k.endswith("-features")]
+    neurons = [v for k, v in steps.items() if k.endswith("-neurons")]
+    d, n = stage("dallas-texas-features"), stage("dallas-texas-neurons")
+    flat = _flat(_readme())
+    assert (f"on Dallas features {d['attention patterns live']:.2f} to {d['final norm live']:.2f} and neurons "
+            f"{n['attention patterns live']:.2f} to {n['final norm live']:.2f}; in all, features lose "
+            f"{min(feats):.2f}-{max(feats):.2f} there and neurons {min(neurons):.2f}-{max(neurons):.2f}") in flat
+    back = {}
+    for name in ("ioi-features", "ioi-neurons", "dallas-two-hop-features", "dallas-two-hop-neurons"):  # "win it back"
+        s = stage(name)
+        assert s["final norm live"] < s["norm scales live"]
+        back[name] = s["norm scales live"] > s["attention patterns live"]
+    assert set(back.values()) == {True, False}  # "in part or more than in full"
