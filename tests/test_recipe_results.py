@@ -59,9 +59,11 @@ def _cost(name: str) -> dict:
         out[key] = float(found.group(1))
     out["runs"] = [float(v) for v in re.search(r"every run \(wall s\)\s+([\d. ]+)\n", text).group(1).split()]
     frozen = [float(v) for v in re.findall(r"unfrozen nothing, \d scale\(s\)\s+([\d.]+)", text)]
-    between = [float(v) for v in re.findall(r"unfrozen \['errors'(?:, 'norms')?(?:, 'patterns')?\], 1 scale\(s\)\s+([\d.]+)", text)]
-    assert len(frozen) in (2, 3) and len(between) == 3, name  # 3: the linearity check failed, every scale measured
-    out["frozen"], out["between"] = sum(frozen), sum(between)
+    between = [float(v) for v in re.findall(r"unfrozen \['errors'(?:, 'final_norm')?(?:, 'norms')?(?:, 'patterns')?\], 1 scale\(s\)\s+([\d.]+)", text)]
+    # frozen: 3 where the linearity check failed and every scale was measured; between: 4 since
+    # the final-norm stage
+    assert len(frozen) in (2, 3) and len(between) == (4 if "'final_norm'" in text else 3), name
+    out["frozen"], out["between"], out["stages"] = sum(frozen), sum(between), len(between)
     return out
 
 
@@ -69,18 +71,19 @@ def _cost(name: str) -> dict:
 COST_ROWS = (("random, `default` shape (4,096 x TopK-32)", "15-tokens-default-shape.txt"),
              ("random, recipe shape (8,192 x TopK-64)", "15-tokens-recipe-shape.txt"),
              ("recipe v1 after 5 chunks (trained, 8,192 x TopK-64)", "15-tokens-recipe-v1-chunk5.txt"),
-             ("recipe in one session (the gallery's set; 2026-12-07)", "15-tokens-recipe-session.txt"))
+             ("recipe in one session (the gallery's set; 2026-12-07)", "15-tokens-recipe-session.txt"),
+             ("the same, validation with its final-norm stage (2026-12-07)", "15-tokens-recipe-session-final-norm.txt"))
 
 
 def cost_table() -> str:
     """The validation-cost table, from the stored outputs."""
     lines = ["| transcoder set | trace with validation (median) | its runs | without | real model (300 passes) | "
-             "masks live (100) | frozen model | the three stages between (300) |",
+             "masks live (100) | frozen model | the stages between (100 rows each) |",
              "|---|---|---|---|---|---|---|---|"]
     for label, name in COST_ROWS:
         c = _cost(name)
         lines.append(f"| {label} | **{c['with']:.1f} s** | {', '.join(f'{r:.1f}' for r in c['runs'])} s | {c['without']:.1f} s | "
-                     f"{c['real']:.1f} s | {c['masks']:.1f} s | {c['frozen']:.1f} s | {c['between']:.1f} s |")
+                     f"{c['real']:.1f} s | {c['masks']:.1f} s | {c['frozen']:.1f} s | {c['between']:.1f} s ({c['stages']}) |")
     return "\n".join(lines)
 
 
@@ -93,6 +96,9 @@ def test_validation_cost_table_is_the_stored_benchmark_output():
     assert _cost("15-tokens-default-shape.txt")["with"] <= 20.0 and _cost("15-tokens-recipe-v1-chunk5.txt")["with"] <= 20.0
     session = _cost("15-tokens-recipe-session.txt")
     assert session["with"] <= 20.0 and f"one-session set, the gallery's, took {session['with']:.1f} s" in _flat(readme)
+    staged = _cost("15-tokens-recipe-session-final-norm.txt")
+    assert staged["with"] <= 20.0 and staged["stages"] == session["stages"] + 1
+    assert f"With the final-norm stage the same trace took {staged['with']:.1f} s" in _flat(readme)
     before = [float(re.search(r"trace with validation\s+([\d.]+)", (COST / "before-reach" / n).read_text()).group(1))
               for n in ("15-tokens-default-shape.txt", "15-tokens-recipe-shape.txt")]
     assert f"it took {before[0]:.1f} s with a random set of the `default` shape and {before[1]:.1f} s" in _flat(readme)
