@@ -12,8 +12,10 @@ the MLP's output projection (a neuron), a forward pass each. Predicted change:
 ``-activation x row . gradient`` with the gradient taken in the real model with one kind of
 quantity held at its clean value (its gradient cut: what the local replacement model freezes),
 alone, then together. The table: Spearman of predicted against measured, per prompt, basis and
-what was held. The MLPs stay real throughout (the transcoders' own error is validation's last
-stages); no graph is built: the candidates are the real gradient's top nodes, not a graph's.
+what was held, with its 95% bootstrap interval over the nodes (:func:`scrying.stats.spearman`).
+The MLPs stay real and live throughout (their gates and the transcoders' masks are not held; the
+transcoders' own error is validation's last stages); no graph is built: the candidates are the
+real gradient's top nodes, not a graph's, which favours the real gradient's own row.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import time
 from pathlib import Path
 
 import torch
-from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "graphs" / "gallery-features.jsonl"
@@ -49,19 +50,20 @@ def _held(n_layers: int) -> dict[str, list]:
     norms = [s for name, sites in held.items() if name != "attention patterns" for s in sites]
     held["every norm"] = norms
     held["every norm but the final"] = [s for s in norms if s.component != Component.FINAL_SCALE]
-    held["every norm and pattern (the replacement model)"] = norms + held["attention patterns"]
-    held["every norm and pattern but the final norm"] = held["every norm but the final"] + held["attention patterns"]
+    held["every norm and pattern (MLPs real)"] = norms + held["attention patterns"]
+    held["every norm and pattern but the final norm (MLPs real)"] = held["every norm but the final"] + held["attention patterns"]
     return held
 
 
-def _one_prompt(model, tset, held: dict[str, list], prompt: str, n_nodes: int) -> list[tuple[str, str, float]]:
-    """``(basis, held, spearman)`` rows of one prompt (module docstring)."""
+def _one_prompt(model, tset, held: dict[str, list], prompt: str, n_nodes: int) -> list[tuple[str, str, object]]:
+    """``(basis, held, spearman estimate)`` rows of one prompt (module docstring)."""
     from scrying.models.adapter import mlp_output_rows
     from scrying.prompts import tokenize
     from scrying.sites import Component, Site, hooks, recorded
+    from scrying.stats import spearman
 
     n_layers = model.cfg.n_layers
-    outputs = [Site(Component.MLP_RESULT, layer) for layer in range(n_layers)]
+    outputs = [Site(Component.MLP_RESULT, layer) for layer in range(n_layers)]  # where neurons write, and this set
     tokens = tokenize(model, prompt)
     sites = sorted({s for frozen in held.values() for s in frozen}, key=str)
     sites += [tset.input_site(layer) for layer in range(n_layers)] + [Site(Component.MLP_POST, layer) for layer in range(n_layers)]
@@ -113,7 +115,7 @@ def _one_prompt(model, tset, held: dict[str, list], prompt: str, n_nodes: int) -
                 measured.append(float(metric(model(tokens))) - base)
         for name, grads in by_held.items():
             predicted = [-float(vector.to(grads[layer].dtype) @ grads[layer][pos]) for _, layer, pos, vector in chosen]
-            out.append((basis, name, float(spearmanr(predicted, measured).statistic)))
+            out.append((basis, name, spearman(predicted, measured)))
     return out
 
 
@@ -126,19 +128,23 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 
+    from scrying.errors import InvalidInputError
     from scrying.models import load_model
+    from scrying.sites import Component, Site
     from scrying.transcoders import read_transcoders
 
     started = time.perf_counter()
-    model = load_model("gemma-3-270m")
     tset = read_transcoders(args.transcoders)
+    if tset.output_site(0) != Site(Component.MLP_RESULT, 0):
+        raise InvalidInputError(f"{args.transcoders}: the set writes at {tset.output_hook!r}; this benchmark ablates at mlp.hook_out")
+    model = load_model(tset.model_name or "gemma-3-270m")
     held = _held(model.cfg.n_layers)
     prompts = [json.loads(line)["prompt"] for line in PROMPTS.read_text().splitlines() if line.strip()]
     print(f"# benchmarks/frozen_quantities.py --transcoders {args.transcoders.name} --nodes {args.nodes}")
-    print("prompt\tbasis\theld\tspearman")
+    print("prompt\tbasis\theld\tspearman\tlow\thigh")
     for prompt in prompts:
         for basis, name, rho in _one_prompt(model, tset, held, prompt, args.nodes):
-            print(f"{prompt}\t{basis}\t{name}\t{rho:.3f}", flush=True)
+            print(f"{prompt}\t{basis}\t{name}\t{rho.value:.3f}\t{rho.ci_low:.3f}\t{rho.ci_high:.3f}", flush=True)
     print(f"# {time.perf_counter() - started:.0f} s")
 
 

@@ -39,14 +39,22 @@ def main() -> None:
     parser.add_argument("--started", required=True, help="ISO time the command was launched (UTC)")
     parser.add_argument("--event", action="append", default=[], metavar="NAME=TIME")
     args = parser.parse_args()
+    ckpt, layers = args.set / "checkpoint" / "state.safetensors", sorted(args.set.glob("layer_*.safetensors"))
+    for need, what in ((ckpt, "its checkpoint"), (args.set / "report.csv", "its report (the run writes it last)"), (args.log, "--log")):
+        if not need.is_file():
+            parser.error(f"{need}: not found ({what}); expected a finished `scrying transcoders train` run")
+    if not layers:
+        parser.error(f"{args.set}: no layer_<i>.safetensors (the run writes the set when its last chunk is done)")
+    bad = [e for e in args.event if "=" not in e]
+    if bad:
+        parser.error(f"--event {bad[0]!r}: expected NAME=TIME")
     args.out.mkdir(parents=True, exist_ok=True)
-    with safe_open(str(args.set / "checkpoint" / "state.safetensors"), "pt") as f:
+    with safe_open(str(ckpt), "pt") as f:
         progress = json.loads(f.metadata()["progress"])
     kept = {k: progress[k] for k in ("config", "model_name", "chunks_done", "history") if k in progress}
     (args.out / "history.json").write_text(json.dumps(kept, indent=1) + "\n", encoding="utf-8")
     lines = [m.group(0).rstrip() for m in LINE.finditer(args.log.read_text(encoding="utf-8", errors="replace"))]
     (args.out / "training-log.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    layers = sorted(args.set.glob("layer_*.safetensors"))
     times = {"note": "wall clock (UTC): the command's start (the shell's date when it was launched), the events named, "
                      "the set's files and the report as their modification times",
              "started": args.started}
