@@ -181,7 +181,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    help="UTF-8 text whose windows give each feature node's top-activating contexts on the page "
                         "(default: a transcoder set's labels.json; neurons show their output tokens only)")
     p.add_argument("--context-windows", type=int, default=256, metavar="N", help="windows of 64 tokens read from --contexts")
-    p.add_argument("--max-features", type=int, default=200, help="neuron nodes kept before pruning")
+    p.add_argument("--max-features", type=int, default=200, help="feature nodes (neurons, or transcoder features with --transcoders) selected before pruning; the rest are error nodes")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--node-threshold", type=float, default=0.8)
     p.add_argument("--edge-threshold", type=float, default=0.98)
