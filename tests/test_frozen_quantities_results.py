@@ -10,24 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from tests.test_recipe_results import _block as _readme_block
+from tests.test_recipe_results import _flat, _readme
+
 ROOT = Path(__file__).resolve().parents[1]
 STORED = ROOT / "results" / "transcoders" / "frozen-quantities" / "recipe-16.txt"
 COLUMNS = ("nothing (the real gradient)", "final norm", "every norm and pattern (MLPs real)",
            "every norm and pattern but the final norm (MLPs real)")
 PROMPTS = {"Dallas": "Dallas is a city in the state of", "IOI": "When Mary and John went to the store, John gave a drink to",
            "two-hop": "Fact: the capital of the state containing Dallas is"}
-
-
-def _readme() -> str:
-    return (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _block(name: str) -> str:
-    return _readme().split(f"<!-- {name} -->")[1].split(f"<!-- /{name} -->")[0].strip()
 
 
 def _stored() -> pd.DataFrame:
@@ -60,7 +51,7 @@ def test_frozen_quantities_table_is_the_stored_benchmark_output():
     assert "--transcoders gemma-3-270m-recipe-16 --nodes 100" in STORED.read_text(encoding="utf-8").splitlines()[0]
     assert len(table) == 3 * 2 * 12 and set(table.basis) == {"features", "neurons"} and set(table.prompt) == set(PROMPTS.values())
     assert ((table.low <= table.spearman) & (table.spearman <= table.high)).all()
-    assert _block("frozen-quantities") == frozen_quantities_table(table)
+    assert _readme_block(_readme(), "frozen-quantities") == frozen_quantities_table(table)
 
 
 def test_frozen_quantities_figures_the_readme_names():
