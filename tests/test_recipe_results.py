@@ -403,9 +403,6 @@ def test_one_session_times_are_its_stored_clock_readings():
     assert f"its report {minutes['report_written'] - minutes['set_written']:.0f} min later" in flat
     assert f"# 12 chunks, 384 Adam steps: {minutes['report_written']:.0f} min on this idle 2-core machine" in flat
     assert f"the gallery uses in {minutes['report_written']:.0f} min on this 2-core machine" in flat
-    history = json.loads((SESSION / "history.json").read_text(encoding="utf-8"))["history"]
-    per_chunk = [(c["harvest_s"] + c["train_s"]) / 60 for c in history[2:]]  # "chunks 3-12" (the first two ran slower)
-    assert f"31 chunks of ~{sum(per_chunk) / len(per_chunk):.1f} min" in flat
 
 
 SCHEDULE = ROOT / "results" / "transcoders" / "schedule" / "layer-8.txt"
@@ -485,7 +482,6 @@ def test_raised_peak_quality_is_its_stored_report_history_and_clock():
     mean = report.fvu.mean()
     assert f"the mean FVU, {mean:.3f} ({report.fvu.min():.3f}-{report.fvu.max():.3f} per layer), misses 0.15 by {mean - 0.15:.3f}" in flat
     assert f"({(report.fvu <= 0.15).sum()} of the 18 layers reach it)" in flat
-    assert f"mean held-out FVU {mean:.3f} against the target's 0.15, but no better agreement with the real model" in flat
     early, late = report.dead_fraction[report.layer < 12], report.dead_fraction[report.layer >= 12]
     assert (late > 0.10).all() and (early <= 0.10).all()
     assert f"fails at layers 12-17** ({_percent(round(late.min(), 3))}-{_percent(round(late.max(), 3))}% of their features" in flat
