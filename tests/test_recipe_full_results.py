@@ -77,6 +77,10 @@ def test_full_run_is_the_preset_and_its_log_and_clock_the_readme_says():
         in flat
     )
     assert (
+        f"on the finished run (the full recipe below): {low}-{high} min a chunk where nothing ran beside it, "
+        f"so {31 * low / 60:.1f}-{31 * high / 60:.1f} h of training and {report:.0f} min of report; it resumed twice"
+    ) in flat
+    assert (
         f"31 chunks of {low}-{high} min each where nothing ran beside them (measured on its chunks 17-31: "
         f"{31 * low / 60:.1f}-{31 * high / 60:.1f} h at that pace, then {report:.0f} min of report)"
     ) in flat
