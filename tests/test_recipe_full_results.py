@@ -257,7 +257,7 @@ def test_full_run_report_on_four_times_the_heldout_text():
         f"{dead[16]:.1f}% and {dead[17]:.1f}% at layers 15-17"
     ) in flat
     assert (
-        f"and the mean FVU {wide.fvu.mean():.3f}: the dead-feature target is missed by {dead.max() - 10:.1f} points at layer {dead.idxmax()}"
+        f"and the mean FVU {wide.fvu.mean():.3f}: on this count the dead-feature target is missed by {dead.max() - 10:.1f} points at layer {dead.idxmax()}"
         in flat
     )
     late, late_old = dead[12:], old.dead_fraction[12:] * 100
