@@ -125,7 +125,7 @@ class TranscoderTrainConfig:
 #: decoder matched to the outputs' spread (``centre_encoder``, ``encoder_init="data"``,
 #: ``match_decoder``: without them, 67% of layer 4's features were dead after 5 chunks), except
 #: layers 12-17, which start from centred random rows (``random_init_layers``: there the data
-#: start left more features dead); time: see the README (measured on a short run); ``large``:
+#: start left more features dead); time: see the README (measured on the full run); ``large``:
 #: ~10M tokens and 16k features, for a machine with a GPU and >= 32 GB of memory.
 PRESETS: dict[str, TranscoderTrainConfig] = {
     "quick": TranscoderTrainConfig(n_features=2048, k=32, total_tokens=65_536, chunk_tokens=16_384, seq_len=64, eval_tokens=4_096),
