@@ -259,3 +259,21 @@ def test_full_run_report_on_four_times_the_heldout_text():
     assert max(late_window[-1]) < peak  # "fell back"
     assert (f"the dead share at those layers rose to {peak:.1%} (layer {peak_layer}) and fell back to "
             f"{min(late_window[-1]) * 100:.1f}-{max(late_window[-1]) * 100:.1f}% by the last chunk") in flat
+
+
+def test_full_run_frozen_quantities_are_the_stored_benchmark_output():
+    from tests.test_frozen_quantities_results import PROMPTS, _cell, _row
+
+    path = ROOT / "results" / "transcoders" / "frozen-quantities" / "recipe-full.txt"
+    assert path.read_text(encoding="utf-8").startswith(
+        "# benchmarks/frozen_quantities.py --transcoders gemma-3-270m-recipe-full --nodes 100\n")
+    table = pd.read_csv(path, sep="\t", comment="#")
+    held = "every norm and pattern (MLPs real)"
+    features = [_row(table, p, "features", held) for p in PROMPTS]
+    neurons = [_row(table, p, "neurons", held) for p in PROMPTS]
+    flat = _flat(_readme())
+    f, n = (", ".join(_cell(r) for r in rows[:2]) + " and " + _cell(rows[2]) for rows in (features, neurons))
+    assert f"agree with their real ablations at {f} on Dallas, IOI and the two-hop prompt, the neurons at {n}:" in flat
+    assert all(a.spearman >= b.spearman and a.low < b.high for a, b in zip(features, neurons, strict=True))  # "at least as well, overlapping"
+    seconds = path.read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert seconds.startswith("# ") and f"on this set, {seconds.removeprefix('# ')}," in flat
