@@ -21,8 +21,8 @@ PROMPTS = {"Dallas": "Dallas is a city in the state of", "IOI": "When Mary and J
            "two-hop": "Fact: the capital of the state containing Dallas is"}
 
 
-def _stored() -> pd.DataFrame:
-    return pd.read_csv(STORED, sep="\t", comment="#")
+def _stored(path: Path = STORED) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", comment="#")
 
 
 def _cell(row: pd.Series) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from scrying.transcoders.quality import quality_markdown
-from tests.test_recipe_results import _block, _flat, _graph_blocks, _readme
+from tests.test_recipe_results import _block, _flat, _graph_blocks, _readme, wide_report
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-full"
@@ -119,7 +119,7 @@ def test_full_run_quality_is_its_stored_report():
 
 
 def test_full_run_graph_figures_are_its_stored_summary():
-    from scrying.transcoders.graph_summary import stages_markdown
+    from scrying.transcoders.graph_summary import place_totals, stages_markdown
 
     readme = _readme()
     summary, raised, session = (_json(p / "summary.json") for p in (FULL, RAISED, SESSION))
@@ -205,8 +205,6 @@ def test_full_run_graph_figures_are_its_stored_summary():
         and t["spearman"] < s["dallas-two-hop"]
     )
     assert (pd.read_csv(SESSION / "report.csv").dead_fraction <= 0.10).all()  # "the dead-feature target that set meets"
-    from scrying.transcoders.graph_summary import place_totals
-
     n_s, placed_s = place_totals(session["dallas-texas-features"]["at_token"]["features"])
     assert placed_at / n_at < placed_s / n_s and "and it shows fewer places at 'Dallas'" in flat  # 2 of 4 against theirs
     raised_into = raised["dallas-texas-features"]["into_target"]
@@ -224,14 +222,8 @@ def test_full_run_stored_graphs_are_the_ones_its_summary_describes():
         )
 
 
-def _wide(folder: Path) -> pd.DataFrame:
-    text = (folder / "report-1024-windows.txt").read_text(encoding="utf-8")
-    assert "--windows 1024 --splice-windows 0" in text.splitlines()[0]
-    return pd.read_csv(folder / "report-1024-windows.txt", sep=r"\s+", comment="#")
-
-
 def test_full_run_report_on_four_times_the_heldout_text():
-    wide, old = _wide(FULL), _wide(RAISED)
+    wide, old = wide_report(FULL), wide_report(RAISED)
     narrow = pd.read_csv(FULL / "report.csv")
     assert list(wide.layer) == list(range(18)) and set(wide.rows) == {130_048}
     assert (
@@ -262,12 +254,12 @@ def test_full_run_report_on_four_times_the_heldout_text():
 
 
 def test_full_run_frozen_quantities_are_the_stored_benchmark_output():
-    from tests.test_frozen_quantities_results import PROMPTS, _cell, _row
+    from tests.test_frozen_quantities_results import PROMPTS, _cell, _row, _stored
 
     path = ROOT / "results" / "transcoders" / "frozen-quantities" / "recipe-full.txt"
-    assert path.read_text(encoding="utf-8").startswith(
-        "# benchmarks/frozen_quantities.py --transcoders gemma-3-270m-recipe-full --nodes 100\n")
-    table = pd.read_csv(path, sep="\t", comment="#")
+    lines = path.read_text(encoding="utf-8").strip().splitlines()
+    assert lines[0] == "# benchmarks/frozen_quantities.py --transcoders gemma-3-270m-recipe-full --nodes 100"
+    table = _stored(path)
     held = "every norm and pattern (MLPs real)"
     features = [_row(table, p, "features", held) for p in PROMPTS]
     neurons = [_row(table, p, "neurons", held) for p in PROMPTS]
@@ -275,5 +267,4 @@ def test_full_run_frozen_quantities_are_the_stored_benchmark_output():
     f, n = (", ".join(_cell(r) for r in rows[:2]) + " and " + _cell(rows[2]) for rows in (features, neurons))
     assert f"agree with their real ablations at {f} on Dallas, IOI and the two-hop prompt, the neurons at {n}:" in flat
     assert all(a.spearman >= b.spearman and a.low < b.high for a, b in zip(features, neurons, strict=True))  # "at least as well, overlapping"
-    seconds = path.read_text(encoding="utf-8").strip().splitlines()[-1]
-    assert seconds.startswith("# ") and f"on this set, {seconds.removeprefix('# ')}," in flat
+    assert lines[-1].startswith("# ") and f"on this set, {lines[-1].removeprefix('# ')}," in flat

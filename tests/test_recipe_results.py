@@ -546,10 +546,15 @@ def test_raised_peak_graph_figures_are_its_stored_summary():
     assert not any("Texas" in f["label"] for f in old["dallas-texas-features"]["into_target"])
 
 
+def wide_report(folder: Path) -> pd.DataFrame:
+    """A set's ``report-1024-windows.txt`` (its first line the command that printed it)."""
+    path = folder / "report-1024-windows.txt"
+    assert "--windows 1024 --splice-windows 0" in path.read_text(encoding="utf-8").splitlines()[0]
+    return pd.read_csv(path, sep=r"\s+", comment="#")
+
+
 def test_raised_peak_report_on_four_times_the_heldout_text():
-    text = (RAISED / "report-1024-windows.txt").read_text(encoding="utf-8")
-    assert "--windows 1024 --splice-windows 0" in text.splitlines()[0]
-    wide = pd.read_csv(RAISED / "report-1024-windows.txt", sep=r"\s+", comment="#")
+    wide = wide_report(RAISED)
     narrow = pd.read_csv(RAISED / "report.csv")
     assert list(wide.layer) == list(range(18)) and set(wide.rows) == {130_048}
     assert (wide.dead_fraction <= narrow.dead_fraction).all()  # more text: fewer features never fire
