@@ -51,6 +51,7 @@ from scrying.prompts import prepends_bos
 from scrying.sites import Component, Site, recorded
 from scrying.transcoders.files import TranscoderSet, write_transcoders
 from scrying.transcoders.quality import quality_report
+from scrying.transcoders.revive import revive_dead
 from scrying.transcoders.train_checkpoint import (
     load_checkpoint,
     optimizer_state,
@@ -242,11 +243,13 @@ def train_transcoders(
     eval_windows = _held_out(stream if eval_texts is None else token_windows(model, eval_texts(), config.seq_len), config)
     state = _resume(out / "checkpoint", settings, spec, dtype, n_layers, config)
     trained = 0
-    bar = tqdm(total=config.total_steps, initial=state.done * config.steps_per_chunk, desc="transcoders", unit="step", disable=not progress)
-    for chunk in range(config.n_chunks):
+    bar = tqdm(total=config.all_chunks * config.steps_per_chunk, initial=state.done * config.steps_per_chunk, desc="transcoders", unit="step",
+               disable=not progress)
+    for chunk in range(config.all_chunks):
         windows = [w for _, w in zip(range(config.windows_per_chunk), stream, strict=False)]
         if len(windows) < config.windows_per_chunk:
-            raise InvalidInputError(f"the corpus ran out at chunk {chunk} of {config.n_chunks} ({config.total_tokens} tokens asked); give more text or fewer tokens")
+            raise InvalidInputError(f"the corpus ran out at chunk {chunk} of {config.all_chunks} ({config.total_tokens} tokens asked"
+                                    f"{f', then {config.revive_chunks} revival chunks' if config.revive_chunks else ''}); give more text or fewer tokens")
         if chunk < state.done:
             continue
         _train_on(model, windows, state, spec, config, dtype, chunk, bar)
@@ -278,15 +281,23 @@ def _save(ckpt: Path, settings: dict, state: _Progress) -> None:
 
 def _resume(ckpt: Path, settings: dict, spec: TranscoderSpec, dtype: torch.dtype, n_layers: int, config: TranscoderTrainConfig) -> _Progress:
     """Phase 5, read back: the checkpoint's progress, or a fresh start."""
-    saved = load_checkpoint(ckpt, settings, config_defaults=asdict(TranscoderTrainConfig()))
+    saved = load_checkpoint(ckpt, settings, config_defaults=asdict(TranscoderTrainConfig()), free=_REVIVE_KEYS)
     if saved is None:
         return _Progress()
     tensors, meta = saved
+    if meta["chunks_done"] > config.n_chunks:  # revival begun: its settings must be the checkpoint's
+        stored = {k: meta["config"].get(k, getattr(TranscoderTrainConfig(), k)) for k in _REVIVE_KEYS}
+        if stored != {k: getattr(config, k) for k in _REVIVE_KEYS}:
+            raise InvalidInputError(f"{ckpt} holds a run {meta['chunks_done'] - config.n_chunks} chunks into its revival with {stored}; "
+                                    f"expected {({k: getattr(config, k) for k in _REVIVE_KEYS})}: use another directory or delete it")
     transcoders = _layers(tensors, spec, dtype, n_layers)
     optimizer = _optimizer(transcoders, config)
     optimizer.load_state_dict(optimizer_state(optimizer, tensors))
-    logger.warning("Resuming: %d of %d chunks already done (%s)", meta["chunks_done"], config.n_chunks, ckpt.parent)
+    logger.warning("Resuming: %d of %d chunks already done (%s)", meta["chunks_done"], config.all_chunks, ckpt.parent)
     return _Progress(meta["chunks_done"], meta["history"], [tuple(s) for s in meta["scales"]], transcoders, optimizer, tensors["since_fired"])
+
+
+_REVIVE_KEYS = ("revive_chunks", "revive_rate")  # free to change until the revival chunks begin (see _resume)
 
 
 def _train_on(
@@ -307,15 +318,30 @@ def _train_on(
         state.transcoders = _initial(spec, config, x, y, dtype)
         state.optimizer = _optimizer(state.transcoders, config)
         state.since_fired = torch.zeros(n_layers, spec.n_features, dtype=torch.long)
+    revived = _revive(state, x, config) if chunk >= config.n_chunks else None
     mse, aux = _train_chunk(state, x, y, config, chunk, bar)
     seconds = time.perf_counter() - harvested
     logger.info(
         "chunk %d/%d: harvest %.0f tok/s, training %.1f s (%.2f s/step), mean normalised MSE %.3f",
-        chunk + 1, config.n_chunks, x.shape[1] / (harvested - started), seconds, seconds / config.steps_per_chunk, sum(mse) / len(mse),
+        chunk + 1, config.all_chunks, x.shape[1] / (harvested - started), seconds, seconds / config.steps_per_chunk, sum(mse) / len(mse),
     )
     state.history.append({"chunk": chunk, "mse": mse, "aux": aux, "harvest_s": harvested - started, "train_s": seconds,
                           "harvest_cpu_s": cpu_harvested - cpu_started, "train_cpu_s": time.process_time() - cpu_harvested,
-                          "dead_fraction": dead_mask(state.since_fired, config.dead_after).double().mean(-1).tolist()})
+                          "dead_fraction": dead_mask(state.since_fired, config.dead_after).double().mean(-1).tolist()}
+                         | ({"revived": revived} if revived is not None else {}))
+
+
+def _revive(state: _Progress, x: Tensor, config: TranscoderTrainConfig) -> list[int]:
+    """A revival chunk's start: per layer, the features active on none of the chunk's rows
+    revived (:func:`scrying.transcoders.revive.revive_dead`), their dead-row counters reset."""
+    assert state.since_fired is not None  # set with the transcoders
+    revived = []
+    for ly, tc in enumerate(state.transcoders):
+        dead = revive_dead(tc, x[ly].to(tc.dtype), config.revive_rate)
+        state.since_fired[ly, dead] = 0
+        revived.append(int(dead.sum()))
+    logger.info("revived %d features (%s per layer)", sum(revived), revived)
+    return revived
 
 
 def _write_and_report(
@@ -344,7 +370,7 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path) -> tuple[Transco
     dtype = getattr(torch, config.dtype)
     tset = _folded_set(_layers(tensors, spec, dtype, progress["n_layers"]), progress["scales"], progress["model_name"])
     out = write_transcoders(tset, out_dir)
-    snapshot = {"run_dir": str(run_dir), "chunks_done": progress["chunks_done"], "n_chunks": config.n_chunks,
+    snapshot = {"run_dir": str(run_dir), "chunks_done": progress["chunks_done"], "n_chunks": config.all_chunks,
                 "steps_done": progress["chunks_done"] * config.steps_per_chunk, "total_steps": config.total_steps,
                 "tokens_done": progress["chunks_done"] * config.windows_per_chunk * config.seq_len,
                 "config": progress["config"], "model_name": progress["model_name"], "history": progress["history"]}

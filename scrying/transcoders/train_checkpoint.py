@@ -32,21 +32,28 @@ def save_checkpoint(ckpt: Path, tensors: dict[str, Tensor], progress: dict) -> N
     os.replace(tmp, ckpt / FILE)
 
 
-def load_checkpoint(ckpt: Path, settings: dict, *, config_defaults: dict | None = None) -> tuple[dict[str, Tensor], dict] | None:
+def load_checkpoint(
+    ckpt: Path, settings: dict, *, config_defaults: dict | None = None, free: tuple[str, ...] = ()
+) -> tuple[dict[str, Tensor], dict] | None:
     """``(tensors, progress)`` of the checkpoint in ``ckpt``, or None when there is none; a
     checkpoint of a run with other ``settings`` is refused (naming both). A key of
     ``settings["config"]`` that the stored config lacks (an option added since the run started)
-    matches when its value is its default in ``config_defaults``: the run used that default."""
+    matches when its value is its default in ``config_defaults``: the run used that default. Keys
+    of the config in ``free`` are not compared (the caller checks them against the progress)."""
     if not (ckpt / FILE).is_file():
         return None
     tensors, progress = read_checkpoint(ckpt)
-    stored = {k: progress.get(k) for k in settings}
+    stored = json.loads(json.dumps({k: progress.get(k) for k in settings}))  # a copy: free keys are dropped from it
     expected = json.loads(json.dumps(settings))
     old, new = stored.get("config"), expected.get("config")
     if config_defaults is not None and isinstance(old, dict) and isinstance(new, dict):
         defaults = json.loads(json.dumps(config_defaults))
         for key in [k for k in new if k not in old and k in defaults and new[k] == defaults[k]]:
             del new[key]
+    for config in (old, new):
+        if isinstance(config, dict):
+            for key in free:
+                config.pop(key, None)
     if expected != stored:
         raise InvalidInputError(f"{ckpt} holds a run with other settings ({stored}); expected {settings}: use another directory or delete it")
     return tensors, progress

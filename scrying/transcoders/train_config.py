@@ -54,6 +54,13 @@ class TranscoderTrainConfig:
     # half and half: 62.5%, the random half dying). With layers 12-17 random, the recipe's run after
     # 5 chunks: 7.5-23% there, layers 0-11 unchanged (results/transcoders/five-chunks/).
     random_init_layers: tuple[int, ...] = ()
+    # After the n_chunks of the schedule: this many chunks more at its final learning rate, each
+    # starting by reviving, at every layer, the features that fire on none of the chunk's rows
+    # (their encoder bias raised so each reaches the top k on revive_rate of them:
+    # scrying.transcoders.revive). TopK only. A checkpoint that has not begun them resumes into
+    # them whatever these two settings were when it was written.
+    revive_chunks: int = 0
+    revive_rate: float = 1 / 500
 
     def __post_init__(self) -> None:
         if self.activation not in ("relu", "topk"):
@@ -79,6 +86,10 @@ class TranscoderTrainConfig:
         if self.random_init_layers and (self.encoder_init != "data" or min(self.random_init_layers) < 0):
             raise ConfigError(f"TranscoderTrainConfig.random_init_layers are layer indices (>= 0) for encoder_init='data', "
                               f"got {self.random_init_layers} with {self.encoder_init!r}")
+        if self.revive_chunks < 0 or not 0 < self.revive_rate <= 1:
+            raise ConfigError(f"TranscoderTrainConfig.revive_chunks must be >= 0 and revive_rate in (0, 1], got {self.revive_chunks}, {self.revive_rate}")
+        if self.revive_chunks and self.activation != "topk":
+            raise ConfigError("TranscoderTrainConfig.revive_chunks applies to activation 'topk' only")
         if self.splice_tokens < 0 or self.splice_tokens > self.eval_tokens:
             raise ConfigError(f"TranscoderTrainConfig.splice_tokens must be in 0..eval_tokens ({self.eval_tokens}), got {self.splice_tokens}")
 
@@ -98,6 +109,11 @@ class TranscoderTrainConfig:
     @property
     def n_eval_windows(self) -> int:
         return max(1, self.eval_tokens // self.seq_len)
+
+    @property
+    def all_chunks(self) -> int:
+        """The schedule's chunks and the revival chunks after them."""
+        return self.n_chunks + self.revive_chunks
 
     @property
     def steps_per_chunk(self) -> int:
@@ -134,7 +150,7 @@ PRESETS: dict[str, TranscoderTrainConfig] = {
         n_features=8192, k=64, total_tokens=2_031_616, chunk_tokens=65_536, seq_len=128, batch_size=2048, lr=3.2e-3, epochs=1,
         warmup_steps=100, final_lr_fraction=0.1, aux_coef=1 / 32, k_aux=256, dead_after=262_144, bf16=False,
         eval_tokens=32_768, splice_tokens=4_096, rare_every=1000, harvest_batch=8, centre_encoder=True, encoder_init="data",
-        match_decoder=True, random_init_layers=(12, 13, 14, 15, 16, 17),
+        match_decoder=True, random_init_layers=(12, 13, 14, 15, 16, 17), revive_chunks=4, revive_rate=1 / 500,
     ),
     "large": TranscoderTrainConfig(n_features=16_384, k=64, total_tokens=10_000_000, chunk_tokens=131_072, seq_len=256, batch_size=4096),
 }

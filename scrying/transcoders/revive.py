@@ -1,0 +1,59 @@
+"""Reviving dead TopK features by their encoder bias: the recipe's last chunks (``revive_chunks``).
+
+AuxK (Gao et al. 2024; :func:`scrying.transcoders.train_loss.auxk_loss`) trains a dead feature
+through ``relu`` of its pre-activation, as OpenAI's reference trainer does (``auxk_vals =
+relu(auxk_vals)``): a feature whose pre-activation is negative on every row gets no gradient from
+it and stays dead. On the full 31-chunk recipe set's layer 16 (8,192 TopK-64 features; 162,560
+rows of the mix): 14.7% of the features never reached the top 64, and 9.1% (62% of those) had a
+negative pre-activation on every row.
+
+:func:`revive_dead` keeps each dead feature's encoder and decoder rows (its direction, which AuxK
+trained where it could) and raises its encoder bias just enough that it enters the top ``k`` on a
+chosen share of the rows: with ``margin = pre - kth`` (``kth`` each row's ``k``-th largest
+pre-activation), the bias rises by minus the ``m``-th largest margin, ``m = ceil(rate x rows)``,
+so the feature's margin is >= 0 on those ``m`` rows. Training then keeps or drops it on its merits.
+
+Measured on that layer 16 (features firing on none of 32,512 held-out positions; held-out FVU),
+each variant then trained 64 Adam steps on 131,072 fresh tokens at the schedule's final learning
+rate: the set as trained 39.9%, 0.181; more steps alone 39.7%, 0.178 (AuxK counting a feature dead
+after 32,768 rows instead of 262,144: the same; AuxK's coefficient 1 instead of 1/32 at 1e-3:
+39.2%); bias revival at 1/2,000 of the rows 23.4%, 0.179, at 1/500 19.6%, 0.180; Bricken et al.'s
+resampling (rows pointed at high-loss inputs) 43.6%, 0.181: it builds features for outlier rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from scrying.axes import Float, Tensor
+from scrying.errors import ConfigError
+from scrying.transcoders.transcoder import Transcoder
+
+
+@torch.no_grad()
+def revive_dead(tc: Transcoder, x: Float[Tensor, "row d_model"], rate: float, *, batch: int = 4096) -> torch.Tensor:
+    """Revive the features of a TopK transcoder that are active on no row of ``x``: raise each
+    one's ``b_enc`` so that it reaches the top ``k`` on ``ceil(rate x rows)`` of them (see the
+    module docstring; one pass over ``x``). Returns the revived features (``[feature]`` bool); the
+    other features are untouched. Features revived together may push each other out of a row's top ``k``: each then
+    fires on fewer rows."""
+    if tc.spec.activation != "topk" or tc.spec.k is None:
+        raise ConfigError(f"revive_dead applies to TopK transcoders, got activation {tc.spec.activation!r}")
+    if not 0 < rate <= 1:
+        raise ConfigError(f"revive rate must be in (0, 1], got {rate}")
+    m = min(x.shape[0], math.ceil(rate * x.shape[0]))
+    fired = torch.zeros(tc.spec.n_features, dtype=torch.bool)
+    best = torch.full((0, tc.spec.n_features), -math.inf, dtype=tc.dtype)  # [m feature]: the m largest margins
+    for start in range(0, x.shape[0], batch):
+        pre = tc.pre_activations(x[start : start + batch].to(tc.dtype))
+        fired |= tc.mask(pre).bool().any(0)
+        kth = pre.topk(tc.spec.k, dim=-1).values[:, -1:]
+        margins = torch.cat([best, pre - kth])
+        best = margins.topk(min(m, margins.shape[0]), dim=0).values
+    dead = ~fired
+    raise_by = (-best[-1, dead]).clamp_min(0)
+    # a hair above the m-th row's tie with its k-th value (TopK breaks ties arbitrarily)
+    tc.b_enc[dead] += raise_by + 1e-4 * raise_by.abs().clamp_min(1.0)
+    return dead
