@@ -45,15 +45,15 @@ def revive_dead(tc: Transcoder, x: Float[Tensor, "row d_model"], rate: float, *,
         raise ConfigError(f"revive rate must be in (0, 1], got {rate}")
     m = min(x.shape[0], math.ceil(rate * x.shape[0]))
     fired = torch.zeros(tc.spec.n_features, dtype=torch.bool)
-    best = torch.full((0, tc.spec.n_features), -math.inf, dtype=tc.dtype)  # [m feature]: the m largest margins
+    best = torch.full((tc.spec.n_features, 0), -math.inf, dtype=tc.dtype)  # [feature m]: each one's m largest margins
     for start in range(0, x.shape[0], batch):
         pre = tc.pre_activations(x[start : start + batch].to(tc.dtype))
-        fired |= tc.mask(pre).bool().any(0)
-        kth = pre.topk(tc.spec.k, dim=-1).values[:, -1:]
-        margins = torch.cat([best, pre - kth])
-        best = margins.topk(min(m, margins.shape[0]), dim=0).values
+        top = pre.topk(tc.spec.k, dim=-1)
+        fired[top.indices[top.values > 0]] = True  # active: in the top k and positive (Transcoder.mask)
+        margins = torch.cat([best, (pre - top.values[:, -1:]).T], dim=1)
+        best = margins.topk(min(m, margins.shape[1]), dim=1).values
     dead = ~fired
-    raise_by = (-best[-1, dead]).clamp_min(0)
+    raise_by = (-best[dead, -1]).clamp_min(0)
     # a hair above the m-th row's tie with its k-th value (TopK breaks ties arbitrarily)
     tc.b_enc[dead] += raise_by + 1e-4 * raise_by.abs().clamp_min(1.0)
     return dead

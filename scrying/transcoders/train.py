@@ -21,6 +21,9 @@ Phases of :func:`train_transcoders`:
    AuxK on the features dead for ``dead_after`` rows, L1 for ReLU). TopK decodes sparsely
    (``embedding_bag`` over the ``k`` active rows), which equals the dense product. Master
    weights and Adam stay float32; ``bf16`` runs the products under autocast.
+   In the ``revive_chunks`` that follow the schedule's ``n_chunks`` (at its final learning
+   rate), each layer's features active on none of the chunk's rows are first revived by their
+   encoder bias (:mod:`scrying.transcoders.revive`).
 5. **Checkpoint** — after each chunk, weights, Adam state, dead-feature counters and progress in
    one file written atomically (:mod:`scrying.transcoders.train_checkpoint`): a killed run
    resumes at the next chunk and ends with the same weights as an uninterrupted one (same seed
@@ -371,7 +374,7 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path) -> tuple[Transco
     tset = _folded_set(_layers(tensors, spec, dtype, progress["n_layers"]), progress["scales"], progress["model_name"])
     out = write_transcoders(tset, out_dir)
     snapshot = {"run_dir": str(run_dir), "chunks_done": progress["chunks_done"], "n_chunks": config.all_chunks,
-                "steps_done": progress["chunks_done"] * config.steps_per_chunk, "total_steps": config.total_steps,
+                "steps_done": progress["chunks_done"] * config.steps_per_chunk, "total_steps": config.all_chunks * config.steps_per_chunk,
                 "tokens_done": progress["chunks_done"] * config.windows_per_chunk * config.seq_len,
                 "config": progress["config"], "model_name": progress["model_name"], "history": progress["history"]}
     (out / "snapshot.json").write_text(json.dumps(snapshot, indent=1))
