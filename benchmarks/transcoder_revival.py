@@ -24,7 +24,10 @@ Adam; AuxK 1/32, k_aux 256):
   error (0.2 x the alive rows' mean norm).
 
 Prints each variant's held-out FVU and dead share (active on none of the 32,512 held-out rows).
-Stored output: ``results/transcoders/revival/layer16.txt``.
+The figures in :mod:`scrying.transcoders.revive`'s docstring were measured by this script's
+prototype (2026-12-07, with other jobs beside it), which revived the features active on none of
+the first 32,512 harvested rows (here: on none of all 130,048, as the revival chunks do); this
+script itself has not been run to completion on the full set yet.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ def test_full_run_is_the_preset_and_its_log_and_clock_the_readme_says():
     config, preset = history["config"], asdict(PRESETS["recipe"])
     assert history["chunks_done"] == 31 and config["total_tokens"] == 2_031_616
     preset = {k: list(v) if isinstance(v, tuple) else v for k, v in preset.items()}  # JSON stores tuples as lists
-    assert {k for k in config if config[k] != preset.get(k)} == set()  # "the `recipe` preset unchanged"
+    assert {k for k in config if config[k] != preset.get(k)} == set()  # "the `recipe` preset's schedule unchanged" (revive_* added since: absent here)
+    assert "revive_chunks" not in config
     raised = _json(RAISED / "history.json")["config"]
     assert {k for k in config.keys() | raised.keys() if config.get(k) != raised.get(k)} == {"total_tokens"}
     log = (FULL / "training-log.txt").read_text(encoding="utf-8")
@@ -66,11 +67,11 @@ def test_full_run_is_the_preset_and_its_log_and_clock_the_readme_says():
     report = (times["report_written"] - times["set_written"]).total_seconds() / 60
     adam = config["total_tokens"] // config["batch_size"]
     hours = f"{31 * low / 60:.1f}-{31 * high / 60:.1f} h"
-    assert f"# 31 chunks, {adam} Adam steps: {low}-{high} min a chunk on this 2-core machine alone, then {report:.0f} min of report" in flat
+    assert f"# its first 31 chunks, {adam} Adam steps: {low}-{high} min a chunk on this 2-core machine alone, then {report:.0f} min of report" in flat
     assert (f"on the finished run (the full recipe below): {low}-{high} min a chunk where nothing ran beside it, "
             f"so {hours} of training and {report:.0f} min of report, well under that estimate; it resumed twice") in flat
     assert (f"31 chunks of {low}-{high} min each where nothing ran beside them (measured on its {len(alone)} such chunks: "
-            f"{hours} at that pace, then {report:.0f} min of report), a whole 3-hour work session here or more") in flat
+            f"{hours} at that pace, then {report:.0f} min of report) and its 4 revival chunks of") in flat
     assert 31 * high / 60 + report / 60 > 3  # "or more"
 
 

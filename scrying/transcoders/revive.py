@@ -13,7 +13,9 @@ chosen share of the rows: with ``margin = pre - kth`` (``kth`` each row's ``k``-
 pre-activation), the bias rises by minus the ``m``-th largest margin, ``m = ceil(rate x rows)``,
 so the feature's margin is >= 0 on those ``m`` rows. Training then keeps or drops it on its merits.
 
-Measured on that layer 16 (features firing on none of 32,512 held-out positions; held-out FVU),
+Measured on that layer 16 (features firing on none of 32,512 held-out positions; held-out FVU;
+the prototype of ``benchmarks/transcoder_revival.py``, which revived the features active on none
+of the first 32,512 of its rows),
 each variant then trained 64 Adam steps on 131,072 fresh tokens at the schedule's final learning
 rate: the set as trained 39.9%, 0.181; more steps alone 39.7%, 0.178 (AuxK counting a feature dead
 after 32,768 rows instead of 262,144: the same; AuxK's coefficient 1 instead of 1/32 at 1e-3:

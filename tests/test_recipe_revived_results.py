@@ -1,0 +1,121 @@
+"""The README's figures for the recipe's revival chunks (the full run's checkpoint resumed into
+the `recipe` preset's 4 revival chunks) are its stored results
+(results/transcoders/gemma-3-270m-recipe-revived/)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from scrying.transcoders.quality import quality_markdown
+from scrying.transcoders.train_config import PRESETS
+from tests.test_recipe_results import _block, _flat, _readme, wide_report
+
+ROOT = Path(__file__).resolve().parents[1]
+REVIVED = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-revived"
+FULL = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-full"
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_revived_run_is_the_preset_resumed_from_the_full_run():
+    """The stored config is the `recipe` preset as it stands; its first 31 chunks are the full
+    run's (the same history), the last 4 record what they revived."""
+    history = _json(REVIVED / "history.json")
+    preset = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(PRESETS["recipe"]).items()}
+    assert history["config"] == preset and history["chunks_done"] == 35
+    chunks, full = history["history"], _json(FULL / "history.json")["history"]
+    assert chunks[:31] == full
+    revived = [c["revived"] for c in chunks[31:]]
+    assert [sum(r) for r in revived] == [6005, 2048, 1024, 773]
+    assert [r[16] for r in revived] == [1698, 482, 236, 178]
+    flat = _flat(_readme())
+    assert ("Features revived per chunk (of 147,456; layer 16's of 8,192 in brackets): 6,005 (1,698), 2,048 (482), "
+            "1,024 (236) and 773 (178)") in flat
+
+
+def test_revived_quality_is_its_stored_reports():
+    readme = _readme()
+    report, old = pd.read_csv(REVIVED / "report.csv"), pd.read_csv(FULL / "report.csv")
+    assert _block(readme, "recipe-revived-quality") == quality_markdown(report)
+    assert set(report.rows) == {32_512} and {round(c, 6) for c in report.ce_clean} == {round(c, 6) for c in old.ce_clean}
+    flat = _flat(readme)
+    gain = old.fvu - report.fvu
+    assert (gain > 0).all() and report.fvu.mean() <= 0.15
+    assert (f"the mean FVU, {report.fvu.mean():.3f}, still meets 0.15** and is lower than the full set's on every layer "
+            f"(by {gain.min():.3f}-{gain.max():.3f})") in flat
+    assert (f"is {report.ce_increase.min():+.3f} to {report.ce_increase.max():+.3f} nats, {report.ce_increase.mean():+.3f} on average "
+            f"(the full set's: {old.ce_increase.mean():+.3f})") in flat
+    wide, wide_old = wide_report(REVIVED), wide_report(FULL)
+    assert set(wide.rows) == {130_048} and (wide.dead_fraction <= 0.10).all() and (wide_old.dead_fraction[15:] > 0.10).all()
+    assert (f"at most {wide.dead_fraction.max() * 100:.1f}% of any layer's features never fire (layer {int(wide.dead_fraction.idxmax())}), "
+            f"against {wide_old.dead_fraction.max() * 100:.1f}% for the full set, whose layers 15-17 missed it; the mean FVU there is "
+            f"{wide.fvu.mean():.3f} (the full set's {wide_old.fvu.mean():.3f})") in flat
+    assert report.layer[report.dead_fraction > 0.10].tolist() == [12, 13, 14, 15, 16, 17]
+    late, late_old = report.dead_fraction[12:] * 100, old.dead_fraction[12:] * 100
+    assert (late < late_old).all() and old.dead_fraction[0] > 0.10 >= report.dead_fraction[0]
+    assert (f"12-17** ({late.min():.1f}-{late.max():.1f}%, from {late_old.min():.1f}-{late_old.max():.1f}%; layer 0 now passes at "
+            f"{report.dead_fraction[0] * 100:.1f}%)") in flat
+    rise = (wide.rare_fraction - wide_old.rare_fraction)[12:] * 100
+    assert (rise > 0).all()
+    assert (f"rose by {rise.min():.1f}-{rise.max():.1f} points at layers 12-17 (to {wide.rare_fraction[12:].min() * 100:.1f}-"
+            f"{wide.rare_fraction[12:].max() * 100:.1f}%)") in flat
+
+
+def test_revival_chunk_times_are_the_history():
+    chunks = _json(REVIVED / "history.json")["history"][31:]
+    alone = [c for c in chunks if c["harvest_cpu_s"] >= 1.9 * c["harvest_s"] and c["train_cpu_s"] >= 1.9 * c["train_s"]]
+    assert [c["chunk"] for c in alone] == [32, 33, 34]  # the first revival chunk (31) shared the cores
+    minutes = [(c["harvest_s"] + c["train_s"]) / 60 for c in alone]
+    span = f"{min(minutes):.1f}-{max(minutes):.1f} min"
+    flat = _flat(_readme())
+    assert f"# 31 chunks, then 4 revival chunks of {span} each on this machine alone" in flat
+    assert f"the other three, alone, took {span} each" in flat
+    assert f"4 revival chunks of {span} each (measured on the 3 that ran alone), a whole 3-hour work session here or more" in flat
+    assert f"The 4 revival chunks the preset ends with since add {span} each" in flat
+
+
+def _rho(summary: dict, graph: str) -> dict:
+    return summary[graph]["validation"]["frozen vs real"]
+
+
+def test_revived_graph_figures_are_its_stored_summary():
+    from scrying.transcoders.graph_summary import stages_markdown
+    from tests.test_recipe_results import _graph_blocks
+
+    readme = _readme()
+    names = ("dallas-texas", "ioi", "dallas-two-hop")
+    summary, full = _json(REVIVED / "summary.json"), _json(FULL / "summary.json")
+    session = _json(ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-session" / "summary.json")
+    (n_at, placed_at), (n_into, placed_into) = _graph_blocks(readme, summary, "recipe-revived")
+    assert _block(readme, "recipe-revived-stages") == stages_markdown(summary)
+    f = {n: _rho(summary, f"{n}-features") for n in names}
+    m = {n: _rho(summary, f"{n}-neurons")["spearman"] for n in names}
+    old = {n: _rho(full, f"{n}-features") for n in names}
+    s = {n: _rho(session, f"{n}-features")["spearman"] for n in names}
+    assert all(f[n]["n"] == 100 and f[n]["spearman"] < m[n] for n in names)
+    assert all(m[n] == _rho(full, f"{n}-neurons")["spearman"] for n in names)  # "the neurons' stay at"
+    assert all(f[n]["low"] < old[n]["high"] and old[n]["low"] < f[n]["high"] for n in names)  # "no more than 100 nodes resolve"
+    flat = _flat(readme)
+    gap = [f"{m[n] - f[n]['spearman']:.2f}" for n in names]
+    assert f"still missed, by {gap[0]}, {gap[1]} and {gap[2]}.**" in flat
+    t = f["dallas-two-hop"]
+    assert t["includes_zero"]
+    assert (f"Dallas {f['dallas-texas']['spearman']:.2f} (was {old['dallas-texas']['spearman']:.2f}), IOI {f['ioi']['spearman']:.2f} "
+            f"(was {old['ioi']['spearman']:.2f}), the two-hop prompt {t['spearman']:.2f} [{t['low']:.2f}, {t['high']:.2f}] "
+            f"(was {old['dallas-two-hop']['spearman']:.2f}), an interval that still includes 0") in flat
+    assert (n_at, placed_at, n_into, placed_into) == (2, 1, 5, 4)
+    assert f"keeps {n_at} features at 'Dallas', {placed_at} of them with a place" in flat
+    assert f"{placed_into} of the {n_into} with the largest direct edge into ' Texas' have one" in flat
+    d, i, h = (f[n]["spearman"] for n in names)
+    assert d > s["dallas-texas"] and i > s["ioi"] and h < s["dallas-two-hop"]
+    assert (f"better on Dallas ({d:.2f} against {s['dallas-texas']:.2f}) and IOI ({i:.2f} against {s['ioi']:.2f}) but worse on "
+            f"the two-hop prompt ({h:.2f} against {s['dallas-two-hop']:.2f})") in flat
+    for name in names:
+        graph = _json(REVIVED / "graphs" / f"{name}-features.json")
+        assert graph["scrying"]["metadata"]["validation"]["reports"]["frozen vs real, scale 0"]["spearman"] == f[name]["spearman"]
