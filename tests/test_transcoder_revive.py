@@ -90,7 +90,8 @@ def model(tmp_path_factory):
     return tiny("gpt2", tmp_path_factory.mktemp("tiny"))
 
 
-REVIVED = dataclasses.replace(CONFIG, revive_chunks=2, revive_rate=0.01)
+SCHEDULE = dataclasses.replace(CONFIG, total_tokens=2 * CONFIG.chunk_tokens)  # 2 chunks: enough to resume from
+REVIVED = dataclasses.replace(SCHEDULE, revive_chunks=2, revive_rate=0.01)
 
 
 def test_a_finished_run_resumes_into_its_revival_chunks_to_the_same_weights(model, tmp_path):
@@ -99,13 +100,13 @@ def test_a_finished_run_resumes_into_its_revival_chunks_to_the_same_weights(mode
     revival chunk records how many features it revived per layer. Once revival has begun, other
     revival settings are refused."""
     whole = train_transcoders(model, texts, tmp_path / "whole", REVIVED)
-    assert whole.chunks_trained == CONFIG.n_chunks + 2
-    assert [("revived" in h) for h in whole.history] == [False] * CONFIG.n_chunks + [True, True]
+    assert whole.chunks_trained == SCHEDULE.n_chunks + 2
+    assert [("revived" in h) for h in whole.history] == [False] * SCHEDULE.n_chunks + [True, True]
     assert all(len(h["revived"]) == 3 for h in whole.history[-2:])
     assert sum(whole.history[-2]["revived"]) > 0  # the tiny set has features the chunk never fires
 
-    plain = train_transcoders(model, texts, tmp_path / "staged", CONFIG)
-    assert plain.chunks_trained == CONFIG.n_chunks
+    plain = train_transcoders(model, texts, tmp_path / "staged", SCHEDULE)
+    assert plain.chunks_trained == SCHEDULE.n_chunks
     resumed = train_transcoders(model, texts, tmp_path / "staged", REVIVED)
     assert resumed.chunks_trained == 2
     for a, b in zip(whole.transcoders.transcoders, resumed.transcoders.transcoders, strict=True):
@@ -113,7 +114,7 @@ def test_a_finished_run_resumes_into_its_revival_chunks_to_the_same_weights(mode
             assert torch.equal(tensor, b.tensors()[name]), name
 
     def kill(chunk: int) -> None:
-        if chunk == CONFIG.n_chunks:  # after the first revival chunk
+        if chunk == SCHEDULE.n_chunks:  # after the first revival chunk
             raise Killed
 
     with pytest.raises(Killed):
