@@ -290,9 +290,10 @@ def _resume(ckpt: Path, settings: dict, spec: TranscoderSpec, dtype: torch.dtype
     tensors, meta = saved
     if meta["chunks_done"] > config.n_chunks:  # revival begun: its settings must be the checkpoint's
         stored = {k: meta["config"].get(k, getattr(TranscoderTrainConfig(), k)) for k in _REVIVE_KEYS}
-        if stored != {k: getattr(config, k) for k in _REVIVE_KEYS}:
+        wanted = {k: getattr(config, k) for k in _REVIVE_KEYS}
+        if stored != wanted:
             raise InvalidInputError(f"{ckpt} holds a run {meta['chunks_done'] - config.n_chunks} chunks into its revival with {stored}; "
-                                    f"expected {({k: getattr(config, k) for k in _REVIVE_KEYS})}: use another directory or delete it")
+                                    f"expected {wanted}: use another directory or delete it")
     transcoders = _layers(tensors, spec, dtype, n_layers)
     optimizer = _optimizer(transcoders, config)
     optimizer.load_state_dict(optimizer_state(optimizer, tensors))
