@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROMPT ?= When Mary and John went to the store, John gave a drink to
+# pytest-xdist workers for `make test` (each module's tests on one worker; torch's threads split among them)
+TEST_WORKERS ?= 2
 
 .PHONY: setup browser demo test test-slow lint gallery results qwen two-hop recipe-check
 
@@ -29,7 +31,7 @@ demo: setup
 	$(VENV)/bin/scrying trace "$(PROMPT)" --out graphs/ioi.html
 
 test: setup $(VENV)/.published-tests browser
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 test-slow: setup
 	$(PY) -m pytest -m slow

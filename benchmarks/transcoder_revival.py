@@ -17,6 +17,8 @@ Adam; AuxK 1/32, k_aux 256):
 * ``aux-strong``: that, with AuxK's coefficient 1 and a learning rate of 1e-3;
 * ``revive-2000`` / ``revive-500``: first :func:`scrying.transcoders.revive.revive_dead` on the
   harvested rows at 1/2,000 or 1/500 of them (the revival chunks' step), then ``aux-early``;
+* ``lift-500``: the same with ``rare=True`` (every feature active on fewer than 1/500 of the rows
+  lifted to it, as the recipe's revival chunks now do), then ``aux-early``;
 * ``resample``: Bricken et al. (2023)'s resampling adapted to a transcoder, then ``aux-early``:
   each feature active on none of the first 32,512 rows gets the encoder row of an input drawn
   with probability proportional to its squared error squared (centred, unit, times the alive rows'
@@ -24,10 +26,10 @@ Adam; AuxK 1/32, k_aux 256):
   error (0.2 x the alive rows' mean norm).
 
 Prints each variant's held-out FVU and dead share (active on none of the 32,512 held-out rows).
-The figures in :mod:`scrying.transcoders.revive`'s docstring were measured by this script's
-prototype (2026-12-07, with other jobs beside it), which revived the features active on none of
-the first 32,512 harvested rows (here: on none of all 130,048, as the revival chunks do); this
-script itself has not been run to completion on the full set yet.
+Run on the full 31-chunk recipe set (2026-12-07; ``results/transcoders/revival/layer-16.txt``,
+quoted in :mod:`scrying.transcoders.revive`'s docstring): its ``lift-500`` line came from a copy
+of ``revive_dead(..., rare=True)`` written into this script before that option entered the
+library, the same computation.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import time
 from itertools import islice
 from pathlib import Path
 
-VARIANTS = ("as-trained", "more-steps", "aux-early", "aux-strong", "revive-2000", "revive-500", "resample")
+VARIANTS = ("as-trained", "more-steps", "aux-early", "aux-strong", "revive-2000", "revive-500", "lift-500", "resample")
 
 
 def main() -> None:
@@ -99,13 +101,13 @@ def main() -> None:
             _train(tc, x_train, y_train, since, dead_after=32_768, aux_coef=recipe.aux_coef, lr=3.2e-4)
         elif variant == "aux-strong":
             _train(tc, x_train, y_train, since, dead_after=32_768, aux_coef=1.0, lr=1e-3)
-        elif variant.startswith("revive") or variant == "resample":
+        elif variant.startswith(("revive", "lift")) or variant == "resample":
             from scrying.transcoders.revive import revive_dead
 
             if variant == "resample":
                 dead = _resample(tc, x_train, y_train, x_train[: x_held.shape[0]])
             else:
-                dead = revive_dead(tc, x_train, 1 / int(variant.split("-")[1]))
+                dead = revive_dead(tc, x_train, 1 / int(variant.split("-")[1]), rare=variant.startswith("lift"))
             since[dead] = 0
             fvu, share = _evaluate(tc, x_held, y_held)
             sys.stdout.write(f"  {variant}: {int(dead.sum())} features revived; before training, held-out FVU {fvu:.4f}, dead {share:.3f}\n")

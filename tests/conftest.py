@@ -15,7 +15,8 @@ import torch
 from scrying.models import LoadConfig, default_cache_dir, load_model
 from scrying.toys import RepeatedSequenceTask, ToyModelConfig, TrainConfig, cached_toy
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# the machine's 2 cores, shared among pytest-xdist's workers where ``make test`` starts them
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 TOY_TASK = RepeatedSequenceTask(n_content=64, half_len=20)
 

@@ -24,10 +24,12 @@ def _json(path: Path) -> dict:
 
 
 def test_revived_run_is_the_preset_resumed_from_the_full_run():
-    """The stored config is the `recipe` preset as it stands; its first 31 chunks are the full
-    run's (the same history), the last 4 record what they revived."""
+    """The stored config is the `recipe` preset as it stands but for ``revive_rare`` (added
+    since: absent here, that is off); its first 31 chunks are the full run's (the same history),
+    the last 4 record what they revived."""
     history = _json(REVIVED / "history.json")
     preset = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(PRESETS["recipe"]).items()}
+    assert preset.pop("revive_rare") is True and "revive_rare" not in history["config"]
     assert history["config"] == preset and history["chunks_done"] == 35
     chunks, full = history["history"], _json(FULL / "history.json")["history"]
     assert chunks[:31] == full
@@ -119,3 +121,24 @@ def test_revived_graph_figures_are_its_stored_summary():
     for name in names:
         graph = _json(REVIVED / "graphs" / f"{name}-features.json")
         assert graph["scrying"]["metadata"]["validation"]["reports"]["frozen vs real, scale 0"]["spearman"] == f[name]["spearman"]
+
+
+def test_revival_benchmark_figures_are_its_stored_output():
+    """The README's layer-16 comparison of revival variants is benchmarks/transcoder_revival.py's
+    stored output (results/transcoders/revival/layer-16.txt)."""
+    import re
+
+    text = (ROOT / "results" / "transcoders" / "revival" / "layer-16.txt").read_text(encoding="utf-8")
+    got = {m[1]: (float(m[2]), float(m[3])) for m in re.finditer(r"layer 16 (\S+)\s+held-out FVU ([\d.]+), dead ([\d.]+)", text)}
+    assert list(got) == ["as-trained", "more-steps", "aux-early", "aux-strong", "revive-2000", "revive-500", "lift-500", "resample"]
+    pct = {k: f"{100 * v[1]:.1f}%" for k, v in got.items()}
+    fvu = {k: f"{v[0]:.4f}" for k, v in got.items()}
+    flat = _flat(_readme())
+    assert (f"was {pct['as-trained']} as trained, {pct['more-steps']} after the steps alone, {pct['revive-500']} after reviving the "
+            f"dead ones and {pct['lift-500']} after lifting the rare ones too (held-out FVU {fvu['as-trained']}, {fvu['more-steps']}, "
+            f"{fvu['revive-500']} and {fvu['lift-500']}); AuxK counting features dead sooner or weighted 32x more left "
+            f"{pct['aux-early']} and {pct['aux-strong']}, and Bricken et al.'s resampling {pct['resample']}") in flat
+    doc = __import__("scrying.transcoders.revive", fromlist=["x"]).__doc__
+    for variant, row in [("as-trained", "the set as trained (no step)"), ("lift-500", "``rare=True`` at 1/500"), ("resample", "Bricken")]:
+        line = next(ln for ln in doc.splitlines() if ln.startswith(row))
+        assert pct[variant] in line and fvu[variant] in line, (variant, line)

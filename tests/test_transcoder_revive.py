@@ -73,6 +73,35 @@ def test_features_alive_on_some_row_are_left_alone():
     assert (counts[revived] <= math.ceil(0.02 * 500)).all() and (counts[revived] > 0).any()
 
 
+def test_rare_features_are_lifted_to_the_rate_and_the_rest_left_alone():
+    """With ``rare``, a feature active on fewer than m = ceil(rate x rows) rows (here 10 of the
+    m = 20) is lifted onto exactly the m rows a plain sort ranks closest to the top k (the rows it
+    fired on among them); the features active on m rows or more are left alone. Without ``rare``
+    it is not dead, so nothing changes."""
+    tc = _random_topk(seed=0, n_features=16, k=3)
+    x = torch.randn(1000, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    m = 20
+    with torch.no_grad():
+        pre = tc.pre_activations(x)
+        kth = pre.sort(dim=-1, descending=True).values[:, tc.spec.k - 1]
+        tc.b_enc[7] -= (pre[:, 7] - kth).sort(descending=True).values[4]  # feature 7 now rare
+        before = (tc.encode(x) != 0).sum(0)
+        pre = tc.pre_activations(x)
+    kth = pre.sort(dim=-1, descending=True).values[:, tc.spec.k - 1]
+    expected_rows = set((pre[:, 7] - kth).argsort(descending=True)[:m].tolist())
+    assert (before < m).nonzero()[:, 0].tolist() == [7] and before[7] == 10
+    b_enc = tc.b_enc.detach().clone()
+
+    assert not revive_dead(tc, x, m / 1000).any() and torch.equal(tc.b_enc, b_enc)
+    lifted = revive_dead(tc, x, m / 1000, rare=True, batch=256)
+
+    assert lifted.nonzero()[:, 0].tolist() == [7]
+    assert torch.equal(tc.b_enc[~lifted], b_enc[~lifted]) and tc.b_enc[7] > b_enc[7]
+    with torch.no_grad():
+        on = tc.encode(x)[:, 7] != 0
+    assert set(on.nonzero()[:, 0].tolist()) == expected_rows
+
+
 def test_revival_is_refused_for_other_activations_and_rates():
     relu = Transcoder(TranscoderSpec(d_model=4, n_features=8, activation="relu", skip=False))
     with pytest.raises(ConfigError, match="TopK"):

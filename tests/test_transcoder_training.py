@@ -106,7 +106,7 @@ def test_export_writes_the_set_at_the_checkpoint(model, full, tmp_path):
     with pytest.raises(Killed):
         train_transcoders(model, texts, tmp_path / "run", CONFIG, on_chunk=kill)
     _, snap = export_checkpoint(tmp_path / "run", tmp_path / "half")
-    assert (snap["chunks_done"], snap["n_chunks"], snap["steps_done"], snap["total_steps"]) == (2, 4, 2 * CONFIG.steps_per_chunk, CONFIG.total_steps)
+    assert (snap["chunks_done"], snap["n_chunks"], snap["steps_done"], snap["total_steps"]) == (2, 4, 2 * CONFIG.steps_per_chunk, CONFIG.all_steps)
     assert json.loads((tmp_path / "half" / "snapshot.json").read_text())["tokens_done"] == 2 * CONFIG.chunk_tokens
     two_chunks = train_transcoders(model, texts, tmp_path / "two", dataclasses.replace(CONFIG, total_tokens=2 * CONFIG.chunk_tokens))
     _assert_same_weights(two_chunks.transcoders, read_transcoders(tmp_path / "half"))

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from scrying.cache_lock import entry_lock
 from scrying.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -70,15 +71,20 @@ def known_gguf_dir(digest: str, cache_dir: Path, gguf_file: Callable[[], Path]) 
     from the cache without touching the GGUF, else ``gguf_file()`` (assembling it) converted."""
     if is_converted(cache_dir, digest):
         return converted_dir(cache_dir, digest)
-    return cached_hf_dir(gguf_file(), cache_dir, sha256=digest)
+    with entry_lock(converted_dir(cache_dir, digest)):  # another process may be converting it
+        if is_converted(cache_dir, digest):
+            return converted_dir(cache_dir, digest)
+        return _convert_locked(gguf_file(), cache_dir, digest)
 
 
 def cached_hf_dir(gguf_path: Path, cache_dir: Path, *, sha256: str | None = None) -> Path:
     """The Hugging Face directory converted from ``gguf_path``, converting it on first use."""
-    digest = sha256 or sha256_file(gguf_path)
+    return known_gguf_dir(sha256 or sha256_file(gguf_path), cache_dir, lambda: gguf_path)
+
+
+def _convert_locked(gguf_path: Path, cache_dir: Path, digest: str) -> Path:
+    """Convert into a staging folder, then publish it by one rename (the entry's lock held)."""
     target = converted_dir(cache_dir, digest)
-    if is_converted(cache_dir, digest):
-        return target
     logger.warning(
         "first load of %s: converting to fp32 safetensors in %s (about a minute, once)",
         gguf_path.name,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scrying.cache_lock import entry_lock
 from scrying.toys.tasks import ArithmeticTask, RepeatedSequenceTask
 from scrying.toys.train import ToyModelConfig, TrainConfig, TrainResult, train_toy
 
@@ -40,11 +41,25 @@ def cached_toy(
     """The toy of these settings from ``cache_dir``, trained there first if it is not yet."""
     out = Path(cache_dir) / "toys" / toy_key(task, model_cfg, train_cfg)
     meta = {"task": asdict(task), "model": asdict(model_cfg), "train": asdict(train_cfg)}
+    if (cached := _cached(out, meta)) is not None:
+        return cached
+    with entry_lock(out):  # another process may be training it
+        if (cached := _cached(out, meta)) is not None:
+            return cached
+        return _train_locked(out, task, model_cfg, train_cfg)
+
+
+def _cached(out: Path, meta: dict) -> TrainResult | None:
     saved = out / "scrying-toy.json"
-    if saved.is_file() and json.loads(saved.read_text()) == meta:
-        history = pd.read_json(out / "history.jsonl", lines=True)
-        checkpoints = tuple(sorted((out / "checkpoints").glob("step-*")))
-        return TrainResult(out, float(history.accuracy.iloc[-1]), history, checkpoints, 0.0)
+    if not (saved.is_file() and json.loads(saved.read_text()) == meta):
+        return None
+    history = pd.read_json(out / "history.jsonl", lines=True)
+    checkpoints = tuple(sorted((out / "checkpoints").glob("step-*")))
+    return TrainResult(out, float(history.accuracy.iloc[-1]), history, checkpoints, 0.0)
+
+
+def _train_locked(out: Path, task: RepeatedSequenceTask | ArithmeticTask, model_cfg: ToyModelConfig, train_cfg: TrainConfig) -> TrainResult:
+    """Train into ``<out>.partial``, then publish it by one rename (the entry's lock held)."""
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     trained = train_toy(partial, task, model_cfg, train_cfg)

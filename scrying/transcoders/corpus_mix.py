@@ -152,6 +152,6 @@ def _cached_source(cache_dir: Path, name: str, fetch: Callable[[str], list[Docum
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: two builds never share it
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -22,8 +22,9 @@ Phases of :func:`train_transcoders`:
    (``embedding_bag`` over the ``k`` active rows), which equals the dense product. Master
    weights and Adam stay float32; ``bf16`` runs the products under autocast.
    In the ``revive_chunks`` that follow the schedule's ``n_chunks`` (at its final learning
-   rate), each layer's features active on none of the chunk's rows are first revived by their
-   encoder bias (:mod:`scrying.transcoders.revive`).
+   rate), each layer's features active on none of the chunk's rows (``revive_rare``: on fewer
+   than ``revive_rate`` of them) are first revived by their encoder bias
+   (:mod:`scrying.transcoders.revive`).
 5. **Checkpoint** — after each chunk, weights, Adam state, dead-feature counters and progress in
    one file written atomically (:mod:`scrying.transcoders.train_checkpoint`): a killed run
    resumes at the next chunk and ends with the same weights as an uninterrupted one (same seed
@@ -246,7 +247,7 @@ def train_transcoders(
     eval_windows = _held_out(stream if eval_texts is None else token_windows(model, eval_texts(), config.seq_len), config)
     state = _resume(out / "checkpoint", settings, spec, dtype, n_layers, config)
     trained = 0
-    bar = tqdm(total=config.all_chunks * config.steps_per_chunk, initial=state.done * config.steps_per_chunk, desc="transcoders", unit="step",
+    bar = tqdm(total=config.all_steps, initial=state.done * config.steps_per_chunk, desc="transcoders", unit="step",
                disable=not progress)
     for chunk in range(config.all_chunks):
         windows = [w for _, w in zip(range(config.windows_per_chunk), stream, strict=False)]
@@ -301,7 +302,7 @@ def _resume(ckpt: Path, settings: dict, spec: TranscoderSpec, dtype: torch.dtype
     return _Progress(meta["chunks_done"], meta["history"], [tuple(s) for s in meta["scales"]], transcoders, optimizer, tensors["since_fired"])
 
 
-_REVIVE_KEYS = ("revive_chunks", "revive_rate")  # free to change until the revival chunks begin (see _resume)
+_REVIVE_KEYS = ("revive_chunks", "revive_rate", "revive_rare")  # free to change until the revival chunks begin (see _resume)
 
 
 def _train_on(
@@ -337,11 +338,11 @@ def _train_on(
 
 def _revive(state: _Progress, x: Tensor, config: TranscoderTrainConfig) -> list[int]:
     """A revival chunk's start: per layer, the features active on none of the chunk's rows
-    revived (:func:`scrying.transcoders.revive.revive_dead`), their dead-row counters reset."""
+    (``revive_rare``: on fewer than ``revive_rate`` of them) revived (:func:`scrying.transcoders.revive.revive_dead`), their dead-row counters reset."""
     assert state.since_fired is not None  # set with the transcoders
     revived = []
     for ly, tc in enumerate(state.transcoders):
-        dead = revive_dead(tc, x[ly].to(tc.dtype), config.revive_rate)
+        dead = revive_dead(tc, x[ly].to(tc.dtype), config.revive_rate, rare=config.revive_rare)
         state.since_fired[ly, dead] = 0
         revived.append(int(dead.sum()))
     logger.info("revived %d features (%s per layer)", sum(revived), revived)
@@ -375,7 +376,7 @@ def export_checkpoint(run_dir: str | Path, out_dir: str | Path) -> tuple[Transco
     tset = _folded_set(_layers(tensors, spec, dtype, progress["n_layers"]), progress["scales"], progress["model_name"])
     out = write_transcoders(tset, out_dir)
     snapshot = {"run_dir": str(run_dir), "chunks_done": progress["chunks_done"], "n_chunks": config.all_chunks,
-                "steps_done": progress["chunks_done"] * config.steps_per_chunk, "total_steps": config.all_chunks * config.steps_per_chunk,
+                "steps_done": progress["chunks_done"] * config.steps_per_chunk, "total_steps": config.all_steps,
                 "tokens_done": progress["chunks_done"] * config.windows_per_chunk * config.seq_len,
                 "config": progress["config"], "model_name": progress["model_name"], "history": progress["history"]}
     (out / "snapshot.json").write_text(json.dumps(snapshot, indent=1))

@@ -57,10 +57,12 @@ class TranscoderTrainConfig:
     # After the n_chunks of the schedule: this many chunks more at its final learning rate, each
     # starting by reviving, at every layer, the features that fire on none of the chunk's rows
     # (their encoder bias raised so each reaches the top k on revive_rate of them:
-    # scrying.transcoders.revive). TopK only. A checkpoint that has not begun them resumes into
-    # them whatever these two settings were when it was written.
+    # scrying.transcoders.revive); with revive_rare, every feature that fires on fewer than
+    # revive_rate of them is lifted so. TopK only. A checkpoint that has not begun them resumes
+    # into them whatever these settings were when it was written.
     revive_chunks: int = 0
     revive_rate: float = 1 / 500
+    revive_rare: bool = False
 
     def __post_init__(self) -> None:
         if self.activation not in ("relu", "topk"):
@@ -122,7 +124,13 @@ class TranscoderTrainConfig:
 
     @property
     def total_steps(self) -> int:
+        """The schedule's steps (the learning rate's span); the revival chunks' come after."""
         return self.n_chunks * self.steps_per_chunk
+
+    @property
+    def all_steps(self) -> int:
+        """The schedule's steps and the revival chunks' (``all_chunks``)."""
+        return self.all_chunks * self.steps_per_chunk
 
 
 #: Gemma 3 270M (18 layers, d_model 640). Activations held per chunk: tokens x 18 x 2 x 640 x 4
@@ -151,6 +159,7 @@ PRESETS: dict[str, TranscoderTrainConfig] = {
         warmup_steps=100, final_lr_fraction=0.1, aux_coef=1 / 32, k_aux=256, dead_after=262_144, bf16=False,
         eval_tokens=32_768, splice_tokens=4_096, rare_every=1000, harvest_batch=8, centre_encoder=True, encoder_init="data",
         match_decoder=True, random_init_layers=(12, 13, 14, 15, 16, 17), revive_chunks=4, revive_rate=1 / 500,
+        revive_rare=True,
     ),
     "large": TranscoderTrainConfig(n_features=16_384, k=64, total_tokens=10_000_000, chunk_tokens=131_072, seq_len=256, batch_size=4096),
 }
