@@ -142,3 +142,49 @@ def test_revival_benchmark_figures_are_its_stored_output():
     for variant, row in [("as-trained", "the set as trained (no step)"), ("lift-500", "``rare=True`` at 1/500"), ("resample", "Bricken")]:
         line = next(ln for ln in doc.splitlines() if ln.startswith(row))
         assert pct[variant] in line and fvu[variant] in line, (variant, line)
+
+
+def test_revived_graphs_selecting_1000_features_are_their_stored_summary():
+    """The README's figures for the revived set's graphs selecting 1,000 features
+    (results/transcoders/gemma-3-270m-recipe-revived/features-1000/summary.json) against its
+    200-feature graphs (summary.json beside it)."""
+    from scrying.transcoders.graph_summary import stages_markdown, validation_markdown
+
+    readme, flat = _readme(), _flat(_readme())
+    names = ("dallas-texas", "ioi", "dallas-two-hop")
+    wide, narrow = _json(REVIVED / "features-1000" / "summary.json"), _json(REVIVED / "summary.json")
+    assert _block(readme, "recipe-revived-1000-validation") == validation_markdown(wide)
+    assert _block(readme, "recipe-revived-1000-stages") == stages_markdown(wide)
+    for n in names:  # the neuron graphs are the same graphs (200 neurons both times)
+        assert wide[f"{n}-neurons"]["validation"] == narrow[f"{n}-neurons"]["validation"]
+
+    def fig(summary: dict, graph: str, key: str, stage: bool = False) -> float:
+        return summary[graph]["stages" if stage else "validation"][key]["spearman"]
+
+    live = "graph vs + error nodes live"
+
+    def three(summary: dict, basis: str) -> str:
+        a, b, c = (f"{fig(summary, n + '-' + basis, live, True):.2f}" for n in names)
+        return f"{a}, {b} and {c}"
+
+    assert f"agree at {three(wide, 'features')} (were {three(narrow, 'features')}; neurons {three(wide, 'neurons')})" in flat
+    gf = [fig(wide, f"{n}-features", "graph vs frozen") for n in names]
+    gf_old = [fig(narrow, f"{n}-features", "graph vs frozen") for n in names]
+    gf_neurons = [fig(wide, f"{n}-neurons", "graph vs frozen") for n in names]
+    assert (f"at {min(gf):.2f}-{max(gf):.2f} (was {min(gf_old):.2f}-{max(gf_old):.2f}; neurons "
+            f"{min(gf_neurons):.2f}-{max(gf_neurons):.2f})") in flat
+    rho = {n: wide[f"{n}-features"]["validation"]["frozen vs real"] for n in names}
+    old = {n: fig(narrow, f"{n}-features", "frozen vs real") for n in names}
+    t = rho["dallas-two-hop"]
+    assert not t["includes_zero"] and rho["ioi"]["includes_zero"] and not narrow["ioi-features"]["validation"]["frozen vs real"]["includes_zero"]
+    assert (f"frozen-vs-real from {old['dallas-two-hop']:.2f} to {t['spearman']:.2f} [{t['low']:.2f}, {t['high']:.2f}], above 0, but not the "
+            f"others (Dallas {old['dallas-texas']:.2f} to {rho['dallas-texas']['spearman']:.2f}, IOI {old['ioi']:.2f} to "
+            f"{rho['ioi']['spearman']:.2f}, an interval that now includes 0") in flat
+    for n in ("dallas-texas", "ioi"):  # "within what 100 nodes resolve"
+        a, b = rho[n], narrow[f"{n}-features"]["validation"]["frozen vs real"]
+        assert a["low"] < b["high"] and b["low"] < a["high"]
+    gap = [f"{fig(wide, f'{n}-neurons', 'frozen vs real') - rho[n]['spearman']:.2f}" for n in names]
+    assert f"still missed, by {gap[0]}, {gap[1]} and {gap[2]}**" in flat
+    masks, real = "graph vs + features' masks live", "graph vs real"
+    assert (f"(0.60 to 0.25 and 0.57 to 0.41 at the last two stages)") in flat
+    assert [f"{fig(wide, f'{n}-features', k, True):.2f}" for n in names[1:] for k in (masks, real)] == ["0.60", "0.25", "0.57", "0.41"]

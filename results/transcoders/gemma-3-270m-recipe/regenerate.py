@@ -13,7 +13,9 @@ beside the results). Steps, each skipped when its file exists (delete it to redo
    ``--label-windows`` windows of 64 tokens of the mix's training text.
 3. ``graphs/<id>.json`` (``--graphs`` elsewhere): the three prompts traced with the set (validated on
    ``ValidationConfig()``'s 100 nodes, node cards, skip share) and with neurons (the baseline
-   the issue compares against), pruned graphs as ``scrying trace`` writes them.
+   the issue compares against), pruned graphs as ``scrying trace`` writes them; each basis
+   selects ``scrying trace``'s 200 feature nodes, the set's ``--max-features`` of them if given
+   (the rest of its active features are error nodes, clamped in the frozen model).
 4. ``summary.json``: per graph :func:`scrying.transcoders.graph_summary.graph_summary` (the
    top features at 'Dallas' and into the target, with their contexts' places).
 """
@@ -21,6 +23,7 @@ beside the results). Steps, each skipped when its file exists (delete it to redo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -45,13 +48,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--graphs", type=Path, help="folder for the traced graphs (default: OUT/graphs)")
     parser.add_argument("--label-windows", type=int, default=1024)
+    parser.add_argument("--no-report", action="store_true", help="skip step 1 (graphs of a set whose report is elsewhere)")
+    parser.add_argument("--max-features", type=int, help="feature nodes the set's graphs select (default: scrying trace's 200)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 
     from scrying.attribution import Graph
-    from scrying.attribution.trace import trace, write_trace
+    from scrying.attribution.trace import TraceConfig, trace, write_trace
     from scrying.models import default_cache_dir, load_model
     from scrying.transcoders import (
         TranscoderBasis,
@@ -70,6 +75,7 @@ def main() -> None:
 
     out = args.out
     graphs = args.graphs or out / "graphs"
+    out.mkdir(parents=True, exist_ok=True)
     graphs.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     if (args.transcoders / "snapshot.json").exists():
@@ -80,7 +86,7 @@ def main() -> None:
     tset = read_transcoders(args.transcoders)
     mix = build_mixed_corpus(Path(os.environ.get("SCRYING_CACHE_DIR") or default_cache_dir()), CorpusMixConfig())
 
-    if not (out / "report.csv").exists():
+    if not args.no_report and not (out / "report.csv").exists():
         started = time.perf_counter()
         windows = first_windows(model, read_texts([mix.heldout]), 128, 256, what=str(mix.heldout))
         report = quality_report(model, tset, windows, splice_windows=windows[:32])
@@ -98,12 +104,18 @@ def main() -> None:
         timings["labels_s"] = time.perf_counter() - started
 
     basis = TranscoderBasis(tset, labels=read_labels(args.transcoders), cards=read_cards(args.transcoders))
+    features_config = TraceConfig()
+    if args.max_features is not None:
+        features_config = dataclasses.replace(
+            features_config, features=dataclasses.replace(features_config.features, max_feature_nodes=args.max_features)
+        )
     summary = {}
     for item in _prompts():
         for name, use in ((item["id"], basis), (item["id"].replace("-features", "-neurons"), None)):
             path = graphs / f"{name}.json"
             if not path.exists():
-                result = trace(model, item["prompt"], basis=use, model_name="gemma-3-270m")
+                config = features_config if use is not None else TraceConfig()
+                result = trace(model, item["prompt"], config, basis=use, model_name="gemma-3-270m")
                 timings[f"trace_{name}_s"] = result.seconds
                 if use is not None:
                     result.pruned.metadata["skip_share"] = graph_skip_shares(model, result.graph, use).to_json()
