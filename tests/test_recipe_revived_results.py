@@ -186,5 +186,5 @@ def test_revived_graphs_selecting_1000_features_are_their_stored_summary():
     gap = [f"{fig(wide, f'{n}-neurons', 'frozen vs real') - rho[n]['spearman']:.2f}" for n in names]
     assert f"still missed, by {gap[0]}, {gap[1]} and {gap[2]}**" in flat
     masks, real = "graph vs + features' masks live", "graph vs real"
-    assert (f"(0.60 to 0.25 and 0.57 to 0.41 at the last two stages)") in flat
+    assert "(0.60 to 0.25 and 0.57 to 0.41 at the last two stages)" in flat
     assert [f"{fig(wide, f'{n}-features', k, True):.2f}" for n in names[1:] for k in (masks, real)] == ["0.60", "0.25", "0.57", "0.41"]
