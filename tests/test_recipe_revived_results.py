@@ -76,10 +76,9 @@ def test_revival_chunk_times_are_the_history():
     minutes = [(c["harvest_s"] + c["train_s"]) / 60 for c in alone]
     span = f"{min(minutes):.1f}-{max(minutes):.1f} min"
     flat = _flat(_readme())
-    assert f"# 31 chunks, then 4 revival chunks of {span} each on this machine alone" in flat
+    assert f"--revive-dead-only --out DIR # 31 chunks, then 4 revival chunks of {span} each on this machine alone" in flat
     assert f"the other three, alone, took {span} each" in flat
-    assert f"4 revival chunks of {span} each (measured on the 3 that ran alone), a whole 3-hour work session here or more" in flat
-    assert f"The 4 revival chunks the preset ends with since add {span} each" in flat
+    assert f"; {span} each when they lifted the dead features alone)" in flat
 
 
 def _rho(summary: dict, graph: str) -> dict:

@@ -152,3 +152,30 @@ def test_a_finished_run_resumes_into_its_revival_chunks_to_the_same_weights(mode
     with pytest.raises(InvalidInputError, match="into its revival"):
         train_transcoders(model, texts, tmp_path / "other-rate", dataclasses.replace(REVIVED, revive_rate=0.02))
     assert train_transcoders(model, texts, tmp_path / "killed", REVIVED).chunks_trained == 1
+
+
+def test_the_train_command_can_revive_the_dead_alone(tmp_path, monkeypatch):
+    """``scrying transcoders train --preset recipe`` lifts rare features (the preset's
+    ``revive_rare``); ``--revive-dead-only`` trains the preset with it off, nothing else changed."""
+    from scrying.cli import transcoders as cli
+    from scrying.cli.main import main
+    from scrying.transcoders.train_config import PRESETS
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(model, texts, out, config, **kwargs):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(cli, "model_from_args", lambda args: None)
+    monkeypatch.setattr(cli, "train_transcoders", capture)
+    text = tmp_path / "t.txt"
+    text.write_text("Dallas is a city in Texas.\n", encoding="utf-8")
+    for extra in ([], ["--revive-dead-only"]):
+        with pytest.raises(Stop):
+            main(["transcoders", "train", "--preset", "recipe", "--out", str(tmp_path / "run"), "--text", str(text), *extra])
+    assert seen[0] == PRESETS["recipe"] and seen[0].revive_rare
+    assert seen[1] == dataclasses.replace(PRESETS["recipe"], revive_rare=False)

@@ -71,6 +71,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     config = PRESETS[args.preset]
     changes = {k: v for k, v in (("total_tokens", args.tokens), ("n_features", args.features), ("lr", args.lr), ("seed", args.seed)) if v is not None}
+    if args.revive_dead_only:
+        changes["revive_rare"] = False
     config = dataclasses.replace(config, **changes)
     check_output_dir(args.out, option="--out")
     train, heldout = _corpus(args)
@@ -205,6 +207,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     t.add_argument("--features", type=int, help="features per layer (overrides the preset)")
     t.add_argument("--lr", type=float, help="peak learning rate (overrides the preset)")
     t.add_argument("--seed", type=int)
+    t.add_argument("--revive-dead-only", action="store_true",
+                   help="the revival chunks lift only the features active on none of a chunk's rows (revive_rare off)")
     t.set_defaults(func=cmd_train)
 
     e = tsub.add_parser("export", help="write the set as it stands at a training run's last checkpoint (the run may go on)",

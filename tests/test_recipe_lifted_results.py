@@ -1,0 +1,75 @@
+"""The README's figures for the recipe as the preset stands (the full run's checkpoint resumed
+into 4 revival chunks that lift rare features too, ``revive_rare``) are its stored results
+(results/transcoders/gemma-3-270m-recipe-lifted/)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from scrying.transcoders.quality import quality_markdown
+from scrying.transcoders.train_config import PRESETS
+from tests.test_recipe_results import _block, _flat, _readme
+
+ROOT = Path(__file__).resolve().parents[1]
+LIFTED = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-lifted"
+REVIVED = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-revived"
+FULL = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-full"
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_lifted_run_is_the_preset_resumed_from_the_full_run():
+    """The stored config is the `recipe` preset as it stands; its first 31 chunks are the full
+    run's, the last 4 record the features they lifted; the times the README gives are the
+    chunks that ran alone."""
+    history = _json(LIFTED / "history.json")
+    preset = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(PRESETS["recipe"]).items()}
+    assert history["config"] == preset and preset["revive_rare"] is True and history["chunks_done"] == 35
+    chunks = history["history"]
+    assert chunks[:31] == _json(FULL / "history.json")["history"]
+    lifted = [c["revived"] for c in chunks[31:]]
+    flat = _flat(_readme())
+    assert ("Features lifted per chunk (of 147,456; layer 16's of 8,192 in brackets): "
+            + ", ".join(f"{sum(r):,} ({r[16]:,})" for r in lifted[:3]) + f" and {sum(lifted[3]):,} ({lifted[3][16]:,})") in flat
+    assert all(sum(r) > 0.4 * 147_456 for r in lifted)  # "nearly as many every chunk"
+    alone = [c for c in chunks[31:] if c["harvest_cpu_s"] >= 1.9 * c["harvest_s"] and c["train_cpu_s"] >= 1.9 * c["train_s"]]
+    assert [c["chunk"] for c in alone] == [33, 34]
+    minutes = [(c["harvest_s"] + c["train_s"]) / 60 for c in alone]
+    assert f"the last two, alone, took {minutes[0]:.1f} and {minutes[1]:.1f} min" in flat
+    span = f"{min(minutes):.1f}-{max(minutes):.1f} min"
+    assert f"--preset recipe --out DIR # 31 chunks, then 4 revival chunks of {span} each on this machine alone" in flat
+    assert f"4 revival chunks of {span} each (measured on the 2 that ran alone), a whole 3-hour work session here or more" in flat
+    assert f"The 4 revival chunks the preset ends with since add {span} each (the recipe with rare features lifted, below;" in flat
+    times = _json(LIFTED / "run-times.json")
+    assert (times["started"], times["set_written"][11:16], times["report_written"][11:16]) == ("2026-12-07T22:19:09", "23:00", "23:15")
+    assert "(22:19:09 to the set at 23:00, its report at 23:15;" in flat
+
+
+def test_lifted_quality_is_its_stored_report():
+    readme = _readme()
+    report, revived = pd.read_csv(LIFTED / "report.csv"), pd.read_csv(REVIVED / "report.csv")
+    assert _block(readme, "recipe-lifted-quality") == quality_markdown(report)
+    assert set(report.rows) == {32_512} and {round(c, 6) for c in report.ce_clean} == {round(c, 6) for c in revived.ce_clean}
+    flat = _flat(readme)
+    assert (report.dead_fraction <= 0.10).all()
+    worst = int(report.dead_fraction.idxmax())
+    late = revived.dead_fraction[12:] * 100
+    assert (f"at most {report.dead_fraction.max() * 100:.1f}% of a layer's features never fire (layer {worst})**, against "
+            f"{revived.dead_fraction.min() * 100:.1f}-{revived.dead_fraction.max() * 100:.1f}% for the revived set and "
+            f"{late.min():.1f}-{late.max():.1f}% at its layers 12-17") in flat
+    cost = report.fvu - revived.fvu
+    assert report.fvu.mean() <= 0.15 and (cost >= 0).all()
+    assert f"the mean FVU, {report.fvu.mean():.3f}, meets 0.15** ({cost.min():.3f}-{cost.max():.3f} above the revived set's on each layer)" in flat
+    assert (f"the spliced-in loss increase is {report.ce_increase.min():+.3f} to {report.ce_increase.max():+.3f} nats, "
+            f"{report.ce_increase.mean():+.3f} on average") in flat
+    rise = (report.rare_fraction - revived.rare_fraction) * 100
+    assert (rise > 0).all()
+    early, later = report.rare_fraction[:12] * 100, report.rare_fraction[12:] * 100
+    assert (f"rose, by {rise.min():.1f}-{rise.max():.1f} points, to {early.min():.1f}-{early.max():.1f}% at layers 0-11 and "
+            f"{later.min():.1f}-{later.max():.1f}% at layers 12-17") in flat
