@@ -73,3 +73,76 @@ def test_lifted_quality_is_its_stored_report():
     early, later = report.rare_fraction[:12] * 100, report.rare_fraction[12:] * 100
     assert (f"rose, by {rise.min():.1f}-{rise.max():.1f} points, to {early.min():.1f}-{early.max():.1f}% at layers 0-11 and "
             f"{later.min():.1f}-{later.max():.1f}% at layers 12-17") in flat
+
+
+def _rho(summary: dict, graph: str) -> dict:
+    return summary[graph]["validation"]["frozen vs real"]
+
+
+NAMES = ("dallas-texas", "ioi", "dallas-two-hop")
+
+
+def test_lifted_graph_figures_are_its_stored_summary():
+    from scrying.transcoders.graph_summary import stages_markdown
+    from tests.test_recipe_results import _graph_blocks
+
+    readme, flat = _readme(), _flat(_readme())
+    summary, revived = _json(LIFTED / "summary.json"), _json(REVIVED / "summary.json")
+    (n_at, placed_at), (n_into, placed_into) = _graph_blocks(readme, summary, "recipe-lifted")
+    assert _block(readme, "recipe-lifted-stages") == stages_markdown(summary)
+    f = {n: _rho(summary, f"{n}-features") for n in NAMES}
+    m = {n: _rho(summary, f"{n}-neurons")["spearman"] for n in NAMES}
+    old = {n: _rho(revived, f"{n}-features") for n in NAMES}
+    assert all(f[n]["n"] == 100 and f[n]["spearman"] < m[n] for n in NAMES)
+    assert all(f[n]["low"] < old[n]["high"] and old[n]["low"] < f[n]["high"] for n in NAMES)  # "no prompt moved by more than 100 nodes resolve"
+    gap = [f"{m[n] - f[n]['spearman']:.2f}" for n in NAMES]
+    assert f"still missed, by {gap[0]}, {gap[1]} and {gap[2]}**" in flat
+    d, i, t = f["dallas-texas"], f["ioi"], f["dallas-two-hop"]
+    assert t["includes_zero"] and not d["includes_zero"] and not i["includes_zero"]
+    assert (f"Dallas {d['spearman']:.2f} [{d['low']:.2f}, {d['high']:.2f}] (the revived set's {old['dallas-texas']['spearman']:.2f}), IOI "
+            f"{i['spearman']:.2f} ({old['ioi']['spearman']:.2f}), the two-hop prompt {t['spearman']:.2f} [{t['low']:.2f}, {t['high']:.2f}] "
+            f"({old['dallas-two-hop']['spearman']:.2f}), an interval that includes 0") in flat
+    assert (n_at, placed_at, n_into, placed_into) == (2, 1, 5, 3)
+    assert f"keeps {n_at} features at 'Dallas', {placed_at} of them with a place" in flat
+    assert f"{placed_into} of the {n_into} with the largest direct edge into ' Texas' have one" in flat
+    into = [(r["layer"], r["feature"]) for r in summary["dallas-texas-features"]["into_target"]]
+    assert into.count((12, 1968)) == 2 and "(L12 #1968 appears twice, at two positions)" in flat
+    for n in NAMES:  # the stored graphs are the summary's
+        graph = _json(LIFTED / "graphs" / f"{n}-features.json")
+        assert graph["scrying"]["metadata"]["max_feature_nodes"] == 200
+
+
+def test_lifted_graphs_selecting_1000_features_are_their_stored_summary():
+    from scrying.transcoders.graph_summary import validation_markdown
+
+    readme, flat = _readme(), _flat(_readme())
+    wide, narrow = _json(LIFTED / "features-1000" / "summary.json"), _json(LIFTED / "summary.json")
+    assert _block(readme, "recipe-lifted-1000-validation") == validation_markdown(wide)
+    gf = [wide[f"{n}-features"]["validation"]["graph vs frozen"]["spearman"] for n in NAMES]
+    gf_old = [narrow[f"{n}-features"]["validation"]["graph vs frozen"]["spearman"] for n in NAMES]
+    assert f"agrees with its frozen model at {min(gf):.2f}-{max(gf):.2f} ({min(gf_old):.2f}-{max(gf_old):.2f} at 200)" in flat
+    f = {n: _rho(wide, f"{n}-features") for n in NAMES}
+    t = f["dallas-two-hop"]
+    assert not t["includes_zero"] and f["ioi"]["includes_zero"]
+    assert t["spearman"] > _rho(narrow, "dallas-two-hop-features")["spearman"]
+    assert all(f[n]["spearman"] < _rho(narrow, f"{n}-features")["spearman"] for n in ("dallas-texas", "ioi"))  # "do not rise"
+    assert (f"rises to {t['spearman']:.2f} [{t['low']:.2f}, {t['high']:.2f}], above 0, while Dallas ({f['dallas-texas']['spearman']:.2f}) "
+            f"and IOI ({f['ioi']['spearman']:.2f}, an interval that includes 0) do not rise") in flat
+    gap = [f"{_rho(wide, f'{n}-neurons')['spearman'] - f[n]['spearman']:.2f}" for n in NAMES]
+    assert f"the target is missed there by {gap[0]}, {gap[1]} and {gap[2]}:" in flat
+    slow, fast = _json(LIFTED / "features-1000" / "timings.json"), _json(LIFTED / "timings.json")
+    a = [f"{slow[f'trace_{n}-features_s']:.1f}" for n in NAMES]
+    b = [f"{fast[f'trace_{n}-features_s']:.1f}" for n in NAMES]
+    assert f"took {a[0]}, {a[1]} and {a[2]} s against {b[0]}, {b[1]} and {b[2]} s at 200 features" in flat
+    assert max(fast[f"trace_{n}-features_s"] for n in NAMES) < 20 < slow["trace_ioi-features_s"]
+
+
+def test_the_gallery_choice_is_stated_with_both_sets_figures():
+    lifted = _json(LIFTED / "summary.json")
+    session = _json(ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-session" / "summary.json")
+    a = {n: _rho(lifted, f"{n}-features")["spearman"] for n in NAMES}
+    b = {n: _rho(session, f"{n}-features")["spearman"] for n in NAMES}
+    assert a["dallas-texas"] > b["dallas-texas"] and a["ioi"] > b["ioi"] and a["dallas-two-hop"] < b["dallas-two-hop"]
+    assert (f"better on Dallas ({a['dallas-texas']:.2f} against {b['dallas-texas']:.2f}) and IOI ({a['ioi']:.2f} against "
+            f"{b['ioi']:.2f}) but worse on the two-hop prompt ({a['dallas-two-hop']:.2f} against {b['dallas-two-hop']:.2f}), and "
+            "neither set meets the graph target") in _flat(_readme())
