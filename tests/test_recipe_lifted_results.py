@@ -146,3 +146,16 @@ def test_the_gallery_choice_is_stated_with_both_sets_figures():
     assert (f"better on Dallas ({a['dallas-texas']:.2f} against {b['dallas-texas']:.2f}) and IOI ({a['ioi']:.2f} against "
             f"{b['ioi']:.2f}) but worse on the two-hop prompt ({a['dallas-two-hop']:.2f} against {b['dallas-two-hop']:.2f}), and "
             "neither set meets the graph target") in _flat(_readme())
+
+
+def test_lifted_report_on_four_times_the_heldout_text():
+    from tests.test_recipe_results import wide_report
+
+    wide, old = wide_report(LIFTED), wide_report(REVIVED)
+    assert set(wide.rows) == {130_048} and (wide.dead_fraction <= 0.10).all()
+    fall = (old.rare_fraction - wide.rare_fraction) * 100
+    assert (fall > 0).all()
+    assert (f"at most {wide.dead_fraction.max() * 100:.1f}% of a layer's features never fire (layer {int(wide.dead_fraction.idxmax())}; "
+            f"the revived set's {old.dead_fraction.max() * 100:.1f}%), the mean FVU is {wide.fvu.mean():.3f} (the revived set's "
+            f"{old.fvu.mean():.3f}), and the rare share *fell* on every layer, by {fall.min():.1f}-{fall.max():.1f} points, to "
+            f"{wide.rare_fraction.min() * 100:.1f}-{wide.rare_fraction.max() * 100:.1f}%") in _flat(_readme())
