@@ -159,3 +159,15 @@ def test_lifted_report_on_four_times_the_heldout_text():
             f"the revived set's {old.dead_fraction.max() * 100:.1f}%), the mean FVU is {wide.fvu.mean():.3f} (the revived set's "
             f"{old.fvu.mean():.3f}), and the rare share *fell* on every layer, by {fall.min():.1f}-{fall.max():.1f} points, to "
             f"{wide.rare_fraction.min() * 100:.1f}-{wide.rare_fraction.max() * 100:.1f}%") in _flat(_readme())
+
+
+def test_lifted_features_stay_alive_over_more_steps():
+    """The README's check that lifted features mostly stay alive is the benchmark's stored output."""
+    import re
+
+    text = (ROOT / "results" / "transcoders" / "revival" / "layer-16-lifted.txt").read_text(encoding="utf-8")
+    got = {m[1]: (float(m[2]), float(m[3])) for m in re.finditer(r"layer 16 (\S+)\s+held-out FVU ([\d.]+), dead ([\d.]+)", text)}
+    (fvu0, dead0), (fvu1, dead1) = got["as-trained"], got["more-steps"]
+    assert dead1 - dead0 < 0.01  # "most stay"
+    assert (f"took the share dead on the 32,512 held-out positions from {dead0 * 100:.1f}% to {dead1 * 100:.1f}% and the FVU from "
+            f"{fvu0:.4f} to {fvu1:.4f}: most stay") in _flat(_readme())
