@@ -4,24 +4,18 @@ into 4 revival chunks that lift rare features too, ``revive_rare``) are its stor
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
-
-from scrying.transcoders.quality import quality_markdown
 from scrying.transcoders.train_config import PRESETS
+from tests.test_recipe_full_results import NAMES, _json, _rho
 from tests.test_recipe_results import _block, _flat, _readme
+from tests.test_recipe_revived_results import revival_benchmark, stored_report
 
 ROOT = Path(__file__).resolve().parents[1]
 LIFTED = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-lifted"
 REVIVED = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-revived"
 FULL = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-full"
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_lifted_run_is_the_preset_resumed_from_the_full_run():
@@ -53,9 +47,7 @@ def test_lifted_run_is_the_preset_resumed_from_the_full_run():
 
 def test_lifted_quality_is_its_stored_report():
     readme = _readme()
-    report, revived = pd.read_csv(LIFTED / "report.csv"), pd.read_csv(REVIVED / "report.csv")
-    assert _block(readme, "recipe-lifted-quality") == quality_markdown(report)
-    assert set(report.rows) == {32_512} and {round(c, 6) for c in report.ce_clean} == {round(c, 6) for c in revived.ce_clean}
+    report, revived = stored_report(readme, "recipe-lifted-quality", LIFTED, REVIVED)
     flat = _flat(readme)
     assert (report.dead_fraction <= 0.10).all()
     worst = int(report.dead_fraction.idxmax())
@@ -73,13 +65,6 @@ def test_lifted_quality_is_its_stored_report():
     early, later = report.rare_fraction[:12] * 100, report.rare_fraction[12:] * 100
     assert (f"rose, by {rise.min():.1f}-{rise.max():.1f} points, to {early.min():.1f}-{early.max():.1f}% at layers 0-11 and "
             f"{later.min():.1f}-{later.max():.1f}% at layers 12-17") in flat
-
-
-def _rho(summary: dict, graph: str) -> dict:
-    return summary[graph]["validation"]["frozen vs real"]
-
-
-NAMES = ("dallas-texas", "ioi", "dallas-two-hop")
 
 
 def test_lifted_graph_figures_are_its_stored_summary():
@@ -163,10 +148,7 @@ def test_lifted_report_on_four_times_the_heldout_text():
 
 def test_lifted_features_stay_alive_over_more_steps():
     """The README's check that lifted features mostly stay alive is the benchmark's stored output."""
-    import re
-
-    text = (ROOT / "results" / "transcoders" / "revival" / "layer-16-lifted.txt").read_text(encoding="utf-8")
-    got = {m[1]: (float(m[2]), float(m[3])) for m in re.finditer(r"layer 16 (\S+)\s+held-out FVU ([\d.]+), dead ([\d.]+)", text)}
+    got = revival_benchmark(ROOT / "results" / "transcoders" / "revival" / "layer-16-lifted.txt")
     (fvu0, dead0), (fvu1, dead1) = got["as-trained"], got["more-steps"]
     assert dead1 - dead0 < 0.01  # "most stay"
     assert (f"took the share dead on the 32,512 held-out positions from {dead0 * 100:.1f}% to {dead1 * 100:.1f}% and the FVU from "

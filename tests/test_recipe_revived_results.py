@@ -4,7 +4,7 @@ the `recipe` preset's 4 revival chunks) are its stored results
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,15 +12,12 @@ import pandas as pd
 
 from scrying.transcoders.quality import quality_markdown
 from scrying.transcoders.train_config import PRESETS
+from tests.test_recipe_full_results import _json, _rho
 from tests.test_recipe_results import _block, _flat, _readme, wide_report
 
 ROOT = Path(__file__).resolve().parents[1]
 REVIVED = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-revived"
 FULL = ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-full"
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_revived_run_is_the_preset_resumed_from_the_full_run():
@@ -41,11 +38,18 @@ def test_revived_run_is_the_preset_resumed_from_the_full_run():
             "1,024 (236) and 773 (178)") in flat
 
 
+def stored_report(readme: str, block: str, folder: Path, base: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The README's quality block ``block`` is ``folder``'s report; that report read the same
+    32,512 held-out positions as ``base``'s (the same clean loss per layer). Both reports."""
+    report, old = pd.read_csv(folder / "report.csv"), pd.read_csv(base / "report.csv")
+    assert _block(readme, block) == quality_markdown(report)
+    assert set(report.rows) == {32_512} and {round(c, 6) for c in report.ce_clean} == {round(c, 6) for c in old.ce_clean}
+    return report, old
+
+
 def test_revived_quality_is_its_stored_reports():
     readme = _readme()
-    report, old = pd.read_csv(REVIVED / "report.csv"), pd.read_csv(FULL / "report.csv")
-    assert _block(readme, "recipe-revived-quality") == quality_markdown(report)
-    assert set(report.rows) == {32_512} and {round(c, 6) for c in report.ce_clean} == {round(c, 6) for c in old.ce_clean}
+    report, old = stored_report(readme, "recipe-revived-quality", REVIVED, FULL)
     flat = _flat(readme)
     gain = old.fvu - report.fvu
     assert (gain > 0).all() and report.fvu.mean() <= 0.15
@@ -79,10 +83,6 @@ def test_revival_chunk_times_are_the_history():
     assert f"--revive-dead-only --out DIR # 31 chunks, then 4 revival chunks of {span} each on this machine alone" in flat
     assert f"the other three, alone, took {span} each" in flat
     assert f"; {span} each when they lifted the dead features alone)" in flat
-
-
-def _rho(summary: dict, graph: str) -> dict:
-    return summary[graph]["validation"]["frozen vs real"]
 
 
 def test_revived_graph_figures_are_its_stored_summary():
@@ -122,13 +122,16 @@ def test_revived_graph_figures_are_its_stored_summary():
         assert graph["scrying"]["metadata"]["validation"]["reports"]["frozen vs real, scale 0"]["spearman"] == f[name]["spearman"]
 
 
+def revival_benchmark(path: Path) -> dict[str, tuple[float, float]]:
+    """``benchmarks/transcoder_revival.py``'s stored output: each variant's held-out FVU and dead share."""
+    text = path.read_text(encoding="utf-8")
+    return {m[1]: (float(m[2]), float(m[3])) for m in re.finditer(r"layer 16 (\S+)\s+held-out FVU ([\d.]+), dead ([\d.]+)", text)}
+
+
 def test_revival_benchmark_figures_are_its_stored_output():
     """The README's layer-16 comparison of revival variants is benchmarks/transcoder_revival.py's
     stored output (results/transcoders/revival/layer-16.txt)."""
-    import re
-
-    text = (ROOT / "results" / "transcoders" / "revival" / "layer-16.txt").read_text(encoding="utf-8")
-    got = {m[1]: (float(m[2]), float(m[3])) for m in re.finditer(r"layer 16 (\S+)\s+held-out FVU ([\d.]+), dead ([\d.]+)", text)}
+    got = revival_benchmark(ROOT / "results" / "transcoders" / "revival" / "layer-16.txt")
     assert list(got) == ["as-trained", "more-steps", "aux-early", "aux-strong", "revive-2000", "revive-500", "lift-500", "resample"]
     pct = {k: f"{100 * v[1]:.1f}%" for k, v in got.items()}
     fvu = {k: f"{v[0]:.4f}" for k, v in got.items()}
