@@ -123,6 +123,10 @@ def test_lifted_graphs_selecting_1000_features_are_their_stored_summary():
 
 
 def test_the_gallery_choice_is_stated_with_both_sets_figures():
+    """The gallery shows the shipped set's graphs; the README compares them with the one-session
+    set's, the gallery's before."""
+    for n in NAMES:
+        assert (ROOT / "graphs" / "gallery" / f"{n}-features.json").read_bytes() == (LIFTED / "graphs" / f"{n}-features.json").read_bytes()
     lifted = _json(LIFTED / "summary.json")
     session = _json(ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-session" / "summary.json")
     a = {n: _rho(lifted, f"{n}-features")["spearman"] for n in NAMES}

@@ -1,0 +1,60 @@
+"""The README's local-response figures (why feature graphs validate below neuron graphs) are the
+stored results (results/transcoders/local-response/, regenerate.py there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from tests.test_recipe_results import _block, _flat, _readme
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "transcoders" / "local-response"
+
+
+def _read(name: str) -> pd.DataFrame:
+    report = pd.read_csv(RESULTS / f"{name}.csv")
+    assert list(report.layer) == list(range(18)) and (report.rows == 256).all() and (report.directions == 8).all()
+    return report
+
+
+def local_response_table() -> str:
+    """Per layer, the shipped set's response errors along decoder and data directions, the neurons' beside them."""
+    dec, data = _read("lifted"), _read("lifted-data")
+    lines = ["| layer | decoder directions: transcoder | skip alone | neurons | data directions: transcoder | skip alone | neurons |",
+             "|---|---|---|---|---|---|---|"]
+    for (_, d), (_, a) in zip(dec.iterrows(), data.iterrows(), strict=True):
+        cells = ["—" if pd.isna(d[c]) else f"{d[c]:.2f}" for c in ("transcoder_error", "skip_only_error", "neuron_error")]
+        lines.append(f"| {int(d.layer)} | {' | '.join(cells)} | {a.transcoder_error:.2f} | {a.skip_only_error:.2f} | {a.neuron_error:.2f} |")
+    return "\n".join(lines)
+
+
+def test_local_response_table_is_the_stored_results():
+    assert _block(_readme(), "local-response") == local_response_table()
+
+
+def test_local_response_sentences_are_the_stored_results():
+    flat = _flat(_readme())
+    means = {}
+    for name in ("lifted", "full", "session"):
+        for kind in ("", "-data"):
+            r = _read(name + kind).dropna()
+            means[name + kind] = r[["transcoder_error", "skip_only_error", "neuron_error"]].mean()
+            if not kind:
+                assert len(r) == 17 and pd.isna(_read(name).transcoder_error[0])  # layer 0: no earlier features
+    dec, data = _read("lifted").dropna(), _read("lifted-data")
+    worse = (dec.transcoder_error > dec.neuron_error).sum()
+    assert worse == 17  # "worse than the neurons' at every layer"
+    assert (f"mean {means['lifted'].transcoder_error:.2f} ({dec.transcoder_error.min():.2f}-{dec.transcoder_error.max():.2f}) against the "
+            f"neurons' {means['lifted'].neuron_error:.2f} ({dec.neuron_error.min():.2f}-{dec.neuron_error.max():.2f}), worse at every one of "
+            f"the 17 layers") in flat
+    assert f"the skip connection alone answers with {means['lifted'].skip_only_error:.2f}" in flat
+    below = int((data.transcoder_error < data.neuron_error).sum())
+    assert (f"Along data directions the set answers nearly as the neurons do ({means['lifted-data'].transcoder_error:.2f} against "
+            f"{means['lifted-data'].neuron_error:.2f}, below them at {below} layers)") in flat
+    assert (f"The one-session set answers worse ({means['session'].transcoder_error:.2f} along decoder directions, "
+            f"{means['session-data'].transcoder_error:.2f} along data directions)") in flat
+    assert abs(means["full"].transcoder_error - means["lifted"].transcoder_error) < 0.005
+    assert (f"the full run before its lift answers as the shipped set does ({means['full'].transcoder_error:.2f} and "
+            f"{means['full-data'].transcoder_error:.2f})") in flat
