@@ -18,7 +18,11 @@ import torch
 
 from scrying.errors import ConfigError, InvalidInputError
 from scrying.transcoders import Transcoder, TranscoderSet, TranscoderSpec
-from scrying.transcoders.local_response import LocalResponseConfig, directions, local_response_report
+from scrying.transcoders.local_response import (
+    LocalResponseConfig,
+    directions,
+    local_response_report,
+)
 from tests.test_transcoder_graph import exact_set, random_set, relu_gpt2
 from tests.tiny_models import tiny
 
