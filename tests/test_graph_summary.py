@@ -117,8 +117,18 @@ def test_markdown_tables_quote_the_summary():
     with pytest.raises(InvalidInputError, match="no 'd-neurons'"):
         validation_markdown({"d-features": features})
     rows = features_markdown(features["at_token"]["features"]).splitlines()
-    assert rows[2] == "| L4 #11 | b | 1/2 | Dallas |  near Dallas, Texas |"
-    assert rows[3] == "| L5 #12 | c | 0/0 | — | — |"
+    assert rows[2] == "| L4 #11 @1 | b | 1/2 | Dallas |  near Dallas, Texas |"
+    assert rows[3] == "| L5 #12 @1 | c | 0/0 | — | — |"
+    assert [r["pos"] for r in features["into_target"]] == [1, 2]  # f1, f3 (k=2)
+
+
+def test_a_feature_row_names_its_position_from_its_node_id_where_it_has_no_pos():
+    """Summaries written before rows had ``pos``: the position comes from ``layer_feature_pos``;
+    one feature at two positions reads as two nodes; an id of another shape names none."""
+    row = {"layer": 12, "feature": 1968, "label": "x", "with_place": 0, "contexts_shown": 0, "places": [], "contexts": []}
+    lines = features_markdown([row | {"node_id": "12_1968_8"}, row | {"node_id": "12_1968_5"}, row | {"node_id": "f1"},
+                               row | {"node_id": "12_1969_8"}, row | {"node_id": "12_1968_8", "pos": 3}]).splitlines()[2:]
+    assert [line.split(" | ")[0] for line in lines] == ["| L12 #1968 @8", "| L12 #1968 @5", "| L12 #1968", "| L12 #1968", "| L12 #1968 @3"]
 
 
 def test_quality_table_has_a_row_per_layer_and_the_mean():

@@ -91,7 +91,9 @@ def test_lifted_graph_figures_are_its_stored_summary():
     assert f"keeps {n_at} features at 'Dallas', {placed_at} of them with a place" in flat
     assert f"{placed_into} of the {n_into} with the largest direct edge into ' Texas' have one" in flat
     into = [(r["layer"], r["feature"]) for r in summary["dallas-texas-features"]["into_target"]]
-    assert into.count((12, 1968)) == 2 and "(L12 #1968 appears twice, at two positions)" in flat
+    at = [r["node_id"].split("_")[2] for r in summary["dallas-texas-features"]["into_target"] if (r["layer"], r["feature"]) == (12, 1968)]
+    tokens = _json(LIFTED / "graphs" / "dallas-texas-features.json")["metadata"]["prompt_tokens"]
+    assert into.count((12, 1968)) == 2 and f"(L12 #1968 appears twice, at {tokens[int(at[0])]!r} @{at[0]} and {tokens[int(at[1])]!r} @{at[1]};" in flat
     for n in NAMES:  # the stored graphs are the summary's
         graph = _json(LIFTED / "graphs" / f"{n}-features.json")
         assert graph["scrying"]["metadata"]["max_feature_nodes"] == 200

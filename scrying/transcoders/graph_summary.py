@@ -190,7 +190,7 @@ def feature_rows(graph: Graph, nodes: list[int], cards: dict[str, Any]) -> list[
         card = cards.get(node.node_id, {})
         contexts = card.get("contexts", [])
         places = count_places(contexts)
-        rows.append({"node_id": node.node_id, "layer": node.layer, "feature": node.feature, "label": node.label,
+        rows.append({"node_id": node.node_id, "layer": node.layer, "feature": node.feature, "pos": node.pos, "label": node.label,
                      "activation": node.activation, "contexts": ["".join(c["tokens"]) for c in contexts],
                      "contexts_shown": places.contexts, "with_place": places.showing, "place_at_token": places.at_token,
                      "places": list(places.places)})
@@ -249,15 +249,27 @@ def validation_markdown(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def features_markdown(rows: list[dict[str, Any]]) -> str:
-    """One row per feature: node, label, contexts showing a place (of those shown), the places,
-    and its first context."""
+    """One row per feature: node (``L<layer> #<feature> @<position>``, as the viewer names it;
+    one feature can be a node at two positions), label, contexts showing a place (of those
+    shown), the places, and its first context. The position is the row's ``pos``, else read from
+    its ``node_id`` (``layer_feature_pos``; summaries written before rows had ``pos``)."""
     lines = ["| feature | label | contexts with a place | places | top context |", "|---|---|---|---|---|"]
     for r in rows:
         first = _cell(r["contexts"][0]) if r["contexts"] else "—"
         places = ", ".join(r["places"]) or "—"
         label = _cell(r["label"])
-        lines.append(f"| L{r['layer']} #{r['feature']} | {label} | {r['with_place']}/{r['contexts_shown']} | {places} | {first} |")
+        lines.append(f"| L{r['layer']} #{r['feature']}{_at(r)} | {label} | {r['with_place']}/{r['contexts_shown']} | {places} | {first} |")
     return "\n".join(lines)
+
+
+def _at(row: dict[str, Any]) -> str:
+    """`` @<position>`` of a feature row, or nothing where the row names none."""
+    if "pos" in row:
+        return f" @{row['pos']}"
+    parts = str(row.get("node_id", "")).split("_")
+    if len(parts) == 3 and parts[:2] == [str(row["layer"]), str(row["feature"])] and parts[2].isdigit():
+        return f" @{parts[2]}"
+    return ""
 
 
 def stages_markdown(summary: dict[str, dict[str, Any]]) -> str:
