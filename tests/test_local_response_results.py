@@ -58,3 +58,24 @@ def test_local_response_sentences_are_the_stored_results():
     assert abs(means["full"].transcoder_error - means["lifted"].transcoder_error) < 0.005
     assert (f"the full run before its lift answers as the shipped set does ({means['full'].transcoder_error:.2f} and "
             f"{means['full-data'].transcoder_error:.2f})") in flat
+
+
+def test_response_term_paragraph_is_the_stored_benchmark_output():
+    import re
+
+    text = (RESULTS / "response-term-layer-12.txt").read_text(encoding="utf-8")
+    pattern = (r"held-out FVU ([\d.]+); response error along decoder: transcoder ([\d.]+), skip alone [\d.]+, neurons ([\d.]+); "
+               r"data: transcoder ([\d.]+),")
+    before = re.search(r"as trained: " + pattern, text).groups()
+    control = re.search(r"coef 0 \(\d+ s\): " + pattern, text).groups()
+    term = re.search(r"coef 1 \(\d+ s\): " + pattern, text).groups()
+    assert "--steps 300 --coefs 0 1 --windows 256 --lr 0.0001" in text and "(32,512 rows, 4 decoder directions each)" in text
+    stored = _read("lifted").loc[12]
+    assert (f"{stored.transcoder_error:.3f}", f"{stored.neuron_error:.3f}") == (before[1], before[2])  # the same rows and directions
+    assert float(term[1]) < float(before[1]) < float(control[1])  # the term lowers it; the steps alone do not
+    assert float(term[1]) > float(term[2])  # still above the neurons'
+    flat = _flat(_readme())
+    assert (f"held-out error along decoder directions falls from {before[1]} to {term[1]} (the same steps without the term: "
+            f"{control[1]}), still above the neurons' {term[2]}; the error along data directions rises from {before[3]} to "
+            f"{term[3]} (without the term: {control[3]}), and held-out FVU from {before[0]} to {term[0]} (without the term: "
+            f"{control[0]}") in flat
