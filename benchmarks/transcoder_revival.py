@@ -6,7 +6,8 @@
 ``RUN``: a finished recipe run's ``--out`` folder (its ``checkpoint/`` holds the layer's weights
 in the normalised space they were trained in, the scales and the dead-row counters). Harvests
 the layer's MLP input and output on 1,024 windows of 128 tokens of the mix's training text past
-the 31 chunks the schedule read (130,048 rows) and on the first 256 windows of its held-out text
+the 31 chunks the schedule read (``--skip-chunks``: another count; 35 passes over the revival
+chunks too, text a finished set never saw) (130,048 rows) and on the first 256 windows of its held-out text
 (32,512 rows, the recipe report's), and from the set's weights trains each variant for 64 Adam
 steps of 2,048 rows at the schedule's final learning rate (3.2e-4, 8 warmup steps, a fresh
 Adam; AuxK 1/32, k_aux 256):
@@ -50,6 +51,8 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--skip-chunks", type=int, help="chunks of training text to pass over first (default: the schedule's "
+                        "n_chunks; a set with its revival chunks read n_chunks + revive_chunks: pass that for text it never saw)")
     args = parser.parse_args()
 
     import torch
@@ -67,7 +70,8 @@ def main() -> None:
     model = load_model("gemma-3-270m")
     mix = build_mixed_corpus(default_cache_dir(), CorpusMixConfig())
     stream = token_windows(model, read_texts([mix.train]), recipe.seq_len)
-    for _ in islice(stream, recipe.n_chunks * recipe.windows_per_chunk):
+    skip = recipe.n_chunks if args.skip_chunks is None else args.skip_chunks
+    for _ in islice(stream, skip * recipe.windows_per_chunk):
         pass
     ly = args.layer
 

@@ -118,7 +118,8 @@ def test_validation_cost_table_is_the_stored_benchmark_output():
 
 
 @pytest.mark.parametrize(("name", "label"), [("dallas-recipe-v1-chunk5.txt", "recipe v1 after 5 chunks"),
-                                           ("dallas-recipe-session.txt", "recipe in one session, the gallery's until 2026-12-08")])
+                                           ("dallas-recipe-session.txt", "recipe in one session, the gallery's until 2026-12-08"),
+                                           ("dallas-recipe-lifted.txt", "recipe as shipped, rare features lifted, the gallery's set")])
 def test_recipe_shaped_circuit_tracer_row_is_the_stored_output(name, label):
     text = (ROOT / "results" / "transcoders" / "vs_circuit_tracer" / name).read_text(encoding="utf-8")
     t = re.search(r"wall scrying ([\d.]+) s, circuit-tracer ([\d.]+) s, ratio scrying/circuit-tracer ([\d.]+)", text).groups()
