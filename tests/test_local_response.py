@@ -158,3 +158,34 @@ def test_decoder_directions_are_earlier_active_features_through_the_frozen_norm(
     want = _reference(model, model.original_model.model.layers[layer].mlp, tset.transcoders[layer], inputs[layer], v, gated=True)
     assert report.loc[layer, ["transcoder_error", "skip_only_error", "neuron_error"]].tolist() == pytest.approx(want, rel=1e-9)
     assert report.iloc[0].isna()["transcoder_error"] and not report.iloc[1:].isna().any().any()
+
+
+def test_the_report_command_adds_the_response_columns(tmp_path, monkeypatch, capsys):
+    """``scrying transcoders report DIR --response`` prints the quality report with each layer's
+    local-response errors, the same numbers ``local_response_report`` gives on those windows."""
+    from scrying.cli import transcoders as cli
+    from scrying.cli.main import main
+    from scrying.transcoders import write_transcoders
+    from scrying.transcoders.corpus import read_texts
+    from scrying.transcoders.train import first_windows
+
+    model = tiny("gemma3", tmp_path)
+    tset = random_set(16, 3, seed=6, activation="topk", k=4)
+    write_transcoders(tset, tmp_path / "set")
+    text = tmp_path / "t.txt"
+    text.write_text(" ".join(["a b c d e f g h"] * 40), encoding="utf-8")
+    monkeypatch.setattr(cli, "model_from_args", lambda args: model)
+    args = ["transcoders", "report", str(tmp_path / "set"), "--text", str(text), "--windows", "4", "--seq-len", "12", "--splice-windows", "0"]
+    assert main(args) == 0
+    assert "response_error" not in capsys.readouterr().out
+    assert main([*args, "--response"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    assert header[-3:] == ["response_error", "response_skip_only", "response_neurons"]
+    windows = first_windows(model, read_texts([text]), 12, 4, what="t")
+    want = local_response_report(model, tset, windows)
+    for line, (_, row) in zip(lines[1:], want.iterrows(), strict=True):
+        got = [float(g) for g in line.split()[-3:]]
+        expected = [row[c] for c in ("transcoder_error", "skip_only_error", "neuron_error")]
+        assert got == pytest.approx(expected, rel=1e-5, nan_ok=True)  # as printed (6 significant digits)
+    assert want.transcoder_error.isna().tolist() == [True, False, False]  # decoder directions: none at layer 0

@@ -23,6 +23,7 @@ from scrying.transcoders.corpus import build_default_corpus, check_text_files, r
 from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
 from scrying.transcoders.hub import download_published
 from scrying.transcoders.intervene import FeatureEdit, compare_top_tokens, intervened_logits
+from scrying.transcoders.local_response import LocalResponseConfig, local_response_report
 from scrying.transcoders.quality import quality_report
 from scrying.transcoders.train import export_checkpoint, first_windows, train_transcoders
 from scrying.transcoders.train_config import PRESETS
@@ -100,6 +101,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     windows = first_windows(model, read_texts(paths), args.seq_len, args.windows, what=f"corpus {', '.join(map(str, paths))}")
     splice = windows[: args.splice_windows] if args.splice_windows else None
     report = quality_report(model, tset, windows, rare_every=args.rare_every, splice_windows=splice)
+    if args.response:
+        response = local_response_report(model, tset, windows, LocalResponseConfig(directions_from=args.response))
+        report = report.merge(response[["layer", "transcoder_error", "skip_only_error", "neuron_error"]].rename(columns={
+            "transcoder_error": "response_error", "skip_only_error": "response_skip_only", "neuron_error": "response_neurons"}), on="layer")
     sys.stdout.write(report.to_string(index=False) + "\n")
     return 0
 
@@ -228,6 +233,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     r.add_argument("--rare-every", type=int, default=1000, help="rare: fired on fewer than one row in this many (default 1000)")
     r.add_argument("--splice-windows", type=int, default=8,
                    help="windows for the spliced-in loss and KL (one model run per layer each; 0: skip)")
+    r.add_argument("--response", nargs="?", const="decoder", choices=("decoder", "data"),
+                   help="also each layer's local-response error (scrying/transcoders/local_response.py): how the "
+                        "transcoder, its skip alone and the neurons answer a change of the MLP's input against the MLP, "
+                        "along earlier features' decoder rows (default) or the inputs' differences (data); 0 is exact")
     r.set_defaults(func=cmd_report)
 
     lab = tsub.add_parser("label", help="label features (top contexts, promoted tokens) into DIR/labels.json", parents=parents)
