@@ -159,3 +159,8 @@ def test_lifted_features_stay_alive_over_more_steps():
     assert dead1 - dead0 < 0.01  # "most stay"
     assert (f"took the share dead on the 32,512 held-out positions from {dead0 * 100:.1f}% to {dead1 * 100:.1f}% and the FVU from "
             f"{fvu0:.4f} to {fvu1:.4f}: most stay") in _flat(_readme())
+    fresh = revival_benchmark(ROOT / "results" / "transcoders" / "revival" / "layer-16-lifted-fresh.txt")
+    (f0, d0), (f1, d1) = fresh["as-trained"], fresh["more-steps"]
+    assert (f0, d0) == (fvu0, dead0) and d1 - d0 < 0.01  # the same set, and most stay on text it never saw
+    assert "--skip-chunks 35" in (ROOT / "results" / "transcoders" / "revival" / "layer-16-lifted-fresh.txt").read_text()
+    assert (f"64 steps took it from {d0 * 100:.1f}% to {d1 * 100:.1f}% and the FVU from {f0:.4f} to {f1:.4f}: the same") in _flat(_readme())
