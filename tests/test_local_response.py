@@ -123,6 +123,9 @@ def test_bad_input_is_named(tmp_path):
         local_response_report(model, random_set(16, 2, seed=0), _windows())
     with pytest.raises(InvalidInputError, match=r"LocalResponseConfig.layers must be in 0..2, got \(3,\)"):
         local_response_report(model, random_set(16, 3, seed=0), _windows(), LocalResponseConfig(layers=(3,)))
+    other = dataclasses.replace(random_set(16, 3, seed=0), output_hook="hook_mlp_out")
+    with pytest.raises(InvalidInputError, match="must read mlp.hook_in and write mlp.hook_out; this one reads mlp.hook_in and writes hook_mlp_out"):
+        local_response_report(model, other, _windows())
     with pytest.raises(InvalidInputError, match=r"windows must be \[batch seq\] with seq >= 2"):
         local_response_report(model, random_set(16, 3, seed=0), _windows()[:, :1])
 

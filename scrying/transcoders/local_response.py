@@ -14,7 +14,8 @@ response,
 
     ``error = sum |J_mlp v - J_basis v|^2 / sum |J_mlp v|^2``
 
-over rows of MLP input ``x`` (the set's ``feature_input_hook``, positions past the first) and
+over rows of MLP input ``x`` (``mlp.hook_in``, positions past the first: sets that read and write
+the MLP module itself, as the recipe's do; others are refused) and
 directions ``v``: 0 is the MLP's own response, 1 is no better than answering 0. Low
 reconstruction error (FVU) does not imply a low response error: a transcoder is trained on
 outputs, not on how the outputs move.
@@ -169,6 +170,9 @@ def local_response_report(
     n = model.cfg.n_layers
     if len(tset.transcoders) != n:
         raise InvalidInputError(f"transcoder set has {len(tset.transcoders)} layers, the model {n}")
+    if (tset.input_hook, tset.output_hook) != ("mlp.hook_in", "mlp.hook_out"):
+        raise InvalidInputError(f"the local response compares a transcoder with the MLP module itself, so the set must read "
+                                f"mlp.hook_in and write mlp.hook_out; this one reads {tset.input_hook} and writes {tset.output_hook}")
     if windows.ndim != 2 or windows.shape[1] < 2:
         raise InvalidInputError(f"windows must be [batch seq] with seq >= 2, got shape {tuple(windows.shape)}")
     layers = range(n) if config.layers is None else config.layers
