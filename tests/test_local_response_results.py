@@ -58,6 +58,12 @@ def test_local_response_sentences_are_the_stored_results():
     assert abs(means["full"].transcoder_error - means["lifted"].transcoder_error) < 0.005
     assert (f"the full run before its lift answers as the shipped set does ({means['full'].transcoder_error:.2f} and "
             f"{means['full-data'].transcoder_error:.2f})") in flat
+    import json
+
+    two_hop = [json.loads((ROOT / "results" / "transcoders" / f"gemma-3-270m-recipe-{name}" / "summary.json").read_text(encoding="utf-8"))
+               ["dallas-two-hop-features"]["validation"]["frozen vs real"]["spearman"] for name in ("session", "lifted")]
+    assert means["session"].transcoder_error > means["lifted"].transcoder_error and two_hop[0] > two_hop[1]
+    assert f"set validates better than the shipped set on the two-hop prompt ({two_hop[0]:.2f} against {two_hop[1]:.2f})" in flat
 
 
 def test_response_term_paragraph_is_the_stored_benchmark_output():
@@ -79,3 +85,29 @@ def test_response_term_paragraph_is_the_stored_benchmark_output():
             f"{control[1]}), still above the neurons' {term[2]}; the error along data directions rises from {before[3]} to "
             f"{term[3]} (without the term: {control[3]}), and held-out FVU from {before[0]} to {term[0]} (without the term: "
             f"{control[0]}") in flat
+
+
+def test_all_layer_response_term_paragraph_is_the_stored_output():
+    import json
+    import re
+
+    text = (RESULTS / "response-term-all-layers.txt").read_text(encoding="utf-8")
+    means = re.search(r"mean held-out FVU ([\d.]+) -> ([\d.]+); mean response error ([\d.]+) -> ([\d.]+) \(neurons ([\d.]+)\)", text).groups()
+    assert "--steps 150 --coef 1 --windows 256 --directions 2 --lr 0.0001" in text
+    assert float(means[1]) > 0.15 > float(means[0]) and float(means[3]) < float(means[2])
+    assert f"{_read('lifted').transcoder_error.mean():.3f}" == means[2]  # the same held-out rows and directions as the stored table
+    flat = _flat(_readme())
+    assert (f"the mean error along decoder directions falls from {means[2]} to {means[3]} (the neurons' {means[4]}) and the mean "
+            f"held-out FVU rises from {means[0]} to {means[1]}, past the 0.15 target") in flat
+    got = {m[0]: (float(m[1]), float(m[2]), float(m[3])) for m in re.findall(r"^([\w-]+)-features: frozen vs real ([-\d.]+) \[([-\d.]+), ([-\d.]+)\] on 100 nodes$", text, flags=re.M)}
+    shipped = json.loads((ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-lifted" / "summary.json").read_text(encoding="utf-8"))
+    cells = []
+    for name, label in (("dallas-texas", "Dallas"), ("ioi", "IOI"), ("dallas-two-hop", "the two-hop prompt")):
+        rho, low, high = got[name]
+        was = shipped[f"{name}-features"]["validation"]["frozen vs real"]["spearman"]
+        neurons = shipped[f"{name}-neurons"]["validation"]["frozen vs real"]["spearman"]
+        assert rho < neurons and low > 0  # "still below the neurons' ... on every prompt"; every interval above 0
+        cells.append(f"{label} {rho:.2f} [{low:.2f}, {high:.2f}] ({'the shipped set' + chr(39) + 's ' if not cells else ''}{was:.2f}")
+    assert "), ".join(cells) + ", its interval now above 0)" in flat
+    n = [shipped[f"{k}-neurons"]["validation"]["frozen vs real"]["spearman"] for k in ("dallas-texas", "ioi", "dallas-two-hop")]
+    assert f"still below the neurons' {n[0]:.2f}, {n[1]:.2f} and {n[2]:.2f} on every prompt" in flat
