@@ -67,6 +67,12 @@ def test_attribution_notebook_feature_claims():
     assert f"transcoders ({low * 100:.0f}-{high * 100:.0f}% of the MLP-output variance explained per layer on held-out text)" in " ".join(markdown.split())
     source = _cell_with(cells, "TRANSCODERS = Path").source
     assert '"gemma-3-270m-recipe-lifted"' in source and "traced with the shipped recipe set" in source
+    flat = " ".join(markdown.split())
+    assert f"({float(features[-1]):.3f} against {float(neurons[-1]):.3f} on 50 nodes)" in flat  # "a little worse ... here"
+    labels = _text(_cell_with(cells, "most_influential(features"))
+    for name in ("L11 #6989 +Italy +Australia", "L13 #8045 +Ohio +Massachusetts", "L12 #3693 +Wisconsin +Toronto"):
+        node, promoted = name.split(" +", 1)
+        assert re.search(rf"^{re.escape(node)} @\d+ .*\+{re.escape(promoted)}$", labels, flags=re.M), name
 
 
 def test_head_ablation_notebook_claims():
