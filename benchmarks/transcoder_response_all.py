@@ -60,6 +60,7 @@ def main() -> None:
 
     from scrying.attribution.trace import trace
     from scrying.models import default_cache_dir, load_model
+    from scrying.models.adapter import mlp_input_norm
     from scrying.sites import Component, Site, hooks, recorded
     from scrying.transcoders import TranscoderBasis, read_transcoders, write_transcoders
     from scrying.transcoders.corpus import read_texts
@@ -124,7 +125,7 @@ def main() -> None:
             for start in range(0, rows, 512):
                 part = slice(start, start + 512)
                 xs = norm_in[layer][part][:, None].expand(-1, args.directions, -1).reshape(1, -1, x[0].shape[-1])
-                _, out = torch.autograd.functional.jvp(model.blocks[layer].ln2, xs, picked[part].reshape(1, -1, x[0].shape[-1]))
+                _, out = torch.autograd.functional.jvp(mlp_input_norm(model, layer), xs, picked[part].reshape(1, -1, x[0].shape[-1]))
                 v[part] = out.reshape(-1, args.directions, x[0].shape[-1])
         v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
         target = torch.cat([mlp_response(model, layer, a, b) for a, b in zip(x[layer].split(256), v.split(256), strict=True)])

@@ -256,6 +256,18 @@ def _norm_gain(model: Model, norm: Any) -> Float[Tensor, " d_model"]:
         return norm(torch.ones(1, 1, model.cfg.d_model, dtype=param.dtype, device=param.device))[0, 0]
 
 
+def mlp_module(model: Model, layer: int) -> torch.nn.Module:
+    """Block ``layer``'s MLP as a module called on its input (``mlp.hook_in``: after the pre-MLP
+    norm) and returning its output (``mlp.hook_out``: before any post-norm); the model's hooks on
+    it (``mlp.hook_pre`` ...) run when it is called."""
+    return model.blocks[layer].mlp
+
+
+def mlp_input_norm(model: Model, layer: int) -> torch.nn.Module:
+    """Block ``layer``'s pre-MLP norm (``ln2``) as a module, its ``hook_scale`` live when called."""
+    return model.blocks[layer].ln2
+
+
 @torch.no_grad()
 def mlp_output_rows(model: Model, layer: int, neurons: list[int]) -> Float[Tensor, "n d_model"]:
     """What each of ``neurons`` of ``layer``'s MLP writes per unit activation: its column of the

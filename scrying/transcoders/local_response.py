@@ -48,11 +48,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from scrying.attribution.basis import is_gated
 from scrying.axes import Float, Int, Model, Tensor
 from scrying.errors import ConfigError, InvalidInputError
-from scrying.models.adapter import final_resid
-from scrying.sites import Component, Site, capture, hooks, recorded
+from scrying.models.adapter import final_resid, mlp_input_norm, mlp_module
+from scrying.sites import Component, Site, capture, has_site, hooks, recorded
 from scrying.transcoders.files import TranscoderSet
 from scrying.transcoders.transcoder import Transcoder
 
@@ -107,7 +106,7 @@ def mlp_response(
     nonlinearity held at ``x``), by one Jacobian-vector product over rows x directions."""
     rows, directions, d = v.shape
     xs = x[:, None].expand(rows, directions, d).reshape(1, rows * directions, d)
-    mlp = model.blocks[layer].mlp
+    mlp = mlp_module(model, layer)
     with hooks(model, _freezing(model, layer) if frozen else []):
         _, out = torch.autograd.functional.jvp(mlp, xs, v.reshape(1, rows * directions, d))
     return out.reshape(rows, directions, d)
@@ -117,7 +116,7 @@ def _freezing(model: Model, layer: int) -> list:
     """Hooks holding the neuron basis's nonlinearity at its clean value (as in
     :class:`~scrying.attribution.basis.NeuronBasis`): the gate's activation of a gated MLP, else
     each neuron as ``pre`` times its clean slope."""
-    if is_gated(model):
+    if has_site(model, Site(Component.MLP_PRE_LINEAR, layer)):  # gated: act(gate(x)) * up(x)
         return [(Site(Component.MLP_PRE, layer), lambda act, hook: act.detach())]
     pre: dict[str, Tensor] = {}
 
@@ -157,7 +156,7 @@ def decoder_directions(
         picked[where] = tc.W_dec[chosen[where]].to(norm_in.dtype)
     xs = norm_in[:, None].expand(rows, n, -1).reshape(1, rows * n, -1)
     with hooks(model, [(Site(Component.LN2_SCALE, layer), lambda act, hook: act.detach())]):
-        _, v = torch.autograd.functional.jvp(model.blocks[layer].ln2, xs, picked.reshape(1, rows * n, -1))
+        _, v = torch.autograd.functional.jvp(mlp_input_norm(model, layer), xs, picked.reshape(1, rows * n, -1))
     v = v.reshape(rows, n, -1)
     return v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
 
