@@ -164,3 +164,12 @@ def test_lifted_features_stay_alive_over_more_steps():
     assert (f0, d0) == (fvu0, dead0) and d1 - d0 < 0.01  # the same set, and most stay on text it never saw
     assert "--skip-chunks 35" in (ROOT / "results" / "transcoders" / "revival" / "layer-16-lifted-fresh.txt").read_text()
     assert (f"64 steps took it from {d0 * 100:.1f}% to {d1 * 100:.1f}% and the FVU from {f0:.4f} to {f1:.4f}: the same") in _flat(_readme())
+
+
+def test_every_gallery_feature_node_has_a_card():
+    """"The gallery's transcoder pages (the shipped recipe set) carry a card on every feature node"."""
+    assert "pages (the shipped recipe set) carry a card on every feature node" in _flat(_readme())
+    for n in NAMES:
+        graph = _json(ROOT / "graphs" / "gallery" / f"{n}-features.json")["scrying"]
+        features = [x["node_id"] for x in graph["nodes"] if x["kind"] == "feature"]
+        assert features and set(features) <= set(graph["metadata"]["cards"]), n
