@@ -69,6 +69,7 @@ def main() -> None:
     from scrying.transcoders.corpus_mix import CorpusMixConfig, build_mixed_corpus
     from scrying.transcoders.local_response import (
         LocalResponseConfig,
+        active_masks,
         decoder_directions,
         local_response_report,
         mlp_response,
@@ -90,7 +91,7 @@ def main() -> None:
         with torch.no_grad(), recorded(model, sites) as store:
             model(batch)
         inputs = [store[s][:, 1:].flatten(0, 1) for s in sites]
-        v = decoder_directions(model, tset, layer, inputs[:layer], inputs[layer + 1], 4, seed=len(xs))
+        v = decoder_directions(model, tset, layer, active_masks(tset, inputs[:layer]), inputs[layer + 1], 4, seed=len(xs))
         xs.append(inputs[layer])
         ys.append(inputs[layer + 2])
         vs.append(v)

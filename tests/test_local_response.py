@@ -135,7 +135,7 @@ def test_decoder_directions_are_earlier_active_features_through_the_frozen_norm(
     RMSNorm with the scale frozen) for a feature ``f`` active on that row at an earlier layer; the
     errors on them equal full Jacobians written out."""
     from scrying.sites import Component, Site, recorded
-    from scrying.transcoders.local_response import decoder_directions
+    from scrying.transcoders.local_response import active_masks, decoder_directions
 
     model = tiny("gemma3", tmp_path)
     tset = random_set(16, 3, seed=5, activation="topk", k=4)
@@ -146,7 +146,7 @@ def test_decoder_directions_are_earlier_active_features_through_the_frozen_norm(
         model(windows)
     pick = torch.linspace(0, 4 * 8 - 1, 10).round().long()
     inputs = [store[site][:, 1:].flatten(0, 1)[pick] for site in sites]
-    v = decoder_directions(model, tset, layer, inputs[:3], inputs[3], 5, seed=7 + layer)
+    v = decoder_directions(model, tset, layer, active_masks(tset, inputs[:layer]), inputs[3], 5, seed=7 + layer)
     weight = 1 + model.original_model.model.layers[layer].pre_feedforward_layernorm.weight.detach()
     for r in range(10):
         candidates = []

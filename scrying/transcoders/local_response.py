@@ -137,23 +137,34 @@ def directions(x: Float[Tensor, "row d_model"], n: int, *, seed: int) -> Float[T
     return torch.where(norm > 0, v / torch.where(norm > 0, norm, 1), torch.zeros_like(v))
 
 
+def active_masks(tset: TranscoderSet, inputs: list[Tensor]) -> list[Float[Tensor, "row feature"]]:
+    """Each layer's features active on its rows (``inputs[l]``: the rows' MLP inputs at layer
+    ``l``), 0/1 in float64, a row with none active all 1 (any feature may then be drawn): what
+    :func:`decoder_directions` draws from, computed once per layer."""
+    masks = []
+    for layer, x in enumerate(inputs):
+        tc = tset.transcoders[layer].detached()
+        mask = tc.mask(tc.pre_activations(x)).double()
+        mask[mask.sum(-1) == 0] = 1.0
+        masks.append(mask)
+    return masks
+
+
 def decoder_directions(
-    model: Model, tset: TranscoderSet, layer: int, inputs: list[Tensor], norm_in: Float[Tensor, "row d_model"], n: int, *, seed: int
+    model: Model, tset: TranscoderSet, layer: int, masks: list[Tensor], norm_in: Float[Tensor, "row d_model"], n: int, *, seed: int
 ) -> Float[Tensor, "row direction d_model"]:
     """``n`` unit directions per row into ``layer``'s MLP input: decoder rows of features active on
     that row at earlier layers, through the input norm with its scale frozen (module docstring);
-    ``inputs[l]``: the rows' MLP inputs at layer ``l``, ``norm_in``: the input norm's input."""
+    ``masks[l]``: :func:`active_masks` of the rows at layer ``l`` (every ``l < layer``),
+    ``norm_in``: the input norm's input."""
     gen = torch.Generator().manual_seed(seed)
     rows = len(norm_in)
     source = torch.randint(0, layer, (rows, n), generator=gen)
     picked = torch.empty(rows, n, norm_in.shape[-1], dtype=norm_in.dtype)
     for up in range(layer):
-        tc = tset.transcoders[up].detached()
-        mask = tc.mask(tc.pre_activations(inputs[up])).double()  # [row feature]
-        mask[mask.sum(-1) == 0] = 1.0  # no feature active: any one
-        chosen = torch.multinomial(mask, n, replacement=True, generator=gen)  # [row n]
+        chosen = torch.multinomial(masks[up], n, replacement=True, generator=gen)  # [row n]
         where = source == up
-        picked[where] = tc.W_dec[chosen[where]].to(norm_in.dtype)
+        picked[where] = tset.transcoders[up].W_dec.detach()[chosen[where]].to(norm_in.dtype)
     xs = norm_in[:, None].expand(rows, n, -1).reshape(1, rows * n, -1)
     with hooks(model, [(Site(Component.LN2_SCALE, layer), lambda act, hook: act.detach())]):
         _, v = torch.autograd.functional.jvp(mlp_input_norm(model, layer), xs, picked.reshape(1, rows * n, -1))
@@ -184,6 +195,7 @@ def local_response_report(
     total = windows.shape[0] * (windows.shape[1] - 1)
     pick = torch.linspace(0, total - 1, min(config.rows, total)).round().long()
     inputs = [store[site][:, 1:].flatten(0, 1)[pick] for site in sites]
+    masks = active_masks(tset, inputs[: max(layers, default=0)]) if config.directions_from == "decoder" else []
     out = []
     for layer in layers:
         x = inputs[layer]
@@ -195,7 +207,7 @@ def local_response_report(
             continue
         else:
             norm_in = store[norms[layer]][:, 1:].flatten(0, 1)[pick]
-            v = decoder_directions(model, tset, layer, inputs, norm_in, config.directions, seed=config.seed + layer)
+            v = decoder_directions(model, tset, layer, masks, norm_in, config.directions, seed=config.seed + layer)
         out.append(_errors(model, tset.transcoders[layer], layer, x, v, config.chunk) | {"rows": len(x), "directions": config.directions})
         row = out[-1]
         logger.info("layer %d: response error transcoder %.3f, skip alone %.3f, neurons %.3f",
