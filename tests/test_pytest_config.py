@@ -1,0 +1,24 @@
+"""pytest rewrites our test files' asserts and nothing else: its default ``test_*.py`` pattern also
+matched torch's own ``torch/_inductor/test_operators.py`` (imported lazily with the first optimiser),
+and rewriting it while another thread ran crashed a worker (``AST constructor recursion depth
+mismatch``), taking every test on that worker down with it."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+
+def _loader(module_name: str) -> str:
+    return type(sys.modules[module_name].__loader__).__name__
+
+
+def test_our_test_files_are_rewritten():
+    assert _loader(__name__) == "AssertionRewritingHook"
+
+
+def test_torch_modules_named_like_tests_are_not_rewritten():
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo, and with it test_operators
+    assert "torch._inductor.test_operators" in sys.modules
+    assert _loader("torch._inductor.test_operators") != "AssertionRewritingHook"
