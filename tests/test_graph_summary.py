@@ -18,6 +18,8 @@ from scrying.transcoders.graph_summary import (
     positions_markdown,
     shows_place,
     stage_figures,
+    stages_vs_real,
+    stages_vs_real_markdown,
     top_features_at,
     top_features_into_target,
     validation_by_position,
@@ -57,6 +59,12 @@ def _graph() -> Graph:
     reports["frozen vs real, scale 0"]["rows"] = [
         {"node_id": i, "predicted": p, "measured": m}
         for i, p, m in (("f0", 0.1, 0.3), ("f1", 3.0, -0.5), ("e2", 0.5, 0.5), ("f2", -2.0, 0.6), ("f3", 1.0, 0.2))]
+    # The partly unfrozen models, stored in another order: errors live gives the real changes
+    # (Spearman 1 against real), patterns live their negatives (-1 against real and against errors live).
+    real = {"f0": 0.3, "f1": -0.5, "e2": 0.5, "f2": 0.6, "f3": 0.2}
+    reports["graph vs + error nodes live, scale 0"]["rows"] = [{"node_id": i, "predicted": 0.0, "measured": real[i]} for i in sorted(real)]
+    reports["graph vs + attention patterns live, scale 0"]["rows"] = [
+        {"node_id": i, "predicted": 0.0, "measured": -real[i]} for i in sorted(real, reverse=True)]
     cards = {"f1": {"contexts": [
         {"tokens": [" near", " Dallas", ",", " Texas"], "at": 1},
         {"tokens": [" the", " city", " of"], "at": 2},
@@ -75,6 +83,32 @@ def test_validation_figures_read_the_first_scale_and_flag_intervals_with_zero():
     stages = stage_figures(_graph().metadata)
     assert list(stages) == ["graph vs + error nodes live", "graph vs + attention patterns live", "graph vs real"]
     assert stages["graph vs + attention patterns live"]["spearman"] == 0.5 and stages["graph vs real"]["spearman"] == 0.3
+
+
+def test_each_unfrozen_model_is_ranked_against_the_real_one_node_by_node():
+    from scipy.stats import spearmanr
+
+    metadata = _graph().metadata
+    stages = stages_vs_real(metadata)
+    assert list(stages) == ["frozen", "+ error nodes live", "+ attention patterns live"]
+    rows = metadata["validation"]["reports"]["frozen vs real, scale 0"]["rows"]
+    expected = spearmanr([r["predicted"] for r in rows], [r["measured"] for r in rows]).statistic
+    assert stages["frozen"]["spearman"] == pytest.approx(expected, abs=1e-12) and stages["frozen"]["moved"] is None
+    assert stages["+ error nodes live"]["spearman"] == pytest.approx(1.0)  # matched by node id, not row order
+    assert stages["+ error nodes live"]["moved"] == pytest.approx(expected, abs=1e-12)
+    assert stages["+ attention patterns live"]["spearman"] == pytest.approx(-1.0)
+    assert stages["+ attention patterns live"]["moved"] == pytest.approx(-1.0)
+    assert stages["+ error nodes live"]["n"] == 5 and stages["+ error nodes live"]["includes_zero"] is False
+    table = stages_vs_real_markdown({"g-features": {"stages_vs_real": stages},
+                                     "g-neurons": {"stages_vs_real": {"frozen": stages["frozen"]}}})
+    lines = table.splitlines()
+    assert lines[0] == "| graph | frozen | + error nodes live | + attention patterns live |"
+    assert lines[2].startswith(f"| g-features | {expected:.2f} (≥ ") and "| 1.00 (≥ 1.00) |" in lines[2]
+    assert lines[3].endswith("| — | — |")
+    other = _graph().metadata
+    other["validation"]["reports"]["graph vs + error nodes live, scale 0"]["rows"].pop()
+    with pytest.raises(InvalidInputError, match="checked other nodes"):
+        stages_vs_real(other)
 
 
 def test_top_features_rank_by_influence_at_a_token_and_by_direct_edge_into_the_target():

@@ -173,3 +173,46 @@ def test_every_gallery_feature_node_has_a_card():
         graph = _json(ROOT / "graphs" / "gallery" / f"{n}-features.json")["scrying"]
         features = [x["node_id"] for x in graph["nodes"] if x["kind"] == "feature"]
         assert features and set(features) <= set(graph["metadata"]["cards"]), n
+
+
+def test_which_unfreezing_closes_the_gap_is_the_stored_summary():
+    """The table ranking each partly unfrozen model against the real one, and every figure of the
+    paragraph reading it, come from the shipped set's summaries (200 and 1,000 features)."""
+    from scrying.transcoders.graph_summary import stages_vs_real_markdown
+
+    readme, flat = _readme(), _flat(_readme())
+    summary, wide = _json(LIFTED / "summary.json"), _json(LIFTED / "features-1000" / "summary.json")
+    assert _block(readme, "recipe-lifted-stages-vs-real") == stages_vs_real_markdown(summary)
+
+    def at(source: dict, name: str, basis: str, stage: str) -> float:
+        return source[f"{name}-{basis}"]["stages_vs_real"][stage]["spearman"]
+
+    def three(values: list[str]) -> str:
+        return f"{values[0]}, {values[1]} and {values[2]}"
+
+    neuron_steps = []
+    for n in NAMES:
+        stages = list(summary[f"{n}-neurons"]["stages_vs_real"])
+        steps = [at(summary, n, "neurons", b) - at(summary, n, "neurons", a) for a, b in zip(stages, stages[1:], strict=False)]
+        assert max(steps) == steps[stages.index("+ final norm live") - 1]  # "the largest single step on every prompt"
+        neuron_steps.append(steps[stages.index("+ final norm live") - 1])
+    assert f"the largest single step on every prompt is the final norm ({three([f'{s:+.2f}' for s in neuron_steps])})" in flat
+    neurons = [at(summary, n, "neurons", "+ norm scales live") for n in NAMES]
+    features = [at(summary, n, "features", "+ norm scales live") for n in NAMES]
+    assert f"ranks the nodes as the real one does at {min(neurons):.2f}-{max(neurons):.2f}" in flat
+    assert all(f < m for f, m in zip(features, neurons, strict=True))
+    assert (f"pattern live the neurons' model ranks the nodes as the real one does at {min(neurons):.2f}-{max(neurons):.2f} and the "
+            f"features' at {min(features):.2f}-{max(features):.2f}") in flat  # the section's summary
+    assert (f"reaches only {min(features):.2f}-{max(features):.2f}, short of the neurons' by "
+            f"{three([f'{m - f:.2f}' for f, m in zip(features, neurons, strict=True)])}") in flat
+    errors = [at(summary, n, "features", "+ error nodes live") - at(summary, n, "features", "frozen") for n in NAMES]
+    assert f"(error nodes live) moves the features' model by {three([f'{e:+.2f}' for e in errors])}" in flat
+    masks = [at(summary, n, "features", "+ features' masks live") for n in NAMES]
+    assert all(m < f for m, f in zip(masks, features, strict=True))  # "away from the real model on every prompt"
+    assert "on every prompt (" + ", ".join(f"{f:.2f} → {m:.2f}" for f, m in zip(features, masks, strict=True)) + ")" in flat
+    wide_features = [at(wide, n, "features", "+ norm scales live") for n in NAMES]
+    assert f"changes little: {min(wide_features):.2f}-{max(wide_features):.2f} with every norm and pattern live" in flat
+    for n in NAMES:  # the first model is the frozen one the headline "frozen vs real" compares
+        for basis in ("features", "neurons"):
+            first = summary[f"{n}-{basis}"]["stages_vs_real"]["frozen"]["spearman"]
+            assert abs(first - summary[f"{n}-{basis}"]["validation"]["frozen vs real"]["spearman"]) < 1e-12

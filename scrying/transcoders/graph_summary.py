@@ -5,7 +5,8 @@ Phases of :func:`graph_summary` (one traced graph, as stored JSON metadata plus 
 1. **Validation** — the headline comparisons of its check (:mod:`scrying.attribution.validation`)
    at the first scale: graph vs frozen, frozen vs real, graph vs real and the activation x
    gradient baseline, each as Spearman with its interval, the number of nodes, and whether the
-   interval includes 0; and the graph against each partly unfrozen model (where the gap opens).
+   interval includes 0; the graph against each partly unfrozen model (where the gap opens); and
+   each partly unfrozen model against the real one (which unfreezing closes it).
 2. **Top features at a token** — the feature nodes at the prompt position of a token (e.g.
    ``"Dallas"``), ranked by influence on the logits; and the feature nodes with the largest
    direct edge into the target logit (what promotes ``" Texas"``).
@@ -111,6 +112,39 @@ def stage_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name.rsplit(", scale", 1)[0]: _figures(reports[name]) for name in [*names, f"graph vs real, scale {scale}"]}
 
 
+def stages_vs_real(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{model: {spearman, low, high, n, includes_zero, moved}}``: each model of the
+    validation's unfreezing, from the frozen one (``"frozen"``) through each partly unfrozen one
+    (``"+ error nodes live"`` ...), against the **real** model at the first scale (the nodes'
+    changes in that model ranked against their real changes: how far each unfreezing brings the
+    frozen model towards the real one). ``moved``: that model's Spearman against the one before it
+    (how much its unfreezing reordered the nodes; ``None`` for the frozen model). Read from the
+    stored rows: the ``frozen vs real`` comparison's, and each ``graph vs + ...`` one's measured
+    changes, matched by node id."""
+    reports, scale = _first_scale(metadata)
+    name = f"frozen vs real, scale {scale}"
+    if name not in reports:
+        raise InvalidInputError(f"the graph's validation has no 'frozen vs real' comparison at scale {scale}")
+    rows = reports[name]["rows"]
+    ids = [r["node_id"] for r in rows]
+    real = [r["measured"] for r in rows]
+    models = {"frozen": [r["predicted"] for r in rows]}
+    for key in (k for k in reports if k.startswith("graph vs + ") and k.endswith(f", scale {scale}")):
+        by_id = {r["node_id"]: r["measured"] for r in reports[key]["rows"]}
+        if set(by_id) != set(ids):
+            raise InvalidInputError(f"the validation's {key!r} checked other nodes than its 'frozen vs real' comparison")
+        models[key.removeprefix("graph vs ").rsplit(", scale", 1)[0]] = [by_id[i] for i in ids]
+    out: dict[str, dict[str, Any]] = {}
+    before: list[float] | None = None
+    for stage, values in models.items():
+        rho = spearman(values, real)
+        low, high = rho.ci_low, rho.ci_high
+        out[stage] = {"spearman": rho.value, "low": low, "high": high, "n": len(values), "includes_zero": _includes_zero(low, high),
+                      "moved": None if before is None else spearman(values, before).value}
+        before = values
+    return out
+
+
 def positions_of(graph: Graph, token: str) -> list[int]:
     """The prompt positions whose token, stripped, is ``token`` (an error naming the prompt's
     tokens when there is none)."""
@@ -208,6 +242,7 @@ def graph_summary(graph: Graph, *, at_token: str | None = None, k: int = 5) -> d
         "target": next(n.token for n in graph.nodes if n.kind == "logit" and n.is_target),
         "validation": validation_figures(graph.metadata),
         "stages": stage_figures(graph.metadata),
+        "stages_vs_real": stages_vs_real(graph.metadata),
         "into_target": feature_rows(graph, top_features_into_target(graph, k), cards),
         "by_position": validation_by_position(graph),
     }
@@ -284,6 +319,21 @@ def stages_markdown(summary: dict[str, dict[str, Any]]) -> str:
     lines = [head, "|---" * (len(names) + 1) + "|"]
     for key, item in summary.items():
         cells = [f"{item['stages'][n]['spearman']:.2f}" if n in item["stages"] else "—" for n in names]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def stages_vs_real_markdown(summary: dict[str, dict[str, Any]]) -> str:
+    """One row per graph: each model of the unfreezing against the real model (Spearman, the
+    lower bound of its interval in brackets), in the order of unfreezing ("—" where a basis has
+    no such stage)."""
+    names: list[str] = []
+    for item in summary.values():
+        names += [n for n in item["stages_vs_real"] if n not in names]
+    lines = ["| graph | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for key, item in summary.items():
+        stages = item["stages_vs_real"]
+        cells = [f"{stages[n]['spearman']:.2f} (≥ {stages[n]['low']:.2f})" if n in stages else "—" for n in names]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
