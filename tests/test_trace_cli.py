@@ -33,6 +33,14 @@ def test_trace_ioi_on_the_default_model(gemma, tmp_path, capsys):
     assert reports["unpruned graph vs frozen, scale 0"]["slope"] == pytest.approx(1.0, abs=1e-3)
     # the pruned graph's own prediction: a stated floor (0.93 measured on 2026-11-29)
     assert reports["graph vs frozen, scale 0"]["spearman"] > FLOOR
+    # each unfreezing against the real model, the first being the headline's frozen model
+    from scrying.transcoders.graph_summary import stages_vs_real
+
+    stages = stages_vs_real(graph.metadata)
+    assert list(stages)[:2] == ["frozen", "+ error nodes live"] and len(stages) == 5  # neurons: no masks stage
+    assert stages["frozen"]["spearman"] == pytest.approx(reports["frozen vs real, scale 0"]["spearman"], abs=1e-12)
+    shown = ", ".join(f"{name} {v['spearman']:.2f}" for name, v in stages.items())
+    assert f"validation, each model against the real one (Spearman; where unfreezing closes the gap): {shown}\n" in out
 
 
 def test_batch_mode_resumes(toy_dir, tmp_path):

@@ -133,6 +133,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
     else:
         for line in result.validation.lines():
             sys.stdout.write(f"validation {line}\n")
+        if any(name.startswith("frozen vs real, ") for name in result.validation.reports):
+            from scrying.transcoders.graph_summary import stages_vs_real
+
+            stages = stages_vs_real({"validation": result.validation.to_json()})
+            ranked = ", ".join(f"{name} {v['spearman']:.2f}" for name, v in stages.items())
+            sys.stdout.write(f"validation, each model against the real one (Spearman; where unfreezing closes the gap): {ranked}\n")
     for key, value in result.scores.items():
         shown = "undefined (error nodes mix unselected features and reconstruction error)" if value is None else f"{value:.3f}"
         sys.stdout.write(f"{key.replace('_', ' ')}: {shown}\n")
