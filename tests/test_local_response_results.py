@@ -111,3 +111,31 @@ def test_all_layer_response_term_paragraph_is_the_stored_output():
     assert "), ".join(cells) + ", its interval now above 0)" in flat
     n = [shipped[f"{k}-neurons"]["validation"]["frozen vs real"]["spearman"] for k in ("dallas-texas", "ioi", "dallas-two-hop")]
     assert f"still below the neurons' {n[0]:.2f}, {n[1]:.2f} and {n[2]:.2f} on every prompt" in flat
+
+
+def test_response_tuned_sets_stages_are_the_stored_output():
+    """Its unfreezing against the real model (stages_of_a_set.py): the first model is the frozen
+    one the all-layer run validated, and the README's 'every norm and pattern live' figures are
+    its ``+ norm scales live`` ones beside the shipped set's and the neurons'."""
+    import json
+    import re
+
+    text = (RESULTS / "response-set-stages.txt").read_text(encoding="utf-8")
+    stages = {m[0]: {s: float(v) for s, v in re.findall(r"([+\w' ]+?) ([-\d.]+) \[[-\d.]+, [-\d.]+\](?:, |$)", m[1])}
+              for m in re.findall(r"^([\w-]+)-features: (.*)$", text, flags=re.M)}
+    names = ("dallas-texas", "ioi", "dallas-two-hop")
+    assert set(stages) == set(names)
+    run = (RESULTS / "response-term-all-layers.txt").read_text(encoding="utf-8")
+    for name in names:
+        frozen = float(re.search(rf"^{name}-features: frozen vs real ([-\d.]+)", run, flags=re.M)[1])
+        assert stages[name]["frozen"] == frozen  # the same set, the same graph
+    shipped = json.loads((ROOT / "results" / "transcoders" / "gemma-3-270m-recipe-lifted" / "summary.json").read_text(encoding="utf-8"))
+
+    def three(values: list[float]) -> str:
+        return f"{values[0]:.2f}, {values[1]:.2f} and {values[2]:.2f}"
+
+    tuned = [stages[n]["+ norm scales live"] for n in names]
+    was = [shipped[f"{n}-features"]["stages_vs_real"]["+ norm scales live"]["spearman"] for n in names]
+    neurons = [shipped[f"{n}-neurons"]["stages_vs_real"]["+ norm scales live"]["spearman"] for n in names]
+    assert all(t < m for t, m in zip(tuned, neurons, strict=True))
+    assert f"its model reaches {three(tuned)} (the shipped set's {three(was)}; the neurons' {three(neurons)})" in _flat(_readme())
