@@ -138,4 +138,5 @@ def test_response_tuned_sets_stages_are_the_stored_output():
     was = [shipped[f"{n}-features"]["stages_vs_real"]["+ norm scales live"]["spearman"] for n in names]
     neurons = [shipped[f"{n}-neurons"]["stages_vs_real"]["+ norm scales live"]["spearman"] for n in names]
     assert all(t < m for t, m in zip(tuned, neurons, strict=True))
+    assert sum(t > w for t, w in zip(tuned, was, strict=True)) == 2  # "it gains on two prompts, loses on one"
     assert f"its model reaches {three(tuned)} (the shipped set's {three(was)}; the neurons' {three(neurons)})" in _flat(_readme())
