@@ -11,6 +11,10 @@ Used by neuron-graph validation (:mod:`scrying.attribution.validation`), compone
 ablation (gradient importance against the sweep, :mod:`scrying.ablation.gradient`). A report
 says in words what was predicted and what was measured (``method``), so a page or a table can
 print it verbatim instead of a sentence that may not fit.
+
+A feature graph's validation also measures its nodes in partly unfrozen models
+(:mod:`scrying.attribution.validation`, phase 4); :func:`unfreezing_against_real` ranks each of
+them against the real model, from the stored rows: which unfreezing closes the gap.
 """
 
 from __future__ import annotations
@@ -125,3 +129,36 @@ def compare(
         slope=slope(x, y) if len(x) > 1 else float("nan"),
         settings=dict(settings or {}),
     )
+
+
+def unfreezing_against_real(validation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{model: {spearman, low, high, n, includes_zero, moved}}`` for a feature graph's validation
+    (``GraphValidation.to_json()``): each model of its unfreezing, from the frozen one
+    (``"frozen"``) through each partly unfrozen one (``"+ error nodes live"`` ...), against the
+    **real** model at the first scale: the nodes' changes in that model ranked against their real
+    changes, with a bootstrap interval (how far each unfreezing brings the frozen model towards the
+    real one). ``moved``: that model's Spearman against the one before it (how much its unfreezing
+    reordered the nodes; ``None`` for the frozen model). Read from the stored rows: the
+    ``frozen vs real`` comparison's, and each ``graph vs + ...`` one's measured changes, matched
+    by node id."""
+    reports, scale = validation["reports"], validation["headline"].rsplit("scale ", 1)[-1]
+    name = f"frozen vs real, scale {scale}"
+    if name not in reports:
+        raise InvalidInputError(f"the validation has no 'frozen vs real' comparison at scale {scale} (not a feature graph's?)")
+    rows = reports[name]["rows"]
+    ids = [r["node_id"] for r in rows]
+    real = [r["measured"] for r in rows]
+    models = {"frozen": [r["predicted"] for r in rows]}
+    for key in (k for k in reports if k.startswith("graph vs + ") and k.endswith(f", scale {scale}")):
+        by_id = {r["node_id"]: r["measured"] for r in reports[key]["rows"]}
+        if set(by_id) != set(ids):
+            raise InvalidInputError(f"the validation's {key!r} checked other nodes than its 'frozen vs real' comparison")
+        models[key.removeprefix("graph vs ").rsplit(", scale", 1)[0]] = [by_id[i] for i in ids]
+    out: dict[str, dict[str, Any]] = {}
+    before: list[float] | None = None
+    for stage, values in models.items():
+        rho = spearman(values, real)
+        out[stage] = {"spearman": rho.value, "low": rho.ci_low, "high": rho.ci_high, "n": len(values),
+                      "includes_zero": includes_zero(rho), "moved": None if before is None else spearman(values, before).value}
+        before = values
+    return out

@@ -134,9 +134,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
         for line in result.validation.lines():
             sys.stdout.write(f"validation {line}\n")
         if any(name.startswith("frozen vs real, ") for name in result.validation.reports):
-            from scrying.transcoders.graph_summary import stages_vs_real
+            from scrying.validation_report import unfreezing_against_real
 
-            stages = stages_vs_real({"validation": result.validation.to_json()})
+            stages = unfreezing_against_real(result.validation.to_json())
             ranked = ", ".join(f"{name} {v['spearman']:.2f}" for name, v in stages.items())
             sys.stdout.write(f"validation, each model against the real one (Spearman; where unfreezing closes the gap): {ranked}\n")
     for key, value in result.scores.items():

@@ -29,6 +29,7 @@ from typing import Any
 from scrying.attribution import Graph, node_influence
 from scrying.errors import InvalidInputError
 from scrying.stats import spearman
+from scrying.validation_report import unfreezing_against_real
 
 #: The comparisons :func:`validation_figures` reads, by the name they have at the first scale.
 COMPARISONS = ("graph vs frozen", "frozen vs real", "graph vs real", "activation x gradient vs real")
@@ -113,36 +114,11 @@ def stage_figures(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def stages_vs_real(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{model: {spearman, low, high, n, includes_zero, moved}}``: each model of the
-    validation's unfreezing, from the frozen one (``"frozen"``) through each partly unfrozen one
-    (``"+ error nodes live"`` ...), against the **real** model at the first scale (the nodes'
-    changes in that model ranked against their real changes: how far each unfreezing brings the
-    frozen model towards the real one). ``moved``: that model's Spearman against the one before it
-    (how much its unfreezing reordered the nodes; ``None`` for the frozen model). Read from the
-    stored rows: the ``frozen vs real`` comparison's, and each ``graph vs + ...`` one's measured
-    changes, matched by node id."""
-    reports, scale = _first_scale(metadata)
-    name = f"frozen vs real, scale {scale}"
-    if name not in reports:
-        raise InvalidInputError(f"the graph's validation has no 'frozen vs real' comparison at scale {scale}")
-    rows = reports[name]["rows"]
-    ids = [r["node_id"] for r in rows]
-    real = [r["measured"] for r in rows]
-    models = {"frozen": [r["predicted"] for r in rows]}
-    for key in (k for k in reports if k.startswith("graph vs + ") and k.endswith(f", scale {scale}")):
-        by_id = {r["node_id"]: r["measured"] for r in reports[key]["rows"]}
-        if set(by_id) != set(ids):
-            raise InvalidInputError(f"the validation's {key!r} checked other nodes than its 'frozen vs real' comparison")
-        models[key.removeprefix("graph vs ").rsplit(", scale", 1)[0]] = [by_id[i] for i in ids]
-    out: dict[str, dict[str, Any]] = {}
-    before: list[float] | None = None
-    for stage, values in models.items():
-        rho = spearman(values, real)
-        low, high = rho.ci_low, rho.ci_high
-        out[stage] = {"spearman": rho.value, "low": low, "high": high, "n": len(values), "includes_zero": _includes_zero(low, high),
-                      "moved": None if before is None else spearman(values, before).value}
-        before = values
-    return out
+    """Each model of the validation's unfreezing against the real model
+    (:func:`scrying.validation_report.unfreezing_against_real`) for a stored graph's metadata."""
+    if not metadata.get("validation"):
+        raise InvalidInputError("the graph has no validation (traced with --no-validate?); expected scrying.metadata.validation")
+    return unfreezing_against_real(metadata["validation"])
 
 
 def positions_of(graph: Graph, token: str) -> list[int]:

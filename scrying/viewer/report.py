@@ -31,6 +31,7 @@ import torch
 
 from scrying.html_pages import escape
 from scrying.path_influence import influence, normalize_rows
+from scrying.validation_report import unfreezing_against_real
 from scrying.viewer.schema import is_number
 
 #: What each score or correlation means, one sentence each.
@@ -162,10 +163,26 @@ def validation_html(validation: dict[str, Any]) -> str:
         + "<ul>"
         + "".join(f"<li><b>{escape(', '.join(names))}</b>: {escape(method)}.</li>" for method, names in methods.items())
         + "</ul></div></div>"
-        f"<details><summary>{escape(validation['headline'])}: every intervention</summary>"
+        + _unfreezing_html(validation)
+        + f"<details><summary>{escape(validation['headline'])}: every intervention</summary>"
         + table(headline["rows"], columns)
         + "</details></section>"
     )
+
+
+def _unfreezing_html(validation: dict[str, Any]) -> str:
+    """A feature graph's models of the unfreezing, each against the real one
+    (:func:`~scrying.validation_report.unfreezing_against_real`); nothing for other validations."""
+    first = validation["headline"].rsplit("scale ", 1)[-1]
+    if f"frozen vs real, scale {first}" not in validation["reports"]:
+        return ""
+    stages = unfreezing_against_real(validation)
+    rows = [{"model": name, "n": v["n"], "Spearman against the real model": _estimate(v["spearman"], [v["low"], v["high"]]),
+             "against the model before": "—" if v["moved"] is None else f"{v['moved']:.3f}"} for name, v in stages.items()]
+    return ("<h3>Where the frozen model departs from the real one</h3>"
+            "<p>The same interventions in the frozen model, then with one thing after another unfrozen (cumulatively), "
+            "each ranked against the real model: the step that raises the Spearman most is what the frozen model gets "
+            "most wrong.</p>" + table(rows, ["model", "n", "Spearman against the real model", "against the model before"]))
 
 
 # ---------------------------------------------------------------------- the page in words
