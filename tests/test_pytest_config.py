@@ -1,7 +1,9 @@
 """pytest rewrites our test files' asserts and nothing else: its default ``test_*.py`` pattern also
-matched torch's own ``torch/_inductor/test_operators.py`` (imported lazily with the first optimiser),
-and rewriting it while another thread ran crashed a worker (``AST constructor recursion depth
-mismatch``), taking every test on that worker down with it."""
+matched torch's own ``torch/_inductor/test_operators.py`` (imported lazily with the first
+optimiser). A worker crashed while rewriting it (``AST constructor recursion depth mismatch``)
+in a run that the ``sae_lens`` fixture had already broken by dropping torch's modules from
+``sys.modules`` (that cause: ``tests/test_transcoder_published.py``, ``_forget_sae_lens``);
+rewriting a dependency's modules is unwanted either way."""
 
 from __future__ import annotations
 

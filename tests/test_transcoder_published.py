@@ -214,7 +214,8 @@ def sae_lens():
     TransformerLens 4 no longer has (``transformer_lens.HookedTransformer``,
     ``transformer_lens.components``); its SAE classes need only ``HookedRootModule`` (moved in
     TransformerLens 4) and ``HookPoint``. So, where the plain import fails, the classes are
-    imported without running the package ``__init__``; ``sys.modules`` is restored afterwards."""
+    imported without running the package ``__init__``; afterwards sae-lens's modules and the shim
+    are forgotten (:func:`_forget_sae_lens`)."""
     try:
         spec = importlib.util.find_spec("sae_lens")
     except ValueError:  # blocked (sys.modules["sae_lens"] is None)
@@ -241,12 +242,44 @@ def sae_lens():
         modules = types.SimpleNamespace(**{name: importlib.import_module(f"sae_lens.saes.{name}")
                                            for name in ("sae", "standard_sae", "jumprelu_sae", "topk_sae", "transcoder")})
     except Exception as err:  # any other incompatibility: the hand-written versions still run
-        sys.modules.clear()
-        sys.modules.update(before)
+        _forget_sae_lens(before)
         pytest.skip(f"sae-lens cannot be imported here ({type(err).__name__}: {err})")
     yield modules
-    sys.modules.clear()
-    sys.modules.update(before)
+    _forget_sae_lens(before)
+
+
+#: The modules the ``sae_lens`` fixture may add that are its own (the rest it imports stay).
+_SAE_LENS_OWN = ("sae_lens", "transformer_lens.HookedTransformer")
+
+
+def _forget_sae_lens(before: dict) -> None:
+    """Take sae-lens's own modules and the shim out of ``sys.modules`` (back to ``before``'s
+    entries for those names), and keep every other module imported meanwhile. Restoring the
+    whole of ``sys.modules`` would drop what sae-lens pulled in (``torch.distributed``,
+    ``torch._dynamo``, ``datasets``), whose import registers process-wide state once (TORCH_LIBRARY
+    namespaces, pyarrow extension types): the next test to import them again on that worker then
+    failed ("Only a single TORCH_LIBRARY ...", ``ArrowKeyError``), and with it about 190 tests
+    of whatever modules that worker ran later."""
+    own = [n for n in sys.modules if any(n == p or n.startswith(p + ".") for p in _SAE_LENS_OWN)]
+    for name in own:
+        if name in before:
+            sys.modules[name] = before[name]
+        else:
+            del sys.modules[name]
+
+
+def test_forgetting_sae_lens_keeps_what_it_imported():
+    """The fixture's teardown forgets only sae-lens and its shim: a module it imported on the way
+    (here a stand-in) stays, so importing it again does not run it a second time."""
+    before = dict(sys.modules)
+    names = ("sae_lens", "sae_lens.saes.sae", "transformer_lens.HookedTransformer", "scrying_test_pulled_in_by_sae_lens")
+    for name in names:
+        sys.modules[name] = types.ModuleType(name)
+    try:
+        _forget_sae_lens(before)
+        assert [n in sys.modules for n in names] == [False, False, False, True]
+    finally:
+        sys.modules.pop(names[-1], None)
 
 
 def _saelens_object(m, arch: str, layer: int, seed: int):
