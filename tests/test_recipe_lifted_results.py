@@ -216,3 +216,41 @@ def test_which_unfreezing_closes_the_gap_is_the_stored_summary():
         for basis in ("features", "neurons"):
             first = summary[f"{n}-{basis}"]["stages_vs_real"]["frozen"]["spearman"]
             assert abs(first - summary[f"{n}-{basis}"]["validation"]["frozen vs real"]["spearman"]) < 1e-12
+
+
+def test_rare_feature_readability_is_its_stored_sample():
+    """The table is summary.md, itself recomputed here from features.json; the paragraph's means
+    and the contexts it quotes are the sampled features'."""
+    import importlib.util
+    import json
+
+    rare = ROOT / "results" / "transcoders" / "rare-features"
+    readme, flat = _readme(), _flat(_readme())
+    assert _block(readme, "rare-features") == (rare / "summary.md").read_text(encoding="utf-8").strip()
+    stored = json.loads((rare / "features.json").read_text(encoding="utf-8"))
+    spec = importlib.util.spec_from_file_location("rare_features_regenerate", rare / "regenerate.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    # the table from the stored sample (no model)
+    assert script.summary_markdown(stored) == (rare / "summary.md").read_text(encoding="utf-8")
+
+    def mean(layer: int, group: str) -> float:
+        scores = [r["agreement"] for r in stored["features"] if (r["layer"], r["group"]) == (layer, group)]
+        assert len(scores) == 12
+        return sum(scores) / len(scores)
+
+    lifted, rare_, common = ([f"{mean(ly, g):.2f}" for ly in (6, 12)] for g in ("lifted", "rare", "common"))
+    assert (f"least consistent at both layers ({lifted[0]} and {lifted[1]}, against {rare_[0]} and {rare_[1]} for rare features "
+            f"that fire about as often, and {common[0]} and {common[1]} for common ones)") in flat
+    assert all(mean(ly, "lifted") < mean(ly, "rare") < mean(ly, "common") for ly in (6, 12))
+    feature = {(r["layer"], r["feature"]): r for r in stored["features"]}
+
+    def at_tokens(layer: int, index: int) -> list[str]:
+        return [c.split("[[", 1)[1].split("]]", 1)[0] for c in feature[(layer, index)]["contexts"]]
+
+    assert feature[(12, 1835)]["group"] == "lifted" and all(
+        any(w in c for c in feature[(12, 1835)]["contexts"]) for w in ("has[[ strengthened]]", "so[[othed]]", "has[[ guided]]"))
+    assert feature[(12, 1759)]["group"] == "lifted" and at_tokens(12, 1759)[:4] == [" Bonaparte", " pill", " Bell", " doctor"]
+    assert feature[(12, 1001)]["group"] == "common" and {" his", " her"} <= set(at_tokens(12, 1001))
+    assert feature[(12, 3073)]["group"] == "common" and all(c.split("[[")[0][-1] in ",:;" for c in feature[(12, 3073)]["contexts"])
+    assert set(at_tokens(12, 3073)) == {" and"} and set(at_tokens(12, 1001)) == {" his", " her"}

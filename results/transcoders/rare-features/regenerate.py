@@ -19,7 +19,8 @@ agreement**, the share of the top contexts whose activating token (stripped, low
 their most common one (1: one token; low: many different tokens, which may still share a
 meaning). Writes ``features.json`` (every sampled feature: group, fires, agreement, label,
 contexts) and ``summary.md`` (per layer and group: features in the group, sampled, mean fires per
-1,000 tokens, mean agreement) beside this script.
+1,000 tokens, mean agreement with its 95% bootstrap interval over the sampled features) beside
+this script; ``--summary-only`` rewrites ``summary.md`` from ``features.json`` (no model).
 """
 
 from __future__ import annotations
@@ -42,6 +43,25 @@ def agreement(contexts: list[dict]) -> float | None:
     return Counter(tokens).most_common(1)[0][1] / len(tokens) if tokens else None
 
 
+def summary_markdown(stored: dict) -> str:
+    """``summary.md``'s text from ``features.json``'s content: per layer and group, the mean token
+    agreement of its sampled features with a 95% percentile-bootstrap interval."""
+    from scrying.stats import BootstrapConfig, interval
+
+    lines = ["| layer | group | features in it | sampled | fires per 1,000 tokens (sampled, mean) | token agreement: mean [95% interval] |",
+             "|---|---|---|---|---|---|"]
+    for s in stored["summary"]:
+        scores = [r["agreement"] for r in stored["features"]
+                  if (r["layer"], r["group"]) == (s["layer"], s["group"]) and r["agreement"] is not None]
+        if scores:
+            low, high = interval(torch.tensor(scores, dtype=torch.float64), BootstrapConfig())
+            cell = f"{sum(scores) / len(scores):.2f} [{float(low):.2f}, {float(high):.2f}]"
+        else:
+            cell = "—"
+        lines.append(f"| {s['layer']} | {s['group']} | {s['features']:,} | {s['sampled']} | {s['fires_per_1000']:.2f} | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", type=Path, required=True)
@@ -53,7 +73,11 @@ def main() -> None:
     parser.add_argument("--min-fires", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    parser.add_argument("--summary-only", action="store_true", help="rewrite summary.md from features.json")
     args = parser.parse_args()
+    if args.summary_only:
+        (HERE / "summary.md").write_text(summary_markdown(json.loads((HERE / "features.json").read_text())))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
 
@@ -110,13 +134,9 @@ def main() -> None:
                             "fires_per_1000": 1000 * sum(r["fires"] for r in picked) / max(1, len(picked)) / tokens,
                             "agreement": sum(scores) / len(scores) if scores else None})
             logging.info("layer %d %s: %d features, agreement %s", ly, group, len(index), summary[-1]["agreement"])
-    (HERE / "features.json").write_text(json.dumps({"tokens": tokens, "windows": args.windows, "features": rows, "summary": summary},
-                                                   indent=1, ensure_ascii=False) + "\n")
-    lines = ["| layer | group | features in it | sampled | fires per 1,000 tokens (sampled, mean) | token agreement (mean) |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {s['layer']} | {s['group']} | {s['features']:,} | {s['sampled']} | {s['fires_per_1000']:.2f} | "
-              f"{'—' if s['agreement'] is None else format(s['agreement'], '.2f')} |" for s in summary]
-    (HERE / "summary.md").write_text("\n".join(lines) + "\n")
+    stored = {"tokens": tokens, "windows": args.windows, "features": rows, "summary": summary}
+    (HERE / "features.json").write_text(json.dumps(stored, indent=1, ensure_ascii=False) + "\n")
+    (HERE / "summary.md").write_text(summary_markdown(stored))
 
 
 if __name__ == "__main__":
