@@ -138,7 +138,10 @@ def unfreezing_against_real(validation: dict[str, Any]) -> dict[str, dict[str, A
     **real** model at the first scale: the nodes' changes in that model ranked against their real
     changes, with a bootstrap interval (how far each unfreezing brings the frozen model towards the
     real one). ``moved``: that model's Spearman against the one before it (how much its unfreezing
-    reordered the nodes; ``None`` for the frozen model). Read from the stored rows: the
+    reordered the nodes; ``None`` for the frozen model). An undefined correlation (constant
+    changes) is ``None``, as in :meth:`ValidationReport.to_json`. Rows must name their node and
+    hold numbers (a validation written by :func:`scrying.attribution.validation.validate_feature_graph`
+    does); otherwise, or where a model checked other nodes, :class:`InvalidInputError`. Read from the stored rows: the
     ``frozen vs real`` comparison's, and each ``graph vs + ...`` one's measured changes, matched
     by node id."""
     reports, scale = validation["reports"], validation["headline"].rsplit("scale ", 1)[-1]
@@ -146,10 +149,14 @@ def unfreezing_against_real(validation: dict[str, Any]) -> dict[str, dict[str, A
     if name not in reports:
         raise InvalidInputError(f"the validation has no 'frozen vs real' comparison at scale {scale} (not a feature graph's?)")
     rows = reports[name]["rows"]
+    if any("node_id" not in r or not all(isinstance(r.get(k), int | float) for k in ("predicted", "measured")) for r in rows):
+        raise InvalidInputError("the validation's 'frozen vs real' rows must each have a node_id and numeric predicted and measured changes")
     ids = [r["node_id"] for r in rows]
     real = [r["measured"] for r in rows]
     models = {"frozen": [r["predicted"] for r in rows]}
     for key in (k for k in reports if k.startswith("graph vs + ") and k.endswith(f", scale {scale}")):
+        if any("node_id" not in r or not isinstance(r.get("measured"), int | float) for r in reports[key]["rows"]):
+            raise InvalidInputError(f"the validation's {key!r} rows must each have a node_id and a numeric measured change")
         by_id = {r["node_id"]: r["measured"] for r in reports[key]["rows"]}
         if set(by_id) != set(ids):
             raise InvalidInputError(f"the validation's {key!r} checked other nodes than its 'frozen vs real' comparison")
@@ -158,7 +165,7 @@ def unfreezing_against_real(validation: dict[str, Any]) -> dict[str, dict[str, A
     before: list[float] | None = None
     for stage, values in models.items():
         rho = spearman(values, real)
-        out[stage] = {"spearman": rho.value, "low": rho.ci_low, "high": rho.ci_high, "n": len(values),
-                      "includes_zero": includes_zero(rho), "moved": None if before is None else spearman(values, before).value}
+        out[stage] = {"spearman": _finite(rho.value), "low": _finite(rho.ci_low), "high": _finite(rho.ci_high), "n": len(values),
+                      "includes_zero": includes_zero(rho), "moved": None if before is None else _finite(spearman(values, before).value)}
         before = values
     return out

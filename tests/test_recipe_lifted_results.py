@@ -244,6 +244,10 @@ def test_rare_feature_readability_is_its_stored_sample():
             f"that fire about as often, and {common[0]} and {common[1]} for common ones)") in flat
     assert all(mean(ly, "lifted") < mean(ly, "rare") < mean(ly, "common") for ly in (6, 12))
     feature = {(r["layer"], r["feature"]): r for r in stored["features"]}
+    assert len(feature) == len(stored["features"])  # no feature drawn into two groups
+    few = {g: sum(len(r["contexts"]) < 10 for r in stored["features"] if r["group"] == g) for g in ("lifted", "rare", "common")}
+    assert few["common"] == 0
+    assert f"({few['lifted']} of the 24 lifted features sampled, {few['rare']} of the 24 rare ones)" in flat
 
     def at_tokens(layer: int, index: int) -> list[str]:
         return [c.split("[[", 1)[1].split("]]", 1)[0] for c in feature[(layer, index)]["contexts"]]

@@ -227,12 +227,13 @@ def sae_lens():
         try:
             importlib.import_module("sae_lens")
         except ImportError:
-            for name in [n for n in sys.modules if n.startswith("sae_lens")]:
+            for name in [n for n in sys.modules if n == "sae_lens" or n.startswith("sae_lens.")]:
                 del sys.modules[name]
             from transformer_lens import HookedRootModule
 
             shim = types.ModuleType("transformer_lens.HookedTransformer")
             shim.HookedRootModule = HookedRootModule
+            shim.scrying_shim = True  # _forget_sae_lens takes out this one, never a real module of that name
             sys.modules.setdefault("transformer_lens.HookedTransformer", shim)
             package = types.ModuleType("sae_lens")
             package.__path__ = list(spec.submodule_search_locations or [])
@@ -248,19 +249,17 @@ def sae_lens():
     _forget_sae_lens(before)
 
 
-#: The modules the ``sae_lens`` fixture may add that are its own (the rest it imports stay).
-_SAE_LENS_OWN = ("sae_lens", "transformer_lens.HookedTransformer")
-
-
 def _forget_sae_lens(before: dict) -> None:
-    """Take sae-lens's own modules and the shim out of ``sys.modules`` (back to ``before``'s
-    entries for those names), and keep every other module imported meanwhile. Restoring the
+    """Take sae-lens's own modules (``sae_lens`` and ``sae_lens.*``) and the fixture's shim (marked
+    ``scrying_shim``) out of ``sys.modules``, back to ``before``'s entries for those names, and keep
+    every other module imported meanwhile. Restoring the
     whole of ``sys.modules`` would drop what sae-lens pulled in (``torch.distributed``,
     ``torch._dynamo``, ``datasets``), whose import registers process-wide state once (TORCH_LIBRARY
     namespaces, pyarrow extension types): the next test to import them again on that worker then
     failed ("Only a single TORCH_LIBRARY ...", ``ArrowKeyError``), and with it about 190 tests
     of whatever modules that worker ran later."""
-    own = [n for n in sys.modules if any(n == p or n.startswith(p + ".") for p in _SAE_LENS_OWN)]
+    own = [n for n, m in list(sys.modules.items())
+           if n == "sae_lens" or n.startswith("sae_lens.") or getattr(m, "__dict__", {}).get("scrying_shim", False)]  # no module __getattr__
     for name in own:
         if name in before:
             sys.modules[name] = before[name]
@@ -271,15 +270,27 @@ def _forget_sae_lens(before: dict) -> None:
 def test_forgetting_sae_lens_keeps_what_it_imported():
     """The fixture's teardown forgets only sae-lens and its shim: a module it imported on the way
     (here a stand-in) stays, so importing it again does not run it a second time."""
+    kept = types.ModuleType("sae_lens_x")  # a name that only starts like sae-lens's, there before
+    sys.modules["sae_lens_x"] = kept
     before = dict(sys.modules)
-    names = ("sae_lens", "sae_lens.saes.sae", "transformer_lens.HookedTransformer", "scrying_test_pulled_in_by_sae_lens")
-    for name in names:
-        sys.modules[name] = types.ModuleType(name)
+    shim = types.ModuleType("transformer_lens.HookedTransformer")
+    shim.scrying_shim = True
+    added = {"sae_lens": types.ModuleType("sae_lens"), "sae_lens.saes.sae": types.ModuleType("sae_lens.saes.sae"),
+             "transformer_lens.HookedTransformer": shim,
+             "transformer_lens.HookedTransformerConfig_test": types.ModuleType("transformer_lens.HookedTransformerConfig_test"),
+             "scrying_test_pulled_in_by_sae_lens": types.ModuleType("scrying_test_pulled_in_by_sae_lens")}
+    sys.modules.update(added)
     try:
         _forget_sae_lens(before)
-        assert [n in sys.modules for n in names] == [False, False, False, True]
+        assert [n in sys.modules for n in added] == [False, False, False, True, True]
+        assert sys.modules["sae_lens_x"] is kept
+        real = types.ModuleType("transformer_lens.HookedTransformer")  # a real module of the shim's name stays
+        sys.modules["transformer_lens.HookedTransformer"] = real
+        _forget_sae_lens(before)
+        assert sys.modules["transformer_lens.HookedTransformer"] is real
     finally:
-        sys.modules.pop(names[-1], None)
+        for name in [*added, "sae_lens_x"]:
+            sys.modules.pop(name, None)
 
 
 def _saelens_object(m, arch: str, layer: int, seed: int):

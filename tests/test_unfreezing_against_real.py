@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from scrying.errors import InvalidInputError
+from scrying.html_pages import escape
 from scrying.validation_report import compare, unfreezing_against_real
 from scrying.viewer.report import validation_html
 
@@ -32,19 +33,22 @@ def _validation() -> dict:
         "frozen vs real, scale 0": _report(FROZEN, REAL),
         "graph vs + error nodes live, scale 0": _report(FROZEN, [r / 2 for r in REAL]),
         "graph vs + attention patterns live, scale 0": _report(FROZEN, [-r for r in REAL], order=[5, 4, 3, 2, 1, 0]),
+        "graph vs + features' masks live, scale 0": _report(FROZEN, REAL),
         "graph vs real, scale 0.5": _report(FROZEN, REAL),  # another scale: not a model of the unfreezing
     }}
 
 
 def test_each_model_is_ranked_against_the_real_one_by_node_id():
     stages = unfreezing_against_real(_validation())
-    assert list(stages) == ["frozen", "+ error nodes live", "+ attention patterns live"]
+    assert list(stages) == ["frozen", "+ error nodes live", "+ attention patterns live", "+ features' masks live"]
     frozen = spearmanr(FROZEN, REAL).statistic
     assert stages["frozen"]["spearman"] == pytest.approx(frozen, abs=1e-12) and stages["frozen"]["moved"] is None
     assert stages["+ error nodes live"]["spearman"] == pytest.approx(1.0)
     assert stages["+ error nodes live"]["moved"] == pytest.approx(frozen, abs=1e-12)  # against the frozen model
     assert stages["+ attention patterns live"]["spearman"] == pytest.approx(-1.0)
     assert stages["+ attention patterns live"]["moved"] == pytest.approx(-1.0)
+    assert stages["+ features' masks live"]["spearman"] == pytest.approx(1.0)
+    assert stages["+ features' masks live"]["moved"] == pytest.approx(-1.0)
     assert all(v["n"] == 6 for v in stages.values())
     assert stages["+ error nodes live"]["includes_zero"] is False
 
@@ -66,7 +70,38 @@ def test_the_page_shows_the_table_for_feature_graphs_only():
     stages = unfreezing_against_real(_validation())
     for name, v in stages.items():
         assert f"{v['spearman']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" in section
-        assert f"<td>{name}</td>" in section
+        assert f"<td>{escape(name)}</td>" in section
+    assert "<td>+ features&#x27; masks live</td>" in section  # the apostrophe escaped
     assert section.count("<tr>") == 1 + len(stages)
     components = {"headline": "EAP-IG vs exact patching", "reports": {"EAP-IG vs exact patching": _report(FROZEN, REAL)}}
     assert "Where the frozen model departs" not in validation_html(components)
+
+
+def test_an_undefined_correlation_is_none_and_the_page_says_so():
+    """A model whose changes are all equal has no Spearman: None, as a report's JSON has it, and
+    the page shows it as not computed."""
+    validation = _validation()
+    validation["reports"]["graph vs + error nodes live, scale 0"] = _report(FROZEN, [0.5] * len(IDS))
+    stages = unfreezing_against_real(validation)
+    assert stages["+ error nodes live"]["spearman"] is None and stages["+ error nodes live"]["low"] is None
+    assert stages["+ attention patterns live"]["moved"] is None  # against the constant model
+    assert "nan" not in validation_html(validation).lower()
+
+
+@pytest.mark.parametrize("damage", ["measured is null", "no node_id", "other nodes"])
+def test_rows_the_schema_accepts_but_cannot_be_ranked_leave_the_page_whole(damage):
+    """The viewer's schema lets a row's changes be null and its node id be missing; the page then
+    says why the table is missing instead of failing."""
+    validation = _validation()
+    rows = validation["reports"]["frozen vs real, scale 0"]["rows"]
+    if damage == "measured is null":
+        rows[0]["measured"] = None
+    elif damage == "no node_id":
+        del rows[0]["node_id"]
+    else:
+        validation["reports"]["graph vs + error nodes live, scale 0"]["rows"].pop()
+    with pytest.raises(InvalidInputError):
+        unfreezing_against_real(validation)
+    page = validation_html(validation)
+    assert "Where the frozen model departs from the real one</h3><p>Not shown: " in page
+    assert "Validation by intervention" in page and "every intervention" in page

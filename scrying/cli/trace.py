@@ -137,7 +137,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
             from scrying.validation_report import unfreezing_against_real
 
             stages = unfreezing_against_real(result.validation.to_json())
-            ranked = ", ".join(f"{name} {v['spearman']:.2f}" for name, v in stages.items())
+            ranked = ", ".join(f"{name} {'undefined' if v['spearman'] is None else format(v['spearman'], '.2f')}"
+                               for name, v in stages.items())
             sys.stdout.write(f"validation, each model against the real one (Spearman; where unfreezing closes the gap): {ranked}\n")
     for key, value in result.scores.items():
         shown = "undefined (error nodes mix unselected features and reconstruction error)" if value is None else f"{value:.3f}"

@@ -309,9 +309,16 @@ def stages_vs_real_markdown(summary: dict[str, dict[str, Any]]) -> str:
     lines = ["| graph | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key, item in summary.items():
         stages = item["stages_vs_real"]
-        cells = [f"{stages[n]['spearman']:.2f} (≥ {stages[n]['low']:.2f})" if n in stages else "—" for n in names]
+        cells = [_at_least(stages[n]) if n in stages else "—" for n in names]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _at_least(figures: dict[str, Any]) -> str:
+    """``0.45 (≥ 0.25)``: a Spearman and its interval's lower bound ("undefined" where it is)."""
+    if figures["spearman"] is None or figures["low"] is None:
+        return "undefined"
+    return f"{figures['spearman']:.2f} (≥ {figures['low']:.2f})"
 
 
 def positions_markdown(rows: list[dict[str, Any]]) -> str:

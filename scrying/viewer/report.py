@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from scrying.errors import InvalidInputError
 from scrying.html_pages import escape
 from scrying.path_influence import influence, normalize_rows
 from scrying.validation_report import unfreezing_against_real
@@ -176,7 +177,10 @@ def _unfreezing_html(validation: dict[str, Any]) -> str:
     first = validation["headline"].rsplit("scale ", 1)[-1]
     if f"frozen vs real, scale {first}" not in validation["reports"]:
         return ""
-    stages = unfreezing_against_real(validation)
+    try:
+        stages = unfreezing_against_real(validation)
+    except InvalidInputError as err:  # a hand-written validation the schema accepts (rows without node ids or numbers)
+        return f"<h3>Where the frozen model departs from the real one</h3><p>Not shown: {escape(str(err))}.</p>"
     rows = [{"model": name, "n": v["n"], "Spearman against the real model": _estimate(v["spearman"], [v["low"], v["high"]]),
              "against the model before": "—" if v["moved"] is None else f"{v['moved']:.3f}"} for name, v in stages.items()]
     return ("<h3>Where the frozen model departs from the real one</h3>"

@@ -13,6 +13,11 @@ windows of 64 tokens of the mix's held-out text (positions past the first), per 
   least ``--min-fires`` times);
 * **common**: fires in ``LIFTED`` on at least one token in 100.
 
+The groups are drawn independently, so a lifted feature that now fires often could in principle be
+drawn as both lifted and common (none is in the stored sample; the README's test checks that).
+A feature that fires fewer than ``--contexts`` times shows fewer contexts, which raises the lowest
+agreement it can have (1 over its contexts).
+
 ``--sample`` features drawn from each group (seeded), each with its ``--contexts`` top contexts
 (:func:`scrying.transcoders.label_features`). A proxy for readability, no judge: **token
 agreement**, the share of the top contexts whose activating token (stripped, lower-cased) is
