@@ -131,6 +131,18 @@ def compare(
     )
 
 
+def first_scale(validation: dict[str, Any]) -> str:
+    """The first scale of a stored validation (``GraphValidation.to_json()``), as its report keys
+    name it: the headline's ``"..., scale 0"`` gives ``"0"``."""
+    return validation["headline"].rsplit("scale ", 1)[-1]
+
+
+def has_unfreezing(validation: dict[str, Any]) -> bool:
+    """Whether a stored validation is a feature graph's, with the models
+    :func:`unfreezing_against_real` ranks (a ``frozen vs real`` comparison at its first scale)."""
+    return f"frozen vs real, scale {first_scale(validation)}" in validation["reports"]
+
+
 def unfreezing_against_real(validation: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{model: {spearman, low, high, n, includes_zero, moved}}`` for a feature graph's validation
     (``GraphValidation.to_json()``): each model of its unfreezing, from the frozen one
@@ -144,9 +156,9 @@ def unfreezing_against_real(validation: dict[str, Any]) -> dict[str, dict[str, A
     does); otherwise, or where a model checked other nodes, :class:`InvalidInputError`. Read from the stored rows: the
     ``frozen vs real`` comparison's, and each ``graph vs + ...`` one's measured changes, matched
     by node id."""
-    reports, scale = validation["reports"], validation["headline"].rsplit("scale ", 1)[-1]
+    reports, scale = validation["reports"], first_scale(validation)
     name = f"frozen vs real, scale {scale}"
-    if name not in reports:
+    if not has_unfreezing(validation):
         raise InvalidInputError(f"the validation has no 'frozen vs real' comparison at scale {scale} (not a feature graph's?)")
     rows = reports[name]["rows"]
     if any("node_id" not in r or not all(isinstance(r.get(k), int | float) for k in ("predicted", "measured")) for r in rows):

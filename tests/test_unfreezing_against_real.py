@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 
 from scrying.errors import InvalidInputError
 from scrying.html_pages import escape
-from scrying.validation_report import compare, unfreezing_against_real
+from scrying.validation_report import compare, first_scale, has_unfreezing, unfreezing_against_real
 from scrying.viewer.report import validation_html
 
 IDS = ["a", "b", "c", "d", "e", "f"]
@@ -59,6 +59,10 @@ def test_a_model_that_checked_other_nodes_and_a_validation_without_one_are_refus
     with pytest.raises(InvalidInputError, match="checked other nodes"):
         unfreezing_against_real(other)
     components = {"headline": "EAP-IG vs exact patching", "reports": {"EAP-IG vs exact patching": _report(FROZEN, REAL)}}
+    assert first_scale(_validation()) == "0" and has_unfreezing(_validation()) and not has_unfreezing(components)
+    elsewhere = _validation()  # a 'frozen vs real' comparison at another scale only
+    elsewhere["reports"]["frozen vs real, scale 0.5"] = elsewhere["reports"].pop("frozen vs real, scale 0")
+    assert not has_unfreezing(elsewhere)
     with pytest.raises(InvalidInputError, match="no 'frozen vs real' comparison"):
         unfreezing_against_real(components)
 

@@ -33,6 +33,7 @@ from scrying.cli.common import (
 from scrying.errors import InvalidInputError
 from scrying.preflight import check_distinct, check_output_file
 from scrying.prompts import check_text
+from scrying.validation_report import has_unfreezing, unfreezing_against_real
 
 __all__ = ["BATCH_FIELDS", "cmd_trace", "read_prompts", "register"]
 
@@ -133,10 +134,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     else:
         for line in result.validation.lines():
             sys.stdout.write(f"validation {line}\n")
-        if any(name.startswith("frozen vs real, ") for name in result.validation.reports):
-            from scrying.validation_report import unfreezing_against_real
-
-            stages = unfreezing_against_real(result.validation.to_json())
+        stored = result.validation.to_json()
+        if has_unfreezing(stored):
+            stages = unfreezing_against_real(stored)
             ranked = ", ".join(f"{name} {'undefined' if v['spearman'] is None else format(v['spearman'], '.2f')}"
                                for name, v in stages.items())
             sys.stdout.write(f"validation, each model against the real one (Spearman; where unfreezing closes the gap): {ranked}\n")

@@ -29,7 +29,7 @@ from typing import Any
 from scrying.attribution import Graph, node_influence
 from scrying.errors import InvalidInputError
 from scrying.stats import spearman
-from scrying.validation_report import unfreezing_against_real
+from scrying.validation_report import first_scale, unfreezing_against_real
 
 #: The comparisons :func:`validation_figures` reads, by the name they have at the first scale.
 COMPARISONS = ("graph vs frozen", "frozen vs real", "graph vs real", "activation x gradient vs real")
@@ -48,7 +48,7 @@ def _first_scale(metadata: dict[str, Any]) -> tuple[dict[str, Any], str]:
     checked = metadata.get("validation")
     if not checked:
         raise InvalidInputError("the graph has no validation (traced with --no-validate?); expected scrying.metadata.validation")
-    return checked["reports"], checked["headline"].rsplit("scale ", 1)[-1]
+    return checked["reports"], first_scale(checked)
 
 
 def _figures(report: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import torch
 from scrying.errors import InvalidInputError
 from scrying.html_pages import escape
 from scrying.path_influence import influence, normalize_rows
-from scrying.validation_report import unfreezing_against_real
+from scrying.validation_report import has_unfreezing, unfreezing_against_real
 from scrying.viewer.schema import is_number
 
 #: What each score or correlation means, one sentence each.
@@ -174,8 +174,7 @@ def validation_html(validation: dict[str, Any]) -> str:
 def _unfreezing_html(validation: dict[str, Any]) -> str:
     """A feature graph's models of the unfreezing, each against the real one
     (:func:`~scrying.validation_report.unfreezing_against_real`); nothing for other validations."""
-    first = validation["headline"].rsplit("scale ", 1)[-1]
-    if f"frozen vs real, scale {first}" not in validation["reports"]:
+    if not has_unfreezing(validation):
         return ""
     try:
         stages = unfreezing_against_real(validation)
