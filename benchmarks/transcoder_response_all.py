@@ -39,7 +39,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from transcoder_response_term import _response  # noqa: E402
+from transcoder_response_term import fine_tune  # noqa: E402
 
 
 def main() -> None:
@@ -129,20 +129,8 @@ def main() -> None:
                 v[part] = out.reshape(-1, args.directions, x[0].shape[-1])
         v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
         target = torch.cat([mlp_response(model, layer, a, b) for a, b in zip(x[layer].split(256), v.split(256), strict=True)])
-        tc = copy.deepcopy(tset.transcoders[layer]).float()
-        for p in tc.parameters():
-            p.requires_grad_(True)
-        opt = torch.optim.Adam(tc.parameters(), lr=args.lr)
-        var = float(((y[layer] - y[layer].mean(0)) ** 2).sum(-1).mean())
-        for _ in range(args.steps):
-            pick = torch.randint(0, rows, (1024,), generator=gen)
-            y_hat, response = _response(tc, x[layer][pick], v[pick], tc.spec.k)
-            t = target[pick]
-            loss = ((y[layer][pick] - y_hat) ** 2).sum(-1).mean() / var + args.coef * ((t - response) ** 2).sum() / (t**2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        tc = tc.detached()
+        tc = fine_tune(tset.transcoders[layer], x[layer], y[layer], v, target, steps=args.steps, lr=args.lr, coef=args.coef,
+                       gen=gen).detached()
         save_file({k: p.contiguous() for k, p in tc.tensors().items()}, path)
         tuned[layer] = tc
         print(f"layer {layer}: {args.steps} steps in {time.perf_counter() - begun:.0f} s", flush=True)

@@ -48,6 +48,29 @@ def _response(tc, x: torch.Tensor, v: torch.Tensor, k: int) -> tuple[torch.Tenso
     return y_hat, response
 
 
+def fine_tune(tc, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, target: torch.Tensor, *, steps: int, lr: float,
+              coef: float, gen: torch.Generator):
+    """A float32 copy of ``tc`` after ``steps`` Adam steps on batches of 1,024 of the rows drawn with
+    ``gen``: reconstruction loss (over the outputs' variance) plus ``coef`` times the relative
+    squared error of its frozen-mask response to ``v`` against ``target`` (the MLP's)."""
+    tc = copy.deepcopy(tc).float()
+    for p in tc.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(tc.parameters(), lr=lr)
+    var = float(((y - y.mean(0)) ** 2).sum(-1).mean())
+    for _ in range(steps):
+        rows = torch.randint(0, len(x), (1024,), generator=gen)
+        y_hat, response = _response(tc, x[rows], v[rows], tc.spec.k)
+        loss = ((y[rows] - y_hat) ** 2).sum(-1).mean() / var
+        if coef:
+            t = target[rows]
+            loss = loss + coef * ((t - response) ** 2).sum() / (t**2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return tc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transcoders", type=Path, required=True)
@@ -79,7 +102,6 @@ def main() -> None:
     model = load_model("gemma-3-270m")
     tset = read_transcoders(args.transcoders)
     layer = args.layer
-    k = tset.transcoders[layer].spec.k
     mix = build_mixed_corpus(Path(os.environ.get("SCRYING_CACHE_DIR") or default_cache_dir()), CorpusMixConfig())
     started = time.perf_counter()
     every = list(token_windows(model, read_texts([mix.train]), 128))
@@ -97,7 +119,6 @@ def main() -> None:
         vs.append(v)
         targets.append(torch.cat([mlp_response(model, layer, x, d) for x, d in zip(inputs[layer].split(256), v.split(256), strict=True)]))
     x, y, v, target = torch.cat(xs), torch.cat(ys), torch.cat(vs), torch.cat(targets)
-    var = float(((y - y.mean(0)) ** 2).sum(-1).mean())
     print(f"{train.shape[0]} training windows of 128 tokens spread over {len(every):,} ({len(x):,} rows, 4 decoder directions each), "
           f"set up in {time.perf_counter() - started:.0f} s")
 
@@ -116,22 +137,9 @@ def main() -> None:
 
     print(f"layer {layer} as trained: {evaluate(tset.transcoders[layer])}")
     for coef in args.coefs:
-        tc = copy.deepcopy(tset.transcoders[layer]).float()
-        for p in tc.parameters():
-            p.requires_grad_(True)
-        opt = torch.optim.Adam(tc.parameters(), lr=args.lr)
-        gen = torch.Generator().manual_seed(1)
         begun = time.perf_counter()
-        for _ in range(args.steps):
-            rows = torch.randint(0, len(x), (1024,), generator=gen)
-            y_hat, response = _response(tc, x[rows], v[rows], k)
-            loss = ((y[rows] - y_hat) ** 2).sum(-1).mean() / var
-            if coef:
-                t = target[rows]
-                loss = loss + coef * ((t - response) ** 2).sum() / (t**2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        tc = fine_tune(tset.transcoders[layer], x, y, v, target, steps=args.steps, lr=args.lr, coef=coef,
+                       gen=torch.Generator().manual_seed(1))
         print(f"layer {layer}, {args.steps} steps, coef {coef:g} ({time.perf_counter() - begun:.0f} s): {evaluate(tc)}")
     print(f"# OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/transcoder_response_term.py --transcoders DIR --layer {layer} "
           f"--steps {args.steps} --coefs {' '.join(f'{c:g}' for c in args.coefs)} --windows {args.windows} --lr {args.lr:g}")
